@@ -1,0 +1,61 @@
+#include "engine/device.h"
+
+#include <iostream>
+
+#include "engine/error.h"
+#if ENGINE_HAVE_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace engine {
+
+Device Device::parse(const std::string& s) {
+  if (s == "cpu") return cpu();
+  if (s == "cuda") return cuda(0);
+  if (s.rfind("cuda:", 0) == 0) {
+    try {
+      size_t used = 0;
+      int idx = std::stoi(s.substr(5), &used);
+      if (used == s.size() - 5 && idx >= 0) return cuda(idx);
+    } catch (const std::exception&) {
+    }
+  }
+  fail(cat("unknown device '", s, "': expected cpu, cuda or cuda:N"));
+}
+
+std::string Device::str() const { return is_cpu() ? std::string("cpu") : cat("cuda:", index); }
+
+std::string cuda_unavailable_reason() {
+#if ENGINE_HAVE_CUDA
+  return kernels::cuda::probe_device();
+#else
+  return "this engine was built without CUDA (no nvcc found at configure time; rebuild with -DENGINE_CUDA=ON)";
+#endif
+}
+
+bool cuda_available() { return cuda_unavailable_reason().empty(); }
+
+void require_cuda(const std::string& what) {
+  std::string why = cuda_unavailable_reason();
+  ENGINE_CHECK(why.empty(), what, " needs CUDA, but ", why);
+}
+
+Device resolve_device(const std::string& spec) {
+  if (spec == "auto") {
+    std::string why = cuda_unavailable_reason();
+    if (why.empty()) return Device::cuda(0);
+    std::cerr << "notice: --device auto: using the CPU because " << why << "\n";
+    return Device::cpu();
+  }
+  Device d = Device::parse(spec);
+  if (d.is_cuda()) {
+    require_cuda("--device " + spec);
+#if ENGINE_HAVE_CUDA
+    int n = kernels::cuda::device_count();
+    ENGINE_CHECK(d.index < n, "--device ", spec, ": only ", n, " CUDA device(s) are present");
+#endif
+  }
+  return d;
+}
+
+}  // namespace engine

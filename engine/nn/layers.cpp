@@ -1,0 +1,78 @@
+#include "engine/nn/layers.h"
+
+#include <cmath>
+
+#include "engine/random.h"
+
+namespace engine::nn {
+
+Conv2d::Conv2d(int in, int out, int k, int s, int p, bool with_bias)
+    : in_channels(in), out_channels(out), kernel(k), stride(s), padding(p) {
+  ENGINE_CHECK(in > 0 && out > 0 && k > 0 && s > 0 && p >= 0, "Conv2d(", in, ", ", out, ", kernel ", k, ", stride ",
+               s, ", padding ", p, "): sizes must be positive");
+  double bound = 1.0 / std::sqrt(static_cast<double>(in * k * k));
+  weight = Tensor::empty({out, in, k, k});
+  uniform_(weight, -bound, bound);
+  register_parameter("weight", &weight);
+  if (with_bias) {
+    bias = Tensor::empty({out});
+    uniform_(bias, -bound, bound);
+    register_parameter("bias", &bias);
+  }
+}
+
+Tensor Conv2d::forward(const Tensor& x) {
+  Conv2dParams p;
+  p.stride_h = p.stride_w = stride;
+  p.pad_h = p.pad_w = padding;
+  return conv2d(x, weight, bias, p);
+}
+
+BatchNorm2d::BatchNorm2d(int c, double eps, double momentum) : channels(c), eps(eps), momentum(momentum) {
+  ENGINE_CHECK(c > 0, "BatchNorm2d(", c, "): channels must be positive");
+  weight = Tensor::full({c}, 1.0);
+  bias = Tensor::zeros({c});
+  running_mean = Tensor::zeros({c});
+  running_var = Tensor::full({c}, 1.0);
+  register_parameter("weight", &weight);
+  register_parameter("bias", &bias);
+  register_buffer("running_mean", &running_mean);
+  register_buffer("running_var", &running_var);
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  return batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+}
+
+MaxPool2d::MaxPool2d(int kernel, int stride, int padding) {
+  params.kernel_h = params.kernel_w = kernel;
+  params.stride_h = params.stride_w = stride;
+  params.pad_h = params.pad_w = padding;
+}
+
+Linear::Linear(int in, int out, bool with_bias) : in_features(in), out_features(out) {
+  ENGINE_CHECK(in > 0 && out > 0, "Linear(", in, ", ", out, "): sizes must be positive");
+  double bound = 1.0 / std::sqrt(static_cast<double>(in));
+  weight = Tensor::empty({out, in});
+  uniform_(weight, -bound, bound);
+  register_parameter("weight", &weight);
+  if (with_bias) {
+    bias = Tensor::empty({out});
+    uniform_(bias, -bound, bound);
+    register_parameter("bias", &bias);
+  }
+}
+
+Sequential::Sequential(std::vector<std::shared_ptr<Module>> layers) {
+  for (auto& m : layers) push_back(std::move(m));
+}
+
+void Sequential::push_back(std::shared_ptr<Module> m) { register_module(std::to_string(size()), std::move(m)); }
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor y = x;
+  for (auto& [name, m] : children()) y = m->forward(y);
+  return y;
+}
+
+}  // namespace engine::nn

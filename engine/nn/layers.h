@@ -1,0 +1,72 @@
+// The layers a ResNet is made of, each a thin Module over one op. Parameter names follow torch.nn.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "engine/nn/module.h"
+#include "engine/ops.h"
+
+namespace engine::nn {
+
+// Weights start with PyTorch's defaults (kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), ..));
+// models re-initialise them (He normal for ResNets).
+class Conv2d : public Module {
+ public:
+  Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int padding = 0, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias;  // [out, in, k, k], [out] or undefined
+  int in_channels, out_channels, kernel, stride, padding;
+};
+
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int channels, double eps = 1e-5, double momentum = 0.1);
+  Tensor forward(const Tensor& x) override;
+  Tensor weight, bias, running_mean, running_var;  // gamma = 1, beta = 0, mean = 0, var = 1
+  int channels;
+  double eps, momentum;
+};
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return relu(x); }
+};
+
+class MaxPool2d : public Module {
+ public:
+  MaxPool2d(int kernel, int stride, int padding = 0);
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, params); }
+  Pool2dParams params;
+};
+
+class AdaptiveAvgPool2d : public Module {
+ public:
+  AdaptiveAvgPool2d(int out_h, int out_w) : out_h(out_h), out_w(out_w) {}
+  Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, out_h, out_w); }
+  int out_h, out_w;
+};
+
+class Flatten : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return flatten(x); }
+};
+
+class Linear : public Module {
+ public:
+  Linear(int in_features, int out_features, bool bias = true);
+  Tensor forward(const Tensor& x) override { return linear(x, weight, bias); }
+  Tensor weight, bias;  // [out, in], [out]
+  int in_features, out_features;
+};
+
+// Children are named "0", "1", ... as in torch.nn.Sequential.
+class Sequential : public Module {
+ public:
+  Sequential() = default;
+  explicit Sequential(std::vector<std::shared_ptr<Module>> layers);
+  void push_back(std::shared_ptr<Module> m);
+  Tensor forward(const Tensor& x) override;
+  size_t size() const { return children().size(); }
+};
+
+}  // namespace engine::nn

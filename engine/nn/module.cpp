@@ -1,0 +1,91 @@
+#include "engine/nn/module.h"
+
+#include "engine/error.h"
+
+namespace engine::nn {
+
+void Module::register_parameter(const std::string& name, Tensor* t) {
+  t->set_requires_grad(true);
+  params_.emplace_back(name, t);
+}
+
+void Module::register_buffer(const std::string& name, Tensor* t) { buffers_.emplace_back(name, t); }
+
+void Module::collect(const std::string& prefix, bool params, NamedTensors& out) const {
+  for (const auto& [name, t] : params ? params_ : buffers_) out.emplace_back(prefix + name, *t);
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", params, out);
+}
+
+NamedTensors Module::named_parameters() const {
+  NamedTensors out;
+  collect("", true, out);
+  return out;
+}
+
+NamedTensors Module::named_buffers() const {
+  NamedTensors out;
+  collect("", false, out);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+int64_t Module::num_parameters() const {
+  int64_t n = 0;
+  for (auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+}
+
+template <class F>
+void Module::for_each_slot(F&& f) {
+  for (auto& [name, t] : params_) f(*t, true);
+  for (auto& [name, t] : buffers_) f(*t, false);
+  for (auto& [name, child] : children_) child->for_each_slot(f);
+}
+
+void Module::to(Device device) {
+  for_each_slot([&](Tensor& t, bool is_param) {
+    t = t.detach().to(device);
+    if (is_param) t.set_requires_grad(true);
+  });
+}
+
+void Module::to(DType dtype) {
+  for_each_slot([&](Tensor& t, bool is_param) {
+    if (t.dtype() == DType::i32) return;
+    t = t.detach().to(dtype);
+    if (is_param) t.set_requires_grad(true);
+  });
+}
+
+void Module::zero_grad() {
+  for_each_slot([](Tensor& t, bool is_param) {
+    if (is_param) t.zero_grad();
+  });
+}
+
+Tensor& Module::find(const std::string& name) {
+  auto dot = name.find('.');
+  if (dot == std::string::npos) {
+    for (auto& [n, t] : params_)
+      if (n == name) return *t;
+    for (auto& [n, t] : buffers_)
+      if (n == name) return *t;
+  } else {
+    std::string head = name.substr(0, dot);
+    for (auto& [n, child] : children_)
+      if (n == head) return child->find(name.substr(dot + 1));
+  }
+  fail(cat("no parameter or buffer named '", name, "'"));
+}
+
+}  // namespace engine::nn

@@ -1,0 +1,41 @@
+#include "engine/ops/common.h"
+
+namespace engine {
+
+void fail_no_cuda(const char* op) {
+  fail(cat(op, ": tensor is on CUDA, but this engine was built without CUDA (rebuild with -DENGINE_CUDA=ON)"));
+}
+
+void check_defined(const char* op, const char* what, const Tensor& t) {
+  ENGINE_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
+}
+
+void check_same(const char* op, const std::vector<std::pair<const char*, Tensor>>& named) {
+  const Tensor* first = nullptr;
+  const char* first_name = nullptr;
+  for (const auto& [name, t] : named) {
+    if (!t.defined()) continue;
+    if (!first) {
+      first = &t;
+      first_name = name;
+      continue;
+    }
+    ENGINE_CHECK(t.dtype() == first->dtype(), op, ": ", name, " is ", dtype_name(t.dtype()), " but ", first_name,
+                 " is ", dtype_name(first->dtype()), "; convert with .to(DType)");
+    ENGINE_CHECK(t.device() == first->device(), op, ": ", name, " is on ", t.device().str(), " but ", first_name,
+                 " is on ", first->device().str(), "; move it with .to(Device)");
+  }
+}
+
+void check_dim(const char* op, const char* what, const Tensor& t, int64_t dim) {
+  check_defined(op, what, t);
+  ENGINE_CHECK(t.dim() == dim, op, ": expected ", what, " with ", dim, " dimensions, got ", shape_str(t.shape()));
+}
+
+void check_shape(const char* op, const char* what, const Tensor& t, const Shape& expected) {
+  check_defined(op, what, t);
+  ENGINE_CHECK(t.shape() == expected, op, ": expected ", what, " of shape ", shape_str(expected), ", got ",
+               shape_str(t.shape()));
+}
+
+}  // namespace engine

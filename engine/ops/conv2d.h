@@ -1,0 +1,22 @@
+// conv2d: NCHW input [N, C, H, W], weight [OC, C, KH, KW], optional bias [OC] -> [N, OC, OH, OW] with
+// OH = (H + 2*pad_h - KH) / stride_h + 1. Native path: im2col over the batch + one GEMM (OpenBLAS / cuBLAS).
+#pragma once
+#include "engine/tensor.h"
+
+namespace engine {
+
+struct Conv2dParams {
+  int stride_h = 1, stride_w = 1;
+  int pad_h = 0, pad_w = 0;
+};
+
+// Which implementation CUDA convolutions use. Native (ours) is the default and the reference; cuDNN is
+// optional and only exists in builds that found cuDNN. The CPU always runs the native path.
+enum class ConvEngine { native, cudnn };
+void set_conv_engine(ConvEngine e);  // throws if cuDNN was asked for but not compiled in
+ConvEngine conv_engine();
+bool cudnn_compiled();
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
+
+}  // namespace engine

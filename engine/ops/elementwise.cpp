@@ -1,0 +1,79 @@
+#include "engine/ops/elementwise.h"
+
+#include "engine/ops/common.h"
+#include "kernels/elementwise.h"
+#include "kernels/relu.h"
+
+namespace engine {
+
+Tensor add(const Tensor& a, const Tensor& b) {
+  check_defined("add", "a", a);
+  check_defined("add", "b", b);
+  check_same("add", {{"a", a}, {"b", b}});
+  ENGINE_CHECK(a.shape() == b.shape(), "add: shapes differ: ", shape_str(a.shape()), " vs ", shape_str(b.shape()),
+               " (no broadcasting)");
+  Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
+  dispatch_dtype(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if (a.is_cuda()) {
+      ENGINE_CUDA_ONLY("add", kernels::cuda::add<T>(a.data<T>(), b.data<T>(), y.data<T>(), a.numel()));
+    } else {
+      kernels::cpu::add<T>(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
+    }
+  });
+  record(y, "add", {a, b}, [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g, g}; });
+  return y;
+}
+
+Tensor scale(const Tensor& x, double alpha) {
+  check_defined("scale", "x", x);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_CUDA_ONLY("scale", kernels::cuda::scale<T>(x.data<T>(), T(alpha), y.data<T>(), x.numel()));
+    } else {
+      kernels::cpu::scale<T>(x.data<T>(), T(alpha), y.data<T>(), x.numel());
+    }
+  });
+  record(y, "scale", {x}, [alpha](const Tensor& g, const std::vector<bool>&) {
+    return std::vector<Tensor>{scale(g, alpha)};
+  });
+  return y;
+}
+
+Tensor relu(const Tensor& x) {
+  check_defined("relu", "x", x);
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_CUDA_ONLY("relu", kernels::cuda::relu_forward<T>(x.data<T>(), y.data<T>(), x.numel()));
+    } else {
+      kernels::cpu::relu_forward<T>(x.data<T>(), y.data<T>(), x.numel());
+    }
+  });
+  // The mask is read from the input (y > 0 iff x > 0), so the closure never holds the output.
+  record(y, "relu", {x}, [x](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
+    dispatch_dtype(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      if (x.is_cuda()) {
+        ENGINE_CUDA_ONLY("relu backward",
+                         kernels::cuda::relu_backward<T>(x.data<T>(), g.data<T>(), gx.data<T>(), x.numel()));
+      } else {
+        kernels::cpu::relu_backward<T>(x.data<T>(), g.data<T>(), gx.data<T>(), x.numel());
+      }
+    });
+    return std::vector<Tensor>{gx};
+  });
+  return y;
+}
+
+Tensor flatten(const Tensor& x) {
+  check_defined("flatten", "x", x);
+  ENGINE_CHECK(x.dim() >= 1, "flatten: needs at least one dimension, got a scalar");
+  return x.reshape({x.size(0), -1});
+}
+
+}  // namespace engine

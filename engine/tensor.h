@@ -1,0 +1,136 @@
+// Tensor: a contiguous, row-major view (shape + element offset) over a shared Storage on one device.
+// Views (reshape, flatten) share storage; to()/clone() copy. Autograd state lives in the same impl.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+#include "engine/error.h"
+
+namespace engine {
+
+// f32 and f64 for math (f64 is what gradient checks use); i32 only for class labels.
+enum class DType { f32, f64, i32 };
+std::size_t dtype_size(DType d);
+const char* dtype_name(DType d);
+
+using Shape = std::vector<int64_t>;
+int64_t numel_of(const Shape& s);
+std::string shape_str(const Shape& s);
+
+// Raw bytes on one device. CUDA memory comes from the caching allocator.
+class Storage {
+ public:
+  Storage(std::size_t bytes, Device device);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+  void* data() const { return data_; }
+  std::size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void* data_ = nullptr;
+  std::size_t bytes_ = 0;
+  Device device_;
+};
+
+struct Node;  // autograd.h
+struct TensorImpl;
+
+class Tensor {
+ public:
+  Tensor() = default;  // undefined tensor
+  explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+  // ---- factories ----
+  static Tensor empty(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  static Tensor zeros(const Shape& shape, DType dtype = DType::f32, Device device = Device::cpu());
+  static Tensor full(const Shape& shape, double value, DType dtype = DType::f32, Device device = Device::cpu());
+  // Copies host values (given as double) into a new tensor of the dtype and device asked for.
+  static Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype = DType::f32,
+                            Device device = Device::cpu());
+
+  bool defined() const { return impl_ != nullptr; }
+  const Shape& shape() const;
+  int64_t dim() const { return static_cast<int64_t>(shape().size()); }
+  int64_t size(int64_t d) const;  // negative d counts from the end
+  int64_t numel() const;
+  DType dtype() const;
+  Device device() const;
+  bool is_cuda() const { return device().is_cuda(); }
+
+  // Typed pointer to the first element; checks that T matches the dtype.
+  template <class T>
+  T* data() const;
+  void* raw_data() const;
+
+  // ---- copies and views ----
+  Tensor to(Device device) const;                 // copy across devices (same tensor if already there)
+  Tensor to(DType dtype) const;                   // convert dtype (same tensor if already that dtype)
+  Tensor clone() const;                           // deep copy, no autograd history
+  Tensor detach() const;                          // shares storage, no autograd history
+  Tensor reshape(const Shape& shape) const;       // view; one dim may be -1; differentiable
+  std::vector<double> to_vector() const;          // copies values to the host as doubles
+  double item() const;                            // value of a one-element tensor
+  void fill_(double value);                       // in place, no autograd
+  void copy_(const Tensor& src);                  // in place from same shape/dtype (any device), no autograd
+
+  // ---- autograd ----
+  bool requires_grad() const;
+  Tensor& set_requires_grad(bool r);
+  Tensor grad() const;                            // undefined until backward() reaches this leaf
+  void set_grad(const Tensor& g);
+  void zero_grad();                               // drops the gradient (the next backward writes afresh)
+  const std::shared_ptr<Node>& grad_fn() const;
+  void set_grad_fn(std::shared_ptr<Node> fn);
+  void backward() const;                          // from a one-element tensor, seeds with 1
+
+  std::shared_ptr<TensorImpl> impl() const { return impl_; }
+  bool same(const Tensor& o) const { return impl_ == o.impl_; }
+  std::string str() const;                        // "f32[2, 3] on cpu"
+
+ private:
+  std::shared_ptr<TensorImpl> impl_;
+};
+
+struct TensorImpl {
+  std::shared_ptr<Storage> storage;
+  int64_t offset = 0;  // in elements
+  Shape shape;
+  DType dtype = DType::f32;
+  bool requires_grad = false;
+  std::shared_ptr<TensorImpl> grad;
+  std::shared_ptr<Node> grad_fn;
+};
+
+template <class T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() { return DType::f32; }
+template <>
+constexpr DType dtype_of<double>() { return DType::f64; }
+template <>
+constexpr DType dtype_of<int32_t>() { return DType::i32; }
+
+template <class T>
+T* Tensor::data() const {
+  ENGINE_CHECK(defined(), "data(): tensor is undefined");
+  ENGINE_CHECK(dtype_of<T>() == dtype(), "data(): tensor is ", dtype_name(dtype()), ", asked for ",
+               dtype_name(dtype_of<T>()));
+  return static_cast<T*>(raw_data());
+}
+
+// Calls f(T{}) with T = float or double according to dtype; integer tensors are rejected.
+template <class F>
+decltype(auto) dispatch_dtype(DType d, F&& f) {
+  ENGINE_CHECK(d != DType::i32, "this operation needs a float32 or float64 tensor, got int32");
+  if (d == DType::f32) return f(float{});
+  return f(double{});
+}
+
+}  // namespace engine

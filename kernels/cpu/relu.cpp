@@ -1,0 +1,22 @@
+#include "kernels/relu.h"
+
+namespace kernels::cpu {
+
+template <class T>
+void relu_forward(const T* x, T* y, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+
+template <class T>
+void relu_backward(const T* x, const T* gy, T* gx, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) gx[i] = x[i] > T(0) ? gy[i] : T(0);
+}
+
+template void relu_forward<float>(const float*, float*, int64_t);
+template void relu_forward<double>(const double*, double*, int64_t);
+template void relu_backward<float>(const float*, const float*, float*, int64_t);
+template void relu_backward<double>(const double*, const double*, double*, int64_t);
+
+}  // namespace kernels::cpu

@@ -1,0 +1,29 @@
+#include "kernels/sgd.h"
+
+namespace kernels::cpu {
+
+template <class T>
+void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p) {
+  const T lr = T(p.lr), mom = T(p.momentum), wd = T(p.weight_decay);
+  for (int t = 0; t < count; ++t) {
+    T* w = static_cast<T*>(tensors[t].w);
+    const T* grad = static_cast<const T*>(tensors[t].g);
+    T* buf = static_cast<T*>(tensors[t].buf);
+    const int64_t n = tensors[t].n;
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; ++i) {
+      T g = grad[i] + wd * w[i];
+      if (mom != T(0)) {
+        T b = p.first_step ? g : mom * buf[i] + g;
+        buf[i] = b;
+        g = p.nesterov ? g + mom * b : b;
+      }
+      w[i] -= lr * g;
+    }
+  }
+}
+
+template void sgd_update<float>(const SgdTensor*, int, const SgdParams&);
+template void sgd_update<double>(const SgdTensor*, int, const SgdParams&);
+
+}  // namespace kernels::cpu

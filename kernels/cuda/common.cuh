@@ -1,0 +1,35 @@
+// Shared by every CUDA kernel file: checked calls that keep the expression, file and line, the launch check,
+// and the grid-size helper.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+namespace kernels::cuda {
+
+[[noreturn]] void throw_cuda_error(const char* expr, const char* file, int line, const std::string& msg);
+
+// The stream every engine kernel runs on (the legacy default stream for now).
+inline cudaStream_t stream() { return 0; }
+
+inline unsigned grid_for(int64_t n, int block) {
+  int64_t g = (n + block - 1) / block;
+  return static_cast<unsigned>(g < 65535 * 32 ? g : 65535 * 32);
+}
+
+}  // namespace kernels::cuda
+
+#define CUDA_CHECK(expr)                                                                                \
+  do {                                                                                                  \
+    cudaError_t err_ = (expr);                                                                          \
+    if (err_ != cudaSuccess)                                                                            \
+      ::kernels::cuda::throw_cuda_error(#expr, __FILE__, __LINE__, cudaGetErrorString(err_));           \
+  } while (0)
+
+// After every launch: catches bad configurations at the call site, without a device sync.
+#define CUDA_CHECK_LAUNCH() CUDA_CHECK(cudaGetLastError())
+
+// Grid-stride loop over [0, n).
+#define CUDA_KERNEL_LOOP(i, n) \
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)blockDim.x * gridDim.x)

@@ -1,0 +1,56 @@
+#include <catch2/catch.hpp>
+
+#include "engine/autograd.h"
+#include "engine/ops/elementwise.h"
+#include "tests/gradcheck.h"
+
+using namespace engine;
+using testing::gradcheck;
+using testing::rand_leaf;
+
+TEST_CASE("add/relu/scale/flatten: forward values by hand", "[ops][elementwise]") {
+  Tensor a = Tensor::from_vector({1, -2, 0.5, 0}, {2, 2});
+  Tensor b = Tensor::from_vector({0.5, 1, -1, 2}, {2, 2});
+  REQUIRE(add(a, b).to_vector() == std::vector<double>{1.5, -1, -0.5, 2});
+  REQUIRE(relu(a).to_vector() == std::vector<double>{1, 0, 0.5, 0});
+  REQUIRE(scale(a, -2).to_vector() == std::vector<double>{-2, 4, -1, 0});
+  REQUIRE(flatten(Tensor::zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
+}
+
+TEST_CASE("add/relu: bad input names the op and the shapes", "[ops][elementwise]") {
+  REQUIRE_THROWS_WITH(add(Tensor::zeros({2, 3}), Tensor::zeros({3, 2})),
+                      Catch::Contains("add: shapes differ: [2, 3] vs [3, 2]"));
+  REQUIRE_THROWS_WITH(add(Tensor::zeros({2}), Tensor::zeros({2}, DType::f64)), Catch::Contains("add: b is float64"));
+  REQUIRE_THROWS_WITH(relu(Tensor()), Catch::Contains("relu: x is an undefined tensor"));
+}
+
+TEST_CASE("add/relu/scale: gradient check in float64", "[ops][elementwise][gradcheck]") {
+  Tensor a = rand_leaf({2, 3, 4}, 1), b = rand_leaf({2, 3, 4}, 2);
+  REQUIRE_GRADCHECK(gradcheck([&] { return add(a, b); }, {a, b}));
+  REQUIRE_GRADCHECK(gradcheck([&] { return scale(a, 0.3); }, {a}));
+  // relu: keep inputs away from the kink at 0, where the derivative jumps.
+  Tensor x = Tensor::from_vector({-1.5, -0.3, 0.2, 0.7, 2.0, -2.2}, {2, 3}, DType::f64);
+  x.set_requires_grad(true);
+  REQUIRE_GRADCHECK(gradcheck([&] { return relu(x); }, {x}));
+  REQUIRE_GRADCHECK(gradcheck([&] { return flatten(relu(x)); }, {x}));
+}
+
+TEST_CASE("gradcheck harness fails on a deliberately wrong backward", "[gradcheck]") {
+  Tensor x = rand_leaf({5}, 3);
+  // y = 2x, but the recorded backward claims dy/dx = 3.
+  auto wrong = [&] {
+    Tensor y;
+    {
+      NoGradGuard ng;
+      y = scale(x, 2.0);
+    }
+    record(y, "wrong_scale", {x}, [](const Tensor& g, const std::vector<bool>&) {
+      return std::vector<Tensor>{scale(g, 3.0)};
+    });
+    return y;
+  };
+  auto res = gradcheck(wrong, {x});
+  REQUIRE_FALSE(res.ok);
+  REQUIRE(res.worst_error > 0.3);
+  REQUIRE_THAT(res.report, Catch::Contains("analytic"));
+}
