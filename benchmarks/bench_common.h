@@ -1,0 +1,410 @@
+// Shared by the benchmark executables: timing (steady clock on CPU, CUDA events on GPU), statistics over
+// repeats, cache flushing, thread control, memory high-water marks, a tiny argument parser and the output
+// (an aligned text table by default, JSON lines with --json).
+#pragma once
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/error.h"
+
+#if ENGINE_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+extern "C" void openblas_set_num_threads(int num_threads);
+
+namespace bench {
+
+// ---------------------------------------------------------------- statistics
+struct Stats {
+  double median = 0, min = 0, max = 0, q1 = 0, q3 = 0;
+  int n = 0;
+};
+
+inline double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double pos = q * (v.size() - 1);
+  const size_t lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (pos - lo) * (v[hi] - v[lo]);
+}
+
+inline Stats stats_of(const std::vector<double>& v) {
+  Stats s;
+  if (v.empty()) return s;
+  s.n = static_cast<int>(v.size());
+  s.median = quantile(v, 0.5);
+  s.q1 = quantile(v, 0.25);
+  s.q3 = quantile(v, 0.75);
+  s.min = *std::min_element(v.begin(), v.end());
+  s.max = *std::max_element(v.begin(), v.end());
+  return s;
+}
+
+// ---------------------------------------------------------------- CUDA helpers
+#if ENGINE_HAVE_CUDA
+#define BENCH_CUDA_CHECK(expr)                                                                                   \
+  do {                                                                                                           \
+    cudaError_t err_ = (expr);                                                                                   \
+    if (err_ != cudaSuccess)                                                                                     \
+      ::engine::fail(::engine::cat(#expr, " failed at ", __FILE__, ":", __LINE__, ": ", cudaGetErrorString(err_))); \
+  } while (0)
+
+// A buffer bigger than the L2 (H100: 50 MB) written between repeats, so each repeat starts with a cold L2.
+class GpuL2Flusher {
+ public:
+  explicit GpuL2Flusher(size_t bytes = 256u << 20) : bytes_(bytes) { BENCH_CUDA_CHECK(cudaMalloc(&buf_, bytes_)); }
+  ~GpuL2Flusher() { cudaFree(buf_); }
+  void flush() { BENCH_CUDA_CHECK(cudaMemsetAsync(buf_, static_cast<int>(++value_ & 0xff), bytes_, 0)); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* buf_ = nullptr;
+  size_t bytes_;
+  unsigned value_ = 0;
+};
+#endif
+
+// Writes a buffer of twice the last-level cache between CPU repeats, so each repeat starts cold (as it does
+// inside a training step, where the previous layers have evicted this one's data).
+class CpuCacheFlusher {
+ public:
+  explicit CpuCacheFlusher(size_t bytes) : buf_(bytes / sizeof(float), 0.f) {}
+  void flush() {
+    const float v = static_cast<float>(++value_);
+    float* p = buf_.data();
+    const int64_t n = static_cast<int64_t>(buf_.size());
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; ++i) p[i] = v;
+  }
+  size_t bytes() const { return buf_.size() * sizeof(float); }
+
+ private:
+  std::vector<float> buf_;
+  unsigned value_ = 0;
+};
+
+// Last-level cache size from sysfs (fallback 32 MB).
+inline size_t llc_bytes() {
+  size_t best = 0;
+  for (int i = 0; i < 8; ++i) {
+    std::ifstream f("/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(i) + "/size");
+    std::string s;
+    if (!(f >> s)) continue;
+    size_t v = std::strtoull(s.c_str(), nullptr, 10);
+    if (!s.empty() && s.back() == 'K') v <<= 10;
+    if (!s.empty() && s.back() == 'M') v <<= 20;
+    best = std::max(best, v);
+  }
+  return best ? best : (32u << 20);
+}
+
+// ---------------------------------------------------------------- timing
+struct TimingOptions {
+  int warmup = 2;
+  int repeat = 10;
+  bool flush = true;
+};
+
+// Times fn() `repeat` times after `warmup` untimed calls; flush() (if given) runs before each call, untimed.
+// Returns milliseconds per call.
+inline std::vector<double> time_cpu(const std::function<void()>& fn, const TimingOptions& o,
+                                    const std::function<void()>& flush = {}) {
+  for (int i = 0; i < o.warmup; ++i) {
+    if (flush) flush();
+    fn();
+  }
+  std::vector<double> ms;
+  for (int i = 0; i < o.repeat; ++i) {
+    if (flush) flush();
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    const auto t1 = std::chrono::steady_clock::now();
+    ms.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+  }
+  return ms;
+}
+
+#if ENGINE_HAVE_CUDA
+// CUDA events around each call on the default stream (the engine's stream); the flush is enqueued before the
+// start event, so it is not timed. One synchronisation at the end, none between repeats.
+inline std::vector<double> time_cuda(const std::function<void()>& fn, const TimingOptions& o,
+                                     const std::function<void()>& flush = {}) {
+  for (int i = 0; i < o.warmup; ++i) {
+    if (flush) flush();
+    fn();
+  }
+  BENCH_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<cudaEvent_t> ev(2 * o.repeat);
+  for (auto& e : ev) BENCH_CUDA_CHECK(cudaEventCreate(&e));
+  for (int i = 0; i < o.repeat; ++i) {
+    if (flush) flush();
+    BENCH_CUDA_CHECK(cudaEventRecord(ev[2 * i], 0));
+    fn();
+    BENCH_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], 0));
+  }
+  BENCH_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<double> ms;
+  for (int i = 0; i < o.repeat; ++i) {
+    float t = 0;
+    BENCH_CUDA_CHECK(cudaEventElapsedTime(&t, ev[2 * i], ev[2 * i + 1]));
+    ms.push_back(t);
+  }
+  for (auto& e : ev) BENCH_CUDA_CHECK(cudaEventDestroy(e));
+  return ms;
+}
+#endif
+
+// ---------------------------------------------------------------- threads, memory, machine
+// Same thread count for our OpenMP loops and OpenBLAS (and, in pytorch_reference.py, torch.set_num_threads).
+inline void set_threads(int n) {
+  if (n <= 0) return;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+inline int threads() { return omp_get_max_threads(); }
+
+// Peak resident set (VmHWM) of this process in MB, and its reset (Linux >= 4.0: writing 5 to clear_refs).
+inline double proc_status_mb(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t len = std::strlen(key);
+  while (std::getline(f, line))
+    if (line.compare(0, len, key) == 0) return std::strtod(line.c_str() + len + 1, nullptr) / 1024.0;
+  return 0;
+}
+inline double vm_hwm_mb() { return proc_status_mb("VmHWM"); }
+inline double vm_rss_mb() { return proc_status_mb("VmRSS"); }
+inline void reset_vm_hwm() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+}
+
+inline std::string cpu_model() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto p = line.find(':');
+      return p == std::string::npos ? line : line.substr(p + 2);
+    }
+  return "unknown CPU";
+}
+
+inline double load_average() {
+  std::ifstream f("/proc/loadavg");
+  double l = -1;
+  f >> l;
+  return l;
+}
+
+inline std::string now_utc() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+// ---------------------------------------------------------------- arguments
+// --key value / --flag; unknown keys are an error naming the known ones.
+class Args {
+ public:
+  Args(int argc, char** argv, const std::map<std::string, std::string>& known_with_help) : known_(known_with_help) {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      if (a == "-h" || a == "--help") {
+        help = true;
+        continue;
+      }
+      ENGINE_CHECK(a.rfind("--", 0) == 0, "unexpected argument '", a, "' (options start with --; see --help)");
+      a = a.substr(2);
+      std::string v;
+      const auto eq = a.find('=');
+      if (eq != std::string::npos) {
+        v = a.substr(eq + 1);
+        a = a.substr(0, eq);
+      }
+      ENGINE_CHECK(known_.count(a), "unknown option --", a, " (see --help)");
+      const bool is_flag = known_.at(a).rfind("[flag]", 0) == 0;
+      if (!is_flag && eq == std::string::npos) {
+        ENGINE_CHECK(i + 1 < argc, "option --", a, " needs a value");
+        v = argv[++i];
+      }
+      values_[a] = is_flag && v.empty() ? "1" : v;
+    }
+  }
+  bool help = false;
+  bool has(const std::string& k) const { return values_.count(k) > 0; }
+  std::string str(const std::string& k, const std::string& def) const { return has(k) ? values_.at(k) : def; }
+  int64_t i64(const std::string& k, int64_t def) const {
+    if (!has(k)) return def;
+    char* end = nullptr;
+    const int64_t v = std::strtoll(values_.at(k).c_str(), &end, 10);
+    ENGINE_CHECK(end && *end == 0, "--", k, " expects an integer, got '", values_.at(k), "'");
+    return v;
+  }
+  double f64(const std::string& k, double def) const {
+    if (!has(k)) return def;
+    char* end = nullptr;
+    const double v = std::strtod(values_.at(k).c_str(), &end);
+    ENGINE_CHECK(end && *end == 0, "--", k, " expects a number, got '", values_.at(k), "'");
+    return v;
+  }
+  bool flag(const std::string& k) const { return has(k) && values_.at(k) != "0"; }
+  // Comma-separated list ("resnet18,resnet50"; "28,96").
+  std::vector<std::string> list(const std::string& k, const std::string& def) const {
+    std::vector<std::string> out;
+    std::stringstream ss(str(k, def));
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (!item.empty()) out.push_back(item);
+    return out;
+  }
+  std::vector<int64_t> int_list(const std::string& k, const std::string& def) const {
+    std::vector<int64_t> out;
+    for (const auto& s : list(k, def)) {
+      char* end = nullptr;
+      out.push_back(std::strtoll(s.c_str(), &end, 10));
+      ENGINE_CHECK(end && *end == 0, "--", k, " expects integers, got '", s, "'");
+    }
+    return out;
+  }
+  void print_help(const char* usage) const {
+    std::printf("%s\n\noptions:\n", usage);
+    for (const auto& kv : known_) std::printf("  --%-16s %s\n", kv.first.c_str(), kv.second.c_str());
+  }
+
+ private:
+  std::map<std::string, std::string> known_;
+  std::map<std::string, std::string> values_;
+};
+
+// ---------------------------------------------------------------- output
+// A record is an ordered list of (key, value); numbers are kept as numbers in JSON.
+struct Field {
+  std::string key;
+  std::string text;  // for the table
+  std::string json;  // already JSON-encoded
+};
+
+inline std::string json_escape(const std::string& s) {
+  std::string o = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      o += '\\';
+      o += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      o += buf;
+    } else {
+      o += c;
+    }
+  }
+  return o + "\"";
+}
+
+class Record {
+ public:
+  Record& s(const std::string& k, const std::string& v) {
+    fields_.push_back({k, v, json_escape(v)});
+    return *this;
+  }
+  Record& i(const std::string& k, int64_t v) {
+    fields_.push_back({k, std::to_string(v), std::to_string(v)});
+    return *this;
+  }
+  // prec: digits after the point in the table; JSON keeps more.
+  Record& f(const std::string& k, double v, int prec = 2) {
+    char t[64], j[64];
+    std::snprintf(t, sizeof t, "%.*f", prec, v);
+    std::snprintf(j, sizeof j, "%.6g", v);
+    fields_.push_back({k, t, j});
+    return *this;
+  }
+  const std::vector<Field>& fields() const { return fields_; }
+  std::string json() const {
+    std::string o = "{";
+    for (size_t i = 0; i < fields_.size(); ++i) o += (i ? ", " : "") + json_escape(fields_[i].key) + ": " + fields_[i].json;
+    return o + "}";
+  }
+
+ private:
+  std::vector<Field> fields_;
+};
+
+// Prints records as JSON lines (immediately) or as one aligned table (at flush()); `columns` picks and
+// orders the table's columns by key (all keys of the first record when empty).
+class Output {
+ public:
+  Output(bool json, std::vector<std::pair<std::string, std::string>> columns) : json_(json), columns_(std::move(columns)) {}
+  void add(const Record& r) {
+    if (json_) {
+      std::printf("%s\n", r.json().c_str());
+      std::fflush(stdout);
+    } else {
+      rows_.push_back(r);
+    }
+  }
+  // A comment line: "# ..." in both modes (JSON readers skip lines starting with '#').
+  void note(const std::string& s) {
+    std::printf("# %s\n", s.c_str());
+    std::fflush(stdout);
+  }
+  void flush() {
+    if (json_ || rows_.empty()) return;
+    std::vector<size_t> width;
+    for (const auto& c : columns_) width.push_back(c.second.size());
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows_) {
+      std::vector<std::string> row;
+      for (size_t c = 0; c < columns_.size(); ++c) {
+        std::string v = "-";
+        for (const auto& f : r.fields())
+          if (f.key == columns_[c].first) v = f.text;
+        width[c] = std::max(width[c], v.size());
+        row.push_back(v);
+      }
+      cells.push_back(row);
+    }
+    auto line = [&](const std::vector<std::string>& row) {
+      std::string o;
+      for (size_t c = 0; c < row.size(); ++c) {
+        const std::string pad(width[c] - row[c].size(), ' ');
+        o += (c ? "  " : "") + (c == 0 ? row[c] + pad : pad + row[c]);
+      }
+      std::printf("%s\n", o.c_str());
+    };
+    std::vector<std::string> head;
+    for (const auto& c : columns_) head.push_back(c.second);
+    line(head);
+    std::vector<std::string> rule;
+    for (size_t w : width) rule.push_back(std::string(w, '-'));
+    line(rule);
+    for (const auto& row : cells) line(row);
+    rows_.clear();
+    std::fflush(stdout);
+  }
+
+ private:
+  bool json_;
+  std::vector<std::pair<std::string, std::string>> columns_;
+  std::vector<Record> rows_;
+};
+
+}  // namespace bench

@@ -1,0 +1,219 @@
+// bench_models: whole-model training throughput. One step = forward, cross-entropy loss, backward, SGD update
+// (momentum 0.9, weight decay 1e-4), on synthetic data already on the device. The first --warmup steps are not
+// timed (allocator, cuBLAS and cuDNN warm-up); then --steps steps are timed one by one (CPU: steady clock;
+// CUDA: events on the engine's stream, no host sync inside the step), and we report the median with min/max and
+// quartiles, images per second, the achieved GFLOP/s (conv + linear FLOPs of the step, from
+// benchmarks/resnet_shapes.h) and its share of the device peak, and the memory high-water mark.
+// benchmarks/pytorch_reference.py prints the same columns and JSON keys for PyTorch; compare.py joins the two.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "benchmarks/bench_common.h"
+#include "benchmarks/resnet_shapes.h"
+#include "engine/ops.h"
+#include "engine/optim/sgd.h"
+#include "engine/random.h"
+#include "models/registry.h"
+
+#if ENGINE_HAVE_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+using namespace engine;
+
+namespace {
+
+struct Config {
+  Device device;
+  std::string model;
+  int64_t batch, res;
+  std::string engine;  // native | cudnn
+  bool tf32 = false;
+  int warmup, steps;
+  double peak_gflops;  // 0: no %peak column
+};
+
+std::string math_name(const Config& c) { return c.tf32 ? "tf32" : "fp32"; }
+
+// Resident set at start-up (no model yet): CPU peak memory is VmHWM minus this. Later configurations in the
+// same process may reuse heap the earlier ones left behind; run one configuration per process for exact figures.
+double g_base_rss_mb = 0;
+
+bench::Record run(const Config& c) {
+#if ENGINE_HAVE_CUDA
+  if (c.device.is_cuda()) {
+    set_conv_engine(c.engine == "cudnn" ? ConvEngine::cudnn : ConvEngine::native);
+    kernels::cuda::set_allow_tf32(c.tf32);
+  }
+#endif
+  models::ModelConfig mc;
+  mc.in_channels = 1;
+  mc.num_classes = 10;
+  default_generator().seed(0);
+  auto model = models::create(c.model, mc);
+  model->to(c.device);
+  model->train(true);
+
+  // Cross-check: the analytic shape table must describe the same network the registry built.
+  const bench::NetShapes shapes = bench::net_shapes(c.model, 1, c.res);
+  if (shapes.params != model->num_parameters())
+    std::fprintf(stderr, "warning: %s has %lld parameters, benchmarks/resnet_shapes.h expects %lld (FLOPs may be off)\n",
+                 c.model.c_str(), static_cast<long long>(model->num_parameters()),
+                 static_cast<long long>(shapes.params));
+
+  optim::SgdOptions so;
+  so.lr = 0.05;
+  so.momentum = 0.9;
+  so.weight_decay = 1e-4;
+  optim::SGD opt(model->parameters(), so);
+
+  Generator g(1);
+  Tensor x = randn({c.batch, 1, c.res, c.res}, DType::f32, c.device, g);
+  std::vector<double> lab(c.batch);
+  for (int64_t i = 0; i < c.batch; ++i) lab[i] = static_cast<double>(i % 10);
+  Tensor y = Tensor::from_vector(lab, {c.batch}, DType::i32, c.device);
+
+  auto step = [&] {
+    Tensor logits = model->forward(x);
+    Tensor loss = cross_entropy(logits, y);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+  };
+
+  bench::TimingOptions to;
+  to.warmup = c.warmup;
+  to.repeat = c.steps;
+  std::vector<double> ms;
+  double peak_mb = 0;
+  if (c.device.is_cuda()) {
+#if ENGINE_HAVE_CUDA
+    kernels::cuda::synchronize();
+    kernels::cuda::reset_peak_stats();
+    ms = bench::time_cuda(step, to);
+    peak_mb = kernels::cuda::allocator_stats().peak_allocated_bytes / 1048576.0;
+#endif
+  } else {
+    bench::reset_vm_hwm();
+    ms = bench::time_cpu(step, to);
+    peak_mb = bench::vm_hwm_mb() - g_base_rss_mb;
+  }
+  const bench::Stats s = bench::stats_of(ms);
+  const double img_s = c.batch / (s.median / 1e3);
+  const double gflop_img = shapes.step_flops() / 1e9;
+  const double gflops = gflop_img * img_s;
+
+  bench::Record r;
+  r.s("impl", "ours")
+      .s("device", c.device.is_cuda() ? "cuda" : "cpu")
+      .s("model", c.model)
+      .i("res", c.res)
+      .i("batch", c.batch)
+      .s("math", math_name(c))
+      .s("engine", c.device.is_cuda() ? c.engine : "native")
+      .i("threads", bench::threads())
+      .i("steps", c.steps)
+      .f("step_ms", s.median, 1)
+      .f("step_ms_min", s.min, 1)
+      .f("step_ms_max", s.max, 1)
+      .f("step_ms_q1", s.q1, 1)
+      .f("step_ms_q3", s.q3, 1)
+      .f("img_per_s", img_s, 1)
+      .f("gflop_per_img", gflop_img, 3)
+      .f("gflops", gflops, 1)
+      .f("pct_peak", c.peak_gflops > 0 ? 100.0 * gflops / c.peak_gflops : 0.0, 1)
+      .f("peak_mem_mb", peak_mb, 0);
+  return r;
+}
+
+const char* kUsage =
+    "bench_models: examples/sec of a full training step (forward, loss, backward, SGD) per model, batch and\n"
+    "resolution. Synthetic 1-channel inputs, 10 classes (the Fashion-MNIST setting).\n"
+    "  CPU default : resnet18, batch 16, 28x28, 2 warm-up + 5 timed steps\n"
+    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn, tf32 0,1\n"
+    "example: bench_models --device cpu --models resnet18 --batch 128 --res 28 --threads 2";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    bench::Args a(argc, argv,
+                  {{"device", "cpu | cuda (default cpu)"},
+                   {"models", "comma list, e.g. resnet18,resnet50,resnet20"},
+                   {"batch", "comma list of batch sizes"},
+                   {"res", "comma list of input sizes (square), e.g. 28,96,224"},
+                   {"engines", "CUDA conv engines: native,cudnn (default both when cuDNN is compiled in)"},
+                   {"tf32", "CUDA: comma list of 0/1 (default 0,1)"},
+                   {"warmup", "untimed steps first (default CPU 2, CUDA 5)"},
+                   {"steps", "timed steps (default CPU 5, CUDA 20)"},
+                   {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
+                   {"peak-gflops", "device peak for the %peak column (default CUDA: 67000 FP32 / 495000 TF32)"},
+                   {"json", "[flag] one JSON object per line instead of the table"}});
+    if (a.help) {
+      a.print_help(kUsage);
+      return 0;
+    }
+    g_base_rss_mb = bench::vm_rss_mb();
+    const Device dev = Device::parse(a.str("device", "cpu"));
+    const bool cuda = dev.is_cuda();
+    if (cuda) require_cuda("bench_models --device cuda");
+    bench::set_threads(static_cast<int>(a.i64("threads", 0)));
+
+    const auto model_names = a.list("models", cuda ? "resnet18,resnet34,resnet50,resnet101,resnet152,resnet20,resnet56,resnet110"
+                                                   : "resnet18");
+    const auto batches = a.int_list("batch", cuda ? "128" : "16");
+    const auto resolutions = a.int_list("res", cuda ? "96" : "28");
+    std::vector<std::string> engines = {"native"};
+    std::vector<int64_t> tf32s = {0};
+    if (cuda) {
+      engines = a.list("engines", cudnn_compiled() ? "native,cudnn" : "native");
+      tf32s = a.int_list("tf32", "0,1");
+    }
+    const int warmup = static_cast<int>(a.i64("warmup", cuda ? 5 : 2));
+    const int steps = static_cast<int>(a.i64("steps", cuda ? 20 : 5));
+    ENGINE_CHECK(steps >= 1 && warmup >= 0, "bench_models: need --steps >= 1 and --warmup >= 0");
+
+    bench::Output out(a.flag("json"), {{"model", "model"},
+                                       {"res", "res"},
+                                       {"batch", "batch"},
+                                       {"math", "math"},
+                                       {"engine", "engine"},
+                                       {"threads", "thr"},
+                                       {"step_ms", "step ms (med)"},
+                                       {"step_ms_min", "min"},
+                                       {"step_ms_max", "max"},
+                                       {"img_per_s", "img/s"},
+                                       {"gflop_per_img", "GFLOP/img"},
+                                       {"gflops", "GFLOP/s"},
+                                       {"pct_peak", "%peak"},
+                                       {"peak_mem_mb", "peak MB"}});
+    std::string devname = bench::cpu_model();
+#if ENGINE_HAVE_CUDA
+    if (cuda) {
+      cudaDeviceProp prop;
+      BENCH_CUDA_CHECK(cudaGetDeviceProperties(&prop, dev.index));
+      devname = prop.name;
+    }
+#endif
+    out.note(engine::cat("ours (engine) on ", dev.str(), ": ", devname, ", ", bench::threads(),
+                             " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
+    out.note(engine::cat("warm-up ", warmup, " steps, timed ", steps,
+                             " steps; peak MB = ", cuda ? "caching-allocator peak" : "VmHWM minus RSS at start-up"));
+    for (const auto& m : model_names)
+      for (int64_t res : resolutions)
+        for (int64_t b : batches)
+          for (const auto& e : engines)
+            for (int64_t t : tf32s) {
+              Config c{dev, m, b, res, e, t != 0, warmup, steps, 0};
+              c.peak_gflops = a.f64("peak-gflops", cuda ? (c.tf32 ? 495000.0 : 67000.0) : 0.0);
+              out.add(run(c));
+            }
+    out.flush();
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_models: %s\n", e.what());
+    return 1;
+  }
+}

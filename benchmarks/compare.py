@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Ours against PyTorch, same machine, same command: for each model/resolution/batch, runs bench_models and then
+pytorch_reference.py back to back (one process each, so memory figures do not mix), and prints the ratio
+PyTorch step time / our step time per math mode (> 1 = we are faster).
+
+CPU (same thread count on both sides; Debian's python3-torch):
+  python3 benchmarks/compare.py --build build-bench --device cpu --models resnet18 --res 28 --batch 128 --threads 2
+CUDA (our native and cuDNN engines, TF32 off and on, against PyTorch fp32 / tf32; PyTorch channels_last+AMP is
+printed as context):
+  python3 benchmarks/compare.py --build build --device cuda --models resnet18,resnet50 --res 96 --batch 128
+
+--save FILE writes every raw JSON record (both sides) to FILE as JSON lines.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def run_json(cmd):
+    print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout + p.stderr)
+        raise SystemExit(f"compare: command failed with exit code {p.returncode}: {' '.join(cmd)}")
+    recs, notes = [], []
+    for line in p.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            recs.append(json.loads(line))
+        elif line.startswith("#"):
+            notes.append(line)
+    if p.stderr.strip():
+        sys.stderr.write(p.stderr)
+    return recs, notes
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build", help="build directory holding bench_models (default: build)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--models", default="resnet18")
+    ap.add_argument("--res", default=None, help="comma list (default CPU 28, CUDA 96)")
+    ap.add_argument("--batch", default=None, help="comma list (default CPU 16, CUDA 128)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads, both sides")
+    ap.add_argument("--warmup", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--python", default=None, help="interpreter with torch (default CPU /usr/bin/python3, else python3)")
+    ap.add_argument("--save", default=None, help="write all raw JSON records here")
+    args = ap.parse_args()
+
+    cuda = args.device == "cuda"
+    exe = os.path.join(args.build if os.path.isabs(args.build) else os.path.join(ROOT, args.build), "bench_models")
+    if not os.path.exists(exe):
+        raise SystemExit(f"compare: {exe} not found; build it first: ninja -C {args.build} bench_models")
+    py = args.python or ("/usr/bin/python3" if not cuda and os.path.exists("/usr/bin/python3") else "python3")
+    res_list = (args.res or ("96" if cuda else "28")).split(",")
+    batch_list = (args.batch or ("128" if cuda else "16")).split(",")
+    common = ["--device", args.device, "--threads", str(args.threads), "--json"]
+    if args.warmup is not None:
+        common += ["--warmup", str(args.warmup)]
+    if args.steps is not None:
+        common += ["--steps", str(args.steps)]
+
+    all_recs, rows = [], []
+    for model in args.models.split(","):
+        for res in res_list:
+            for batch in batch_list:
+                shape = ["--models", model, "--res", res, "--batch", batch]
+                ours, n1 = run_json([exe] + shape + common)
+                theirs, n2 = run_json([py, os.path.join(HERE, "pytorch_reference.py")] + shape + common)
+                for n in n1 + n2:
+                    print(n)
+                all_recs += ours + theirs
+                by_math = {t["math"]: t for t in theirs}
+                for o in ours:
+                    t = by_math.get(o["math"])
+                    rows.append((o, t, t["step_ms"] / o["step_ms"] if t else None))
+                if "amp_cl" in by_math:
+                    rows.append((None, by_math["amp_cl"], None))
+
+    head = ["model", "res", "batch", "math", "ours engine", "ours ms", "torch ms", "ours img/s", "torch img/s",
+            "torch/ours", "ours MB", "torch MB"]
+    cells = [head]
+    for o, t, ratio in rows:
+        r = o or t
+        cells.append([
+            r["model"], str(r["res"]), str(r["batch"]), r["math"], o["engine"] if o else "-",
+            f"{o['step_ms']:.1f}" if o else "-", f"{t['step_ms']:.1f}" if t else "-",
+            f"{o['img_per_s']:.1f}" if o else "-", f"{t['img_per_s']:.1f}" if t else "-",
+            f"{ratio:.2f}x" if ratio else "-", f"{o['peak_mem_mb']:.0f}" if o else "-",
+            f"{t['peak_mem_mb']:.0f}" if t else "-"
+        ])
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    cells.insert(1, ["-" * w for w in widths])
+    print()
+    for c in cells:
+        print("  ".join(c[i].ljust(widths[i]) if i == 0 else c[i].rjust(widths[i]) for i in range(len(c))))
+    print("\ntorch/ours = PyTorch step time / our step time (> 1: we are faster)")
+    if args.save:
+        with open(args.save, "w") as f:
+            for r in all_recs:
+                f.write(json.dumps(r) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
