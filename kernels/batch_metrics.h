@@ -1,0 +1,26 @@
+// Accumulates a batch's loss and accuracy into a small float64 array that stays on the batch's device, so a
+// training loop reads metrics only when it wants to print them (on CUDA a read is a host sync).
+// Layout of acc (kMetricsHeader + 2 * classes doubles):
+//   [0] sum of loss * n   [1] correct predictions   [2] examples   [3] first step whose loss was not finite (-1)
+//   [4, 4+C) correct per class (by label)   [4+C, 4+2C) examples per class
+// The prediction is the first index of the row's maximum logit (torch.argmax).
+#pragma once
+#include <cstdint>
+
+namespace kernels {
+
+constexpr int kMetricsHeader = 4;
+
+namespace cpu {
+// loss: one value (the batch mean) or null; step is recorded in acc[3] when the loss is not finite.
+template <class T>
+void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
+                              int64_t step, double* acc);
+}  // namespace cpu
+namespace cuda {
+template <class T>
+void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
+                              int64_t step, double* acc);
+}  // namespace cuda
+
+}  // namespace kernels
