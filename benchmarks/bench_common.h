@@ -206,6 +206,16 @@ inline std::string cpu_model() {
   return "unknown CPU";
 }
 
+// The environment that decides how threads wait and how many BLAS runs: printed with every result.
+inline std::string thread_env() {
+  std::string o;
+  for (const char* k : {"OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS"}) {
+    const char* v = std::getenv(k);
+    o += std::string(o.empty() ? "" : ", ") + k + "=" + (v ? v : "unset");
+  }
+  return o;
+}
+
 inline double load_average() {
   std::ifstream f("/proc/loadavg");
   double l = -1;

@@ -199,6 +199,7 @@ int main(int argc, char** argv) {
 #endif
     out.note(engine::cat("ours (engine) on ", dev.str(), ": ", devname, ", ", bench::threads(),
                              " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
+    out.note(bench::thread_env());
     out.note(engine::cat("warm-up ", warmup, " steps, timed ", steps,
                              " steps; peak MB = ", cuda ? "caching-allocator peak" : "VmHWM minus RSS at start-up"));
     for (const auto& m : model_names)

@@ -1,0 +1,537 @@
+// bench_kernels: every kernel of a ResNet training step, at the shapes the network really sees, called directly
+// (kernels::cpu::... / kernels::cuda::..., the code the engine runs; no Tensor ops, no autograd).
+//
+// For each distinct layer shape of --model at --batch x --resize we time forward and backward (warm-up calls
+// first, then --repeat timed calls with the cache flushed before each, untimed) and print the median, min and max,
+// the rate (GFLOP/s for convolutions and GEMMs, GB/s for memory-bound ops, from the byte model in
+// docs/benchmarks.md) and its share of the device's peak. `count` says how often the shape occurs in one training
+// step; median x count, summed per op, gives the per-op breakdown of a step printed at the end.
+//
+// CPU: steady clock; the peak is measured once (best of a 2048^3 OpenBLAS sgemm and a STREAM-like triad) unless
+//      --peak-gflops / --peak-gbps are given.
+// CUDA: CUDA events on the engine stream; L2 flushed by writing 256 MB between repeats; our convolutions beside
+//      cuDNN's, and each convolution's GEMMs run alone through kernels::cuda::gemm (cuBLAS) at the same M, N, K;
+//      default peaks: H100 SXM FP32 67 TFLOP/s, TF32 495 TFLOP/s dense, HBM3 3.35 TB/s.
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "benchmarks/bench_common.h"
+#include "benchmarks/resnet_shapes.h"
+#include "engine/ops/conv2d.h"
+#include "engine/tensor.h"
+#include "kernels/batch_norm.h"
+#include "kernels/conv.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
+#include "kernels/pool.h"
+#include "kernels/relu.h"
+#include "kernels/sgd.h"
+#include "models/registry.h"
+
+#if ENGINE_HAVE_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+using engine::Device;
+using engine::DType;
+using engine::Tensor;
+
+namespace {
+
+bool g_cuda = false;
+
+// The same kernel on the benchmark's device: kernels::cuda::f when --device cuda, kernels::cpu::f otherwise.
+#if ENGINE_HAVE_CUDA
+#define KERNEL(f, ...) (g_cuda ? kernels::cuda::f(__VA_ARGS__) : kernels::cpu::f(__VA_ARGS__))
+#else
+#define KERNEL(f, ...) kernels::cpu::f(__VA_ARGS__)
+#endif
+
+// Deterministic values in [lo, hi) filled on the host (fast, unlike normal draws) and copied to the device.
+Tensor filled(const engine::Shape& shape, Device dev, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  Tensor h = Tensor::empty(shape, DType::f32, Device::cpu());
+  float* p = h.data<float>();
+  uint32_t s = seed * 2654435761u + 12345u;
+  const int64_t n = h.numel();
+  for (int64_t i = 0; i < n; ++i) {
+    s = s * 1664525u + 1013904223u;
+    p[i] = lo + (hi - lo) * static_cast<float>(s >> 8) * (1.0f / 16777216.0f);
+  }
+  return h.to(dev);
+}
+
+struct Options {
+  Device dev;
+  std::string model;
+  int64_t batch = 16, res = 96;
+  bench::TimingOptions timing;
+  double peak_gflops = 0, peak_gbps = 0;
+  std::vector<std::string> ops;  // substrings; empty = all
+  bool gemm_rows = true;         // bare-GEMM rows beside each convolution
+  bool tf32 = false;
+};
+
+class Bench {
+ public:
+  Bench(const Options& o, bench::Output& out) : o_(o), out_(out) {
+#if ENGINE_HAVE_CUDA
+    if (g_cuda && o.timing.flush) gpu_flush_ = std::make_unique<bench::GpuL2Flusher>();
+#endif
+    if (!g_cuda && o.timing.flush) cpu_flush_ = std::make_unique<bench::CpuCacheFlusher>(2 * bench::llc_bytes());
+  }
+
+  bool wanted(const std::string& op) const {
+    if (o_.ops.empty()) return true;
+    for (const auto& f : o_.ops)
+      if (op.find(f) != std::string::npos) return true;
+    return false;
+  }
+
+  bench::Stats time(const std::function<void()>& fn) {
+    std::function<void()> flush;
+#if ENGINE_HAVE_CUDA
+    if (gpu_flush_) flush = [this] { gpu_flush_->flush(); };
+    if (g_cuda) return bench::stats_of(bench::time_cuda(fn, o_.timing, flush));
+#endif
+    if (cpu_flush_) flush = [this] { cpu_flush_->flush(); };
+    return bench::stats_of(bench::time_cpu(fn, o_.timing, flush));
+  }
+
+  // Times fn and prints one row. flops > 0: compute-bound (share of peak FLOP/s); else bytes: share of peak GB/s.
+  // step_key (non-empty) adds median x count to that op's share of the step estimate.
+  void row(const std::string& op, const std::string& impl, const std::string& shape, int count, double flops,
+           double bytes, const std::function<void()>& fn, const std::string& step_key = "",
+           const std::function<void(bench::Record&)>& extra = {}) {
+    if (!wanted(op)) return;
+    const bench::Stats s = time(fn);
+    const double sec = s.median / 1e3;
+    const double gflops = flops > 0 ? flops / sec / 1e9 : 0;
+    const double gbps = bytes > 0 ? bytes / sec / 1e9 : 0;
+    const double pct = flops > 0 ? (o_.peak_gflops > 0 ? 100 * gflops / o_.peak_gflops : 0)
+                                 : (o_.peak_gbps > 0 ? 100 * gbps / o_.peak_gbps : 0);
+    bench::Record r;
+    r.s("op", op).s("impl", impl).s("shape", shape).i("count", count);
+    if (extra) extra(r);
+    r.f("ms", s.median, 3).f("ms_min", s.min, 3).f("ms_max", s.max, 3).f("ms_q1", s.q1, 3).f("ms_q3", s.q3, 3);
+    r.f("gflops", gflops, 1).f("gbps", gbps, 1).f("pct_peak", pct, 1).f("step_ms", s.median * count, 2);
+    out_.add(r);
+    if (!step_key.empty()) {
+      auto& e = estimate_[impl == "cudnn" ? "cudnn" : "native"];
+      if (!e.count(step_key)) order_.push_back(step_key);
+      e[step_key] += s.median * count;
+    }
+  }
+
+  // ---------------------------------------------------------------- convolution
+  void conv(const bench::ConvShape& cs, int count) {
+    kernels::Conv2dShape s;
+    s.n = cs.n, s.c = cs.c, s.h = cs.h, s.w = cs.w, s.oc = cs.oc, s.kh = s.kw = cs.k;
+    s.stride_h = s.stride_w = cs.stride, s.pad_h = s.pad_w = cs.pad, s.oh = cs.oh(), s.ow = cs.ow();
+    const std::string shape = engine::cat(cs.n, "x", cs.c, "x", cs.h, "x", cs.w, " k", cs.k, "s", cs.stride, "p",
+                                          cs.pad, " -> ", cs.oc, "x", s.oh, "x", s.ow);
+    auto extra = [&](bench::Record& r) {
+      r.i("n", cs.n).i("c", cs.c).i("h", cs.h).i("w", cs.w).i("oc", cs.oc).i("k", cs.k).i("stride", cs.stride)
+          .i("pad", cs.pad);
+    };
+    const bool any_conv = wanted("conv_fwd") || wanted("conv_bwd");
+    const bool any_gemm = o_.gemm_rows && wanted("conv_gemm");
+    if (!any_conv && !any_gemm) return;
+    Tensor x = filled({s.n, s.c, s.h, s.w}, o_.dev, 1);
+    Tensor w = filled({s.oc, s.c, s.kh, s.kw}, o_.dev, 2, -0.1f, 0.1f);
+    Tensor y = Tensor::empty({s.n, s.oc, s.oh, s.ow}, DType::f32, o_.dev);
+    Tensor gy = filled({s.n, s.oc, s.oh, s.ow}, o_.dev, 3);
+    Tensor gx = Tensor::empty({s.n, s.c, s.h, s.w}, DType::f32, o_.dev);
+    Tensor gw = Tensor::empty({s.oc, s.c, s.kh, s.kw}, DType::f32, o_.dev);
+    const float *px = x.data<float>(), *pw = w.data<float>(), *pgy = gy.data<float>();
+    float *py = y.data<float>(), *pgx = gx.data<float>(), *pgw = gw.data<float>();
+    const double f = cs.flops();
+    // In the step: forward, then one backward call for data and weight (weight only for the stem, whose input
+    // needs no gradient).
+    row("conv_fwd", "native", shape, count, f, 0, [&] { KERNEL(conv2d_forward<float>, s, px, pw, nullptr, py); },
+        "conv_fwd", extra);
+    if (!cs.first)
+      row("conv_bwd", "native", shape, count, 2 * f, 0,
+          [&] { KERNEL(conv2d_backward<float>, s, px, pw, pgy, pgx, pgw, nullptr); }, "conv_bwd", extra);
+    if (!cs.first)
+      row("conv_bwd_data", "native", shape, count, f, 0,
+          [&] { KERNEL(conv2d_backward<float>, s, px, pw, pgy, pgx, nullptr, nullptr); }, "", extra);
+    row("conv_bwd_weight", "native", shape, count, f, 0,
+        [&] { KERNEL(conv2d_backward<float>, s, px, pw, pgy, nullptr, pgw, nullptr); }, cs.first ? "conv_bwd" : "",
+        extra);
+#if ENGINE_HAVE_CUDNN
+    if (g_cuda) {
+      row("conv_fwd", "cudnn", shape, count, f, 0, [&] { kernels::cudnn::conv2d_forward<float>(s, px, pw, nullptr, py); },
+          "conv_fwd", extra);
+      if (!cs.first) {
+        row("conv_bwd", "cudnn", shape, count, 2 * f, 0,
+            [&] { kernels::cudnn::conv2d_backward<float>(s, px, pw, pgy, pgx, pgw, nullptr); }, "conv_bwd", extra);
+        row("conv_bwd_data", "cudnn", shape, count, f, 0,
+            [&] { kernels::cudnn::conv2d_backward<float>(s, px, pw, pgy, pgx, nullptr, nullptr); }, "", extra);
+      }
+      row("conv_bwd_weight", "cudnn", shape, count, f, 0,
+          [&] { kernels::cudnn::conv2d_backward<float>(s, px, pw, pgy, nullptr, pgw, nullptr); },
+          cs.first ? "conv_bwd" : "", extra);
+    }
+#endif
+    if (!any_gemm) return;
+    // The GEMMs of the im2col path alone, over the whole batch at once (the conv may split the batch into chunks
+    // to bound its scratch). The gap between conv_* and conv_gemm_* is the price of im2col/col2im and permutes.
+    const int64_t M = cs.gemm_m(), N = cs.gemm_n(), K = cs.gemm_k();
+    Tensor col = filled({K, N}, o_.dev, 4);
+    Tensor out = Tensor::empty({M, N}, DType::f32, o_.dev);
+    Tensor gyt = filled({M, N}, o_.dev, 5);
+    const float* pcol = col.data<float>();
+    const float* pgyt = gyt.data<float>();
+    float* pout = out.data<float>();
+    float* pgcol = col.data<float>();  // bwd-data writes [K, N]: reuse col's storage
+    const std::string blas = g_cuda ? "cublas" : "openblas";
+    auto gemm_extra = [&](int64_t m, int64_t n, int64_t k) {
+      return [=](bench::Record& r) { r.i("m", m).i("n", n).i("k", k); };
+    };
+    row("conv_gemm_fwd", blas, engine::cat("M", M, " N", N, " K", K), count, f, 0,
+        [&] { KERNEL(gemm<float>, false, false, M, N, K, 1.f, pw, K, pcol, N, 0.f, pout, N); }, "",
+        gemm_extra(M, N, K));
+    if (!cs.first)
+      row("conv_gemm_bwd_data", blas, engine::cat("M", K, " N", N, " K", M), count, f, 0,
+          [&] { KERNEL(gemm<float>, true, false, K, N, M, 1.f, pw, K, pgyt, N, 0.f, pgcol, N); }, "",
+          gemm_extra(K, N, M));
+    row("conv_gemm_bwd_weight", blas, engine::cat("M", M, " N", K, " K", N), count, f, 0,
+        [&] { KERNEL(gemm<float>, false, true, M, K, N, 1.f, pgyt, N, pcol, N, 0.f, pgw, K); }, "",
+        gemm_extra(M, K, N));
+  }
+
+  // ---------------------------------------------------------------- memory-bound ops
+  static std::string act_str(const bench::Act& a) { return engine::cat(a.n, "x", a.c, "x", a.h, "x", a.w); }
+
+  void batch_norm(const bench::Act& a, int count) {
+    if (!wanted("bn_")) return;
+    const kernels::BatchNormShape s{a.n, a.c, a.h * a.w};
+    Tensor x = filled({a.n, a.c, a.h, a.w}, o_.dev, 6), y = Tensor::empty(x.shape(), DType::f32, o_.dev);
+    Tensor gy = filled(x.shape(), o_.dev, 7), gx = Tensor::empty(x.shape(), DType::f32, o_.dev);
+    Tensor gamma = filled({a.c}, o_.dev, 8, 0.5f, 1.5f), beta = filled({a.c}, o_.dev, 9);
+    Tensor rm = filled({a.c}, o_.dev, 10), rv = filled({a.c}, o_.dev, 11, 0.5f, 1.5f);
+    Tensor sm = Tensor::empty({a.c}, DType::f32, o_.dev), si = Tensor::empty({a.c}, DType::f32, o_.dev);
+    Tensor dg = Tensor::empty({a.c}, DType::f32, o_.dev), db = Tensor::empty({a.c}, DType::f32, o_.dev);
+    const double n = static_cast<double>(a.numel()) * sizeof(float);
+    // Byte model: forward reads x for the statistics, reads x and writes y to normalise (3 passes); backward reads
+    // x and gy for the sums, then x and gy again and writes gx (5 passes).
+    row("bn_fwd", "native", act_str(a), count, 0, 3 * n,
+        [&] {
+          KERNEL(batch_norm_forward_train<float>, x.data<float>(), gamma.data<float>(), beta.data<float>(),
+                 y.data<float>(), sm.data<float>(), si.data<float>(), rm.data<float>(), rv.data<float>(), s, 0.1, 1e-5);
+        },
+        "bn_fwd");
+    row("bn_bwd", "native", act_str(a), count, 0, 5 * n,
+        [&] {
+          KERNEL(batch_norm_backward<float>, x.data<float>(), gy.data<float>(), gamma.data<float>(), sm.data<float>(),
+                 si.data<float>(), gx.data<float>(), dg.data<float>(), db.data<float>(), s, true);
+        },
+        "bn_bwd");
+  }
+
+  void relu(const bench::Act& a, int count) {
+    if (!wanted("relu")) return;
+    Tensor x = filled({a.numel()}, o_.dev, 12), y = Tensor::empty({a.numel()}, DType::f32, o_.dev);
+    Tensor gy = filled({a.numel()}, o_.dev, 13);
+    const double n = static_cast<double>(a.numel()) * sizeof(float);
+    row("relu_fwd", "native", act_str(a), count, 0, 2 * n,
+        [&] { KERNEL(relu_forward<float>, x.data<float>(), y.data<float>(), a.numel()); }, "relu_fwd");
+    row("relu_bwd", "native", act_str(a), count, 0, 3 * n,
+        [&] { KERNEL(relu_backward<float>, x.data<float>(), gy.data<float>(), y.data<float>(), a.numel()); },
+        "relu_bwd");
+  }
+
+  // One add per residual join in forward, and one per block input in backward (its gradient arrives from the
+  // branch and the shortcut and is summed): counted twice in the step.
+  void add(const bench::Act& a, int count) {
+    if (!wanted("add")) return;
+    Tensor x = filled({a.numel()}, o_.dev, 14), z = filled({a.numel()}, o_.dev, 15);
+    Tensor y = Tensor::empty({a.numel()}, DType::f32, o_.dev);
+    const double n = static_cast<double>(a.numel()) * sizeof(float);
+    row("add", "native", act_str(a), 2 * count, 0, 3 * n,
+        [&] { KERNEL(add<float>, x.data<float>(), z.data<float>(), y.data<float>(), a.numel()); }, "add");
+  }
+
+  void maxpool(const bench::PoolShape& p, int count) {
+    if (!wanted("maxpool")) return;
+    kernels::MaxPool2dShape s;
+    s.planes = p.in.n * p.in.c, s.h = p.in.h, s.w = p.in.w, s.out_h = p.oh(), s.out_w = p.ow();
+    s.kernel_h = s.kernel_w = p.k, s.stride_h = s.stride_w = p.stride, s.pad_h = s.pad_w = p.pad;
+    Tensor x = filled({p.in.numel()}, o_.dev, 16), gx = Tensor::empty({p.in.numel()}, DType::f32, o_.dev);
+    const int64_t no = s.planes * s.out_h * s.out_w;
+    Tensor y = Tensor::empty({no}, DType::f32, o_.dev), gy = filled({no}, o_.dev, 17);
+    Tensor arg = Tensor::empty({no}, DType::i32, o_.dev);
+    const std::string shape = engine::cat(act_str(p.in), " k", p.k, "s", p.stride, "p", p.pad);
+    const double bytes = (static_cast<double>(p.in.numel()) + 2.0 * no) * 4;  // x, y, argmax / gy, argmax, gx
+    row("maxpool_fwd", "native", shape, count, 0, bytes,
+        [&] { KERNEL(max_pool2d_forward<float>, x.data<float>(), y.data<float>(), arg.data<int32_t>(), s); },
+        "maxpool_fwd");
+    row("maxpool_bwd", "native", shape, count, 0, bytes,
+        [&] { KERNEL(max_pool2d_backward<float>, gy.data<float>(), arg.data<int32_t>(), gx.data<float>(), s); },
+        "maxpool_bwd");
+  }
+
+  void avgpool(const bench::Act& a) {
+    if (!wanted("avgpool")) return;
+    kernels::AdaptivePool2dShape s;
+    s.planes = a.n * a.c, s.h = a.h, s.w = a.w, s.out_h = 1, s.out_w = 1;
+    Tensor x = filled({a.numel()}, o_.dev, 18), gx = Tensor::empty({a.numel()}, DType::f32, o_.dev);
+    Tensor y = Tensor::empty({s.planes}, DType::f32, o_.dev), gy = filled({s.planes}, o_.dev, 19);
+    const double bytes = (static_cast<double>(a.numel()) + s.planes) * 4;
+    row("avgpool_fwd", "native", act_str(a) + " -> 1x1", 1, 0, bytes,
+        [&] { KERNEL(adaptive_avg_pool2d_forward<float>, x.data<float>(), y.data<float>(), s); }, "avgpool_fwd");
+    row("avgpool_bwd", "native", act_str(a) + " -> 1x1", 1, 0, bytes,
+        [&] { KERNEL(adaptive_avg_pool2d_backward<float>, gy.data<float>(), gx.data<float>(), s); }, "avgpool_bwd");
+  }
+
+  // Fully connected layer as engine/ops/linear does it: GEMMs plus the bias kernels of kernels/linear.h.
+  void linear(int64_t n, int64_t in, int64_t out) {
+    if (!wanted("linear")) return;
+    Tensor x = filled({n, in}, o_.dev, 20), w = filled({out, in}, o_.dev, 21, -0.1f, 0.1f);
+    Tensor b = filled({out}, o_.dev, 22), y = Tensor::empty({n, out}, DType::f32, o_.dev);
+    Tensor gy = filled({n, out}, o_.dev, 23), gx = Tensor::empty({n, in}, DType::f32, o_.dev);
+    Tensor gw = Tensor::empty({out, in}, DType::f32, o_.dev), gb = Tensor::empty({out}, DType::f32, o_.dev);
+    const float *px = x.data<float>(), *pw = w.data<float>(), *pgy = gy.data<float>();
+    float *py = y.data<float>(), *pgx = gx.data<float>(), *pgw = gw.data<float>();
+    const double f = 2.0 * n * in * out;
+    const std::string shape = engine::cat(n, "x", in, " -> ", out);
+    row("linear_fwd", "native", shape, 1, f, 0,
+        [&] {
+          KERNEL(gemm<float>, false, true, n, out, in, 1.f, px, in, pw, in, 0.f, py, out);
+          KERNEL(add_row_bias<float>, b.data<float>(), py, n, out);
+        },
+        "linear_fwd");
+    row("linear_bwd", "native", shape, 1, 2 * f, 0,
+        [&] {
+          KERNEL(gemm<float>, false, false, n, in, out, 1.f, pgy, out, pw, in, 0.f, pgx, in);
+          KERNEL(gemm<float>, true, false, out, in, n, 1.f, pgy, out, px, in, 0.f, pgw, in);
+          KERNEL(sum_rows<float>, pgy, gb.data<float>(), n, out);
+        },
+        "linear_bwd");
+  }
+
+  void cross_entropy(int64_t n, int64_t c) {
+    if (!wanted("ce_")) return;
+    Tensor z = filled({n, c}, o_.dev, 24, -3.f, 3.f), g = Tensor::empty({n, c}, DType::f32, o_.dev);
+    Tensor loss = Tensor::empty({1}, DType::f32, o_.dev), one = Tensor::full({1}, 1.0, DType::f32, o_.dev);
+    Tensor gz = Tensor::empty({n, c}, DType::f32, o_.dev);
+    std::vector<double> lab(n);
+    for (int64_t i = 0; i < n; ++i) lab[i] = static_cast<double>(i % c);
+    Tensor labels = Tensor::from_vector(lab, {n}, DType::i32, o_.dev);
+    const kernels::CrossEntropyShape s{n, c, 0.0};
+    const std::string shape = engine::cat(n, "x", c);
+    row("ce_fwd", "native", shape, 1, 0, 2.0 * n * c * 4,
+        [&] {
+          KERNEL(cross_entropy_forward<float>, z.data<float>(), labels.data<int32_t>(), loss.data<float>(),
+                 g.data<float>(), s);
+        },
+        "ce_fwd");
+    row("ce_bwd", "native", shape, 1, 0, 2.0 * n * c * 4,
+        [&] { KERNEL(cross_entropy_backward<float>, g.data<float>(), one.data<float>(), gz.data<float>(), n * c); },
+        "ce_bwd");
+  }
+
+  // The optimizer as engine/optim/sgd runs it: one call over the table of every parameter of the real model.
+  void sgd(const engine::nn::Module& model) {
+    if (!wanted("sgd")) return;
+    std::vector<Tensor> keep;
+    std::vector<kernels::SgdTensor> table;
+    int64_t total = 0;
+    for (const Tensor& p : model.parameters()) {
+      Tensor w = filled(p.shape(), o_.dev, 25), g = filled(p.shape(), o_.dev, 26), b = filled(p.shape(), o_.dev, 27);
+      table.push_back({w.raw_data(), g.raw_data(), b.raw_data(), p.numel()});
+      keep.insert(keep.end(), {w, g, b});
+      total += p.numel();
+    }
+    kernels::SgdParams sp;
+    sp.lr = 1e-6, sp.momentum = 0.9, sp.weight_decay = 1e-4;
+    row("sgd", "native", engine::cat(table.size(), " tensors, ", total, " params"), 1, 0, 5.0 * total * 4,
+        [&] { KERNEL(sgd_update<float>, table.data(), static_cast<int>(table.size()), sp); }, "sgd");
+  }
+
+  // Per-op totals (median x count): where the step's time goes.
+  void print_estimate(const std::string& title) {
+    for (const auto& kv : estimate_) {
+      double total = 0;
+      for (const auto& e : kv.second) total += e.second;
+      bench::Output t(json_, {{"op", "op"}, {"step_ms", "ms per step"}, {"share", "share %"}});
+      out_.note(engine::cat(title, " (conv engine ", kv.first, "): sum over the step of median x count = ", total,
+                            " ms"));
+      for (const auto& k : order_) {
+        if (!kv.second.count(k)) continue;
+        bench::Record r;
+        r.s("summary", kv.first).s("op", k).f("step_ms", kv.second.at(k), 2).f("share", 100 * kv.second.at(k) / total, 1);
+        t.add(r);
+      }
+      bench::Record r;
+      r.s("summary", kv.first).s("op", "total").f("step_ms", total, 2).f("share", 100.0, 1);
+      t.add(r);
+      t.flush();
+    }
+  }
+  bool json_ = false;
+
+ private:
+  const Options& o_;
+  bench::Output& out_;
+  std::map<std::string, std::map<std::string, double>> estimate_;
+  std::vector<std::string> order_;
+#if ENGINE_HAVE_CUDA
+  std::unique_ptr<bench::GpuL2Flusher> gpu_flush_;
+#endif
+  std::unique_ptr<bench::CpuCacheFlusher> cpu_flush_;
+};
+
+// CPU peaks, measured: the best of a few 2048^3 OpenBLAS sgemms (GFLOP/s) and of a triad a = b + s*c over three
+// 64 MB arrays (GB/s, counting 3 x 64 MB per pass).
+double measure_cpu_gflops(int64_t n) {
+  std::vector<float> a(n * n, 1.f), b(n * n, 0.5f), c(n * n, 0.f);
+  bench::TimingOptions t;
+  t.warmup = 1, t.repeat = 3;
+  auto ms = bench::time_cpu([&] { kernels::cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
+                                                            c.data(), n); },
+                            t);
+  return 2.0 * n * n * n / (bench::stats_of(ms).min / 1e3) / 1e9;
+}
+double measure_cpu_gbps() {
+  const int64_t n = 16 << 20;
+  std::vector<float> a(n), b(n, 1.f), c(n, 2.f);
+  bench::TimingOptions t;
+  t.warmup = 1, t.repeat = 5;
+  auto ms = bench::time_cpu(
+      [&] {
+        float* pa = a.data();
+        const float *pb = b.data(), *pc = c.data();
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; ++i) pa[i] = pb[i] + 0.5f * pc[i];
+      },
+      t);
+  return 3.0 * n * 4 / (bench::stats_of(ms).min / 1e3) / 1e9;
+}
+
+const char* kUsage =
+    "bench_kernels: the kernels of a ResNet training step at the model's real shapes, called directly.\n"
+    "examples:\n"
+    "  bench_kernels --quick                                   (CPU, resnet18, batch 16, 28x28, ~30 s)\n"
+    "  bench_kernels --device cpu --model resnet18 --batch 128 --resize 28 --threads 2\n"
+    "  bench_kernels --device cuda --model resnet50 --batch 128 --resize 96 --ops conv --json";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    bench::Args a(argc, argv,
+                  {{"device", "cpu | cuda (default cpu)"},
+                   {"model", "resnet18 | resnet34 | resnet50 | resnet101 | resnet152 (default resnet18)"},
+                   {"batch", "batch size (default CPU 16, CUDA 128)"},
+                   {"resize", "input height = width (default 96; Fashion-MNIST native 28; ImageNet 224)"},
+                   {"repeat", "timed calls per kernel (default CPU 5, CUDA 20)"},
+                   {"warmup", "untimed calls first (default 2)"},
+                   {"ops", "comma list of substrings of op names: conv,conv_gemm,bn,relu,add,maxpool,avgpool,"
+                           "linear,ce,sgd (default all)"},
+                   {"no-gemm", "[flag] skip the bare-GEMM rows beside each convolution"},
+                   {"no-flush", "[flag] do not flush caches between repeats"},
+                   {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
+                   {"tf32", "CUDA: 1 = TF32 tensor cores for float32 GEMMs (default 0)"},
+                   {"peak-gflops", "peak GFLOP/s for %peak (CPU default: measured sgemm; CUDA: 67000 / 495000 TF32)"},
+                   {"peak-gbps", "peak GB/s for %peak (CPU default: measured triad; CUDA: 3350)"},
+                   {"quick", "[flag] short run: 28x28, 1 warm-up + 3 timed calls, no GEMM rows, sgemm peak at 1024"},
+                   {"json", "[flag] one JSON object per line instead of tables"}});
+    if (a.help) {
+      a.print_help(kUsage);
+      return 0;
+    }
+    Options o;
+    o.dev = Device::parse(a.str("device", "cpu"));
+    g_cuda = o.dev.is_cuda();
+    if (g_cuda) engine::require_cuda("bench_kernels --device cuda");
+    bench::set_threads(static_cast<int>(a.i64("threads", 0)));
+    const bool quick = a.flag("quick");
+    o.model = a.str("model", "resnet18");
+    ENGINE_CHECK(bench::is_imagenet_resnet(o.model), "bench_kernels: --model must be one of resnet18/34/50/101/152, got '",
+                 o.model, "'");
+    o.batch = a.i64("batch", g_cuda ? 128 : 16);
+    o.res = a.i64("resize", quick ? 28 : 96);
+    o.timing.warmup = static_cast<int>(a.i64("warmup", quick ? 1 : 2));
+    o.timing.repeat = static_cast<int>(a.i64("repeat", quick ? 3 : (g_cuda ? 20 : 5)));
+    o.timing.flush = !a.flag("no-flush");
+    ENGINE_CHECK(o.timing.repeat >= 1 && o.timing.warmup >= 0 && o.batch >= 2 && o.res >= 8,
+                 "bench_kernels: need --repeat >= 1, --warmup >= 0, --batch >= 2, --resize >= 8");
+    o.ops = a.list("ops", "");
+    o.gemm_rows = !a.flag("no-gemm") && !quick;
+    o.tf32 = a.i64("tf32", 0) != 0;
+    const bool json = a.flag("json");
+
+    bench::Output out(json, {{"op", "op"},
+                             {"impl", "impl"},
+                             {"shape", "shape"},
+                             {"count", "count"},
+                             {"ms", "ms (med)"},
+                             {"ms_min", "min"},
+                             {"ms_max", "max"},
+                             {"gflops", "GFLOP/s"},
+                             {"gbps", "GB/s"},
+                             {"pct_peak", "%peak"},
+                             {"step_ms", "ms x count"}});
+    std::string devname = bench::cpu_model(), peak_note;
+    if (g_cuda) {
+#if ENGINE_HAVE_CUDA
+      kernels::cuda::set_allow_tf32(o.tf32);
+      cudaDeviceProp prop;
+      BENCH_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.dev.index));
+      devname = prop.name;
+#endif
+      o.peak_gflops = a.f64("peak-gflops", o.tf32 ? 495000.0 : 67000.0);
+      o.peak_gbps = a.f64("peak-gbps", 3350.0);
+      peak_note = a.has("peak-gflops") || a.has("peak-gbps") ? "given" : "H100 SXM datasheet (dense)";
+    } else {
+      o.peak_gflops = a.has("peak-gflops") ? a.f64("peak-gflops", 0) : measure_cpu_gflops(quick ? 1024 : 2048);
+      o.peak_gbps = a.has("peak-gbps") ? a.f64("peak-gbps", 0) : measure_cpu_gbps();
+      peak_note = "measured here: OpenBLAS sgemm / triad";
+    }
+    out.note(engine::cat("bench_kernels on ", o.dev.str(), ": ", devname, ", ", bench::threads(), " threads, load average ",
+                         bench::load_average(), ", ", bench::now_utc()));
+    out.note(bench::thread_env());
+    out.note(engine::cat(o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", float32", g_cuda && o.tf32 ? " (TF32 GEMMs)" : "",
+                         "; warm-up ", o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",
+                         o.timing.flush ? (g_cuda ? "L2 flushed (256 MB written) before each call"
+                                                  : "flushed (2 x LLC written) before each call")
+                                        : "NOT flushed"));
+    char peak[160];
+    std::snprintf(peak, sizeof peak, "peaks for %%peak: %.0f GFLOP/s, %.1f GB/s (%s)", o.peak_gflops, o.peak_gbps,
+                  peak_note.c_str());
+    out.note(peak);
+
+    models::ModelConfig mc;
+    auto model = models::create(o.model, mc);
+    const bench::NetShapes ns = bench::net_shapes(o.model, o.batch, o.res);
+    if (ns.params != model->num_parameters())
+      out.note(engine::cat("WARNING: ", o.model, " has ", model->num_parameters(),
+                           " parameters but benchmarks/resnet_shapes.h expects ", ns.params, ": shapes may be off"));
+
+    Bench b(o, out);
+    b.json_ = json;
+    for (const auto& [cs, count] : bench::distinct(ns.convs)) b.conv(cs, count);
+    for (const auto& [act, count] : bench::distinct(ns.bns)) b.batch_norm(act, count);
+    for (const auto& [act, count] : bench::distinct(ns.relus)) b.relu(act, count);
+    for (const auto& [act, count] : bench::distinct(ns.adds)) b.add(act, count);
+    for (const auto& p : ns.maxpools) b.maxpool(p, 1);
+    b.avgpool(ns.avgpool_in);
+    b.linear(ns.batch, ns.fc_in, ns.classes);
+    b.cross_entropy(ns.batch, ns.classes);
+    b.sgd(*model);
+    out.flush();
+    b.print_estimate(engine::cat("per-op estimate of one ", o.model, " training step, batch ", o.batch, " at ", o.res,
+                                 "x", o.res));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    return 1;
+  }
+}
