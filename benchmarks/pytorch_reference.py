@@ -232,6 +232,26 @@ def run(args, device, name, res, batch, math):
             ms.append((time.perf_counter() - t0) * 1e3)
         peak_mb = _status_mb("VmHWM") - BASE_RSS_MB
 
+    if args.profile:
+        # Per-op self time over a few steps (torch.profiler), to set beside bench_kernels' per-op estimate.
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=acts) as prof:
+            for _ in range(args.profile):
+                step()
+            if cuda:
+                torch.cuda.synchronize()
+        key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        print(f"# torch.profiler: {name} {res}x{res} batch {batch} {math}, {args.profile} steps, self time per step",
+              flush=True)
+        rows = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))
+        total = sum(getattr(e, key) for e in rows)
+        for e in rows[:25]:
+            t = getattr(e, key) / args.profile / 1e3
+            print(f"#   {e.key[:48]:48s} {t:9.2f} ms  {100 * getattr(e, key) / total:5.1f}%  calls/step "
+                  f"{e.count // args.profile}", flush=True)
+
     med = statistics.median(ms)
     img_s = batch / (med / 1e3)
     gflops = gflop_img * img_s
@@ -306,6 +326,8 @@ def main():
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: all cores)")
     p.add_argument("--peak-gflops", type=float, default=None, help="device peak for the %%peak column")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of the table")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="also print torch.profiler self time per op over STEPS extra steps")
     args = p.parse_args()
 
     global BASE_RSS_MB
@@ -336,6 +358,8 @@ def main():
     now = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"# pytorch {torch.__version__} on {args.device}: {devname}, {torch.get_num_threads()} threads, "
           f"load average {load:.2f}, {now}", flush=True)
+    print("# " + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in
+                           ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OPENBLAS_NUM_THREADS")), flush=True)
     print(f"# warm-up {args.warmup} steps, timed {args.steps} steps; peak MB = "
           + ("torch.cuda.max_memory_allocated" if cuda else "VmHWM minus RSS at start-up"), flush=True)
     rows = []
