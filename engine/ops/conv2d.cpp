@@ -1,0 +1,112 @@
+// conv2d front-end: argument checks, output shape, the backward rule, and the choice between our kernels
+// (kernels/cpu/conv.cpp, kernels/cuda/conv.cu) and cuDNN (kernels/cudnn/conv.cpp) for CUDA tensors.
+#include "engine/ops/conv2d.h"
+
+#include "engine/ops/common.h"
+#include "kernels/conv.h"
+
+namespace engine {
+namespace {
+
+ConvEngine g_conv_engine = ConvEngine::native;
+
+template <class T>
+void forward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp,
+                const T* bp, T* yp) {
+  if (x.is_cuda()) {
+#if ENGINE_HAVE_CUDNN
+    if (eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_forward<T>(s, xp, wp, bp, yp);
+#endif
+    (void)eng;
+    ENGINE_CUDA_ONLY("conv2d", kernels::cuda::conv2d_forward<T>(s, xp, wp, bp, yp));
+  } else {
+    kernels::cpu::conv2d_forward<T>(s, xp, wp, bp, yp);
+  }
+}
+
+template <class T>
+void backward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp,
+                 const T* gyp, T* gxp, T* gwp, T* gbp) {
+  if (x.is_cuda()) {
+#if ENGINE_HAVE_CUDNN
+    if (eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp);
+#endif
+    (void)eng;
+    ENGINE_CUDA_ONLY("conv2d backward", kernels::cuda::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp));
+  } else {
+    kernels::cpu::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp);
+  }
+}
+
+}  // namespace
+
+bool cudnn_compiled() {
+#if ENGINE_HAVE_CUDNN
+  return true;
+#else
+  return false;
+#endif
+}
+
+void set_conv_engine(ConvEngine e) {
+  ENGINE_CHECK(e != ConvEngine::cudnn || cudnn_compiled(),
+               "set_conv_engine: cuDNN was asked for, but this engine was built without cuDNN (install cuDNN and "
+               "rebuild with -DENGINE_CUDA=ON -DENGINE_CUDNN=ON, or use the native convolution engine)");
+  g_conv_engine = e;
+}
+
+ConvEngine conv_engine() { return g_conv_engine; }
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
+  check_dim("conv2d", "input", x, 4);
+  check_dim("conv2d", "weight", weight, 4);
+  check_same("conv2d", {{"input", x}, {"weight", weight}, {"bias", bias}});
+  const std::string shapes = cat("input ", shape_str(x.shape()), ", weight ", shape_str(weight.shape()));
+  ENGINE_CHECK(x.size(1) == weight.size(1), "conv2d: input has ", x.size(1), " channels but weight expects ",
+               weight.size(1), " (", shapes, ")");
+  ENGINE_CHECK(x.size(0) > 0 && x.size(1) > 0 && x.size(2) > 0 && x.size(3) > 0 && weight.size(0) > 0 &&
+                   weight.size(2) > 0 && weight.size(3) > 0,
+               "conv2d: every dimension of input and weight must be positive (", shapes, ")");
+  if (bias.defined()) {
+    ENGINE_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "conv2d: bias ", shape_str(bias.shape()),
+                 " must have one element per output channel, [", weight.size(0), "] (", shapes, ")");
+  }
+  ENGINE_CHECK(p.stride_h >= 1 && p.stride_w >= 1 && p.pad_h >= 0 && p.pad_w >= 0,
+               "conv2d: stride must be >= 1 and padding >= 0, got stride ", p.stride_h, "x", p.stride_w, ", padding ",
+               p.pad_h, "x", p.pad_w);
+
+  kernels::Conv2dShape s;
+  s.n = x.size(0), s.c = x.size(1), s.h = x.size(2), s.w = x.size(3);
+  s.oc = weight.size(0), s.kh = weight.size(2), s.kw = weight.size(3);
+  s.stride_h = p.stride_h, s.stride_w = p.stride_w, s.pad_h = p.pad_h, s.pad_w = p.pad_w;
+  const int64_t ph = s.h + 2 * s.pad_h, pw = s.w + 2 * s.pad_w;
+  ENGINE_CHECK(ph >= s.kh && pw >= s.kw, "conv2d: kernel ", s.kh, "x", s.kw, " is larger than the padded input ", ph,
+               "x", pw, " (", shapes, ", padding ", p.pad_h, "x", p.pad_w, "): the output would be empty");
+  s.oh = (ph - s.kh) / s.stride_h + 1;
+  s.ow = (pw - s.kw) / s.stride_w + 1;
+
+  const ConvEngine eng = g_conv_engine;
+  Tensor y = Tensor::empty({s.n, s.oc, s.oh, s.ow}, x.dtype(), x.device());
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    forward_on<T>(x, eng, s, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
+  });
+
+  // The engine is fixed at forward time so that forward and backward of one call agree.
+  record(y, "conv2d", {x, weight, bias}, [x, weight, s, eng](const Tensor& g, const std::vector<bool>& need) {
+    std::vector<Tensor> grads(3);
+    if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
+    if (need[1]) grads[1] = Tensor::empty(weight.shape(), weight.dtype(), weight.device());
+    if (need.size() > 2 && need[2]) grads[2] = Tensor::empty({s.oc}, weight.dtype(), weight.device());
+    dispatch_dtype(x.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+      backward_on<T>(x, eng, s, x.data<T>(), weight.data<T>(), g.data<T>(), ptr(grads[0]), ptr(grads[1]),
+                     ptr(grads[2]));
+    });
+    return grads;
+  });
+  return y;
+}
+
+}  // namespace engine

@@ -1,0 +1,244 @@
+// Convolution on the CPU: im2col over a chunk of images (OpenMP over channel x image planes), one OpenBLAS
+// GEMM per chunk, and a permute that adds the bias. See kernels/conv.h for the algorithm.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "kernels/conv.h"
+#include "kernels/gemm.h"
+
+namespace kernels::cpu {
+namespace {
+
+// Column buffer budget per chunk: 16M elements (64 MB in float) keeps the GEMM's N dimension in the tens of
+// thousands, which is all OpenBLAS needs to run at full speed.
+constexpr int64_t kChunkElems = int64_t(1) << 24;
+// Below this many elements of work a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = int64_t(1) << 15;
+
+// Per-thread scratch that only grows: a training step would otherwise page-fault a fresh col buffer for
+// every convolution. Slot 0 holds col, slot 1 the GEMM output / permuted gradient.
+template <class T>
+T* scratch(int slot, int64_t n) {
+  struct Buf {
+    std::unique_ptr<T[]> p;
+    int64_t cap = 0;
+  };
+  thread_local Buf bufs[2];
+  Buf& b = bufs[slot];
+  if (b.cap < n) {
+    b.p.reset();
+    b.p.reset(new T[n]);
+    b.cap = n;
+  }
+  return b.p.get();
+}
+
+// Output positions o in [lo, hi) whose input index o*stride - pad + k lies inside [0, in).
+inline void valid_range(int64_t k, int64_t pad, int64_t stride, int64_t in, int64_t out, int64_t& lo, int64_t& hi) {
+  int64_t first = pad - k;  // need o*stride >= pad - k
+  lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+  int64_t last = in - 1 + pad - k;  // need o*stride <= in - 1 + pad - k
+  hi = last < 0 ? 0 : std::min(out, last / stride + 1);
+  lo = std::min(lo, hi);
+}
+
+// out [OC, nb*P] -> y [nb, OC, P], adding bias[oc] when given.
+template <class T>
+void permute_out(const Conv2dShape& s, const T* out, int64_t nb, const T* bias, T* y) {
+  const int64_t P = s.out_pixels(), NP = nb * P;
+#pragma omp parallel for collapse(2) schedule(static) if (nb * s.oc * P > kParallelMin)
+  for (int64_t img = 0; img < nb; ++img)
+    for (int64_t oc = 0; oc < s.oc; ++oc) {
+      const T* src = out + oc * NP + img * P;
+      T* dst = y + (img * s.oc + oc) * P;
+      const T b = bias ? bias[oc] : T(0);
+      for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + b;
+    }
+}
+
+// gy [nb, OC, P] -> gy' [OC, nb*P]
+template <class T>
+void permute_grad(const Conv2dShape& s, const T* gy, int64_t nb, T* gyt) {
+  const int64_t P = s.out_pixels(), NP = nb * P;
+#pragma omp parallel for collapse(2) schedule(static) if (nb * s.oc * P > kParallelMin)
+  for (int64_t oc = 0; oc < s.oc; ++oc)
+    for (int64_t img = 0; img < nb; ++img) std::memcpy(gyt + oc * NP + img * P, gy + (img * s.oc + oc) * P, P * sizeof(T));
+}
+
+}  // namespace
+
+template <class T>
+void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w;
+  const int64_t sh = s.stride_h, sw = s.stride_w;
+#pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
+  for (int64_t c = 0; c < s.c; ++c)
+    for (int64_t img = 0; img < nb; ++img) {
+      const T* xp = x + (img * s.c + c) * HW;
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          T* dst = col + ((c * s.kh + i) * s.kw + j) * NP + img * P;
+          int64_t lo, hi;
+          valid_range(j, s.pad_w, sw, s.w, s.ow, lo, hi);
+          for (int64_t oh = 0; oh < s.oh; ++oh, dst += s.ow) {
+            const int64_t ih = oh * sh - s.pad_h + i;
+            if (ih < 0 || ih >= s.h) {
+              std::fill(dst, dst + s.ow, T(0));
+              continue;
+            }
+            const int64_t base = ih * s.w + j - s.pad_w;  // input index of ow = 0 (may be negative)
+            std::fill(dst, dst + lo, T(0));
+            if (sw == 1) {
+              for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = xp[base + ow];
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = xp[base + ow * sw];
+            }
+            std::fill(dst + hi, dst + s.ow, T(0));
+          }
+        }
+    }
+}
+
+template <class T>
+void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
+  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w;
+  const int64_t sh = s.stride_h, sw = s.stride_w;
+  // Each (image, channel) plane of x only receives from its own rows of col: planes are independent.
+#pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
+  for (int64_t img = 0; img < nb; ++img)
+    for (int64_t c = 0; c < s.c; ++c) {
+      T* xp = x + (img * s.c + c) * HW;
+      std::fill(xp, xp + HW, T(0));
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const T* src = col + ((c * s.kh + i) * s.kw + j) * NP + img * P;
+          int64_t lo, hi;
+          valid_range(j, s.pad_w, sw, s.w, s.ow, lo, hi);
+          for (int64_t oh = 0; oh < s.oh; ++oh, src += s.ow) {
+            const int64_t ih = oh * sh - s.pad_h + i;
+            if (ih < 0 || ih >= s.h) continue;
+            const int64_t base = ih * s.w + j - s.pad_w;
+            if (sw == 1) {
+              for (int64_t ow = lo; ow < hi; ++ow) xp[base + ow] += src[ow];
+            } else {
+              for (int64_t ow = lo; ow < hi; ++ow) xp[base + ow * sw] += src[ow];
+            }
+          }
+        }
+    }
+}
+
+template <class T>
+void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y) {
+  const int64_t P = s.out_pixels();
+#pragma omp parallel for collapse(2) schedule(static) if (s.n * s.oc * P > kParallelMin)
+  for (int64_t img = 0; img < s.n; ++img)
+    for (int64_t oc = 0; oc < s.oc; ++oc) {
+      T* dst = y + (img * s.oc + oc) * P;
+      const T b = bias[oc];
+      for (int64_t p = 0; p < P; ++p) dst[p] += b;
+    }
+}
+
+template <class T>
+void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
+  const int64_t P = s.out_pixels();
+#pragma omp parallel for schedule(static) if (s.n * s.oc * P > kParallelMin)
+  for (int64_t oc = 0; oc < s.oc; ++oc) {
+    double acc = 0;  // float gradients summed over a whole batch lose digits in float
+    for (int64_t img = 0; img < s.n; ++img) {
+      const T* src = gy + (img * s.oc + oc) * P;
+      T part = 0;
+      for (int64_t p = 0; p < P; ++p) part += src[p];
+      acc += part;
+    }
+    gb[oc] = T(acc);
+  }
+}
+
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
+  const int64_t chunk = conv_chunk_images(s, kChunkElems);
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
+    const T* xc = x + n0 * in_img;
+    T* yc = y + n0 * out_img;
+    const T* col = xc;  // a pointwise convolution of one image needs no im2col
+    if (!(s.pointwise() && nb == 1)) {
+      T* buf = scratch<T>(0, K * NP);
+      im2col(s, xc, nb, buf);
+      col = buf;
+    }
+    if (nb == 1) {
+      // [OC, P] is already the NCHW layout of one image.
+      gemm<T>(false, false, s.oc, P, K, T(1), w, K, col, P, T(0), yc, P);
+      if (bias) {
+        Conv2dShape one = s;
+        one.n = 1;
+        conv2d_add_bias(one, bias, yc);
+      }
+    } else {
+      T* out = scratch<T>(1, s.oc * NP);
+      gemm<T>(false, false, s.oc, NP, K, T(1), w, K, col, NP, T(0), out, NP);
+      permute_out(s, out, nb, bias, yc);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
+  if (gb) conv2d_bias_grad(s, gy, gb);
+  if (!gx && !gw) return;
+  if (s.n == 0) {
+    if (gw) std::fill(gw, gw + s.oc * s.ckk(), T(0));
+    return;
+  }
+  const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
+  const int64_t chunk = conv_chunk_images(s, kChunkElems);
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
+    const T* xc = x + n0 * in_img;
+    const T* gyc = gy + n0 * out_img;
+    const T* gyt = gyc;  // one image: gy [OC, P] already is gy'
+    if (nb > 1) {
+      T* buf = scratch<T>(1, s.oc * NP);
+      permute_grad(s, gyc, nb, buf);
+      gyt = buf;
+    }
+    const bool direct = s.pointwise() && nb == 1;  // col is x itself, col2im is the identity
+    if (gw) {
+      const T* col = xc;
+      if (!direct) {
+        T* buf = scratch<T>(0, K * NP);
+        im2col(s, xc, nb, buf);
+        col = buf;
+      }
+      gemm<T>(false, true, s.oc, K, NP, T(1), gyt, NP, col, NP, n0 == 0 ? T(0) : T(1), gw, K);
+    }
+    if (gx) {
+      T* gxc = gx + n0 * in_img;
+      if (direct) {
+        gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), gxc, NP);
+      } else {
+        T* gcol = scratch<T>(0, K * NP);  // col is no longer needed once gW has been accumulated
+        gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), gcol, NP);
+        col2im(s, gcol, nb, gxc);
+      }
+    }
+  }
+}
+
+#define INSTANTIATE(T)                                                                                      \
+  template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
+  template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);                    \
+  template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*);           \
+  template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                                       \
+  template void conv2d_bias_grad<T>(const Conv2dShape&, const T*, T*);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace kernels::cpu

@@ -1,0 +1,279 @@
+// Convolution on the GPU: the same algorithm as kernels/cpu/conv.cpp (see kernels/conv.h) with cuBLAS GEMMs.
+// im2col writes one column per thread-row (coalesced along output pixels); col2im is a gather, each input pixel
+// summing the column entries that read it, so it needs no atomics and is deterministic. Index arithmetic inside
+// the kernels is 32-bit (the host checks every chunk fits), pointer offsets are 64-bit.
+#include <climits>
+
+#include "engine/error.h"
+#include "kernels/conv.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/device_buffer.h"
+#include "kernels/gemm.h"
+
+namespace kernels::cuda {
+namespace {
+
+constexpr int kBlock = 256;
+// Column buffer budget per chunk: 64M elements (256 MB in float); with ResNet shapes a whole batch of 128 at
+// 96x96 fits in one chunk, so one GEMM covers the batch.
+constexpr int64_t kChunkElems = int64_t(1) << 26;
+
+void check_index_range(const Conv2dShape& s, int64_t nb) {
+  const int64_t P = s.out_pixels();
+  const int64_t largest = std::max({s.ckk() * nb * P, s.oc * nb * P, nb * s.c * s.h * s.w, s.n * P});
+  ENGINE_CHECK(largest <= INT_MAX, "conv2d (CUDA): one image of input [", s.c, ", ", s.h, ", ", s.w,
+               "] with kernel ", s.kh, "x", s.kw, " needs ", largest,
+               " scratch elements, more than the 32-bit indexing of these kernels allows; use smaller images");
+}
+
+template <class T>
+__global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, int total, int NP, int P, int C, int H,
+                              int W, int KH, int KW, int sh, int sw, int ph, int pw, int OW) {
+  CUDA_KERNEL_LOOP(i64, total) {
+    const int i = int(i64);
+    const int j = i % NP;  // column: img * P + oh * OW + ow
+    const int c = i / NP;
+    const int img = j / P, p = j - img * P;
+    const int oh = p / OW, ow = p - oh * OW;
+    const int ih0 = oh * sh - ph, iw0 = ow * sw - pw;
+    const T* xp = x + (int64_t(img) * C + c) * H * W;
+    T* cp = col + int64_t(c) * KH * KW * NP + j;
+    for (int a = 0; a < KH; ++a) {
+      const int ih = ih0 + a;
+      const bool row_ok = ih >= 0 && ih < H;
+      for (int b = 0; b < KW; ++b) {
+        const int iw = iw0 + b;
+        *cp = (row_ok && iw >= 0 && iw < W) ? xp[ih * W + iw] : T(0);
+        cp += NP;
+      }
+    }
+  }
+}
+
+template <class T>
+__global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, int total, int NP, int P, int C, int H,
+                              int W, int KH, int KW, int sh, int sw, int ph, int pw, int OH, int OW) {
+  CUDA_KERNEL_LOOP(i64, total) {
+    const int i = int(i64);
+    const int iw = i % W;
+    int t = i / W;
+    const int ih = t % H;
+    t /= H;
+    const int c = t % C, img = t / C;
+    const T* cp = col + int64_t(c) * KH * KW * NP + int64_t(img) * P;
+    T sum = 0;
+    // Output (oh, ow) reads this pixel through kernel tap (a, b) when oh*sh - ph + a == ih, ow*sw - pw + b == iw.
+    for (int a = 0; a < KH; ++a) {
+      const int yy = ih + ph - a;
+      if (yy < 0) break;  // grows more negative with a
+      if (yy % sh != 0) continue;
+      const int oh = yy / sh;
+      if (oh >= OH) continue;
+      for (int b = 0; b < KW; ++b) {
+        const int xx = iw + pw - b;
+        if (xx < 0) break;
+        if (xx % sw != 0) continue;
+        const int ow = xx / sw;
+        if (ow >= OW) continue;
+        sum += cp[int64_t(a * KW + b) * NP + oh * OW + ow];
+      }
+    }
+    x[i] = sum;
+  }
+}
+
+// out [OC, nb*P] -> y [nb, OC, P] (+ bias[oc])
+template <class T>
+__global__ void permute_out_kernel(const T* __restrict__ out, const T* __restrict__ bias, T* __restrict__ y,
+                                   int total, int NP, int P, int OC) {
+  CUDA_KERNEL_LOOP(i64, total) {
+    const int i = int(i64);
+    const int p = i % P;
+    const int t = i / P;
+    const int oc = t % OC, img = t / OC;
+    y[i] = out[int64_t(oc) * NP + img * P + p] + (bias ? bias[oc] : T(0));
+  }
+}
+
+// gy [nb, OC, P] -> gy' [OC, nb*P]
+template <class T>
+__global__ void permute_grad_kernel(const T* __restrict__ gy, T* __restrict__ gyt, int total, int NP, int P, int OC) {
+  CUDA_KERNEL_LOOP(i64, total) {
+    const int i = int(i64);
+    const int p = i % P;
+    const int t = i / P;
+    const int oc = t % OC, img = t / OC;
+    gyt[int64_t(oc) * NP + img * P + p] = gy[i];
+  }
+}
+
+template <class T>
+__global__ void add_bias_kernel(const T* __restrict__ bias, T* __restrict__ y, int64_t total, int64_t P, int64_t OC) {
+  CUDA_KERNEL_LOOP(i, total) y[i] += bias[(i / P) % OC];
+}
+
+// One block per output channel sums gy[:, oc, :, :] in a fixed order (deterministic).
+template <class T>
+__global__ void bias_grad_kernel(const T* __restrict__ gy, T* __restrict__ gb, int NP, int P, int OC) {
+  __shared__ T partial[kBlock];
+  const int oc = blockIdx.x;
+  T sum = 0;
+  for (int k = threadIdx.x; k < NP; k += blockDim.x) {
+    const int img = k / P, p = k - img * P;
+    sum += gy[(int64_t(img) * OC + oc) * P + p];
+  }
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = blockDim.x / 2; half > 0; half /= 2) {
+    if (int(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) gb[oc] = partial[0];
+}
+
+template <class T>
+void permute_out(const Conv2dShape& s, const T* out, int64_t nb, const T* bias, T* y) {
+  const int64_t P = s.out_pixels(), total = nb * s.oc * P;
+  permute_out_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(out, bias, y, int(total), int(nb * P), int(P),
+                                                                        int(s.oc));
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void permute_grad(const Conv2dShape& s, const T* gy, int64_t nb, T* gyt) {
+  const int64_t P = s.out_pixels(), total = nb * s.oc * P;
+  permute_grad_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(gy, gyt, int(total), int(nb * P), int(P),
+                                                                         int(s.oc));
+  CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+template <class T>
+void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  check_index_range(s, nb);
+  const int64_t P = s.out_pixels(), total = s.c * nb * P;
+  if (total == 0) return;
+  im2col_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(
+      x, col, int(total), int(nb * P), int(P), int(s.c), int(s.h), int(s.w), int(s.kh), int(s.kw), int(s.stride_h),
+      int(s.stride_w), int(s.pad_h), int(s.pad_w), int(s.ow));
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
+  check_index_range(s, nb);
+  const int64_t total = nb * s.c * s.h * s.w;
+  if (total == 0) return;
+  col2im_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(
+      col, x, int(total), int(nb * s.out_pixels()), int(s.out_pixels()), int(s.c), int(s.h), int(s.w), int(s.kh),
+      int(s.kw), int(s.stride_h), int(s.stride_w), int(s.pad_h), int(s.pad_w), int(s.oh), int(s.ow));
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y) {
+  const int64_t P = s.out_pixels(), total = s.n * s.oc * P;
+  if (total == 0) return;
+  add_bias_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(bias, y, total, P, s.oc);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
+  if (s.oc == 0) return;
+  check_index_range(s, 1);
+  bias_grad_kernel<<<unsigned(s.oc), kBlock, 0, stream()>>>(gy, gb, int(s.n * s.out_pixels()), int(s.out_pixels()),
+                                                             int(s.oc));
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  if (s.n == 0) return;
+  const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
+  const int64_t chunk = conv_chunk_images(s, kChunkElems);
+  check_index_range(s, chunk);
+  DeviceBuffer<T> col_buf, out_buf;
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
+    const T* xc = x + n0 * in_img;
+    T* yc = y + n0 * out_img;
+    const T* col = xc;  // a pointwise convolution of one image needs no im2col
+    if (!(s.pointwise() && nb == 1)) {
+      col_buf.reset(K * NP);
+      im2col(s, xc, nb, col_buf.get());
+      col = col_buf.get();
+    }
+    if (nb == 1) {
+      gemm<T>(false, false, s.oc, P, K, T(1), w, K, col, P, T(0), yc, P);  // [OC, P] is one NCHW image
+      if (bias) {
+        Conv2dShape one = s;
+        one.n = 1;
+        conv2d_add_bias(one, bias, yc);
+      }
+    } else {
+      out_buf.reset(s.oc * NP);
+      gemm<T>(false, false, s.oc, NP, K, T(1), w, K, col, NP, T(0), out_buf.get(), NP);
+      permute_out(s, out_buf.get(), nb, bias, yc);
+    }
+  }
+}
+
+template <class T>
+void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
+  if (gb) conv2d_bias_grad(s, gy, gb);
+  if (!gx && !gw) return;
+  if (s.n == 0) {
+    if (gw) memset_zero(gw, sizeof(T) * s.oc * s.ckk());
+    return;
+  }
+  const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
+  const int64_t chunk = conv_chunk_images(s, kChunkElems);
+  check_index_range(s, chunk);
+  DeviceBuffer<T> col_buf, gyt_buf;
+  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
+    const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
+    const T* xc = x + n0 * in_img;
+    const T* gyc = gy + n0 * out_img;
+    const T* gyt = gyc;  // one image: gy [OC, P] already is gy'
+    if (nb > 1) {
+      gyt_buf.reset(s.oc * NP);
+      permute_grad(s, gyc, nb, gyt_buf.get());
+      gyt = gyt_buf.get();
+    }
+    const bool direct = s.pointwise() && nb == 1;  // col is x itself, col2im is the identity
+    if (gw) {
+      const T* col = xc;
+      if (!direct) {
+        col_buf.reset(K * NP);
+        im2col(s, xc, nb, col_buf.get());
+        col = col_buf.get();
+      }
+      gemm<T>(false, true, s.oc, K, NP, T(1), gyt, NP, col, NP, n0 == 0 ? T(0) : T(1), gw, K);
+    }
+    if (gx) {
+      T* gxc = gx + n0 * in_img;
+      if (direct) {
+        gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), gxc, NP);
+      } else {
+        col_buf.reset(K * NP);  // reuses col: the gW GEMM that read it is ahead in the stream
+        gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), col_buf.get(), NP);
+        col2im(s, col_buf.get(), nb, gxc);
+      }
+    }
+  }
+}
+
+#define INSTANTIATE(T)                                                                                      \
+  template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
+  template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);                    \
+  template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*);           \
+  template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                                       \
+  template void conv2d_bias_grad<T>(const Conv2dShape&, const T*, T*);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace kernels::cuda

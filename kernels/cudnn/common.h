@@ -1,0 +1,38 @@
+// Shared by the cuDNN paths: the checked-call macro (keeps the expression, file, line, status and cuDNN's own
+// last error text) and the cuDNN data type of our element types. Only compiled when ENGINE_HAVE_CUDNN.
+#pragma once
+#include <cudnn.h>
+
+#include <string>
+
+#include "engine/error.h"
+
+namespace kernels::cudnn {
+
+[[noreturn]] inline void throw_cudnn_error(const char* expr, const char* file, int line, cudnnStatus_t st) {
+  char detail[512] = {0};
+  cudnnGetLastErrorString(detail, sizeof(detail));
+  engine::fail(engine::cat("cuDNN error: ", cudnnGetErrorString(st), (detail[0] ? ": " : ""), detail, "\n  in ", expr,
+                           "\n  at ", file, ":", line,
+                           "\n  (set_conv_engine(ConvEngine::native) runs the engine's own convolution instead)"));
+}
+
+template <class T>
+constexpr cudnnDataType_t data_type();
+template <>
+constexpr cudnnDataType_t data_type<float>() {
+  return CUDNN_DATA_FLOAT;
+}
+template <>
+constexpr cudnnDataType_t data_type<double>() {
+  return CUDNN_DATA_DOUBLE;
+}
+
+}  // namespace kernels::cudnn
+
+#define CUDNN_CHECK(expr)                                                                  \
+  do {                                                                                     \
+    cudnnStatus_t st_ = (expr);                                                            \
+    if (st_ != CUDNN_STATUS_SUCCESS)                                                       \
+      ::kernels::cudnn::throw_cudnn_error(#expr, __FILE__, __LINE__, st_);                 \
+  } while (0)

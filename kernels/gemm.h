@@ -1,0 +1,28 @@
+// Row-major GEMM: C[m, n] = alpha * op(A)[m, k] * op(B)[k, n] + beta * C, op = transpose when trans_* is set.
+// lda/ldb/ldc are the row strides of A, B, C as stored (before op). CPU wraps OpenBLAS cblas_?gemm, CUDA wraps
+// cuBLAS on kernels::cuda::stream(); for float the CUDA version uses TF32 tensor cores only when
+// kernels::cuda::allow_tf32() is set. All sizes must fit in 32 bits (BLAS ints); the wrappers check that.
+#pragma once
+#include <cstdint>
+
+namespace kernels {
+namespace cpu {
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+          int64_t ldb, T beta, T* c, int64_t ldc);
+// `batch` independent GEMMs; matrix i uses a + i*stride_a, b + i*stride_b, c + i*stride_c.
+template <class T>
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                          int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
+                          int64_t ldc, int64_t stride_c, int64_t batch);
+}  // namespace cpu
+namespace cuda {
+template <class T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
+          int64_t ldb, T beta, T* c, int64_t ldc);
+template <class T>
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                          int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
+                          int64_t ldc, int64_t stride_c, int64_t batch);
+}  // namespace cuda
+}  // namespace kernels
