@@ -1,0 +1,96 @@
+#include "engine/ops/batch_norm.h"
+
+#include "engine/ops/common.h"
+#include "kernels/batch_norm.h"
+
+namespace engine {
+namespace {
+
+constexpr const char* kOp = "batch_norm2d";
+
+template <class T>
+T* ptr_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+void check_per_channel(const char* what, const Tensor& t, const Tensor& x) {
+  if (!t.defined()) return;
+  ENGINE_CHECK(t.shape() == Shape{x.size(1)}, kOp, ": ", what, " has shape ", shape_str(t.shape()), " but x ",
+               shape_str(x.shape()), " has ", x.size(1), " channels; expected [", x.size(1), "]");
+}
+
+}  // namespace
+
+Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                    Tensor& running_var, bool training, double momentum, double eps) {
+  check_dim(kOp, "x (N, C, H, W)", x, 4);
+  ENGINE_CHECK(x.dtype() != DType::i32, kOp, ": x must be float32 or float64, got int32");
+  check_same(kOp, {{"x", x},
+                   {"weight (gamma)", gamma},
+                   {"bias (beta)", beta},
+                   {"running_mean", running_mean},
+                   {"running_var", running_var}});
+  check_per_channel("weight (gamma)", gamma, x);
+  check_per_channel("bias (beta)", beta, x);
+  check_per_channel("running_mean", running_mean, x);
+  check_per_channel("running_var", running_var, x);
+  ENGINE_CHECK(running_mean.defined() == running_var.defined(), kOp,
+               ": give both running_mean and running_var, or neither");
+  ENGINE_CHECK(training || running_mean.defined(), kOp,
+               ": eval mode (training = false) normalises with running_mean and running_var, but they are undefined");
+  ENGINE_CHECK(x.numel() > 0, kOp, ": x of shape ", shape_str(x.shape()), " is empty");
+  ENGINE_CHECK(eps >= 0, kOp, ": eps must be >= 0, got ", eps);
+  const kernels::BatchNormShape s{x.size(0), x.size(1), x.size(2) * x.size(3)};
+  ENGINE_CHECK(!training || s.n * s.hw > 1, kOp, ": expected more than 1 value per channel when training, got x of shape ",
+               shape_str(x.shape()), " (use eval mode or a larger batch)");
+
+  Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
+  // Saved for backward: batch statistics in training, the running statistics as they were in eval (the running
+  // buffers may change before backward runs).
+  Tensor save_mean = Tensor::empty({s.c}, x.dtype(), x.device());
+  Tensor save_invstd = Tensor::empty({s.c}, x.dtype(), x.device());
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T *px = x.data<T>(), *pg = ptr_or_null<T>(gamma), *pb = ptr_or_null<T>(beta);
+    T *py = y.data<T>(), *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
+    T *rm = ptr_or_null<T>(running_mean), *rv = ptr_or_null<T>(running_var);
+    if (x.is_cuda()) {
+      if (training) {
+        ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum,
+                                                                         eps));
+      } else {
+        ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps));
+      }
+    } else {
+      if (training) {
+        kernels::cpu::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps);
+      } else {
+        kernels::cpu::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps);
+      }
+    }
+  });
+
+  record(y, kOp, {x, gamma, beta},
+         [x, gamma, save_mean, save_invstd, training, s](const Tensor& g, const std::vector<bool>& need) {
+           std::vector<Tensor> grads(3);
+           if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
+           if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
+           if (need[2]) grads[2] = Tensor::empty({s.c}, x.dtype(), x.device());
+           dispatch_dtype(x.dtype(), [&](auto tag) {
+             using T = decltype(tag);
+             const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(gamma);
+             const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
+             T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
+             if (x.is_cuda()) {
+               ENGINE_CUDA_ONLY("batch_norm2d backward", kernels::cuda::batch_norm_backward<T>(
+                                                             px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training));
+             } else {
+               kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training);
+             }
+           });
+           return grads;
+         });
+  return y;
+}
+
+}  // namespace engine

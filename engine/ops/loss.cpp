@@ -1,0 +1,64 @@
+#include "engine/ops/loss.h"
+
+#include "engine/ops/common.h"
+#include "kernels/cross_entropy.h"
+
+namespace engine {
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_smoothing) {
+  constexpr const char* op = "cross_entropy";
+  check_dim(op, "logits (N, C)", logits, 2);
+  check_dim(op, "labels (N)", labels, 1);
+  ENGINE_CHECK(logits.dtype() != DType::i32, op, ": logits must be float32 or float64, got int32");
+  ENGINE_CHECK(labels.dtype() == DType::i32, op, ": labels must be int32 class indices, got ",
+               dtype_name(labels.dtype()), " (build them with DType::i32)");
+  ENGINE_CHECK(labels.device() == logits.device(), op, ": labels are on ", labels.device().str(), " but logits are on ",
+               logits.device().str(), "; move them with .to(Device)");
+  ENGINE_CHECK(labels.size(0) == logits.size(0), op, ": ", labels.size(0), " labels for logits ",
+               shape_str(logits.shape()), " (", logits.size(0), " rows)");
+  ENGINE_CHECK(logits.size(0) > 0 && logits.size(1) > 0, op, ": logits ", shape_str(logits.shape()), " are empty");
+  ENGINE_CHECK(label_smoothing >= 0 && label_smoothing <= 1, op, ": label_smoothing must be in [0, 1], got ",
+               label_smoothing);
+
+  const kernels::CrossEntropyShape s{logits.size(0), logits.size(1), label_smoothing};
+  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
+  // The gradient (softmax - target) / N comes out of the same pass; only kept when backward can ask for it.
+  Tensor saved_grad;
+  if (needs_grad({logits})) saved_grad = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
+  int64_t bad_row = -1;
+  dispatch_dtype(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    T* grad = saved_grad.defined() ? saved_grad.data<T>() : nullptr;
+    if (logits.is_cuda()) {
+      ENGINE_CUDA_ONLY(op, bad_row = kernels::cuda::cross_entropy_forward<T>(
+                               logits.data<T>(), labels.data<int32_t>(), loss.data<T>(), grad, s));
+    } else {
+      bad_row = kernels::cpu::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(), loss.data<T>(),
+                                                       grad, s);
+    }
+  });
+  if (bad_row >= 0) {
+    const double label = labels.to_vector()[bad_row];  // error path only
+    fail(cat(op, ": label ", static_cast<int64_t>(label), " at row ", bad_row, " is outside [0, ", s.c,
+             ") for logits ", shape_str(logits.shape())));
+  }
+
+  if (saved_grad.defined()) {
+    record(loss, op, {logits}, [saved_grad](const Tensor& g, const std::vector<bool>&) {
+      Tensor gx = Tensor::empty(saved_grad.shape(), saved_grad.dtype(), saved_grad.device());
+      dispatch_dtype(saved_grad.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        if (saved_grad.is_cuda()) {
+          ENGINE_CUDA_ONLY("cross_entropy backward", kernels::cuda::cross_entropy_backward<T>(
+                                                         saved_grad.data<T>(), g.data<T>(), gx.data<T>(), gx.numel()));
+        } else {
+          kernels::cpu::cross_entropy_backward<T>(saved_grad.data<T>(), g.data<T>(), gx.data<T>(), gx.numel());
+        }
+      });
+      return std::vector<Tensor>{gx};
+    });
+  }
+  return loss;
+}
+
+}  // namespace engine

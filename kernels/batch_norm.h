@@ -1,0 +1,53 @@
+// Batch normalisation over NCHW, per channel (torch.nn.functional.batch_norm semantics).
+//
+//  forward_train: mean and biased variance of the batch (m = N*H*W values per channel) normalise x;
+//                 save_mean / save_invstd = 1/sqrt(var + eps) are kept for backward; running stats (may be
+//                 null) are updated in place: r = (1 - momentum) * r + momentum * stat, with the UNBIASED
+//                 variance var * m / (m - 1). Needs m > 1.
+//  forward_eval:  normalises with the running stats; save_mean / save_invstd get the running mean and
+//                 1/sqrt(running_var + eps), so backward is the same call for both modes.
+//  backward:      pass 1 per channel: sum_gy = sum(gy) (= dbeta) and sum_gy_xhat = sum(gy * xhat) (= dgamma);
+//                 pass 2 training: gx = gamma * invstd / m * (m * gy - sum_gy - xhat * sum_gy_xhat)
+//                        eval:     gx = gy * gamma * invstd.
+//                 gx, dgamma, dbeta may each be null (not wanted); gamma/beta null means no affine (gamma = 1,
+//                 beta = 0). gx is overwritten, not accumulated.
+//
+// Sums accumulate in double on both devices. The CPU runs one OpenMP task per channel; CUDA reduces in two stages
+// (blocks of one channel's slice write partial sums, one thread per channel adds them in a fixed order, so
+// results are deterministic). Forward statistics use shifted sums: s1 = sum(x - K), s2 = sum((x - K)^2) with
+// K = the channel's first value, var = s2/m - (s1/m)^2; the shift keeps the cancellation small when the mean is
+// large against the spread, and the sums merge by plain addition across blocks.
+#pragma once
+#include <cstdint>
+
+namespace kernels {
+
+struct BatchNormShape {
+  int64_t n = 0, c = 0, hw = 0;  // x is [n, c, hw] (H*W flattened)
+};
+
+namespace cpu {
+template <class T>
+void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
+                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps);
+template <class T>
+void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
+                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps);
+template <class T>
+void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
+                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training);
+}  // namespace cpu
+
+namespace cuda {
+template <class T>
+void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
+                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps);
+template <class T>
+void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
+                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps);
+template <class T>
+void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
+                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training);
+}  // namespace cuda
+
+}  // namespace kernels

@@ -1,0 +1,98 @@
+// CPU pooling: OpenMP over (n, c) planes; backward scatters within a plane, so planes never race.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "kernels/pool.h"
+
+namespace kernels::cpu {
+
+template <class T>
+void max_pool2d_forward(const T* x, T* y, int32_t* argmax, const MaxPool2dShape& s) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.out_h * s.out_w;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < s.planes; ++p) {
+    const T* xp = x + p * in_plane;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const int64_t h0 = std::max<int64_t>(oh * s.stride_h - s.pad_h, 0);
+      const int64_t h1 = std::min<int64_t>(oh * s.stride_h - s.pad_h + s.kernel_h, s.h);
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * s.stride_w - s.pad_w, 0);
+        const int64_t w1 = std::min<int64_t>(ow * s.stride_w - s.pad_w + s.kernel_w, s.w);
+        T best = -std::numeric_limits<T>::infinity();
+        int64_t best_i = h0 * s.w + w0;
+        for (int64_t ih = h0; ih < h1; ++ih) {
+          for (int64_t iw = w0; iw < w1; ++iw) {
+            const T v = xp[ih * s.w + iw];
+            if (v > best || std::isnan(v)) {  // NaN propagates, as in PyTorch
+              best = v;
+              best_i = ih * s.w + iw;
+            }
+          }
+        }
+        y[p * out_plane + oh * s.out_w + ow] = best;
+        argmax[p * out_plane + oh * s.out_w + ow] = static_cast<int32_t>(best_i);
+      }
+    }
+  }
+}
+
+template <class T>
+void max_pool2d_backward(const T* gy, const int32_t* argmax, T* gx, const MaxPool2dShape& s) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.out_h * s.out_w;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < s.planes; ++p) {
+    T* gp = gx + p * in_plane;
+    std::fill(gp, gp + in_plane, T(0));
+    for (int64_t o = 0; o < out_plane; ++o) gp[argmax[p * out_plane + o]] += gy[p * out_plane + o];
+  }
+}
+
+template <class T>
+void adaptive_avg_pool2d_forward(const T* x, T* y, const AdaptivePool2dShape& s) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.out_h * s.out_w;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < s.planes; ++p) {
+    const T* xp = x + p * in_plane;
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const int64_t h0 = adaptive_start(oh, s.h, s.out_h), h1 = adaptive_end(oh, s.h, s.out_h);
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const int64_t w0 = adaptive_start(ow, s.w, s.out_w), w1 = adaptive_end(ow, s.w, s.out_w);
+        double sum = 0;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) sum += double(xp[ih * s.w + iw]);
+        y[p * out_plane + oh * s.out_w + ow] = T(sum / double((h1 - h0) * (w1 - w0)));
+      }
+    }
+  }
+}
+
+template <class T>
+void adaptive_avg_pool2d_backward(const T* gy, T* gx, const AdaptivePool2dShape& s) {
+  const int64_t in_plane = s.h * s.w, out_plane = s.out_h * s.out_w;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < s.planes; ++p) {
+    T* gp = gx + p * in_plane;
+    std::fill(gp, gp + in_plane, T(0));
+    for (int64_t oh = 0; oh < s.out_h; ++oh) {
+      const int64_t h0 = adaptive_start(oh, s.h, s.out_h), h1 = adaptive_end(oh, s.h, s.out_h);
+      for (int64_t ow = 0; ow < s.out_w; ++ow) {
+        const int64_t w0 = adaptive_start(ow, s.w, s.out_w), w1 = adaptive_end(ow, s.w, s.out_w);
+        const T g = gy[p * out_plane + oh * s.out_w + ow] / T((h1 - h0) * (w1 - w0));
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) gp[ih * s.w + iw] += g;
+      }
+    }
+  }
+}
+
+#define INSTANTIATE(T)                                                                              \
+  template void max_pool2d_forward<T>(const T*, T*, int32_t*, const MaxPool2dShape&);              \
+  template void max_pool2d_backward<T>(const T*, const int32_t*, T*, const MaxPool2dShape&);       \
+  template void adaptive_avg_pool2d_forward<T>(const T*, T*, const AdaptivePool2dShape&);          \
+  template void adaptive_avg_pool2d_backward<T>(const T*, T*, const AdaptivePool2dShape&);
+INSTANTIATE(float)
+INSTANTIATE(double)
+#undef INSTANTIATE
+
+}  // namespace kernels::cpu
