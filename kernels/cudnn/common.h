@@ -1,11 +1,13 @@
 // Shared by the cuDNN paths: the checked-call macro (keeps the expression, file, line, status and cuDNN's own
-// last error text) and the cuDNN data type of our element types. Only compiled when ENGINE_HAVE_CUDNN.
+// last error text), the cuDNN data type of our element types, and (through common.cuh) kernels::cuda::stream(),
+// which every handle must be bound to. Only compiled when ENGINE_HAVE_CUDNN.
 #pragma once
 #include <cudnn.h>
 
 #include <string>
 
 #include "engine/error.h"
+#include "kernels/cuda/common.cuh"
 
 namespace kernels::cudnn {
 

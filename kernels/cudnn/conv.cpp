@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "kernels/conv.h"
-#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cudnn/common.h"
