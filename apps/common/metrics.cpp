@@ -1,0 +1,180 @@
+#include "apps/common/metrics.h"
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "engine/error.h"
+#include "engine/ops/common.h"
+#include "kernels/batch_metrics.h"
+
+namespace app {
+
+using engine::cat;
+using engine::Tensor;
+
+MetricsAccumulator::MetricsAccumulator(int classes, engine::Device device) : classes_(classes) {
+  ENGINE_CHECK(classes > 0, "MetricsAccumulator: classes must be positive");
+  acc_ = Tensor::zeros({kernels::kMetricsHeader + 2 * classes}, engine::DType::f64, device);
+  reset();
+}
+
+void MetricsAccumulator::reset() {
+  acc_.fill_(0.0);
+  restore(0, 0, 0);
+}
+
+void MetricsAccumulator::restore(double loss_sum, double correct, double count) {
+  Tensor head = acc_.to(engine::Device::cpu()).clone();
+  double* h = head.data<double>();
+  h[0] = loss_sum;
+  h[1] = correct;
+  h[2] = count;
+  h[3] = -1;
+  acc_.copy_(head);
+}
+
+void MetricsAccumulator::add(const Tensor& logits, const Tensor& labels, const Tensor& loss, int64_t step) {
+  ENGINE_CHECK(logits.dim() == 2 && logits.size(1) == classes_, "metrics: logits ", logits.str(), " should be [n, ",
+               classes_, "]");
+  ENGINE_CHECK(labels.dtype() == engine::DType::i32 && labels.dim() == 1 && labels.size(0) == logits.size(0),
+               "metrics: labels ", labels.str(), " should be int32 [", logits.size(0), "]");
+  ENGINE_CHECK(logits.device() == acc_.device() && labels.device() == acc_.device(), "metrics: tensors on ",
+               logits.device().str(), " but the accumulator is on ", acc_.device().str());
+  if (loss.defined())
+    ENGINE_CHECK(loss.numel() == 1 && loss.dtype() == logits.dtype() && loss.device() == acc_.device(),
+                 "metrics: loss ", loss.str(), " should be one value like the logits");
+  engine::dispatch_dtype(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* l = loss.defined() ? loss.data<T>() : nullptr;
+    if (acc_.is_cuda()) {
+      ENGINE_CUDA_ONLY("batch metrics", kernels::cuda::accumulate_batch_metrics<T>(
+                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
+                                            step, acc_.data<double>()));
+    } else {
+      kernels::cpu::accumulate_batch_metrics<T>(logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
+                                                step, acc_.data<double>());
+    }
+  });
+}
+
+MetricsAccumulator::Totals MetricsAccumulator::read() const {
+  std::vector<double> v = acc_.to_vector();
+  Totals t;
+  t.loss_sum = v[0];
+  t.correct = v[1];
+  t.count = v[2];
+  t.first_nonfinite_step = static_cast<int64_t>(v[3]);
+  const int h = kernels::kMetricsHeader;
+  t.class_correct.assign(v.begin() + h, v.begin() + h + classes_);
+  t.class_total.assign(v.begin() + h + classes_, v.begin() + h + 2 * classes_);
+  return t;
+}
+
+// ---------------- records ----------------
+std::string exact(double v) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", v);
+  return buf;
+}
+
+namespace {
+std::string fmt(double v, const char* f = "%.6g") {
+  if (std::isnan(v)) return "";
+  char buf[40];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+std::string json_num(double v) { return std::isfinite(v) ? exact(v) : "null"; }
+
+double num_or_nan(const engine::json::Value& v, const char* key) {
+  const engine::json::Value* x = v.find(key);
+  if (!x || x->is_null()) return NAN;
+  return x->as_double(key);
+}
+}  // namespace
+
+std::string metrics_csv_header() {
+  return "epoch,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc,lr,examples_per_sec,epoch_seconds,"
+         "elapsed_seconds";
+}
+
+std::string to_csv_row(const EpochRecord& r) {
+  return cat(r.epoch, ",", fmt(r.train_loss), ",", fmt(r.train_acc), ",", fmt(r.val_loss), ",", fmt(r.val_acc), ",",
+             fmt(r.test_loss), ",", fmt(r.test_acc), ",", fmt(r.lr), ",", fmt(r.examples_per_sec, "%.1f"), ",",
+             fmt(r.epoch_seconds, "%.2f"), ",", fmt(r.elapsed_seconds, "%.2f"));
+}
+
+std::string to_json_line(const EpochRecord& r) {
+  return cat("{\"epoch\":", r.epoch, ",\"train_loss\":", json_num(r.train_loss), ",\"train_acc\":",
+             json_num(r.train_acc), ",\"val_loss\":", json_num(r.val_loss), ",\"val_acc\":", json_num(r.val_acc),
+             ",\"test_loss\":", json_num(r.test_loss), ",\"test_acc\":", json_num(r.test_acc), ",\"lr\":",
+             json_num(r.lr), ",\"examples_per_sec\":", json_num(r.examples_per_sec), ",\"epoch_seconds\":",
+             json_num(r.epoch_seconds), ",\"elapsed_seconds\":", json_num(r.elapsed_seconds), "}");
+}
+
+EpochRecord record_from_json(const engine::json::Value& v) {
+  EpochRecord r;
+  const engine::json::Value* e = v.find("epoch");
+  ENGINE_CHECK(e, "metrics record without \"epoch\"");
+  r.epoch = e->as_int("epoch");
+  r.train_loss = num_or_nan(v, "train_loss");
+  r.train_acc = num_or_nan(v, "train_acc");
+  r.val_loss = num_or_nan(v, "val_loss");
+  r.val_acc = num_or_nan(v, "val_acc");
+  r.test_loss = num_or_nan(v, "test_loss");
+  r.test_acc = num_or_nan(v, "test_acc");
+  r.lr = num_or_nan(v, "lr");
+  r.examples_per_sec = num_or_nan(v, "examples_per_sec");
+  r.epoch_seconds = num_or_nan(v, "epoch_seconds");
+  r.elapsed_seconds = num_or_nan(v, "elapsed_seconds");
+  return r;
+}
+
+std::vector<EpochRecord> read_metrics_csv(const std::string& path) {
+  std::ifstream in(path);
+  ENGINE_CHECK(in, path, ": cannot open (is this a run folder written by train_fmnist?)");
+  std::string line;
+  std::getline(in, line);
+  ENGINE_CHECK(line == metrics_csv_header(), path, ": unexpected header '", line, "'");
+  std::vector<EpochRecord> out;
+  int line_no = 1;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (line.empty()) continue;
+    std::vector<double> f;
+    std::stringstream ss(line);
+    std::string cell;
+    while (std::getline(ss, cell, ',')) f.push_back(cell.empty() ? NAN : std::strtod(cell.c_str(), nullptr));
+    if (!line.empty() && line.back() == ',') f.push_back(NAN);
+    ENGINE_CHECK(f.size() == 11, path, ":", line_no, ": expected 11 columns, found ", f.size());
+    EpochRecord r;
+    r.epoch = static_cast<int64_t>(f[0]);
+    r.train_loss = f[1];
+    r.train_acc = f[2];
+    r.val_loss = f[3];
+    r.val_acc = f[4];
+    r.test_loss = f[5];
+    r.test_acc = f[6];
+    r.lr = f[7];
+    r.examples_per_sec = f[8];
+    r.epoch_seconds = f[9];
+    r.elapsed_seconds = f[10];
+    out.push_back(r);
+  }
+  return out;
+}
+
+void write_metrics_files(const std::string& dir, const std::vector<EpochRecord>& history) {
+  std::ofstream csv(dir + "/metrics.csv"), jsonl(dir + "/metrics.jsonl");
+  ENGINE_CHECK(csv && jsonl, "cannot write metrics files in ", dir);
+  csv << metrics_csv_header() << "\n";
+  for (const auto& r : history) {
+    csv << to_csv_row(r) << "\n";
+    jsonl << to_json_line(r) << "\n";
+  }
+  ENGINE_CHECK(csv.good() && jsonl.good(), "writing metrics files in ", dir, " failed (disk full?)");
+}
+
+}  // namespace app

@@ -1,0 +1,60 @@
+// Loss/accuracy bookkeeping: a device-side accumulator (read only when someone wants numbers) and the per-epoch
+// records written to metrics.csv / metrics.jsonl.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/json.h"
+#include "engine/tensor.h"
+
+namespace app {
+
+class MetricsAccumulator {
+ public:
+  MetricsAccumulator(int classes, engine::Device device);
+  void reset();
+  // Adds one batch: logits [n, classes], labels [n] int32, loss a one-element tensor (batch mean) or undefined.
+  // No host sync. `step` is remembered if the loss is not finite.
+  void add(const engine::Tensor& logits, const engine::Tensor& labels, const engine::Tensor& loss, int64_t step);
+
+  struct Totals {
+    double loss_sum = 0, correct = 0, count = 0;
+    int64_t first_nonfinite_step = -1;
+    std::vector<double> class_correct, class_total;
+    double loss() const { return count > 0 ? loss_sum / count : 0.0; }
+    double accuracy() const { return count > 0 ? correct / count : 0.0; }
+  };
+  Totals read() const;  // copies to the host: a sync on CUDA
+  // Sets the running sums (resuming mid-epoch).
+  void restore(double loss_sum, double correct, double count);
+
+ private:
+  int classes_;
+  engine::Tensor acc_;  // float64 [kMetricsHeader + 2 * classes]
+};
+
+// One row of metrics.csv. Values that do not apply (no validation split) are NaN and written empty / null.
+struct EpochRecord {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0, train_acc = 0;
+  double val_loss = 0, val_acc = 0;
+  double test_loss = 0, test_acc = 0;
+  double lr = 0;
+  double examples_per_sec = 0;
+  double epoch_seconds = 0, elapsed_seconds = 0;
+};
+
+std::string metrics_csv_header();
+std::string to_csv_row(const EpochRecord& r);
+std::string to_json_line(const EpochRecord& r);
+EpochRecord record_from_json(const engine::json::Value& v);
+// Reads metrics.csv written by to_csv_row (for plot_runs).
+std::vector<EpochRecord> read_metrics_csv(const std::string& path);
+// Rewrites <dir>/metrics.csv and <dir>/metrics.jsonl from the whole history.
+void write_metrics_files(const std::string& dir, const std::vector<EpochRecord>& history);
+
+// "%.17g": the shortest text guaranteed to read back as the same double.
+std::string exact(double v);
+
+}  // namespace app

@@ -1,0 +1,469 @@
+#include "apps/common/trainer.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <ctime>
+#include <filesystem>
+#include <sstream>
+
+#include "apps/common/plot.h"
+#include "apps/common/png.h"
+#include "apps/common/progress.h"
+#include "engine/autograd.h"
+#include "engine/checkpoint.h"
+#include "engine/error.h"
+#include "engine/json.h"
+#include "engine/ops.h"
+#include "engine/optim/sgd.h"
+#if ENGINE_HAVE_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace app {
+
+using engine::cat;
+using engine::Tensor;
+namespace fs = std::filesystem;
+
+// ---------------- interrupt ----------------
+namespace {
+volatile std::sig_atomic_t g_interrupt = 0;
+extern "C" void on_sigint(int) {
+  g_interrupt = 1;
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+}  // namespace
+
+void install_interrupt_handler() { std::signal(SIGINT, on_sigint); }
+void request_interrupt() { g_interrupt = 1; }
+void clear_interrupt() { g_interrupt = 0; }
+bool interrupt_requested() { return g_interrupt != 0; }
+
+// ---------------- pieces ----------------
+Preprocess preprocess_of(const TrainConfig& cfg) {
+  Preprocess pp;
+  pp.resize = static_cast<int>(cfg.resize);
+  pp.normalize = cfg.normalize;
+  pp.augment = cfg.augment;
+  return pp;
+}
+
+engine::Device setup_runtime(const TrainConfig& cfg) {
+  if (cfg.threads > 0) {
+    omp_set_num_threads(static_cast<int>(cfg.threads));
+    openblas_set_num_threads(static_cast<int>(cfg.threads));
+  }
+  engine::Device device = engine::resolve_device(cfg.device);
+  engine::set_conv_engine(cfg.conv == "cudnn" ? engine::ConvEngine::cudnn : engine::ConvEngine::native);
+  if (device.is_cuda()) {
+#if ENGINE_HAVE_CUDA
+    kernels::cuda::set_allow_tf32(cfg.tf32);
+#endif
+  } else {
+    ENGINE_CHECK(cfg.conv != "cudnn", "--conv cudnn needs a CUDA device, but training runs on the CPU");
+  }
+  return device;
+}
+
+EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const Preprocess& pp, int64_t batch_size) {
+  ENGINE_CHECK(batch_size > 0, "evaluate: batch size must be positive");
+  const bool was_training = model.is_training();
+  model.eval();
+  engine::NoGradGuard no_grad;
+  BatchBuilder builder(data, batch_params(pp, data.rows(), data.cols(), false));
+  builder.set_plan(make_eval_plan(data.size()));
+  MetricsAccumulator acc(kNumClasses, data.device());
+  int64_t step = 0;
+  for (int64_t begin = 0; begin < data.size(); begin += batch_size, ++step) {
+    Batch b = builder.make(begin, std::min(batch_size, data.size() - begin));
+    Tensor logits = model.forward(b.x);
+    acc.add(logits, b.y, engine::cross_entropy(logits, b.y), step);
+  }
+  model.train(was_training);
+  MetricsAccumulator::Totals t = acc.read();
+  EvalResult r;
+  r.loss = t.loss();
+  r.accuracy = t.accuracy();
+  r.class_correct = t.class_correct;
+  r.class_total = t.class_total;
+  r.count = static_cast<int64_t>(t.count);
+  return r;
+}
+
+double learning_rate(const TrainConfig& cfg, int64_t epoch, int64_t step, int64_t steps_per_epoch) {
+  const double spe = static_cast<double>(std::max<int64_t>(1, steps_per_epoch));
+  const double t = epoch + step / spe;  // epochs done before this step
+  const double total = static_cast<double>(cfg.epochs), warm = cfg.warmup_epochs;
+  if (warm > 0 && t < warm) return cfg.lr * std::min(1.0, (t + 1.0 / spe) / warm);
+  if (cfg.schedule == "step") {
+    // The paper divides by 10 at 32k and 48k of 64k iterations: at 50% and 75% of the run.
+    int drops = (t >= 0.5 * total) + (t >= 0.75 * total);
+    return cfg.lr * std::pow(0.1, drops);
+  }
+  if (cfg.schedule == "cosine") {
+    const double progress = std::clamp((t - warm) / std::max(1e-12, total - warm), 0.0, 1.0);
+    return cfg.lr * 0.5 * (1.0 + std::cos(M_PI * progress));
+  }
+  return cfg.lr;
+}
+
+void xavier_uniform_init(engine::nn::Module& model, engine::Generator& gen) {
+  for (auto& [name, w] : model.named_parameters()) {
+    const bool is_weight = name == "weight" || (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0);
+    if (!is_weight || (w.dim() != 2 && w.dim() != 4)) continue;
+    const double receptive = w.dim() == 4 ? static_cast<double>(w.size(2) * w.size(3)) : 1.0;
+    const double fan_in = w.size(1) * receptive, fan_out = w.size(0) * receptive;
+    const double a = std::sqrt(6.0 / (fan_in + fan_out));
+    Tensor t = w;
+    engine::uniform_(t, -a, a, gen);
+  }
+}
+
+std::string default_out_dir(const std::string& model) {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
+  return "runs/" + model + "-" + buf;
+}
+
+std::string per_class_table(const EvalResult& r) {
+  std::ostringstream os;
+  const auto& names = fashion_class_names();
+  for (size_t c = 0; c < r.class_total.size() && c < names.size(); ++c) {
+    char line[96];
+    double acc = r.class_total[c] > 0 ? r.class_correct[c] / r.class_total[c] : NAN;
+    std::snprintf(line, sizeof line, "  %-12s  %.3f  (%.0f/%.0f)\n", names[c].c_str(), acc, r.class_correct[c],
+                  r.class_total[c]);
+    os << line;
+  }
+  return os.str();
+}
+
+void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history) {
+  Axes ax;
+  ax.title = title;
+  ax.xlabel = "epoch";
+  ax.integer_x = true;
+  ax.y_min = 0;
+  Series loss{"train loss", {}, {}, 0x1f77b4, 2, Dash::solid};
+  Series train_acc{"train acc", {}, {}, 0xbf3fbf, 2, Dash::dashed};
+  Series val_acc{"val acc", {}, {}, 0xd62728, 2, Dash::dotted};
+  Series test_acc{"test acc", {}, {}, 0x2ca02c, 2, Dash::dashdot};
+  double ymax = 1.0;
+  bool has_val = false;
+  for (const auto& r : history) {
+    loss.x.push_back(r.epoch), loss.y.push_back(r.train_loss);
+    train_acc.x.push_back(r.epoch), train_acc.y.push_back(r.train_acc);
+    val_acc.x.push_back(r.epoch), val_acc.y.push_back(r.val_acc);
+    test_acc.x.push_back(r.epoch), test_acc.y.push_back(r.test_acc);
+    if (std::isfinite(r.train_loss)) ymax = std::max(ymax, r.train_loss);
+    has_val = has_val || std::isfinite(r.val_acc);
+  }
+  const bool few = history.size() < 12;
+  for (Series* s : {&loss, &train_acc, &val_acc, &test_acc}) s->markers = few;
+  ax.y_max = std::ceil(ymax * 10 - 1e-9) / 10;
+  ax.series = {loss, train_acc};
+  if (has_val) ax.series.push_back(val_acc);
+  ax.series.push_back(test_acc);
+  Figure fig;
+  fig.panels = {ax};
+  save_png(fig, dir + "/curves.png");
+  save_svg(fig, dir + "/curves.svg");
+}
+
+// ---------------- training ----------------
+namespace {
+
+// Where a run stands; saved in every checkpoint's metadata so --resume continues exactly.
+struct RunState {
+  int64_t epoch = 0;  // epochs completed
+  int64_t step = 0;   // steps completed in epoch `epoch` (mid-epoch checkpoints after Ctrl-C)
+  double partial_loss_sum = 0, partial_correct = 0, partial_count = 0, partial_seconds = 0;
+  int64_t global_step = 0;
+  double best_metric = -1;
+  int64_t best_epoch = 0, epochs_since_best = 0;
+  double elapsed_seconds = 0;
+  int64_t train_examples = 0;
+  std::vector<EpochRecord> history;
+};
+
+engine::Metadata state_metadata(const TrainConfig& cfg, const RunState& s, const std::string& monitor) {
+  engine::Metadata m = config_to_metadata(cfg);
+  m["format"] = "train_fmnist checkpoint v1";
+  m["model"] = cfg.model;
+  m["epoch"] = std::to_string(s.epoch);
+  m["step"] = std::to_string(s.step);
+  m["partial_loss_sum"] = exact(s.partial_loss_sum);
+  m["partial_correct"] = exact(s.partial_correct);
+  m["partial_count"] = exact(s.partial_count);
+  m["partial_seconds"] = exact(s.partial_seconds);
+  m["global_step"] = std::to_string(s.global_step);
+  m["best_metric"] = exact(s.best_metric);
+  m["best_epoch"] = std::to_string(s.best_epoch);
+  m["epochs_since_best"] = std::to_string(s.epochs_since_best);
+  m["monitor"] = monitor;
+  m["elapsed_seconds"] = exact(s.elapsed_seconds);
+  m["train_examples"] = std::to_string(s.train_examples);
+  m["rng"] = cat("stateless: the order and augmentation of epoch e come from Rng(seed=", cfg.seed,
+                 ", stream=", kStreamEpochPlan, ", index=e) (apps/common/data.h); weights from the seed at start");
+  std::string jsonl;
+  for (const auto& r : s.history) jsonl += to_json_line(r) + "\n";
+  m["history"] = jsonl;
+  return m;
+}
+
+RunState state_from_metadata(const engine::Metadata& m, const std::string& path) {
+  auto get = [&](const char* key) -> const std::string& {
+    auto it = m.find(key);
+    ENGINE_CHECK(it != m.end(), path, ": metadata lacks '", key, "' (not a train_fmnist checkpoint?)");
+    return it->second;
+  };
+  auto i64 = [&](const char* key) {
+    try {
+      return static_cast<int64_t>(std::stoll(get(key)));
+    } catch (const std::logic_error&) {
+      engine::fail(cat(path, ": metadata '", key, "' = '", get(key), "' is not an integer"));
+    }
+  };
+  auto f64 = [&](const char* key) {
+    try {
+      return std::stod(get(key));
+    } catch (const std::logic_error&) {
+      engine::fail(cat(path, ": metadata '", key, "' = '", get(key), "' is not a number"));
+    }
+  };
+  RunState s;
+  s.epoch = i64("epoch");
+  s.step = i64("step");
+  s.partial_loss_sum = f64("partial_loss_sum");
+  s.partial_correct = f64("partial_correct");
+  s.partial_count = f64("partial_count");
+  s.partial_seconds = f64("partial_seconds");
+  s.global_step = i64("global_step");
+  s.best_metric = f64("best_metric");
+  s.best_epoch = i64("best_epoch");
+  s.epochs_since_best = i64("epochs_since_best");
+  s.elapsed_seconds = f64("elapsed_seconds");
+  s.train_examples = i64("train_examples");
+  std::istringstream lines(get("history"));
+  std::string line;
+  while (std::getline(lines, line))
+    if (!line.empty()) s.history.push_back(record_from_json(engine::json::parse(line)));
+  return s;
+}
+
+std::string fixed3(const char* label, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%s%.3f", label, v);
+  return buf;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> model, const FashionMnist& data,
+                  const TrainHooks& hooks) {
+  ENGINE_CHECK(model, "train: no model");
+  ENGINE_CHECK(!cfg.out.empty(), "train: no output folder (--out)");
+  validate(cfg);
+  FILE* log = hooks.log;
+  auto session_start = std::chrono::steady_clock::now();
+  const engine::Device device = setup_runtime(cfg);
+  const Preprocess pp = preprocess_of(cfg);
+
+  // ---- data: limit, split, upload once ----
+  LabeledImages all_train = data.train.head(cfg.limit_train), train_set, val_set;
+  if (cfg.val_split > 0) {
+    split_validation(all_train, cfg.val_split, static_cast<uint64_t>(cfg.seed), &train_set, &val_set);
+  } else {
+    train_set = std::move(all_train);
+  }
+  const LabeledImages test_set = data.test.head(cfg.limit_test);
+  DeviceDataset train_data(train_set, device), test_data(test_set, device);
+  std::unique_ptr<DeviceDataset> val_data;
+  if (cfg.val_split > 0) val_data = std::make_unique<DeviceDataset>(val_set, device);
+  BatchBuilder builder(train_data, batch_params(pp, train_data.rows(), train_data.cols(), true));
+  const int64_t n = train_data.size(), bs = cfg.batch_size, steps = (n + bs - 1) / bs;
+  const std::string monitor = val_data ? "val_acc" : "test_acc";
+
+  // ---- model, optimizer, state ----
+  if (cfg.resume.empty() && cfg.init == "xavier") xavier_uniform_init(*model, engine::default_generator());
+  model->to(device);
+  model->train();
+  engine::optim::SGD opt(model->parameters(), {cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov});
+  RunState st;
+  st.train_examples = n;
+  if (!cfg.resume.empty()) {
+    engine::Metadata meta = engine::load_checkpoint(cfg.resume, *model, &opt);
+    st = state_from_metadata(meta, cfg.resume);
+    ENGINE_CHECK(st.train_examples == n, "--resume: the checkpoint was trained on ", st.train_examples,
+                 " examples per epoch but this run has ", n, " (different --data, --limit-train or --val-split?)");
+  }
+  fs::create_directories(cfg.out);
+  write_file_atomic(cfg.out + "/config.json", config_to_json(cfg));
+  const std::string last_path = cfg.out + "/last.safetensors", best_path = cfg.out + "/best.safetensors";
+  auto save = [&](const std::string& path) {
+    engine::save_checkpoint(path, *model, &opt, state_metadata(cfg, st, monitor), st.global_step);
+  };
+
+  TrainResult result;
+  result.out_dir = cfg.out;
+  result.history = st.history;
+  if (log) {
+    std::fprintf(log, "%s %s: %lld parameters on %s; %lld training examples%s, %lld test; %lldx%lld px, batch %lld, "
+                      "%lld steps/epoch%s\n",
+                 cfg.resume.empty() ? "training" : "resuming", cfg.model.c_str(),
+                 (long long)model->num_parameters(), device.str().c_str(), (long long)n,
+                 val_data ? cat(" (+", val_data->size(), " validation)").c_str() : "", (long long)test_data.size(),
+                 (long long)cfg.resize, (long long)cfg.resize, (long long)bs, (long long)steps,
+                 cfg.resume.empty() ? "" : cat(" from epoch ", st.epoch + 1, " step ", st.step + 1).c_str());
+    std::fflush(log);
+  }
+
+  MetricsAccumulator acc(kNumClasses, device);
+  bool ran_epoch = false;
+  for (int64_t e = st.epoch; e < cfg.epochs; ++e) {
+    const int64_t first_step = e == st.epoch ? st.step : 0;
+    builder.set_plan(make_epoch_plan(n, static_cast<uint64_t>(cfg.seed), e, true, cfg.augment, builder.params().pad));
+    acc.reset();
+    double carried_seconds = 0, carried_count = 0;
+    if (first_step > 0) {
+      acc.restore(st.partial_loss_sum, st.partial_correct, st.partial_count);
+      carried_seconds = st.partial_seconds;
+      carried_count = st.partial_count;
+    }
+    ProgressBar bar(cat("epoch ", e + 1, "/", cfg.epochs), steps, first_step);
+    const auto epoch_start = std::chrono::steady_clock::now();
+    double lr = learning_rate(cfg, e, first_step, steps);
+    MetricsAccumulator::Totals totals;
+    for (int64_t step = first_step; step < steps; ++step) {
+      lr = learning_rate(cfg, e, step, steps);
+      opt.set_lr(lr);
+      Batch b = builder.make(step * bs, std::min(bs, n - step * bs));
+      Tensor logits = model->forward(b.x);
+      Tensor loss = engine::cross_entropy(logits, b.y, cfg.label_smoothing);
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      acc.add(logits.detach(), b.y, loss.detach(), step);
+      ++st.global_step;
+      if (hooks.after_step) hooks.after_step(e, step, *model);
+
+      // Reading metrics is a host sync on CUDA: only for the bar, every 50 steps, at the end or on Ctrl-C.
+      const bool draw = hooks.progress && bar.due(step + 1);
+      const bool stop = interrupt_requested();
+      if (device.is_cpu() || draw || stop || (step + 1) % 50 == 0 || step + 1 == steps) {
+        totals = acc.read();
+        if (totals.first_nonfinite_step >= 0) {
+          bar.finish();
+          result.status = TrainStatus::diverged;
+          result.message = cat(
+              "training diverged: non-finite loss at epoch ", e + 1, "/", cfg.epochs, " step ",
+              totals.first_nonfinite_step + 1, "/", steps, " (lr ", lr, "). ",
+              fs::exists(last_path) ? cat("The last good checkpoint, ", last_path, " (after epoch ", st.epoch,
+                                          "), is kept.")
+                                    : std::string("No checkpoint had been written yet."),
+              " Try a smaller --lr, --warmup-epochs or --normalize.");
+          return result;
+        }
+        const double secs = seconds_since(epoch_start);
+        if (draw)
+          bar.update(step + 1, totals.loss(), totals.accuracy(), secs > 0 ? (totals.count - carried_count) / secs : 0);
+        if (stop) {
+          bar.finish();
+          st.epoch = e;
+          st.step = step + 1;
+          st.partial_loss_sum = totals.loss_sum;
+          st.partial_correct = totals.correct;
+          st.partial_count = totals.count;
+          st.partial_seconds = carried_seconds + secs;
+          st.elapsed_seconds += seconds_since(session_start);
+          save(last_path);
+          result.status = TrainStatus::interrupted;
+          result.message = cat("interrupted at epoch ", e + 1, "/", cfg.epochs, " step ", step + 1, "/", steps,
+                               "; saved ", last_path, ". Continue with: train_fmnist --resume ", last_path);
+          return result;
+        }
+      }
+    }
+    if (first_step >= steps) totals = acc.read();  // interrupted right after the last step: nothing left to run
+    const double train_seconds = seconds_since(epoch_start);
+    bar.finish();
+
+    // ---- evaluate, record, save ----
+    EpochRecord r;
+    r.epoch = e + 1;
+    r.train_loss = totals.loss();
+    r.train_acc = totals.accuracy();
+    r.val_loss = r.val_acc = NAN;
+    if (val_data) {
+      EvalResult v = evaluate(*model, *val_data, pp, bs);
+      r.val_loss = v.loss;
+      r.val_acc = v.accuracy;
+    }
+    result.final_test = evaluate(*model, test_data, pp, bs);
+    r.test_loss = result.final_test.loss;
+    r.test_acc = result.final_test.accuracy;
+    r.lr = lr;
+    r.examples_per_sec = train_seconds > 0 ? (totals.count - carried_count) / train_seconds : 0;
+    r.epoch_seconds = carried_seconds + seconds_since(epoch_start);
+    st.elapsed_seconds += seconds_since(session_start);
+    r.elapsed_seconds = st.elapsed_seconds;
+    st.history.push_back(r);
+    ran_epoch = true;
+
+    st.epoch = e + 1;
+    st.step = 0;
+    st.partial_loss_sum = st.partial_correct = st.partial_count = st.partial_seconds = 0;
+    const double metric = val_data ? r.val_acc : r.test_acc;
+    const bool improved = metric > st.best_metric;
+    if (improved) {
+      st.best_metric = metric;
+      st.best_epoch = e + 1;
+      st.epochs_since_best = 0;
+      save(best_path);
+    } else {
+      ++st.epochs_since_best;
+    }
+    save(last_path);
+    write_metrics_files(cfg.out, st.history);
+    if (hooks.plots) plot_run_curves(cfg.out, cfg.model, st.history);
+    if (log) {
+      std::fprintf(log, "epoch %lld/%lld  loss %.3f  train acc %.3f%s  test acc %.3f  %.1f examples/sec on %s  (%s)\n",
+                   (long long)(e + 1), (long long)cfg.epochs, r.train_loss, r.train_acc,
+                   val_data ? fixed3("  val acc ", r.val_acc).c_str() : "", r.test_acc,
+                   r.examples_per_sec, device.str().c_str(), ProgressBar::format_duration(r.epoch_seconds).c_str());
+      std::fflush(log);
+    }
+    // Restart the session clock: elapsed_seconds now includes everything up to here.
+    session_start = std::chrono::steady_clock::now();
+
+    if (cfg.early_stop > 0 && st.epochs_since_best >= cfg.early_stop) {
+      result.status = TrainStatus::early_stopped;
+      result.message = cat("early stop: no better ", monitor, " for ", st.epochs_since_best, " epochs (best ",
+                           st.best_metric, " at epoch ", st.best_epoch, ")");
+      break;
+    }
+  }
+  if (!ran_epoch) result.final_test = evaluate(*model, test_data, pp, bs);
+  result.history = st.history;
+  if (result.status == TrainStatus::finished)
+    result.message = cat("finished ", cfg.epochs, " epochs; best ", monitor, " ", st.best_metric, " at epoch ",
+                         st.best_epoch, "; outputs in ", cfg.out);
+  if (log) {
+    std::fprintf(log, "per-class test accuracy:\n%s", per_class_table(result.final_test).c_str());
+    std::fflush(log);
+  }
+  return result;
+}
+
+}  // namespace app
