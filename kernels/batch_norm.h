@@ -50,4 +50,20 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
                          T* dgamma, T* dbeta, const BatchNormShape& s, bool training);
 }  // namespace cuda
 
+#if ENGINE_HAVE_CUDNN
+// Training mode through cuDNN (cudnnBatchNormalizationForwardTraining / Backward, CUDNN_BATCHNORM_SPATIAL): the
+// same statistics, running-stat rule (cuDNN's running variance is the unbiased one) and saved mean/invstd as the
+// native kernels. cuDNN needs gamma and beta (pass ones/zeros when there is no affine) and writes all of gx,
+// dgamma, dbeta: any of them may be null here and then goes to scratch. Eval mode has no cuDNN variant here: it is
+// a per-channel affine map, which the native kernels already do in one pass.
+namespace cudnn {
+template <class T>
+void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
+                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps);
+template <class T>
+void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd,
+                               T* gx, T* dgamma, T* dbeta, const BatchNormShape& s, double eps);
+}  // namespace cudnn
+#endif
+
 }  // namespace kernels

@@ -1,12 +1,14 @@
 #include "engine/ops/batch_norm.h"
 
 #include "engine/ops/common.h"
+#include "engine/ops/conv2d.h"  // cudnn_compiled()
 #include "kernels/batch_norm.h"
 
 namespace engine {
 namespace {
 
 constexpr const char* kOp = "batch_norm2d";
+BatchNormEngine g_engine = BatchNormEngine::native;
 
 template <class T>
 T* ptr_or_null(const Tensor& t) {
@@ -20,6 +22,15 @@ void check_per_channel(const char* what, const Tensor& t, const Tensor& x) {
 }
 
 }  // namespace
+
+void set_batch_norm_engine(BatchNormEngine e) {
+  ENGINE_CHECK(e != BatchNormEngine::cudnn || cudnn_compiled(),
+               "set_batch_norm_engine: cuDNN was asked for, but this engine was built without cuDNN (install cuDNN "
+               "and rebuild with -DENGINE_CUDA=ON -DENGINE_CUDNN=ON, or use the native batch norm)");
+  g_engine = e;
+}
+
+BatchNormEngine batch_norm_engine() { return g_engine; }
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                     Tensor& running_var, bool training, double momentum, double eps) {
@@ -44,6 +55,12 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
   ENGINE_CHECK(!training || s.n * s.hw > 1, kOp, ": expected more than 1 value per channel when training, got x of shape ",
                shape_str(x.shape()), " (use eval mode or a larger batch)");
 
+  // cuDNN only in training on CUDA; fixed here so that forward and backward of one call agree.
+  const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda();
+  Tensor g_arg = gamma, b_arg = beta;
+  if (use_cudnn && !gamma.defined()) g_arg = Tensor::full({s.c}, 1.0, x.dtype(), x.device());  // cuDNN wants both
+  if (use_cudnn && !beta.defined()) b_arg = Tensor::zeros({s.c}, x.dtype(), x.device());
+
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   // Saved for backward: batch statistics in training, the running statistics as they were in eval (the running
   // buffers may change before backward runs).
@@ -51,10 +68,16 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
   Tensor save_invstd = Tensor::empty({s.c}, x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const T *px = x.data<T>(), *pg = ptr_or_null<T>(gamma), *pb = ptr_or_null<T>(beta);
+    const T *px = x.data<T>(), *pg = ptr_or_null<T>(g_arg), *pb = ptr_or_null<T>(b_arg);
     T *py = y.data<T>(), *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
     T *rm = ptr_or_null<T>(running_mean), *rv = ptr_or_null<T>(running_var);
-    if (x.is_cuda()) {
+    if (use_cudnn) {
+#if ENGINE_HAVE_CUDNN
+      kernels::cudnn::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps);
+#else
+      fail("batch_norm2d: the cuDNN engine is selected, but this build has no cuDNN");
+#endif
+    } else if (x.is_cuda()) {
       if (training) {
         ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum,
                                                                          eps));
@@ -71,17 +94,25 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
   });
 
   record(y, kOp, {x, gamma, beta},
-         [x, gamma, save_mean, save_invstd, training, s](const Tensor& g, const std::vector<bool>& need) {
+         [x, g_arg, save_mean, save_invstd, training, s, use_cudnn, eps](const Tensor& g,
+                                                                         const std::vector<bool>& need) {
            std::vector<Tensor> grads(3);
            if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
            if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
            if (need[2]) grads[2] = Tensor::empty({s.c}, x.dtype(), x.device());
            dispatch_dtype(x.dtype(), [&](auto tag) {
              using T = decltype(tag);
-             const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(gamma);
+             const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(g_arg);
              const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
              T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
-             if (x.is_cuda()) {
+             if (use_cudnn) {
+#if ENGINE_HAVE_CUDNN
+               kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
+#else
+               (void)eps;
+               fail("batch_norm2d backward: the cuDNN engine was used, but this build has no cuDNN");
+#endif
+             } else if (x.is_cuda()) {
                ENGINE_CUDA_ONLY("batch_norm2d backward", kernels::cuda::batch_norm_backward<T>(
                                                              px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training));
              } else {

@@ -8,6 +8,12 @@
 
 namespace engine {
 
+// Which implementation CUDA batch norm uses in training mode. Native (ours) is the default and the reference;
+// cuDNN exists only in builds that found it. Eval mode and the CPU always run the native kernels.
+enum class BatchNormEngine { native, cudnn };
+void set_batch_norm_engine(BatchNormEngine e);  // throws if cuDNN was asked for but not compiled in
+BatchNormEngine batch_norm_engine();
+
 Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                     Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 

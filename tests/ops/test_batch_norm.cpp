@@ -3,6 +3,7 @@
 
 #include "engine/autograd.h"
 #include "engine/ops/batch_norm.h"
+#include "engine/ops/conv2d.h"  // cudnn_compiled()
 #include "tests/gradcheck.h"
 
 using namespace engine;
@@ -136,4 +137,21 @@ TEST_CASE("batch_norm2d: bad input names the problem", "[ops][batch_norm]") {
   Tensor xi = Tensor::from_vector({1, 2, 3, 4}, {1, 2, 1, 2}, DType::i32);
   REQUIRE_THROWS_WITH(batch_norm2d(xi, none, none, none, none, true),
                       Catch::Contains("batch_norm2d: x must be float32 or float64, got int32"));
+}
+
+TEST_CASE("batch_norm2d: engine switch", "[ops][batch_norm]") {
+  REQUIRE(batch_norm_engine() == BatchNormEngine::native);
+  if (cudnn_compiled()) {
+    set_batch_norm_engine(BatchNormEngine::cudnn);
+    // The CPU always runs the native kernels, whichever engine is selected.
+    Tensor x = hand_input(), none, rm = Tensor::zeros({2}, DType::f64), rv = Tensor::full({2}, 1.0, DType::f64);
+    Tensor y = batch_norm2d(x, none, none, rm, rv, true, 0.1, 0.0);
+    set_batch_norm_engine(BatchNormEngine::native);
+    require_close(y.to_vector(), {-1, 1, -std::sqrt(2.0), std::sqrt(2.0), -1, 1, 0, 0}, 1e-12);
+  } else {
+    REQUIRE_THROWS_WITH(set_batch_norm_engine(BatchNormEngine::cudnn),
+                        Catch::Contains("set_batch_norm_engine: cuDNN was asked for, but this engine was built without "
+                                        "cuDNN"));
+    REQUIRE(batch_norm_engine() == BatchNormEngine::native);
+  }
 }

@@ -11,6 +11,7 @@
 #include "engine/autograd.h"
 #include "engine/device.h"
 #include "engine/ops/batch_norm.h"
+#include "engine/ops/conv2d.h"  // cudnn_compiled()
 #include "engine/ops/loss.h"
 #include "engine/ops/pool.h"
 #include "engine/random.h"
@@ -84,8 +85,14 @@ Tensor distinct(const Shape& shape, uint64_t seed, DType dtype) {
 }
 }  // namespace
 
-TEST_CASE("batch_norm2d CUDA matches CPU: outputs, gradients, running stats", "[ops][batch_norm][cuda]") {
-  SKIP_WITHOUT_CUDA();
+namespace {
+// Restores the native batch-norm engine when a test leaves, also on failure.
+struct BatchNormEngineGuard {
+  explicit BatchNormEngineGuard(BatchNormEngine e) { set_batch_norm_engine(e); }
+  ~BatchNormEngineGuard() { set_batch_norm_engine(BatchNormEngine::native); }
+};
+
+void compare_batch_norm() {
   // Shapes cover: H*W below one block (9) and above it (300), one and several slices per channel (m = 7200 >
   // 4096 values), batch 1, and a large mean offset (shifted sums).
   const std::vector<std::pair<Shape, double>> shapes = {
@@ -111,6 +118,22 @@ TEST_CASE("batch_norm2d CUDA matches CPU: outputs, gradients, running stats", "[
       }
     }
   }
+}
+}  // namespace
+
+TEST_CASE("batch_norm2d CUDA matches CPU: outputs, gradients, running stats", "[ops][batch_norm][cuda]") {
+  SKIP_WITHOUT_CUDA();
+  compare_batch_norm();
+}
+
+TEST_CASE("batch_norm2d through cuDNN matches CPU", "[ops][batch_norm][cuda][cudnn]") {
+  SKIP_WITHOUT_CUDA();
+  if (!cudnn_compiled()) {
+    WARN("SKIPPED: this build has no cuDNN");
+    return;
+  }
+  BatchNormEngineGuard guard(BatchNormEngine::cudnn);
+  compare_batch_norm();
 }
 
 TEST_CASE("max_pool2d and adaptive_avg_pool2d CUDA match CPU", "[ops][pool][cuda]") {
