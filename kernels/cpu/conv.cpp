@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include "kernels/conv.h"
 #include "kernels/gemm.h"
@@ -68,42 +69,54 @@ void permute_grad(const Conv2dShape& s, const T* gy, int64_t nb, T* gyt) {
 
 }  // namespace
 
+// For every kernel row i, the output rows [oh_lo, oh_hi) that read inside the image; for every kernel column j,
+// the output columns [ow_lo, ow_hi). Computed once per call, so the inner loops have no divisions or branches.
+struct TapRanges {
+  std::vector<int64_t> oh_lo, oh_hi, ow_lo, ow_hi;
+  explicit TapRanges(const Conv2dShape& s) : oh_lo(s.kh), oh_hi(s.kh), ow_lo(s.kw), ow_hi(s.kw) {
+    for (int64_t i = 0; i < s.kh; ++i) valid_range(i, s.pad_h, s.stride_h, s.h, s.oh, oh_lo[i], oh_hi[i]);
+    for (int64_t j = 0; j < s.kw; ++j) valid_range(j, s.pad_w, s.stride_w, s.w, s.ow, ow_lo[j], ow_hi[j]);
+  }
+};
+
 template <class T>
 void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
-  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w;
+  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, OW = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w;
+  const TapRanges r(s);
 #pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t img = 0; img < nb; ++img) {
       const T* xp = x + (img * s.c + c) * HW;
-      for (int64_t i = 0; i < s.kh; ++i)
+      for (int64_t i = 0; i < s.kh; ++i) {
+        const int64_t oh_lo = r.oh_lo[i], oh_hi = r.oh_hi[i];
         for (int64_t j = 0; j < s.kw; ++j) {
           T* dst = col + ((c * s.kh + i) * s.kw + j) * NP + img * P;
-          int64_t lo, hi;
-          valid_range(j, s.pad_w, sw, s.w, s.ow, lo, hi);
-          for (int64_t oh = 0; oh < s.oh; ++oh, dst += s.ow) {
-            const int64_t ih = oh * sh - s.pad_h + i;
-            if (ih < 0 || ih >= s.h) {
-              std::fill(dst, dst + s.ow, T(0));
-              continue;
-            }
-            const int64_t base = ih * s.w + j - s.pad_w;  // input index of ow = 0 (may be negative)
-            std::fill(dst, dst + lo, T(0));
+          const int64_t lo = r.ow_lo[j], hi = r.ow_hi[j];
+          std::fill(dst, dst + oh_lo * OW, T(0));  // output rows above the image
+          for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
+            T* d = dst + oh * OW;
+            const T* src = xp + (oh * sh - s.pad_h + i) * s.w;  // input row; column of ow is ow*sw - pw + j
+            for (int64_t ow = 0; ow < lo; ++ow) d[ow] = T(0);
             if (sw == 1) {
-              for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = xp[base + ow];
+              const int64_t off = j - s.pad_w;  // ow + off is inside the row for ow in [lo, hi)
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow + off];
             } else {
-              for (int64_t ow = lo; ow < hi; ++ow) dst[ow] = xp[base + ow * sw];
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * sw - s.pad_w + j];
             }
-            std::fill(dst + hi, dst + s.ow, T(0));
+            for (int64_t ow = hi; ow < OW; ++ow) d[ow] = T(0);
           }
+          std::fill(dst + oh_hi * OW, dst + P, T(0));  // output rows below the image
         }
+      }
     }
 }
 
 template <class T>
 void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
-  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w;
+  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, OW = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w;
+  const TapRanges r(s);
   // Each (image, channel) plane of x only receives from its own rows of col: planes are independent.
 #pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
   for (int64_t img = 0; img < nb; ++img)
@@ -113,16 +126,15 @@ void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
       for (int64_t i = 0; i < s.kh; ++i)
         for (int64_t j = 0; j < s.kw; ++j) {
           const T* src = col + ((c * s.kh + i) * s.kw + j) * NP + img * P;
-          int64_t lo, hi;
-          valid_range(j, s.pad_w, sw, s.w, s.ow, lo, hi);
-          for (int64_t oh = 0; oh < s.oh; ++oh, src += s.ow) {
-            const int64_t ih = oh * sh - s.pad_h + i;
-            if (ih < 0 || ih >= s.h) continue;
-            const int64_t base = ih * s.w + j - s.pad_w;
+          const int64_t lo = r.ow_lo[j], hi = r.ow_hi[j];
+          for (int64_t oh = r.oh_lo[i]; oh < r.oh_hi[i]; ++oh) {
+            const T* sp = src + oh * OW;
+            T* d = xp + (oh * sh - s.pad_h + i) * s.w;
             if (sw == 1) {
-              for (int64_t ow = lo; ow < hi; ++ow) xp[base + ow] += src[ow];
+              const int64_t off = j - s.pad_w;
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow + off] += sp[ow];
             } else {
-              for (int64_t ow = lo; ow < hi; ++ow) xp[base + ow * sw] += src[ow];
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow * sw - s.pad_w + j] += sp[ow];
             }
           }
         }
