@@ -61,8 +61,8 @@ template <class T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
                               T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps);
 template <class T>
-void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd,
-                               T* gx, T* dgamma, T* dbeta, const BatchNormShape& s, double eps);
+void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
+                               T* dgamma, T* dbeta, const BatchNormShape& s, double eps);
 }  // namespace cudnn
 #endif
 

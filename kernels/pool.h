@@ -41,8 +41,8 @@ KERNELS_HOST_DEVICE inline void adaptive_outputs_of(int64_t i, int64_t in, int64
 
 // The max-pool outputs whose window (o*stride - pad + [0, kernel)) contains input i: [lo, hi), clipped to
 // [0, out).
-KERNELS_HOST_DEVICE inline void pool_outputs_of(int64_t i, int kernel, int stride, int pad, int64_t out,
-                                                int64_t* lo, int64_t* hi) {
+KERNELS_HOST_DEVICE inline void pool_outputs_of(int64_t i, int kernel, int stride, int pad, int64_t out, int64_t* lo,
+                                                int64_t* hi) {
   const int64_t ip = i + pad;
   *lo = ip < kernel ? 0 : (ip - kernel) / stride + 1;
   const int64_t h = ip / stride + 1;

@@ -32,8 +32,8 @@ void set_batch_norm_engine(BatchNormEngine e) {
 
 BatchNormEngine batch_norm_engine() { return g_engine; }
 
-Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                    Tensor& running_var, bool training, double momentum, double eps) {
+Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                    bool training, double momentum, double eps) {
   check_dim(kOp, "x (N, C, H, W)", x, 4);
   ENGINE_CHECK(x.dtype() != DType::i32, kOp, ": x must be float32 or float64, got int32");
   check_same(kOp, {{"x", x},
@@ -52,8 +52,9 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
   ENGINE_CHECK(x.numel() > 0, kOp, ": x of shape ", shape_str(x.shape()), " is empty");
   ENGINE_CHECK(eps >= 0, kOp, ": eps must be >= 0, got ", eps);
   const kernels::BatchNormShape s{x.size(0), x.size(1), x.size(2) * x.size(3)};
-  ENGINE_CHECK(!training || s.n * s.hw > 1, kOp, ": expected more than 1 value per channel when training, got x of shape ",
-               shape_str(x.shape()), " (use eval mode or a larger batch)");
+  ENGINE_CHECK(!training || s.n * s.hw > 1, kOp,
+               ": expected more than 1 value per channel when training, got x of shape ", shape_str(x.shape()),
+               " (use eval mode or a larger batch)");
 
   // cuDNN only in training on CUDA; fixed here so that forward and backward of one call agree.
   const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda();
@@ -79,8 +80,8 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
 #endif
     } else if (x.is_cuda()) {
       if (training) {
-        ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum,
-                                                                         eps));
+        ENGINE_CUDA_ONLY(kOp,
+                         kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps));
       } else {
         ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps));
       }
@@ -93,34 +94,34 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
     }
   });
 
-  record(y, kOp, {x, gamma, beta},
-         [x, g_arg, save_mean, save_invstd, training, s, use_cudnn, eps](const Tensor& g,
-                                                                         const std::vector<bool>& need) {
-           std::vector<Tensor> grads(3);
-           if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
-           if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
-           if (need[2]) grads[2] = Tensor::empty({s.c}, x.dtype(), x.device());
-           dispatch_dtype(x.dtype(), [&](auto tag) {
-             using T = decltype(tag);
-             const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(g_arg);
-             const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
-             T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
-             if (use_cudnn) {
+  record(
+      y, kOp, {x, gamma, beta},
+      [x, g_arg, save_mean, save_invstd, training, s, use_cudnn, eps](const Tensor& g, const std::vector<bool>& need) {
+        std::vector<Tensor> grads(3);
+        if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
+        if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
+        if (need[2]) grads[2] = Tensor::empty({s.c}, x.dtype(), x.device());
+        dispatch_dtype(x.dtype(), [&](auto tag) {
+          using T = decltype(tag);
+          const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(g_arg);
+          const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
+          T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
+          if (use_cudnn) {
 #if ENGINE_HAVE_CUDNN
-               kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
+            kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
 #else
                (void)eps;
                fail("batch_norm2d backward: the cuDNN engine was used, but this build has no cuDNN");
 #endif
-             } else if (x.is_cuda()) {
-               ENGINE_CUDA_ONLY("batch_norm2d backward", kernels::cuda::batch_norm_backward<T>(
-                                                             px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training));
-             } else {
-               kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training);
-             }
-           });
-           return grads;
-         });
+          } else if (x.is_cuda()) {
+            ENGINE_CUDA_ONLY("batch_norm2d backward", kernels::cuda::batch_norm_backward<T>(
+                                                          px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training));
+          } else {
+            kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training);
+          }
+        });
+        return grads;
+      });
   return y;
 }
 

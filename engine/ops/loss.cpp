@@ -30,17 +30,17 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
     using T = decltype(tag);
     T* grad = saved_grad.defined() ? saved_grad.data<T>() : nullptr;
     if (logits.is_cuda()) {
-      ENGINE_CUDA_ONLY(op, bad_row = kernels::cuda::cross_entropy_forward<T>(
-                               logits.data<T>(), labels.data<int32_t>(), loss.data<T>(), grad, s));
+      ENGINE_CUDA_ONLY(op, bad_row = kernels::cuda::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(),
+                                                                             loss.data<T>(), grad, s));
     } else {
-      bad_row = kernels::cpu::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(), loss.data<T>(),
-                                                       grad, s);
+      bad_row =
+          kernels::cpu::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(), loss.data<T>(), grad, s);
     }
   });
   if (bad_row >= 0) {
     const double label = labels.to_vector()[bad_row];  // error path only
-    fail(cat(op, ": label ", static_cast<int64_t>(label), " at row ", bad_row, " is outside [0, ", s.c,
-             ") for logits ", shape_str(logits.shape())));
+    fail(cat(op, ": label ", static_cast<int64_t>(label), " at row ", bad_row, " is outside [0, ", s.c, ") for logits ",
+             shape_str(logits.shape())));
   }
 
   if (saved_grad.defined()) {

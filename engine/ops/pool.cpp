@@ -57,8 +57,8 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
     dispatch_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
       if (device.is_cuda()) {
-        ENGINE_CUDA_ONLY("max_pool2d backward", kernels::cuda::max_pool2d_backward<T>(
-                                                    g.data<T>(), argmax.data<int32_t>(), gx.data<T>(), s));
+        ENGINE_CUDA_ONLY("max_pool2d backward",
+                         kernels::cuda::max_pool2d_backward<T>(g.data<T>(), argmax.data<int32_t>(), gx.data<T>(), s));
       } else {
         kernels::cpu::max_pool2d_backward<T>(g.data<T>(), argmax.data<int32_t>(), gx.data<T>(), s);
       }

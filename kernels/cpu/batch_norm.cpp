@@ -17,8 +17,8 @@ inline void for_channel(const BatchNormShape& s, int64_t c, F&& f) {
 
 // y = (x - mean) * invstd * gamma + beta for channel c.
 template <class T>
-void normalise_channel(const T* x, const T* gamma, const T* beta, T* y, const BatchNormShape& s, int64_t c,
-                       double mean, double invstd) {
+void normalise_channel(const T* x, const T* gamma, const T* beta, T* y, const BatchNormShape& s, int64_t c, double mean,
+                       double invstd) {
   const double scale = invstd * (gamma ? double(gamma[c]) : 1.0);
   const double shift = beta ? double(beta[c]) : 0.0;
   for_channel(s, c, [&](int64_t k) { y[k] = T((double(x[k]) - mean) * scale + shift); });
@@ -95,12 +95,12 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
   }
 }
 
-#define INSTANTIATE(T)                                                                                          \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*,                  \
-                                            const BatchNormShape&, double, double);                             \
-  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,       \
-                                           const BatchNormShape&, double);                                      \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,           \
+#define INSTANTIATE(T)                                                                                               \
+  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
+                                            double, double);                                                         \
+  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,             \
+                                           const BatchNormShape&, double);                                           \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,                 \
                                        const BatchNormShape&, bool);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -115,8 +115,8 @@ __global__ void finalize_train_kernel(const T* __restrict__ x, const double* __r
 }
 
 template <class T>
-__global__ void finalize_eval_kernel(const T* running_mean, const T* running_var, int64_t C, double eps,
-                                     T* save_mean, T* save_invstd) {
+__global__ void finalize_eval_kernel(const T* running_mean, const T* running_var, int64_t C, double eps, T* save_mean,
+                                     T* save_invstd) {
   CUDA_KERNEL_LOOP(c, C) {
     save_mean[c] = running_mean[c];
     save_invstd[c] = T(1.0 / sqrt(double(running_var[c]) + eps));
@@ -125,8 +125,8 @@ __global__ void finalize_eval_kernel(const T* running_mean, const T* running_var
 
 // Stage 2 (backward): sums[2c] = sum_gy, sums[2c + 1] = sum_gy_xhat; dbeta / dgamma when asked.
 template <class T>
-__global__ void finalize_backward_kernel(const double* __restrict__ partial, int S, int64_t C, double* sums,
-                                         T* dgamma, T* dbeta) {
+__global__ void finalize_backward_kernel(const double* __restrict__ partial, int S, int64_t C, double* sums, T* dgamma,
+                                         T* dbeta) {
   CUDA_KERNEL_LOOP(c, C) {
     double s1 = 0, s2 = 0;
     for (int k = 0; k < S; ++k) {
@@ -213,8 +213,9 @@ void plane_launch(const BatchNormShape& s, dim3* grid, dim3* block) {
 template <class T, bool kBackward>
 void launch_partial_sums(const T* x, const T* gy, const T* mean, const T* invstd, const BatchNormShape& s, int S,
                          int64_t chunk, double* partial) {
-  partial_sums_kernel<T, kBackward><<<dim3(static_cast<unsigned>(s.c), static_cast<unsigned>(S)), kReduceBlock, 0,
-                                      stream()>>>(x, gy, mean, invstd, s, chunk, partial);
+  partial_sums_kernel<T, kBackward>
+      <<<dim3(static_cast<unsigned>(s.c), static_cast<unsigned>(S)), kReduceBlock, 0, stream()>>>(x, gy, mean, invstd,
+                                                                                                  s, chunk, partial);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -230,7 +231,7 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T
   Scratch partial(sizeof(double) * 2 * s.c * S);
   launch_partial_sums<T, false>(x, nullptr, nullptr, nullptr, s, S, chunk, partial.d());
   finalize_train_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(x, partial.d(), S, s, momentum, eps, save_mean,
-                                                                      save_invstd, running_mean, running_var);
+                                                                     save_invstd, running_mean, running_var);
   CUDA_CHECK_LAUNCH();
   dim3 grid, block;
   plane_launch(s, &grid, &block);
@@ -242,8 +243,8 @@ template <class T>
 void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
                              T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps) {
   if (s.c == 0) return;
-  finalize_eval_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(running_mean, running_var, s.c, eps, save_mean,
-                                                                     save_invstd);
+  finalize_eval_kernel<T>
+      <<<grid_for(s.c, 256), 256, 0, stream()>>>(running_mean, running_var, s.c, eps, save_mean, save_invstd);
   CUDA_CHECK_LAUNCH();
   if (s.n * s.hw == 0) return;
   dim3 grid, block;
@@ -278,12 +279,12 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
   CUDA_CHECK_LAUNCH();
 }
 
-#define INSTANTIATE(T)                                                                                          \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*,                  \
-                                            const BatchNormShape&, double, double);                             \
-  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,       \
-                                           const BatchNormShape&, double);                                      \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,           \
+#define INSTANTIATE(T)                                                                                               \
+  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
+                                            double, double);                                                         \
+  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,             \
+                                           const BatchNormShape&, double);                                           \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,                 \
                                        const BatchNormShape&, bool);
 INSTANTIATE(float)
 INSTANTIATE(double)

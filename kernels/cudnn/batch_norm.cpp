@@ -3,6 +3,7 @@
 // of host calls, no device work). Outputs that the caller does not want, and absent running stats, go to scratch
 // from the caching allocator, because cuDNN writes them all.
 #include "kernels/batch_norm.h"
+
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cudnn/common.h"
@@ -66,8 +67,8 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T
 }
 
 template <class T>
-void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd,
-                               T* gx, T* dgamma, T* dbeta, const BatchNormShape& s, double eps) {
+void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
+                               T* dgamma, T* dbeta, const BatchNormShape& s, double eps) {
   if (s.n * s.c * s.hw == 0) return;
   Descriptors d(s, data_type<T>());
   kernels::cuda::DeviceBuffer<T> scratch_gx, scratch_dgamma, scratch_dbeta;
@@ -75,15 +76,14 @@ void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T*
   T* pdg = or_scratch(dgamma, scratch_dgamma, s.c);
   T* pdb = or_scratch(dbeta, scratch_dbeta, s.c);
   const T one = 1, zero = 0;
-  CUDNN_CHECK(cudnnBatchNormalizationBackward(handle(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, d.x, x,
-                                              d.x, gy, d.x, pgx, d.param, gamma, pdg, pdb, eps, save_mean,
-                                              save_invstd));
+  CUDNN_CHECK(cudnnBatchNormalizationBackward(handle(), CUDNN_BATCHNORM_SPATIAL, &one, &zero, &one, &zero, d.x, x, d.x,
+                                              gy, d.x, pgx, d.param, gamma, pdg, pdb, eps, save_mean, save_invstd));
 }
 
-#define INSTANTIATE(T)                                                                                          \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*,                  \
-                                            const BatchNormShape&, double, double);                             \
-  template void batch_norm_backward_train<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,     \
+#define INSTANTIATE(T)                                                                                               \
+  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
+                                            double, double);                                                         \
+  template void batch_norm_backward_train<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,           \
                                              const BatchNormShape&, double);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -13,7 +13,9 @@ using testing::rand_leaf;
 namespace {
 // x [N=2, C=2, H=1, W=2]: channel 0 holds {1, 3, 1, 3} (mean 2, biased var 1), channel 1 holds {2, 10, 6, 6}
 // (mean 6, biased var 8).
-Tensor hand_input(DType dtype = DType::f64) { return Tensor::from_vector({1, 3, 2, 10, 1, 3, 6, 6}, {2, 2, 1, 2}, dtype); }
+Tensor hand_input(DType dtype = DType::f64) {
+  return Tensor::from_vector({1, 3, 2, 10, 1, 3, 6, 6}, {2, 2, 1, 2}, dtype);
+}
 
 void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
   REQUIRE(got.size() == want.size());
@@ -88,7 +90,8 @@ TEST_CASE("batch_norm2d: gradient check in float64", "[ops][batch_norm][gradchec
     Tensor x = rand_leaf({2, 2, 3, 2}, 31), g1 = rand_leaf({2}, 32), b1 = rand_leaf({2}, 33);
     Tensor rm = Tensor::zeros({2}, DType::f64), rv = Tensor::full({2}, 1.0, DType::f64);
     // The eval layer has its own buffers: the training layer moves rm/rv on every call.
-    Tensor rm2 = Tensor::from_vector({0.1, -0.4}, {2}, DType::f64), rv2 = Tensor::from_vector({1.3, 0.6}, {2}, DType::f64);
+    Tensor rm2 = Tensor::from_vector({0.1, -0.4}, {2}, DType::f64),
+           rv2 = Tensor::from_vector({1.3, 0.6}, {2}, DType::f64);
     auto f = [&] {
       Tensor h = batch_norm2d(x, g1, b1, rm, rv, true);
       return batch_norm2d(h, none, none, rm2, rv2, false);
@@ -128,8 +131,9 @@ TEST_CASE("batch_norm2d: bad input names the problem", "[ops][batch_norm]") {
                       Catch::Contains("give both running_mean and running_var, or neither"));
   REQUIRE_THROWS_WITH(batch_norm2d(x, g2, none, none, none, false), Catch::Contains("eval mode"));
   Tensor x1 = Tensor::zeros({1, 2, 1, 1}, DType::f64);
-  REQUIRE_THROWS_WITH(batch_norm2d(x1, g2, none, rm, rv, true),
-                      Catch::Contains("expected more than 1 value per channel when training, got x of shape [1, 2, 1, 1]"));
+  REQUIRE_THROWS_WITH(
+      batch_norm2d(x1, g2, none, rm, rv, true),
+      Catch::Contains("expected more than 1 value per channel when training, got x of shape [1, 2, 1, 1]"));
   REQUIRE_NOTHROW(batch_norm2d(x1, g2, none, rm, rv, false));  // eval is fine with a single value
   Tensor gf = Tensor::full({2}, 1.0, DType::f32);
   REQUIRE_THROWS_WITH(batch_norm2d(x, gf, none, rm, rv, true),

@@ -2,8 +2,8 @@
 // forward outputs, every gradient, and BN running stats compared with close_ratio (atol + rtol * |ref|).
 // float64: atol 1e-12, rtol 1e-10 (round-off only: the sums are added in different orders);
 // float32: atol 1e-5, rtol 1e-4 (float element-wise math on the GPU against double-accumulated CPU math).
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <functional>
 #include <numeric>
 #include <random>
@@ -92,21 +92,25 @@ struct BatchNormEngineGuard {
   ~BatchNormEngineGuard() { set_batch_norm_engine(BatchNormEngine::native); }
 };
 
-void compare_batch_norm() {
+// with_offset_f32: include the float32 case whose mean (100) is large against its spread (1), which needs a sound
+// variance algorithm in float; cuDNN does not document its algorithm, so that case is checked for ours only.
+void compare_batch_norm(bool with_offset_f32) {
   // Shapes cover: H*W below one block (9) and above it (300), one and several slices per channel (m = 7200 >
   // 4096 values), batch 1, and a large mean offset (shifted sums).
-  const std::vector<std::pair<Shape, double>> shapes = {
-      {{4, 3, 5, 7}, 0}, {{3, 4, 3, 3}, 0}, {{2, 2, 15, 20}, 0}, {{8, 2, 30, 30}, 0}, {{1, 3, 4, 4}, 0},
-      {{4, 3, 6, 6}, 100}};
+  const std::vector<std::pair<Shape, double>> shapes = {{{4, 3, 5, 7}, 0},   {{3, 4, 3, 3}, 0}, {{2, 2, 15, 20}, 0},
+                                                        {{8, 2, 30, 30}, 0}, {{1, 3, 4, 4}, 0}, {{4, 3, 6, 6}, 100}};
   for (DType dtype : {DType::f64, DType::f32}) {
     for (const auto& [shape, offset] : shapes) {
+      if (offset != 0 && dtype == DType::f32 && !with_offset_f32) continue;
       const int64_t C = shape[1];
       for (bool training : {true, false}) {
         for (bool affine : {true, false}) {
           INFO("shape " << shape_str(shape) << " offset " << offset << " training " << training << " affine "
                         << affine);
+          const std::vector<double> var_values = {1.5, 0.7, 2.2, 0.9};  // running variances must be positive
+          Tensor running_var = Tensor::from_vector({var_values.begin(), var_values.begin() + C}, {C}, dtype);
           std::vector<Tensor> in = {leaf(shape, 1, dtype, offset), leaf({C}, 2, dtype), leaf({C}, 3, dtype),
-                                    leaf({C}, 4, dtype, 0, false), leaf({C}, 5, dtype, 3.0, false)};
+                                    leaf({C}, 4, dtype, 0, false), running_var};
           Case f = [&](const std::vector<Tensor>& t) {
             Tensor rm = t[3].clone(), rv = t[4].clone();
             Tensor gamma = affine ? t[1] : Tensor(), beta = affine ? t[2] : Tensor();
@@ -123,7 +127,7 @@ void compare_batch_norm() {
 
 TEST_CASE("batch_norm2d CUDA matches CPU: outputs, gradients, running stats", "[ops][batch_norm][cuda]") {
   SKIP_WITHOUT_CUDA();
-  compare_batch_norm();
+  compare_batch_norm(true);
 }
 
 TEST_CASE("batch_norm2d through cuDNN matches CPU", "[ops][batch_norm][cuda][cudnn]") {
@@ -133,7 +137,7 @@ TEST_CASE("batch_norm2d through cuDNN matches CPU", "[ops][batch_norm][cuda][cud
     return;
   }
   BatchNormEngineGuard guard(BatchNormEngine::cudnn);
-  compare_batch_norm();
+  compare_batch_norm(false);
 }
 
 TEST_CASE("max_pool2d and adaptive_avg_pool2d CUDA match CPU", "[ops][pool][cuda]") {
@@ -162,9 +166,8 @@ TEST_CASE("max_pool2d and adaptive_avg_pool2d CUDA match CPU", "[ops][pool][cuda
     }
     for (const auto& c : avg_cases) {
       INFO("adaptive_avg_pool2d " << shape_str(c.shape) << " -> " << c.oh << "x" << c.ow);
-      compare([&](const std::vector<Tensor>& t) {
-        return std::vector<Tensor>{adaptive_avg_pool2d(t[0], c.oh, c.ow)};
-      }, {leaf(c.shape, 8, dtype)}, dtype);
+      compare([&](const std::vector<Tensor>& t) { return std::vector<Tensor>{adaptive_avg_pool2d(t[0], c.oh, c.ow)}; },
+              {leaf(c.shape, 8, dtype)}, dtype);
     }
   }
 }
@@ -179,9 +182,11 @@ TEST_CASE("cross_entropy CUDA matches CPU; bad labels are caught on the device",
         std::vector<double> lv(n);
         for (int64_t i = 0; i < n; ++i) lv[i] = double((i * 7) % classes);
         Tensor labels = Tensor::from_vector(lv, {n}, DType::i32);
-        compare([&](const std::vector<Tensor>& t) {
-          return std::vector<Tensor>{cross_entropy(t[0], labels.to(t[0].device()), smoothing)};
-        }, {leaf({n, classes}, 9, dtype, 0.0)}, dtype);
+        compare(
+            [&](const std::vector<Tensor>& t) {
+              return std::vector<Tensor>{cross_entropy(t[0], labels.to(t[0].device()), smoothing)};
+            },
+            {leaf({n, classes}, 9, dtype, 0.0)}, dtype);
       }
     }
   }
