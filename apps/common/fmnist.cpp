@@ -70,12 +70,13 @@ std::string hex(uint32_t v) {
 }  // namespace
 
 IdxImages parse_idx_images(const std::vector<uint8_t>& bytes, const std::string& name) {
-  ENGINE_CHECK(bytes.size() >= 16, name, ": ", bytes.size(),
-               " bytes is too short for an IDX image file (the header alone is 16 bytes)");
+  ENGINE_CHECK(bytes.size() >= 4, name, ": ", bytes.size(), " bytes is too short for an IDX file");
   uint32_t magic = be32(bytes, 0);
   ENGINE_CHECK(magic == 0x00000803, name, ": wrong magic number ", hex(magic),
                ", expected 0x00000803 (IDX, unsigned bytes, 3 dimensions: an image file)",
                magic == 0x00000801 ? "; this looks like a label file" : "");
+  ENGINE_CHECK(bytes.size() >= 16, name, ": ", bytes.size(),
+               " bytes is too short for an IDX image file (the header alone is 16 bytes)");
   IdxImages im;
   im.count = be32(bytes, 4);
   uint32_t rows = be32(bytes, 8), cols = be32(bytes, 12);
@@ -93,12 +94,13 @@ IdxImages parse_idx_images(const std::vector<uint8_t>& bytes, const std::string&
 }
 
 std::vector<int32_t> parse_idx_labels(const std::vector<uint8_t>& bytes, const std::string& name, int num_classes) {
-  ENGINE_CHECK(bytes.size() >= 8, name, ": ", bytes.size(),
-               " bytes is too short for an IDX label file (the header alone is 8 bytes)");
+  ENGINE_CHECK(bytes.size() >= 4, name, ": ", bytes.size(), " bytes is too short for an IDX file");
   uint32_t magic = be32(bytes, 0);
   ENGINE_CHECK(magic == 0x00000801, name, ": wrong magic number ", hex(magic),
                ", expected 0x00000801 (IDX, unsigned bytes, 1 dimension: a label file)",
                magic == 0x00000803 ? "; this looks like an image file" : "");
+  ENGINE_CHECK(bytes.size() >= 8, name, ": ", bytes.size(),
+               " bytes is too short for an IDX label file (the header alone is 8 bytes)");
   uint64_t count = be32(bytes, 4);
   ENGINE_CHECK(bytes.size() >= 8 + count, name, ": truncated: the header announces ", count,
                " labels but the file holds ", bytes.size() - 8);

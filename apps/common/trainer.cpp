@@ -343,7 +343,7 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
     }
     ProgressBar bar(cat("epoch ", e + 1, "/", cfg.epochs), steps, first_step);
     const auto epoch_start = std::chrono::steady_clock::now();
-    double lr = learning_rate(cfg, e, first_step, steps);
+    double lr = learning_rate(cfg, e, std::max<int64_t>(0, first_step - 1), steps);  // of the last step run
     MetricsAccumulator::Totals totals;
     for (int64_t step = first_step; step < steps; ++step) {
       lr = learning_rate(cfg, e, step, steps);
@@ -366,6 +366,7 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
         if (totals.first_nonfinite_step >= 0) {
           bar.finish();
           result.status = TrainStatus::diverged;
+          result.history = st.history;
           result.message = cat(
               "training diverged: non-finite loss at epoch ", e + 1, "/", cfg.epochs, " step ",
               totals.first_nonfinite_step + 1, "/", steps, " (lr ", lr, "). ",
@@ -389,6 +390,7 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
           st.elapsed_seconds += seconds_since(session_start);
           save(last_path);
           result.status = TrainStatus::interrupted;
+          result.history = st.history;
           result.message = cat("interrupted at epoch ", e + 1, "/", cfg.epochs, " step ", step + 1, "/", steps,
                                "; saved ", last_path, ". Continue with: train_fmnist --resume ", last_path);
           return result;

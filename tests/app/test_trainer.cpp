@@ -1,0 +1,207 @@
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
+
+#include "apps/common/trainer.h"
+#include "engine/checkpoint.h"
+#include "engine/nn/layers.h"
+#include "engine/random.h"
+#include "tests/app/app_test_util.h"
+
+using engine::Tensor;
+
+namespace {
+
+// conv -> BN -> ReLU -> max pool -> linear at 14 px: every kind of state a checkpoint must carry (weights, BN
+// running statistics, momentum), small enough for a few epochs in a second.
+// Without BN (child "1" is then an identity ReLU), nothing moves when the learning rate is ~0.
+std::shared_ptr<engine::nn::Module> tiny_net(uint64_t seed, bool batch_norm = true) {
+  engine::default_generator().seed(seed);
+  using namespace engine::nn;
+  std::shared_ptr<Module> norm = batch_norm ? std::shared_ptr<Module>(std::make_shared<BatchNorm2d>(4))
+                                            : std::shared_ptr<Module>(std::make_shared<ReLU>());
+  return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+      std::make_shared<Conv2d>(1, 4, 3, 1, 1, false), norm, std::make_shared<ReLU>(),
+      std::make_shared<MaxPool2d>(2, 2), std::make_shared<Flatten>(), std::make_shared<Linear>(4 * 7 * 7, 10)});
+}
+
+app::FashionMnist tiny_data() {
+  app::FashionMnist d;
+  d.train = apptest::synthetic_images(64, 1);
+  d.test = apptest::synthetic_images(32, 2);
+  return d;
+}
+
+app::TrainConfig tiny_config(const std::string& out) {
+  app::TrainConfig c;
+  c.model = "tiny";
+  c.lr = 0.05;
+  c.epochs = 3;
+  c.batch_size = 16;
+  c.nesterov = true;
+  c.schedule = "cosine";
+  c.warmup_epochs = 0.5;
+  c.label_smoothing = 0.1;
+  c.augment = true;
+  c.normalize = true;
+  c.resize = 14;
+  c.val_split = 0.25;  // 48 training examples: 3 steps per epoch
+  c.device = "cpu";
+  c.seed = 11;
+  c.out = out;
+  return c;
+}
+
+app::TrainHooks quiet() {
+  app::TrainHooks h;
+  h.progress = false;
+  h.log = nullptr;
+  h.plots = false;
+  return h;
+}
+
+void require_same_history(const std::vector<app::EpochRecord>& a, const std::vector<app::EpochRecord>& b) {
+  REQUIRE(a.size() == b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("epoch " << a[i].epoch);
+    REQUIRE(a[i].epoch == b[i].epoch);
+    REQUIRE(a[i].train_loss == b[i].train_loss);
+    REQUIRE(a[i].train_acc == b[i].train_acc);
+    REQUIRE(a[i].val_loss == b[i].val_loss);
+    REQUIRE(a[i].val_acc == b[i].val_acc);
+    REQUIRE(a[i].test_loss == b[i].test_loss);
+    REQUIRE(a[i].test_acc == b[i].test_acc);
+    REQUIRE(a[i].lr == b[i].lr);
+  }
+}
+
+void require_same_weights(const std::string& a, const std::string& b) {
+  engine::SafetensorsFile fa = engine::read_safetensors(a), fb = engine::read_safetensors(b);
+  REQUIRE(fa.tensors.size() == fb.tensors.size());
+  for (const auto& [name, t] : fa.tensors) {
+    INFO(name);
+    const engine::StoredTensor* u = fb.find(name);
+    REQUIRE(u);
+    REQUIRE(u->bytes == t.bytes);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("trainer: Ctrl-C mid-epoch then --resume ends exactly like an uninterrupted run", "[app][trainer]") {
+  apptest::TempDir dir;
+  const app::FashionMnist data = tiny_data();
+  app::clear_interrupt();
+
+  app::TrainResult full = app::train(tiny_config(dir / "full"), tiny_net(5), data, quiet());
+  REQUIRE(full.status == app::TrainStatus::finished);
+  REQUIRE(full.history.size() == 3);
+  REQUIRE(full.history.back().train_loss < full.history.front().train_loss);  // it learns
+  for (const char* f : {"config.json", "metrics.csv", "metrics.jsonl", "last.safetensors", "best.safetensors"})
+    REQUIRE(std::filesystem::exists(dir / ("full/" + std::string(f))));
+
+  // Interrupted in the middle of epoch 2 (after step 2 of 3), resumed into a differently initialised net.
+  app::TrainHooks hooks = quiet();
+  hooks.after_step = [](int64_t e, int64_t s, engine::nn::Module&) {
+    if (e == 1 && s == 1) app::request_interrupt();
+  };
+  app::TrainResult part = app::train(tiny_config(dir / "cut"), tiny_net(5), data, hooks);
+  app::clear_interrupt();
+  REQUIRE(part.status == app::TrainStatus::interrupted);
+  REQUIRE(part.exit_code() == 130);
+  REQUIRE_THAT(part.message, Catch::Contains("epoch 2/3 step 2/3") && Catch::Contains("--resume"));
+  engine::Metadata meta = engine::read_safetensors_metadata(dir / "cut/last.safetensors");
+  REQUIRE(meta["epoch"] == "1");
+  REQUIRE(meta["step"] == "2");
+
+  app::TrainConfig resumed = tiny_config(dir / "cut");
+  resumed.resume = dir / "cut/last.safetensors";
+  app::TrainResult rest = app::train(resumed, tiny_net(999), data, quiet());
+  REQUIRE(rest.status == app::TrainStatus::finished);
+  require_same_history(full.history, rest.history);
+  require_same_weights(dir / "full/last.safetensors", dir / "cut/last.safetensors");
+
+  // Interrupted right after the last step of epoch 1: the resumed run only evaluates, then goes on.
+  hooks.after_step = [](int64_t e, int64_t s, engine::nn::Module&) {
+    if (e == 0 && s == 2) app::request_interrupt();
+  };
+  REQUIRE(app::train(tiny_config(dir / "edge"), tiny_net(5), data, hooks).status == app::TrainStatus::interrupted);
+  app::clear_interrupt();
+  resumed = tiny_config(dir / "edge");
+  resumed.resume = dir / "edge/last.safetensors";
+  rest = app::train(resumed, tiny_net(3), data, quiet());
+  require_same_history(full.history, rest.history);
+  require_same_weights(dir / "full/last.safetensors", dir / "edge/last.safetensors");
+}
+
+TEST_CASE("trainer: a non-finite loss stops the run naming epoch and step, keeping the last good checkpoint",
+          "[app][trainer]") {
+  apptest::TempDir dir;
+  app::TrainConfig cfg = tiny_config(dir.str());
+  cfg.val_split = 0;  // 64 examples: 4 steps per epoch
+  app::TrainHooks hooks = quiet();
+  hooks.after_step = [](int64_t e, int64_t s, engine::nn::Module& m) {
+    if (e == 1 && s == 0) m.find("5.weight").fill_(NAN);  // poison the classifier after step 1 of epoch 2
+  };
+  app::TrainResult r = app::train(cfg, tiny_net(5), tiny_data(), hooks);
+  REQUIRE(r.status == app::TrainStatus::diverged);
+  REQUIRE(r.exit_code() == 3);
+  REQUIRE_THAT(r.message, Catch::Contains("non-finite loss at epoch 2/3 step 2/4") &&
+                              Catch::Contains("last.safetensors (after epoch 1)"));
+  engine::Metadata meta = engine::read_safetensors_metadata(dir / "last.safetensors");
+  REQUIRE(meta["epoch"] == "1");
+  auto fresh = tiny_net(1);
+  engine::load_checkpoint(dir / "last.safetensors", *fresh);
+  for (const auto& [name, t] : fresh->named_parameters())
+    for (double v : t.to_vector()) REQUIRE(std::isfinite(v));
+  REQUIRE(r.history.size() == 1);
+
+  // Diverging in the very first epoch: no checkpoint to keep, and the message says so.
+  apptest::TempDir dir2;
+  hooks.after_step = [](int64_t e, int64_t s, engine::nn::Module& m) {
+    if (e == 0 && s == 1) m.find("5.weight").fill_(INFINITY);
+  };
+  r = app::train(tiny_config(dir2.str()), tiny_net(5), tiny_data(), hooks);
+  REQUIRE(r.status == app::TrainStatus::diverged);
+  REQUIRE_THAT(r.message, Catch::Contains("epoch 1/3 step 3/3") && Catch::Contains("No checkpoint"));
+}
+
+TEST_CASE("trainer: early stopping, best checkpoint and evaluation", "[app][trainer]") {
+  apptest::TempDir dir;
+  app::TrainConfig cfg = tiny_config(dir.str());
+  cfg.lr = 1e-8;  // nothing improves after the first epoch
+  cfg.epochs = 6;
+  cfg.early_stop = 2;
+  cfg.augment = false;
+  cfg.warmup_epochs = 0;
+  app::TrainResult r = app::train(cfg, tiny_net(5, false), tiny_data(), quiet());
+  REQUIRE(r.status == app::TrainStatus::early_stopped);
+  REQUIRE(r.history.size() == 3);
+  REQUIRE_THAT(r.message, Catch::Contains("early stop"));
+  engine::Metadata best = engine::read_safetensors_metadata(dir / "best.safetensors");
+  REQUIRE(std::stod(best["best_metric"]) == Approx(r.history[std::stoi(best["best_epoch"]) - 1].val_acc));
+
+  // Evaluating the best checkpoint reproduces that epoch's test accuracy.
+  auto net = tiny_net(77, false);
+  engine::load_checkpoint(dir / "best.safetensors", *net);
+  app::DeviceDataset test(tiny_data().test, engine::Device::cpu());
+  app::EvalResult e = app::evaluate(*net, test, app::preprocess_of(cfg), 16);
+  REQUIRE(e.accuracy == r.history[std::stoi(best["best_epoch"]) - 1].test_acc);
+  REQUIRE(e.count == 32);
+  REQUIRE_THAT(app::per_class_table(e), Catch::Contains("T-shirt/top") && Catch::Contains("Ankle boot"));
+}
+
+TEST_CASE("trainer: Xavier-uniform init bounds conv and linear weights only", "[app][trainer]") {
+  auto net = tiny_net(1);
+  engine::Generator g(3);
+  app::xavier_uniform_init(*net, g);
+  const double conv_bound = std::sqrt(6.0 / (1 * 9 + 4 * 9)), fc_bound = std::sqrt(6.0 / (196 + 10));
+  double conv_max = 0, fc_max = 0;
+  for (double v : net->find("0.weight").to_vector()) conv_max = std::max(conv_max, std::fabs(v));
+  for (double v : net->find("5.weight").to_vector()) fc_max = std::max(fc_max, std::fabs(v));
+  REQUIRE(conv_max <= conv_bound);
+  REQUIRE(conv_max > 0.7 * conv_bound);
+  REQUIRE(fc_max <= fc_bound);
+  REQUIRE(fc_max > 0.9 * fc_bound);
+  REQUIRE(net->find("1.weight").to_vector() == std::vector<double>(4, 1.0));  // BN gamma untouched
+}
