@@ -10,6 +10,7 @@
 //   gcol = W^T x gy';  gx = col2im(gcol)           (col2im overwrites gx; on CUDA each input pixel gathers
 //                                                   its contributions, so no atomics)
 //   gb   = sum of gy over N, OH, OW
+// Kernel taps that only ever read padding are cropped away first (see LiveTaps).
 // The CPU and CUDA versions have the same signatures and the same algorithm; scratch on CUDA comes from the
 // caching allocator. The optional cuDNN versions (kernels/cudnn/conv.cpp) exist only when ENGINE_HAVE_CUDNN.
 #pragma once
@@ -29,6 +30,43 @@ struct Conv2dShape {
   // A 1x1, stride-1, unpadded convolution: im2col of a single image is the image itself.
   bool pointwise() const { return kh == 1 && kw == 1 && stride_h == 1 && stride_w == 1 && pad_h == 0 && pad_w == 0; }
 };
+
+// Kernel rows [i0, i1) and columns [j0, j1) span every tap that reads inside the input for some output; taps
+// outside only ever multiply padding (a 3x3, pad-1 kernel on a 1x1 input uses only its centre; at stride 2 on a
+// 2x2 input, its last two rows and columns). Convolving with the kernel cropped to these taps, the padding
+// reduced by i0 and j0 and OH, OW kept, gives the same output with less GEMM work. Empty when no tap is live.
+struct LiveTaps {
+  int64_t i0 = 0, i1 = 0, j0 = 0, j1 = 0;
+  bool crops(const Conv2dShape& s) const {
+    return i1 > i0 && j1 > j0 && (i1 - i0 < s.kh || j1 - j0 < s.kw);
+  }
+};
+
+inline LiveTaps live_taps(const Conv2dShape& s) {
+  // Tap k of a dimension is live if some output o in [0, out) has 0 <= o*stride - pad + k < in.
+  auto live = [](int64_t k, int64_t pad, int64_t stride, int64_t in, int64_t out) {
+    int64_t first = pad - k, last = in - 1 + pad - k;  // o*stride must lie in [first, last]
+    if (last < 0) return false;
+    int64_t lo = first <= 0 ? 0 : (first + stride - 1) / stride;
+    return lo < out && lo * stride <= last;
+  };
+  LiveTaps t;
+  t.i0 = s.kh, t.j0 = s.kw;
+  for (int64_t i = 0; i < s.kh; ++i)
+    if (live(i, s.pad_h, s.stride_h, s.h, s.oh)) t.i0 = std::min(t.i0, i), t.i1 = i + 1;
+  for (int64_t j = 0; j < s.kw; ++j)
+    if (live(j, s.pad_w, s.stride_w, s.w, s.ow)) t.j0 = std::min(t.j0, j), t.j1 = j + 1;
+  if (t.i1 <= t.i0 || t.j1 <= t.j0) t = LiveTaps{};
+  return t;
+}
+
+// The convolution with the kernel cropped to the live taps (see LiveTaps).
+inline Conv2dShape cropped(const Conv2dShape& s, const LiveTaps& t) {
+  Conv2dShape c = s;
+  c.kh = t.i1 - t.i0, c.kw = t.j1 - t.j0;
+  c.pad_h = s.pad_h - t.i0, c.pad_w = s.pad_w - t.j0;  // >= 0: tap i = pad is always live when it exists
+  return c;
+}
 
 // Images per chunk so that the column buffer [C*KH*KW, nb*OH*OW] and the GEMM output [OC, nb*OH*OW] each hold
 // at most max_elems elements (but always at least one image).

@@ -67,8 +67,6 @@ void permute_grad(const Conv2dShape& s, const T* gy, int64_t nb, T* gyt) {
     for (int64_t img = 0; img < nb; ++img) std::memcpy(gyt + oc * NP + img * P, gy + (img * s.oc + oc) * P, P * sizeof(T));
 }
 
-}  // namespace
-
 // For every kernel row i, the output rows [oh_lo, oh_hi) that read inside the image; for every kernel column j,
 // the output columns [ow_lo, ow_hi). Computed once per call, so the inner loops have no divisions or branches.
 struct TapRanges {
@@ -78,6 +76,8 @@ struct TapRanges {
     for (int64_t j = 0; j < s.kw; ++j) valid_range(j, s.pad_w, s.stride_w, s.w, s.ow, ow_lo[j], ow_hi[j]);
   }
 };
+
+}  // namespace
 
 template <class T>
 void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
@@ -169,8 +169,29 @@ void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
   }
 }
 
+namespace {
+
+// w [OC, C, KH, KW] -> the live taps only, [OC, C, i1 - i0, j1 - j0].
 template <class T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+void crop_weight(const Conv2dShape& s, const LiveTaps& t, const T* w, T* wc) {
+  const int64_t kh = t.i1 - t.i0, kw = t.j1 - t.j0;
+  for (int64_t oc = 0; oc < s.oc * s.c; ++oc)
+    for (int64_t a = 0; a < kh; ++a)
+      for (int64_t b = 0; b < kw; ++b) wc[(oc * kh + a) * kw + b] = w[(oc * s.kh + a + t.i0) * s.kw + b + t.j0];
+}
+
+// The reverse for the weight gradient: dead taps get 0.
+template <class T>
+void uncrop_weight_grad(const Conv2dShape& s, const LiveTaps& t, const T* gwc, T* gw) {
+  const int64_t kh = t.i1 - t.i0, kw = t.j1 - t.j0;
+  std::fill(gw, gw + s.oc * s.ckk(), T(0));
+  for (int64_t oc = 0; oc < s.oc * s.c; ++oc)
+    for (int64_t a = 0; a < kh; ++a)
+      for (int64_t b = 0; b < kw; ++b) gw[(oc * s.kh + a + t.i0) * s.kw + b + t.j0] = gwc[(oc * kh + a) * kw + b];
+}
+
+template <class T>
+void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
@@ -200,13 +221,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 }
 
 template <class T>
-void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
-  if (gb) conv2d_bias_grad(s, gy, gb);
-  if (!gx && !gw) return;
-  if (s.n == 0) {
-    if (gw) std::fill(gw, gw + s.oc * s.ckk(), T(0));
-    return;
-  }
+void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
@@ -240,6 +255,35 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
       }
     }
   }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const LiveTaps t = live_taps(s);
+  if (!t.crops(s)) return forward_impl(s, x, w, bias, y);
+  const Conv2dShape sc = cropped(s, t);
+  std::vector<T> wc(sc.oc * sc.ckk());
+  crop_weight(s, t, w, wc.data());
+  forward_impl(sc, x, wc.data(), bias, y);
+}
+
+template <class T>
+void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
+  if (gb) conv2d_bias_grad(s, gy, gb);
+  if (!gx && !gw) return;
+  if (s.n == 0) {
+    if (gw) std::fill(gw, gw + s.oc * s.ckk(), T(0));
+    return;
+  }
+  const LiveTaps t = live_taps(s);
+  if (!t.crops(s)) return backward_impl(s, x, w, gy, gx, gw);
+  const Conv2dShape sc = cropped(s, t);
+  std::vector<T> wc(sc.oc * sc.ckk()), gwc(gw ? sc.oc * sc.ckk() : 0);
+  crop_weight(s, t, w, wc.data());
+  backward_impl(sc, x, wc.data(), gy, gx, gw ? gwc.data() : nullptr);
+  if (gw) uncrop_weight_grad(s, t, gwc.data(), gw);
 }
 
 #define INSTANTIATE(T)                                                                                      \

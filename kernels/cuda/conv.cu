@@ -131,6 +131,34 @@ __global__ void bias_grad_kernel(const T* __restrict__ gy, T* __restrict__ gb, i
   if (threadIdx.x == 0) gb[oc] = partial[0];
 }
 
+// w [OC, C, KH, KW] -> wc [OC, C, kh, kw], the taps from (i0, j0).
+template <class T>
+__global__ void crop_weight_kernel(const T* __restrict__ w, T* __restrict__ wc, int total, int KH, int KW, int kh,
+                                   int kw, int i0, int j0) {
+  CUDA_KERNEL_LOOP(i64, total) {
+    const int i = int(i64);
+    const int b = i % kw;
+    int t = i / kw;
+    const int a = t % kh;
+    t /= kh;  // oc * C + c
+    wc[i] = w[(int64_t(t) * KH + a + i0) * KW + b + j0];
+  }
+}
+
+// The reverse for the weight gradient, over every element of gw: dead taps get 0.
+template <class T>
+__global__ void uncrop_weight_grad_kernel(const T* __restrict__ gwc, T* __restrict__ gw, int total, int KH, int KW,
+                                          int kh, int kw, int i0, int j0) {
+  CUDA_KERNEL_LOOP(i64, total) {
+    const int i = int(i64);
+    const int b = i % KW - j0;
+    int t = i / KW;
+    const int a = t % KH - i0;
+    t /= KH;
+    gw[i] = (a >= 0 && a < kh && b >= 0 && b < kw) ? gwc[(int64_t(t) * kh + a) * kw + b] : T(0);
+  }
+}
+
 template <class T>
 void permute_out(const Conv2dShape& s, const T* out, int64_t nb, const T* bias, T* y) {
   const int64_t P = s.out_pixels(), total = nb * s.oc * P;
@@ -188,9 +216,10 @@ void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
   CUDA_CHECK_LAUNCH();
 }
 
+namespace {
+
 template <class T>
-void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
-  if (s.n == 0) return;
+void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   check_index_range(s, chunk);
@@ -221,13 +250,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 }
 
 template <class T>
-void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
-  if (gb) conv2d_bias_grad(s, gy, gb);
-  if (!gx && !gw) return;
-  if (s.n == 0) {
-    if (gw) memset_zero(gw, sizeof(T) * s.oc * s.ckk());
-    return;
-  }
+void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   check_index_range(s, chunk);
@@ -262,6 +285,49 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
         col2im(s, col_buf.get(), nb, gxc);
       }
     }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  if (s.n == 0) return;
+  const LiveTaps t = live_taps(s);
+  if (!t.crops(s)) return forward_impl(s, x, w, bias, y);
+  const Conv2dShape sc = cropped(s, t);
+  const int64_t count = sc.oc * sc.ckk();
+  ENGINE_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
+  DeviceBuffer<T> wc(count);
+  crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
+                                                                        int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+  CUDA_CHECK_LAUNCH();
+  forward_impl(sc, x, wc.get(), bias, y);
+}
+
+template <class T>
+void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
+  if (gb) conv2d_bias_grad(s, gy, gb);
+  if (!gx && !gw) return;
+  if (s.n == 0) {
+    if (gw) memset_zero(gw, sizeof(T) * s.oc * s.ckk());
+    return;
+  }
+  const LiveTaps t = live_taps(s);
+  if (!t.crops(s)) return backward_impl(s, x, w, gy, gx, gw);
+  const Conv2dShape sc = cropped(s, t);
+  const int64_t count = sc.oc * sc.ckk(), full = s.oc * s.ckk();
+  ENGINE_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
+  DeviceBuffer<T> wc(count), gwc;
+  crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
+                                                                        int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+  CUDA_CHECK_LAUNCH();
+  if (gw) gwc.reset(count);
+  backward_impl(sc, x, wc.get(), gy, gx, gw ? gwc.get() : nullptr);
+  if (gw) {
+    uncrop_weight_grad_kernel<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
+        gwc.get(), gw, int(full), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+    CUDA_CHECK_LAUNCH();
   }
 }
 

@@ -8,6 +8,7 @@
 #include "engine/autograd.h"
 #include "engine/ops/conv2d.h"
 #include "engine/random.h"
+#include "kernels/conv.h"
 #include "tests/gradcheck.h"
 
 using namespace engine;
@@ -167,6 +168,12 @@ TEST_CASE("conv2d: forward and gradients match a direct convolution", "[ops][con
       {3, 2, 7, 9, 3, 3, 5, params(2, 1, 1, 2), true},  // asymmetric kernel, stride and padding
       {2, 2, 5, 6, 2, 2, 3, params(3, 2, 0, 1), false},
       {1, 1, 4, 4, 2, 3, 3, params(1, 1, 3, 3), true},  // padding as large as the kernel: some outputs see only zeros
+      // Kernels cropped to their live taps (kernels::live_taps):
+      {3, 4, 1, 1, 5, 3, 3, params(1, 1, 1, 1), true},   // 1x1 input: only the centre tap reads the image
+      {1, 4, 1, 1, 5, 3, 3, params(1, 1, 1, 1), false},  // ... and one image: a plain GEMM on x
+      {3, 2, 2, 2, 3, 3, 3, params(2, 2, 1, 1), true},   // 2x2 input, stride 2: rows/cols 1..2 only
+      {2, 2, 1, 5, 3, 3, 3, params(2, 1, 2, 1), true},   // 1-row input, pad 2, stride 2: rows 0 and 2 live, 1 dead
+      {2, 2, 1, 1, 3, 1, 1, params(4, 4, 3, 3), true},   // no tap ever reads the image: the output is the bias
   };
   for (const Case& k : cases) {
     check_against_naive(k, DType::f64, 1e-12);
@@ -188,7 +195,8 @@ TEST_CASE("conv2d: gradient check in float64", "[ops][conv][gradcheck]") {
       {1, 2, 7, 9, 3, 3, 3, params(2, 2, 1, 1), false}, {3, 2, 7, 9, 3, 3, 3, params(2, 2, 0, 0), true},
       {1, 2, 7, 9, 3, 3, 3, params(1, 1, 3, 3), true},  {1, 2, 7, 9, 3, 7, 7, params(2, 2, 3, 3), true},
       {3, 2, 7, 9, 3, 7, 7, params(1, 1, 3, 3), false}, {3, 2, 7, 9, 3, 7, 7, params(2, 2, 1, 1), true},
-      {3, 2, 7, 9, 3, 3, 1, params(2, 1, 1, 0), true},
+      {3, 2, 7, 9, 3, 3, 1, params(2, 1, 1, 0), true},  {3, 2, 1, 1, 3, 3, 3, params(1, 1, 1, 1), true},
+      {3, 2, 2, 3, 3, 3, 3, params(2, 2, 1, 1), true},
   };
   uint64_t seed = 100;
   for (const Case& k : cases) {
@@ -202,6 +210,22 @@ TEST_CASE("conv2d: gradient check in float64", "[ops][conv][gradcheck]") {
       REQUIRE_GRADCHECK(gradcheck([&] { return conv2d(x, w, Tensor(), k.p); }, {x, w}));
     }
   }
+}
+
+TEST_CASE("conv2d: live kernel taps", "[ops][conv]") {
+  auto taps = [](int64_t h, int64_t w, int64_t k, int stride, int pad) {
+    kernels::Conv2dShape s;
+    s.n = 1, s.c = 1, s.h = h, s.w = w, s.oc = 1, s.kh = s.kw = k, s.stride_h = s.stride_w = stride;
+    s.pad_h = s.pad_w = pad;
+    s.oh = (h + 2 * pad - k) / stride + 1, s.ow = (w + 2 * pad - k) / stride + 1;
+    kernels::LiveTaps t = kernels::live_taps(s);
+    return std::vector<int64_t>{t.i0, t.i1, t.j0, t.j1, t.crops(s) ? 1 : 0};
+  };
+  REQUIRE(taps(1, 1, 3, 1, 1) == std::vector<int64_t>{1, 2, 1, 2, 1});  // 1x1 input: the centre
+  REQUIRE(taps(2, 2, 3, 2, 1) == std::vector<int64_t>{1, 3, 1, 3, 1});  // one output reads rows/cols 1..2
+  REQUIRE(taps(7, 7, 3, 1, 1) == std::vector<int64_t>{0, 3, 0, 3, 0});  // everything live: no crop
+  REQUIRE(taps(1, 9, 3, 2, 2) == std::vector<int64_t>{0, 3, 0, 3, 0});  // rows 0 and 2 live: nothing to crop
+  REQUIRE(taps(1, 1, 1, 4, 3) == std::vector<int64_t>{0, 0, 0, 0, 0});  // nothing live
 }
 
 TEST_CASE("conv2d: only the gradients asked for are computed", "[ops][conv]") {

@@ -45,6 +45,10 @@ const std::vector<Case>& cases() {
       {3, 2, 7, 9, 3, 3, 5, params(2, 1, 1, 2), true},    // asymmetric
       {8, 32, 14, 14, 32, 3, 3, params(1, 1, 1, 1), false},
       {1, 1, 4, 4, 2, 3, 3, params(1, 1, 3, 3), true},
+      {3, 8, 1, 1, 16, 3, 3, params(1, 1, 1, 1), true},   // cropped to the centre tap
+      {1, 8, 1, 1, 16, 3, 3, params(1, 1, 1, 1), false},  // ... one image
+      {4, 8, 2, 2, 16, 3, 3, params(2, 2, 1, 1), true},   // cropped to rows/cols 1..2
+      {2, 2, 1, 1, 3, 1, 1, params(4, 4, 3, 3), true},    // no live tap: output is the bias
   };
   return list;
 }
