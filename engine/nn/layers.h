@@ -9,10 +9,12 @@
 namespace engine::nn {
 
 // Weights start with PyTorch's defaults (kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), ..));
-// models re-initialise them (He normal for ResNets).
+// models re-initialise them (He normal for ResNets). default_init = false leaves them zero instead, for callers
+// that initialise every weight themselves (models/: drawing 60M numbers twice makes resnet152 slow to build).
 class Conv2d : public Module {
  public:
-  Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int padding = 0, bool bias = true);
+  Conv2d(int in_channels, int out_channels, int kernel, int stride = 1, int padding = 0, bool bias = true,
+         bool default_init = true);
   Tensor forward(const Tensor& x) override;
   Tensor weight, bias;  // [out, in, k, k], [out] or undefined
   int in_channels, out_channels, kernel, stride, padding;

@@ -1,0 +1,50 @@
+#include "engine/ops/shortcut.h"
+
+#include "engine/ops/common.h"
+#include "kernels/shortcut.h"
+
+namespace engine {
+
+Tensor shortcut_a(const Tensor& x, int out_channels, int stride, int pad_front) {
+  check_dim("shortcut_a", "x [N, C, H, W]", x, 4);
+  const int64_t c_in = x.size(1);
+  ENGINE_CHECK(stride >= 1, "shortcut_a: stride must be >= 1, got ", stride);
+  ENGINE_CHECK(pad_front >= 0 && pad_front + c_in <= out_channels, "shortcut_a: input ", shape_str(x.shape()),
+               " with pad_front ", pad_front, " does not fit in ", out_channels,
+               " output channels (need 0 <= pad_front <= out_channels - C)");
+  kernels::ShortcutAParams p;
+  p.n = x.size(0);
+  p.c_in = c_in;
+  p.h_in = x.size(2);
+  p.w_in = x.size(3);
+  p.c_out = out_channels;
+  p.h_out = (p.h_in + stride - 1) / stride;
+  p.w_out = (p.w_in + stride - 1) / stride;
+  p.stride = stride;
+  p.pad_front = pad_front;
+
+  Tensor y = Tensor::empty({p.n, p.c_out, p.h_out, p.w_out}, x.dtype(), x.device());
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_CUDA_ONLY("shortcut_a", kernels::cuda::shortcut_a_forward<T>(x.data<T>(), y.data<T>(), p));
+    } else {
+      kernels::cpu::shortcut_a_forward<T>(x.data<T>(), y.data<T>(), p);
+    }
+  });
+  record(y, "shortcut_a", {x}, [p, shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
+    Tensor gx = Tensor::empty(shape, g.dtype(), g.device());
+    dispatch_dtype(g.dtype(), [&](auto tag) {
+      using T = decltype(tag);
+      if (g.is_cuda()) {
+        ENGINE_CUDA_ONLY("shortcut_a backward", kernels::cuda::shortcut_a_backward<T>(g.data<T>(), gx.data<T>(), p));
+      } else {
+        kernels::cpu::shortcut_a_backward<T>(g.data<T>(), gx.data<T>(), p);
+      }
+    });
+    return std::vector<Tensor>{gx};
+  });
+  return y;
+}
+
+}  // namespace engine

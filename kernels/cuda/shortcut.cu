@@ -1,0 +1,56 @@
+#include "kernels/cuda/common.cuh"
+#include "kernels/shortcut.h"
+
+namespace kernels::cuda {
+namespace {
+constexpr int kBlock = 256;
+
+// One thread per output element; consecutive threads write consecutive w, so stores coalesce.
+template <class T>
+__global__ void shortcut_a_forward_kernel(const T* x, T* y, ShortcutAParams p, int64_t total) {
+  CUDA_KERNEL_LOOP(idx, total) {
+    int64_t j = idx % p.w_out, t = idx / p.w_out;
+    int64_t i = t % p.h_out;
+    t /= p.h_out;
+    int64_t c = t % p.c_out - p.pad_front, n = t / p.c_out;
+    y[idx] = (c < 0 || c >= p.c_in) ? T(0) : x[((n * p.c_in + c) * p.h_in + i * p.stride) * p.w_in + j * p.stride];
+  }
+}
+
+// One thread per input element: a gather from gy, zero where the pixel was skipped.
+template <class T>
+__global__ void shortcut_a_backward_kernel(const T* gy, T* gx, ShortcutAParams p, int64_t total) {
+  CUDA_KERNEL_LOOP(idx, total) {
+    int64_t w = idx % p.w_in, t = idx / p.w_in;
+    int64_t h = t % p.h_in;
+    t /= p.h_in;
+    int64_t c = t % p.c_in + p.pad_front, n = t / p.c_in;
+    gx[idx] = (h % p.stride == 0 && w % p.stride == 0)
+                  ? gy[((n * p.c_out + c) * p.h_out + h / p.stride) * p.w_out + w / p.stride]
+                  : T(0);
+  }
+}
+}  // namespace
+
+template <class T>
+void shortcut_a_forward(const T* x, T* y, const ShortcutAParams& p) {
+  const int64_t total = p.n * p.c_out * p.h_out * p.w_out;
+  if (total == 0) return;
+  shortcut_a_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(x, y, p, total);
+  CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void shortcut_a_backward(const T* gy, T* gx, const ShortcutAParams& p) {
+  const int64_t total = p.n * p.c_in * p.h_in * p.w_in;
+  if (total == 0) return;
+  shortcut_a_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(gy, gx, p, total);
+  CUDA_CHECK_LAUNCH();
+}
+
+template void shortcut_a_forward<float>(const float*, float*, const ShortcutAParams&);
+template void shortcut_a_forward<double>(const double*, double*, const ShortcutAParams&);
+template void shortcut_a_backward<float>(const float*, float*, const ShortcutAParams&);
+template void shortcut_a_backward<double>(const double*, double*, const ShortcutAParams&);
+
+}  // namespace kernels::cuda

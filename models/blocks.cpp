@@ -1,0 +1,131 @@
+#include "models/blocks.h"
+
+#include <cmath>
+
+#include "engine/ops/shortcut.h"
+#include "engine/random.h"
+
+namespace models {
+
+using engine::Shape;
+using engine::Tensor;
+using engine::nn::BatchNorm2d;
+using engine::nn::Conv2d;
+
+std::shared_ptr<Conv2d> make_conv(int in, int out, int kernel, int stride, int padding) {
+  auto conv = std::make_shared<Conv2d>(in, out, kernel, stride, padding, /*bias=*/false, /*default_init=*/false);
+  he_init(*conv);
+  return conv;
+}
+
+void he_init(Conv2d& conv) {
+  const double fan_out = static_cast<double>(conv.out_channels) * conv.kernel * conv.kernel;
+  engine::normal_(conv.weight, 0.0, std::sqrt(2.0 / fan_out));
+  if (conv.bias.defined()) conv.bias.fill_(0.0);
+}
+
+const char* shortcut_kind_name(ShortcutKind k) {
+  switch (k) {
+    case ShortcutKind::projection:
+      return "projection";
+    case ShortcutKind::zero_pad:
+      return "zero_pad";
+    case ShortcutKind::none:
+      return "none";
+  }
+  return "?";
+}
+
+ResidualBlock::ResidualBlock(int in, int out, int s, ShortcutKind k)
+    : in_channels(in), out_channels(out), stride(s), kind(k) {
+  ENGINE_CHECK(in > 0 && out > 0 && s >= 1, "residual block: bad sizes (in ", in, ", out ", out, ", stride ", s, ")");
+  ENGINE_CHECK(k != ShortcutKind::zero_pad || out >= in, "residual block: a zero-padding shortcut cannot reduce ", in,
+               " channels to ", out, "; use a projection shortcut");
+}
+
+void ResidualBlock::make_downsample() {
+  if (kind != ShortcutKind::projection || !changes_shape()) return;
+  downsample = register_module("downsample", std::make_shared<engine::nn::Sequential>());
+  downsample->push_back(make_conv(in_channels, out_channels, 1, stride, 0));
+  downsample->push_back(std::make_shared<BatchNorm2d>(out_channels));
+}
+
+Tensor ResidualBlock::join(const Tensor& main, const Tensor& x) {
+  if (kind == ShortcutKind::none) return engine::relu(main);
+  Tensor sc = x;
+  if (changes_shape()) {
+    // zero_pad: the padding is split evenly on both sides, as the common PyTorch CIFAR reproductions do.
+    sc = kind == ShortcutKind::projection
+             ? downsample->forward(x)
+             : engine::shortcut_a(x, out_channels, stride, (out_channels - in_channels) / 2);
+  }
+  return engine::relu(engine::add(main, sc));
+}
+
+Shape ResidualBlock::trace_join(const Shape& main, const Shape& in, Cost& cost) const {
+  if (kind == ShortcutKind::none) return main;
+  Shape sc = in;
+  if (changes_shape()) {
+    if (kind == ShortcutKind::projection) {
+      sc = models::trace(*downsample, in, cost);
+    } else {
+      sc = {in[0], out_channels, (in[2] + stride - 1) / stride, (in[3] + stride - 1) / stride};
+    }
+  }
+  ENGINE_CHECK(sc == main, "residual block: shortcut shape ", engine::shape_str(sc), " differs from the branch's ",
+               engine::shape_str(main));
+  return main;
+}
+
+BasicBlock::BasicBlock(int in, int planes, int s, ShortcutKind k) : ResidualBlock(in, planes, s, k) {
+  conv1 = register_module("conv1", make_conv(in, planes, 3, s, 1));
+  bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
+  conv2 = register_module("conv2", make_conv(planes, planes, 3, 1, 1));
+  bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
+  make_downsample();
+}
+
+Tensor BasicBlock::forward(const Tensor& x) {
+  Tensor y = engine::relu(bn1->forward(conv1->forward(x)));
+  y = bn2->forward(conv2->forward(y));
+  return join(y, x);
+}
+
+Shape BasicBlock::trace(const Shape& in, Cost& cost) const {
+  Shape s = models::trace(*conv1, in, cost);
+  s = models::trace(*bn1, s, cost);
+  s = models::trace(*conv2, s, cost);
+  s = models::trace(*bn2, s, cost);
+  return trace_join(s, in, cost);
+}
+
+Bottleneck::Bottleneck(int in, int planes, int s, ShortcutKind k, bool stride_on_first_1x1)
+    : ResidualBlock(in, planes * expansion, s, k) {
+  const int s1 = stride_on_first_1x1 ? s : 1, s2 = stride_on_first_1x1 ? 1 : s;
+  conv1 = register_module("conv1", make_conv(in, planes, 1, s1, 0));
+  bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
+  conv2 = register_module("conv2", make_conv(planes, planes, 3, s2, 1));
+  bn2 = register_module("bn2", std::make_shared<BatchNorm2d>(planes));
+  conv3 = register_module("conv3", make_conv(planes, planes * expansion, 1, 1, 0));
+  bn3 = register_module("bn3", std::make_shared<BatchNorm2d>(planes * expansion));
+  make_downsample();
+}
+
+Tensor Bottleneck::forward(const Tensor& x) {
+  Tensor y = engine::relu(bn1->forward(conv1->forward(x)));
+  y = engine::relu(bn2->forward(conv2->forward(y)));
+  y = bn3->forward(conv3->forward(y));
+  return join(y, x);
+}
+
+Shape Bottleneck::trace(const Shape& in, Cost& cost) const {
+  Shape s = models::trace(*conv1, in, cost);
+  s = models::trace(*bn1, s, cost);
+  s = models::trace(*conv2, s, cost);
+  s = models::trace(*bn2, s, cost);
+  s = models::trace(*conv3, s, cost);
+  s = models::trace(*bn3, s, cost);
+  return trace_join(s, in, cost);
+}
+
+}  // namespace models

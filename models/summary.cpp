@@ -1,0 +1,92 @@
+#include "models/summary.h"
+
+#include <cstdio>
+#include <sstream>
+
+#include "engine/nn/layers.h"
+#include "models/resnet.h"
+#include "models/trace.h"
+
+namespace models {
+
+using engine::Shape;
+namespace nn = engine::nn;
+
+namespace {
+
+// Emits rows for `m` (named `name`) fed with `in`; returns its output shape. Chains (Network, Sequential) are
+// opened while depth allows, otherwise the module is one row.
+Shape emit(const nn::Module& m, const std::string& name, const Shape& in, int depth, Summary& out) {
+  const bool is_network = dynamic_cast<const Network*>(&m) != nullptr;
+  const bool is_chain = is_network || dynamic_cast<const nn::Sequential*>(&m) != nullptr;
+  if (is_chain && depth > 0) {
+    Shape s = in;
+    for (const auto& [child_name, child] : m.children()) {
+      if (is_network && dynamic_cast<const nn::Linear*>(child.get()) && s.size() > 2)
+        s = {s[0], engine::numel_of(s) / s[0]};  // Network::forward flattens before fc
+      s = emit(*child, name.empty() ? child_name : name + "." + child_name, s, depth - 1, out);
+    }
+    return s;
+  }
+  Cost cost;
+  SummaryRow row;
+  row.name = name.empty() ? "(model)" : name;
+  row.output = trace(m, in, cost);
+  row.params = m.num_parameters();
+  row.macs = cost.macs;
+  out.rows.push_back(row);
+  return row.output;
+}
+
+std::string pad_right(const std::string& s, size_t w) { return s.size() >= w ? s : s + std::string(w - s.size(), ' '); }
+std::string pad_left(const std::string& s, size_t w) { return s.size() >= w ? s : std::string(w - s.size(), ' ') + s; }
+
+}  // namespace
+
+std::string with_commas(int64_t v) {
+  std::string digits = std::to_string(v < 0 ? -v : v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return v < 0 ? "-" + out : out;
+}
+
+Summary summarize(const nn::Module& model, const Shape& input, int depth) {
+  ENGINE_CHECK(input.size() == 3 || input.size() == 4, "summarize: input must be [C, H, W] or [N, C, H, W], got ",
+               engine::shape_str(input));
+  ENGINE_CHECK(depth >= 1, "summarize: depth must be >= 1, got ", depth);
+  Summary s;
+  s.input = input.size() == 3 ? Shape{1, input[0], input[1], input[2]} : input;
+  s.output = emit(model, "", s.input, depth, s);
+  for (const auto& r : s.rows) s.total_macs += r.macs;
+  s.total_params = model.num_parameters();
+  return s;
+}
+
+std::string format_summary(const Summary& s, const std::string& title) {
+  size_t wn = 5, ws = 12;
+  for (const auto& r : s.rows) {
+    wn = std::max(wn, r.name.size());
+    ws = std::max(ws, engine::shape_str(r.output).size());
+  }
+  const size_t wp = 12, wm = 16;
+  std::ostringstream os;
+  os << title << ", input " << engine::shape_str(s.input) << "\n";
+  os << pad_right("layer", wn) << "  " << pad_right("output shape", ws) << "  " << pad_left("params", wp) << "  "
+     << pad_left("mult-adds", wm) << "\n";
+  os << std::string(wn + ws + wp + wm + 6, '-') << "\n";
+  for (const auto& r : s.rows)
+    os << pad_right(r.name, wn) << "  " << pad_right(engine::shape_str(r.output), ws) << "  "
+       << pad_left(with_commas(r.params), wp) << "  " << pad_left(with_commas(r.macs), wm) << "\n";
+  os << std::string(wn + ws + wp + wm + 6, '-') << "\n";
+  char gmacs[64];
+  std::snprintf(gmacs, sizeof gmacs, "%.2f", static_cast<double>(s.total_macs) / 1e9);
+  os << pad_right("total", wn) << "  " << pad_right(engine::shape_str(s.output), ws) << "  "
+     << pad_left(with_commas(s.total_params), wp) << "  " << pad_left(with_commas(s.total_macs), wm) << "\n";
+  os << "parameters " << with_commas(s.total_params) << " (" << static_cast<double>(s.total_params) / 1e6
+     << " M), mult-adds " << gmacs << " G (convs and fc, per batch of " << s.input[0] << ")\n";
+  return os.str();
+}
+
+}  // namespace models

@@ -1,0 +1,37 @@
+// A per-stage table of a model: output shape, parameters and multiply-accumulates (convs + fc, as the paper's
+// FLOPs), from the analytic shape pass in models/trace.h (no forward is run).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/nn/module.h"
+#include "engine/tensor.h"
+
+namespace models {
+
+struct SummaryRow {
+  std::string name;      // the child's full name: "conv1", "layer3", or "layer3.0" at depth 2
+  engine::Shape output;  // with the batch dimension
+  int64_t params = 0;
+  int64_t macs = 0;  // for the whole batch
+};
+
+struct Summary {
+  engine::Shape input, output;
+  std::vector<SummaryRow> rows;
+  int64_t total_params = 0;
+  int64_t total_macs = 0;
+};
+
+// input: [C, H, W] (a batch of 1 is assumed) or [N, C, H, W]. depth 1 gives one row per top-level child
+// (conv1, bn1, relu, maxpool, layer1..4, avgpool, fc); depth 2 splits each stage into its blocks.
+Summary summarize(const engine::nn::Module& model, const engine::Shape& input, int depth = 1);
+
+// The table as text, with thousands separators and a total line.
+std::string format_summary(const Summary& s, const std::string& title);
+
+// 25557032 -> "25,557,032".
+std::string with_commas(int64_t v);
+
+}  // namespace models
