@@ -37,9 +37,7 @@ struct Conv2dShape {
 // reduced by i0 and j0 and OH, OW kept, gives the same output with less GEMM work. Empty when no tap is live.
 struct LiveTaps {
   int64_t i0 = 0, i1 = 0, j0 = 0, j1 = 0;
-  bool crops(const Conv2dShape& s) const {
-    return i1 > i0 && j1 > j0 && (i1 - i0 < s.kh || j1 - j0 < s.kw);
-  }
+  bool crops(const Conv2dShape& s) const { return i1 > i0 && j1 > j0 && (i1 - i0 < s.kh || j1 - j0 < s.kw); }
 };
 
 inline LiveTaps live_taps(const Conv2dShape& s) {
@@ -77,33 +75,44 @@ inline int64_t conv_chunk_images(const Conv2dShape& s, int64_t max_elems) {
 
 namespace cpu {
 // x: nb images [nb, C, H, W] -> col [C*KH*KW, nb*OH*OW] (row (c*KH + i)*KW + j, column img*OH*OW + oh*OW + ow).
-template <class T> void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col);
+template <class T>
+void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col);
 // The adjoint of im2col: x [nb, C, H, W] = sum of the col entries that read each pixel (overwrites x).
-template <class T> void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x);
+template <class T>
+void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x);
 // bias may be null.
-template <class T> void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y);
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y);
 // Any of gx, gw, gb may be null (not wanted). gx, gw, gb are overwritten, not accumulated.
 template <class T>
 void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb);
 // y[n, oc, :, :] += bias[oc]
-template <class T> void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y);
+template <class T>
+void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y);
 // gb[oc] = sum of gy[n, oc, :, :] over n
-template <class T> void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb);
+template <class T>
+void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb);
 }  // namespace cpu
 
 namespace cuda {
-template <class T> void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col);
-template <class T> void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x);
-template <class T> void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y);
+template <class T>
+void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col);
+template <class T>
+void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x);
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y);
 template <class T>
 void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb);
-template <class T> void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y);
-template <class T> void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb);
+template <class T>
+void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y);
+template <class T>
+void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb);
 }  // namespace cuda
 
 // cuDNN (legacy convolution API of cuDNN 9); defined only in builds with ENGINE_HAVE_CUDNN. Same contract.
 namespace cudnn {
-template <class T> void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y);
+template <class T>
+void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y);
 template <class T>
 void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb);
 }  // namespace cudnn

@@ -5,11 +5,15 @@
 
 namespace kernels {
 namespace cpu {
-template <class T> void add_row_bias(const T* bias, T* y, int64_t rows, int64_t cols);  // y[r, j] += bias[j]
-template <class T> void sum_rows(const T* g, T* out, int64_t rows, int64_t cols);       // out[j] = sum_r g[r, j]
+template <class T>
+void add_row_bias(const T* bias, T* y, int64_t rows, int64_t cols);  // y[r, j] += bias[j]
+template <class T>
+void sum_rows(const T* g, T* out, int64_t rows, int64_t cols);  // out[j] = sum_r g[r, j]
 }  // namespace cpu
 namespace cuda {
-template <class T> void add_row_bias(const T* bias, T* y, int64_t rows, int64_t cols);
-template <class T> void sum_rows(const T* g, T* out, int64_t rows, int64_t cols);
+template <class T>
+void add_row_bias(const T* bias, T* y, int64_t rows, int64_t cols);
+template <class T>
+void sum_rows(const T* g, T* out, int64_t rows, int64_t cols);
 }  // namespace cuda
 }  // namespace kernels

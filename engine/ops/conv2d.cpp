@@ -11,8 +11,8 @@ namespace {
 ConvEngine g_conv_engine = ConvEngine::native;
 
 template <class T>
-void forward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp,
-                const T* bp, T* yp) {
+void forward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp, const T* bp,
+                T* yp) {
   if (x.is_cuda()) {
 #if ENGINE_HAVE_CUDNN
     if (eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_forward<T>(s, xp, wp, bp, yp);
@@ -25,8 +25,8 @@ void forward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, 
 }
 
 template <class T>
-void backward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp,
-                 const T* gyp, T* gxp, T* gwp, T* gbp) {
+void backward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp, const T* gyp,
+                 T* gxp, T* gwp, T* gbp) {
   if (x.is_cuda()) {
 #if ENGINE_HAVE_CUDNN
     if (eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp);

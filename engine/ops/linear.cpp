@@ -10,8 +10,8 @@ namespace engine {
 namespace {
 
 template <class T>
-void gemm_on(const Tensor& like, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda,
-             const T* b, int64_t ldb, T* c, int64_t ldc) {
+void gemm_on(const Tensor& like, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+             int64_t ldb, T* c, int64_t ldc) {
   if (like.is_cuda()) {
     ENGINE_CUDA_ONLY("linear", kernels::cuda::gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc));
   } else {

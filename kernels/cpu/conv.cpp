@@ -1,11 +1,12 @@
 // Convolution on the CPU: im2col over a chunk of images (OpenMP over channel x image planes), one OpenBLAS
 // GEMM per chunk, and a permute that adds the bias. See kernels/conv.h for the algorithm.
+#include "kernels/conv.h"
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <vector>
 
-#include "kernels/conv.h"
 #include "kernels/gemm.h"
 
 namespace kernels::cpu {
@@ -64,7 +65,8 @@ void permute_grad(const Conv2dShape& s, const T* gy, int64_t nb, T* gyt) {
   const int64_t P = s.out_pixels(), NP = nb * P;
 #pragma omp parallel for collapse(2) schedule(static) if (nb * s.oc * P > kParallelMin)
   for (int64_t oc = 0; oc < s.oc; ++oc)
-    for (int64_t img = 0; img < nb; ++img) std::memcpy(gyt + oc * NP + img * P, gy + (img * s.oc + oc) * P, P * sizeof(T));
+    for (int64_t img = 0; img < nb; ++img)
+      std::memcpy(gyt + oc * NP + img * P, gy + (img * s.oc + oc) * P, P * sizeof(T));
 }
 
 // For every kernel row i, the output rows [oh_lo, oh_hi) that read inside the image; for every kernel column j,
@@ -286,12 +288,12 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   if (gw) uncrop_weight_grad(s, t, gwc.data(), gw);
 }
 
-#define INSTANTIATE(T)                                                                                      \
-  template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
-  template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
-  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);                    \
-  template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*);           \
-  template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                                       \
+#define INSTANTIATE(T)                                                                            \
+  template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
+  template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);          \
+  template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*); \
+  template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                             \
   template void conv2d_bias_grad<T>(const Conv2dShape&, const T*, T*);
 INSTANTIATE(float)
 INSTANTIATE(double)

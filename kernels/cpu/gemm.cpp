@@ -1,20 +1,21 @@
 // Row-major GEMM on the CPU through OpenBLAS (which threads internally).
+#include "kernels/gemm.h"
+
 #include <cblas.h>
 
 #include <limits>
 
 #include "engine/error.h"
-#include "kernels/gemm.h"
 
 namespace kernels::cpu {
 namespace {
 
 void check_blas_range(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
   constexpr int64_t kMax = std::numeric_limits<blasint>::max();
-  ENGINE_CHECK(m >= 0 && n >= 0 && k >= 0 && m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax &&
-                   ldc <= kMax,
-               "gemm: sizes m=", m, " n=", n, " k=", k, " (lda ", lda, ", ldb ", ldb, ", ldc ", ldc,
-               ") do not fit the BLAS integer type; split the problem");
+  ENGINE_CHECK(
+      m >= 0 && n >= 0 && k >= 0 && m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax,
+      "gemm: sizes m=", m, " n=", n, " k=", k, " (lda ", lda, ", ldb ", ldb, ", ldc ", ldc,
+      ") do not fit the BLAS integer type; split the problem");
 }
 
 void blas_gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
@@ -46,11 +47,12 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 }
 
 template <class T>
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
-                          int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
-                          int64_t ldc, int64_t stride_c, int64_t batch) {
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                          int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c, int64_t ldc,
+                          int64_t stride_c, int64_t batch) {
   for (int64_t i = 0; i < batch; ++i)
-    gemm<T>(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c, ldc);
+    gemm<T>(trans_a, trans_b, m, n, k, alpha, a + i * stride_a, lda, b + i * stride_b, ldb, beta, c + i * stride_c,
+            ldc);
 }
 
 template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,

@@ -21,8 +21,8 @@ constexpr int64_t kChunkElems = int64_t(1) << 26;
 void check_index_range(const Conv2dShape& s, int64_t nb) {
   const int64_t P = s.out_pixels();
   const int64_t largest = std::max({s.ckk() * nb * P, s.oc * nb * P, nb * s.c * s.h * s.w, s.n * P});
-  ENGINE_CHECK(largest <= INT_MAX, "conv2d (CUDA): one image of input [", s.c, ", ", s.h, ", ", s.w,
-               "] with kernel ", s.kh, "x", s.kw, " needs ", largest,
+  ENGINE_CHECK(largest <= INT_MAX, "conv2d (CUDA): one image of input [", s.c, ", ", s.h, ", ", s.w, "] with kernel ",
+               s.kh, "x", s.kw, " needs ", largest,
                " scratch elements, more than the 32-bit indexing of these kernels allows; use smaller images");
 }
 
@@ -84,8 +84,8 @@ __global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, int 
 
 // out [OC, nb*P] -> y [nb, OC, P] (+ bias[oc])
 template <class T>
-__global__ void permute_out_kernel(const T* __restrict__ out, const T* __restrict__ bias, T* __restrict__ y,
-                                   int total, int NP, int P, int OC) {
+__global__ void permute_out_kernel(const T* __restrict__ out, const T* __restrict__ bias, T* __restrict__ y, int total,
+                                   int NP, int P, int OC) {
   CUDA_KERNEL_LOOP(i64, total) {
     const int i = int(i64);
     const int p = i % P;
@@ -163,7 +163,7 @@ template <class T>
 void permute_out(const Conv2dShape& s, const T* out, int64_t nb, const T* bias, T* y) {
   const int64_t P = s.out_pixels(), total = nb * s.oc * P;
   permute_out_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(out, bias, y, int(total), int(nb * P), int(P),
-                                                                        int(s.oc));
+                                                                       int(s.oc));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -171,7 +171,7 @@ template <class T>
 void permute_grad(const Conv2dShape& s, const T* gy, int64_t nb, T* gyt) {
   const int64_t P = s.out_pixels(), total = nb * s.oc * P;
   permute_grad_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(gy, gyt, int(total), int(nb * P), int(P),
-                                                                         int(s.oc));
+                                                                        int(s.oc));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -212,7 +212,7 @@ void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
   if (s.oc == 0) return;
   check_index_range(s, 1);
   bias_grad_kernel<<<unsigned(s.oc), kBlock, 0, stream()>>>(gy, gb, int(s.n * s.out_pixels()), int(s.out_pixels()),
-                                                             int(s.oc));
+                                                            int(s.oc));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -300,7 +300,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   ENGINE_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
   DeviceBuffer<T> wc(count);
   crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
-                                                                        int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+                                                                       int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
   CUDA_CHECK_LAUNCH();
   forward_impl(sc, x, wc.get(), bias, y);
 }
@@ -320,7 +320,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   ENGINE_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
   DeviceBuffer<T> wc(count), gwc;
   crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
-                                                                        int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+                                                                       int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
   CUDA_CHECK_LAUNCH();
   if (gw) gwc.reset(count);
   backward_impl(sc, x, wc.get(), gy, gx, gw ? gwc.get() : nullptr);
@@ -331,12 +331,12 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   }
 }
 
-#define INSTANTIATE(T)                                                                                      \
-  template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
-  template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                                       \
-  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);                    \
-  template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*);           \
-  template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                                       \
+#define INSTANTIATE(T)                                                                            \
+  template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
+  template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
+  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);          \
+  template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*); \
+  template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                             \
   template void conv2d_bias_grad<T>(const Conv2dShape&, const T*, T*);
 INSTANTIATE(float)
 INSTANTIATE(double)

@@ -9,13 +9,13 @@
 #include "kernels/cuda/runtime.h"
 #include "kernels/gemm.h"
 
-#define CUBLAS_CHECK(expr)                                                                                \
-  do {                                                                                                    \
-    cublasStatus_t st_ = (expr);                                                                          \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                                     \
-      ::kernels::cuda::throw_cuda_error(#expr, __FILE__, __LINE__,                                        \
-                                        std::string("cuBLAS ") + cublasGetStatusName(st_) + ": " +        \
-                                            cublasGetStatusString(st_));                                  \
+#define CUBLAS_CHECK(expr)                                                                        \
+  do {                                                                                            \
+    cublasStatus_t st_ = (expr);                                                                  \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                             \
+      ::kernels::cuda::throw_cuda_error(                                                          \
+          #expr, __FILE__, __LINE__,                                                              \
+          std::string("cuBLAS ") + cublasGetStatusName(st_) + ": " + cublasGetStatusString(st_)); \
   } while (0)
 
 namespace kernels::cuda {
@@ -60,11 +60,11 @@ cublasComputeType_t float_compute() { return allow_tf32() ? CUBLAS_COMPUTE_32F_F
 
 void call_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
                float beta, float* c, int ldc) {
-  CUBLAS_CHECK(cublasGemmEx(handle(), op(tb), op(ta), n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta,
-                            c, CUDA_R_32F, ldc, float_compute(), CUBLAS_GEMM_DEFAULT));
+  CUBLAS_CHECK(cublasGemmEx(handle(), op(tb), op(ta), n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c,
+                            CUDA_R_32F, ldc, float_compute(), CUBLAS_GEMM_DEFAULT));
 }
-void call_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b,
-               int ldb, double beta, double* c, int ldc) {
+void call_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b, int ldb,
+               double beta, double* c, int ldc) {
   CUBLAS_CHECK(cublasDgemm(handle(), op(tb), op(ta), n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
 }
 
@@ -92,9 +92,9 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, 
 }
 
 template <class T>
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
-                          int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c,
-                          int64_t ldc, int64_t stride_c, int64_t batch) {
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+                          int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c, int64_t ldc,
+                          int64_t stride_c, int64_t batch) {
   check_range(m, n, k, lda, ldb, ldc, batch);
   if (m == 0 || n == 0 || batch == 0) return;
   if (k == 0) {

@@ -32,9 +32,8 @@ constexpr cudnnDataType_t data_type<double>() {
 
 }  // namespace kernels::cudnn
 
-#define CUDNN_CHECK(expr)                                                                  \
-  do {                                                                                     \
-    cudnnStatus_t st_ = (expr);                                                            \
-    if (st_ != CUDNN_STATUS_SUCCESS)                                                       \
-      ::kernels::cudnn::throw_cudnn_error(#expr, __FILE__, __LINE__, st_);                 \
+#define CUDNN_CHECK(expr)                                                                                 \
+  do {                                                                                                    \
+    cudnnStatus_t st_ = (expr);                                                                           \
+    if (st_ != CUDNN_STATUS_SUCCESS) ::kernels::cudnn::throw_cudnn_error(#expr, __FILE__, __LINE__, st_); \
   } while (0)

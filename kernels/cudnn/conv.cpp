@@ -4,6 +4,8 @@
 // Math: float uses CUDNN_FMA_MATH unless kernels::cuda::allow_tf32() (CUDNN_DEFAULT_MATH would let cuDNN pick
 // TF32 kernels on Ampere and newer), CUDNN_TENSOR_OP_MATH when it is; double uses CUDNN_DEFAULT_MATH.
 // Workspaces come from the caching allocator. The bias is added and reduced by our CUDA kernels.
+#include "kernels/conv.h"
+
 #include <algorithm>
 #include <array>
 #include <climits>
@@ -12,7 +14,6 @@
 #include <mutex>
 #include <vector>
 
-#include "kernels/conv.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cudnn/common.h"
@@ -80,15 +81,15 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& s) {
   CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, dt, CUDNN_TENSOR_NCHW, int(s.oc), int(s.c), int(s.kh), int(s.kw)));
   for (cudnnConvolutionDescriptor_t* d : {&plan->fwd, &plan->bwd_data, &plan->bwd_filter}) {
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(d));
-    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(*d, int(s.pad_h), int(s.pad_w), int(s.stride_h), int(s.stride_w), 1,
-                                                1, CUDNN_CROSS_CORRELATION, dt));
+    CUDNN_CHECK(cudnnSetConvolution2dDescriptor(*d, int(s.pad_h), int(s.pad_w), int(s.stride_h), int(s.stride_w), 1, 1,
+                                                CUDNN_CROSS_CORRELATION, dt));
     CUDNN_CHECK(cudnnSetConvolutionMathType(*d, wanted_math<T>()));
   }
   // Our shape arithmetic and cuDNN's must agree, or the buffers we allocated are the wrong size.
   int n = 0, c = 0, h = 0, w = 0;
   CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(plan->fwd, plan->x, plan->w, &n, &c, &h, &w));
-  ENGINE_CHECK(n == s.n && c == s.oc && h == s.oh && w == s.ow, "conv2d (cuDNN): cuDNN computes output [", n, ", ",
-               c, ", ", h, ", ", w, "], the engine [", s.n, ", ", s.oc, ", ", s.oh, ", ", s.ow, "]");
+  ENGINE_CHECK(n == s.n && c == s.oc && h == s.oh && w == s.ow, "conv2d (cuDNN): cuDNN computes output [", n, ", ", c,
+               ", ", h, ", ", w, "], the engine [", s.n, ", ", s.oc, ", ", s.oh, ", ", s.ow, "]");
   return plan;
 }
 
@@ -99,8 +100,19 @@ Plan& plan_for(const Conv2dShape& s) {
                " elements is beyond cuDNN's 32-bit descriptors; use the native convolution engine or a smaller batch");
   static std::mutex mu;
   static auto* cache = new std::map<Key, std::unique_ptr<Plan>>;  // never destroyed, as the handle
-  const Key key{s.n,      s.c,      s.h,     s.w,     s.oc, s.kh, s.kw, s.stride_h, s.stride_w, s.pad_h, s.pad_w,
-                int64_t(data_type<T>()), int64_t(kernels::cuda::allow_tf32())};
+  const Key key{s.n,
+                s.c,
+                s.h,
+                s.w,
+                s.oc,
+                s.kh,
+                s.kw,
+                s.stride_h,
+                s.stride_w,
+                s.pad_h,
+                s.pad_w,
+                int64_t(data_type<T>()),
+                int64_t(kernels::cuda::allow_tf32())};
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache->find(key);
   if (it == cache->end()) it = cache->emplace(key, make_plan<T>(s)).first;
@@ -166,8 +178,8 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   kernels::cuda::DeviceBuffer<char> ws;
   if (p.fwd_algo.workspace > 0) ws.reset(p.fwd_algo.workspace);
   const T one = 1, zero = 0;
-  CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.fwd, p.fwd_algo.algo, ws.get(),
-                                      p.fwd_algo.workspace, &zero, p.y, y));
+  CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.fwd, p.fwd_algo.algo, ws.get(), p.fwd_algo.workspace,
+                                      &zero, p.y, y));
   if (bias) kernels::cuda::conv2d_add_bias<T>(s, bias, y);
 }
 
@@ -192,8 +204,8 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
             return cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p.w, p.y, p.bwd_data, p.x, req, ret, perf);
           },
           [&](int req, int* ret, cudnnConvolutionBwdDataAlgoPerf_t* perf, void* ws, std::size_t bytes) {
-            return cudnnFindConvolutionBackwardDataAlgorithmEx(h, p.w, w, p.y, gy, p.bwd_data, p.x, gx, req, ret,
-                                                               perf, ws, bytes);
+            return cudnnFindConvolutionBackwardDataAlgorithmEx(h, p.w, w, p.y, gy, p.bwd_data, p.x, gx, req, ret, perf,
+                                                               ws, bytes);
           },
           [&](cudnnConvolutionBwdDataAlgo_t algo, std::size_t* bytes) {
             return cudnnGetConvolutionBackwardDataWorkspaceSize(h, p.w, p.y, p.bwd_data, p.x, algo, bytes);
@@ -225,8 +237,8 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
     }
     kernels::cuda::DeviceBuffer<char> ws;
     if (p.bwd_filter_algo.workspace > 0) ws.reset(p.bwd_filter_algo.workspace);
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, gy, p.bwd_filter, p.bwd_filter_algo.algo,
-                                               ws.get(), p.bwd_filter_algo.workspace, &zero, p.w, gw));
+    CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, &one, p.x, x, p.y, gy, p.bwd_filter, p.bwd_filter_algo.algo, ws.get(),
+                                               p.bwd_filter_algo.workspace, &zero, p.w, gw));
   }
 }
 
@@ -234,7 +246,7 @@ template void conv2d_forward<float>(const Conv2dShape&, const float*, const floa
 template void conv2d_forward<double>(const Conv2dShape&, const double*, const double*, const double*, double*);
 template void conv2d_backward<float>(const Conv2dShape&, const float*, const float*, const float*, float*, float*,
                                      float*);
-template void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*, double*,
-                                      double*, double*);
+template void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*, double*, double*,
+                                      double*);
 
 }  // namespace kernels::cudnn

@@ -2,7 +2,8 @@
 // shapes including a batch split into several im2col chunks, float64 gradient checks over kernel sizes,
 // strides, paddings, batch sizes and bias, and the error messages for bad arguments.
 #include <catch2/catch.hpp>
-
+#include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "engine/autograd.h"
@@ -83,8 +84,7 @@ struct Naive {
 double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
   REQUIRE(a.size() == b.size());
   double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(b[i])));
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(b[i])));
   return worst;
 }
 
@@ -241,9 +241,9 @@ TEST_CASE("conv2d: only the gradients asked for are computed", "[ops][conv]") {
 TEST_CASE("conv2d: bad arguments name the op and the shapes", "[ops][conv]") {
   Tensor x = Tensor::zeros({2, 3, 8, 8});
   Tensor w = Tensor::zeros({64, 1, 7, 7});
-  REQUIRE_THROWS_WITH(conv2d(x, w, Tensor(), Conv2dParams{}),
-                      Catch::Contains("conv2d: input has 3 channels but weight expects 1") &&
-                          Catch::Contains("weight [64, 1, 7, 7]"));
+  REQUIRE_THROWS_WITH(
+      conv2d(x, w, Tensor(), Conv2dParams{}),
+      Catch::Contains("conv2d: input has 3 channels but weight expects 1") && Catch::Contains("weight [64, 1, 7, 7]"));
   REQUIRE_THROWS_WITH(conv2d(Tensor::zeros({3, 8, 8}), Tensor::zeros({4, 3, 3, 3}), Tensor(), Conv2dParams{}),
                       Catch::Contains("conv2d: expected input with 4 dimensions, got [3, 8, 8]"));
   REQUIRE_THROWS_WITH(conv2d(x, Tensor::zeros({4, 3, 3}), Tensor(), Conv2dParams{}),

@@ -43,8 +43,9 @@ TEST_CASE("linear: gradient check in float64", "[ops][linear][gradcheck]") {
 }
 
 TEST_CASE("linear: bad arguments name the op and the shapes", "[ops][linear]") {
-  REQUIRE_THROWS_WITH(linear(Tensor::zeros({2, 5}), Tensor::zeros({3, 4}), Tensor()),
-                      Catch::Contains("linear: input has 5 features but weight expects 4 (input [2, 5], weight [3, 4])"));
+  REQUIRE_THROWS_WITH(
+      linear(Tensor::zeros({2, 5}), Tensor::zeros({3, 4}), Tensor()),
+      Catch::Contains("linear: input has 5 features but weight expects 4 (input [2, 5], weight [3, 4])"));
   REQUIRE_THROWS_WITH(linear(Tensor::zeros({2, 3, 4}), Tensor::zeros({3, 4}), Tensor()),
                       Catch::Contains("linear: expected input with 2 dimensions, got [2, 3, 4]"));
   REQUIRE_THROWS_WITH(linear(Tensor::zeros({2, 4}), Tensor::zeros({3, 4}), Tensor::zeros({4})),
