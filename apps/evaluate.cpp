@@ -6,12 +6,14 @@
 #include "apps/common/config.h"
 #include "apps/common/data.h"
 #include "apps/common/fmnist.h"
+#include "apps/common/omp_env.h"
 #include "apps/common/trainer.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "models/registry.h"
 
 int main(int argc, char** argv) {
+  app::relaunch_with_passive_openmp(argv);
   std::string model_name, device_spec = "auto", data_dir = app::kDefaultDataDir;
   int64_t batch_size = 256, limit_test = 0, resize = 0, threads = 0;
   bool normalize = false;

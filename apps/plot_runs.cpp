@@ -63,9 +63,10 @@ int main(int argc, char** argv) {
         std::string m = run_model(d);
         labels.push_back(m.empty() ? std::filesystem::path(d).filename().string() : m);
       }
+      const std::vector<std::string> models = labels;
       for (size_t i = 0; i < labels.size(); ++i) {
         int same = 0;
-        for (const auto& l : labels) same += l == labels[i];
+        for (const auto& m : models) same += m == models[i];
         if (same > 1) labels[i] += " (" + std::filesystem::path(dirs[i]).lexically_normal().filename().string() + ")";
       }
     }

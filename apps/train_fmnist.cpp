@@ -6,6 +6,7 @@
 #include "apps/common/cli.h"
 #include "apps/common/config.h"
 #include "apps/common/fmnist.h"
+#include "apps/common/omp_env.h"
 #include "apps/common/trainer.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
@@ -40,6 +41,7 @@ std::string models_epilog() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  app::relaunch_with_passive_openmp(argv);
   app::TrainConfig cfg;
   app::Cli cli("train_fmnist", "train_fmnist MODEL [options]\n       train_fmnist --resume CKPT [options]",
                kDescription);
