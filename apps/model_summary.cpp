@@ -8,6 +8,7 @@
 #include <string>
 
 #include "engine/error.h"
+#include "models/blocks.h"
 #include "models/registry.h"
 #include "models/summary.h"
 
@@ -43,6 +44,13 @@ engine::Shape parse_shape(const std::string& s) {
   }
   ENGINE_CHECK(out.size() == 3 || out.size() == 4, "--input: '", s, "' needs 3 (CxHxW) or 4 (NxCxHxW) sizes");
   return out;
+}
+
+bool has_bottleneck(const engine::nn::Module& m) {
+  if (dynamic_cast<const models::Bottleneck*>(&m)) return true;
+  for (const auto& [name, child] : m.children())
+    if (has_bottleneck(*child)) return true;
+  return false;
 }
 
 int parse_int(const std::string& flag, const std::string& v) {
@@ -90,8 +98,11 @@ int main(int argc, char** argv) {
     }
     cfg.in_channels = static_cast<int>(input[input.size() - 3]);
     auto model = models::create(name, cfg);
-    std::string title = name + " (" + std::to_string(cfg.num_classes) + " classes" +
-                        (cfg.stride_on_first_1x1 ? ", stride on the first 1x1" : "") + ")";
+    std::string title = name + " (" + std::to_string(cfg.num_classes) + " classes";
+    if (has_bottleneck(*model))
+      title += cfg.stride_on_first_1x1 ? ", bottleneck stride on the first 1x1 (paper)"
+                                       : ", bottleneck stride on the 3x3 (torchvision)";
+    title += ")";
     std::cout << models::format_summary(models::summarize(*model, input, depth), title);
     return 0;
   } catch (const std::exception& e) {

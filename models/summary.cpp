@@ -80,12 +80,13 @@ std::string format_summary(const Summary& s, const std::string& title) {
     os << pad_right(r.name, wn) << "  " << pad_right(engine::shape_str(r.output), ws) << "  "
        << pad_left(with_commas(r.params), wp) << "  " << pad_left(with_commas(r.macs), wm) << "\n";
   os << std::string(wn + ws + wp + wm + 6, '-') << "\n";
-  char gmacs[64];
+  char gmacs[64], mparams[64];
   std::snprintf(gmacs, sizeof gmacs, "%.2f", static_cast<double>(s.total_macs) / 1e9);
+  std::snprintf(mparams, sizeof mparams, "%.2f", static_cast<double>(s.total_params) / 1e6);
   os << pad_right("total", wn) << "  " << pad_right(engine::shape_str(s.output), ws) << "  "
      << pad_left(with_commas(s.total_params), wp) << "  " << pad_left(with_commas(s.total_macs), wm) << "\n";
-  os << "parameters " << with_commas(s.total_params) << " (" << static_cast<double>(s.total_params) / 1e6
-     << " M), mult-adds " << gmacs << " G (convs and fc, per batch of " << s.input[0] << ")\n";
+  os << "parameters " << mparams << " M, mult-adds " << gmacs << " G (convs and fc, for a batch of " << s.input[0]
+     << ")\n";
   return os.str();
 }
 
