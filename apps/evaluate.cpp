@@ -26,7 +26,8 @@ int main(int argc, char** argv) {
            [&](const std::string& v) { resize = app::parse_int(v, "resize", 8, 512); }});
   cli.add({"normalize", "", "Normalise inputs (default: as the checkpoint was trained).",
            [&](const std::string&) { normalize = true; }});
-  cli.add({"device", "DEV", "auto, cpu, cuda or cuda:N (default auto).", [&](const std::string& v) { device_spec = v; }});
+  cli.add(
+      {"device", "DEV", "auto, cpu, cuda or cuda:N (default auto).", [&](const std::string& v) { device_spec = v; }});
   cli.add({"data", "DIR", "Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist).",
            [&](const std::string& v) { data_dir = v; }});
   cli.add({"batch-size", "N", "Examples per forward pass (default 256).",
@@ -48,8 +49,8 @@ int main(int argc, char** argv) {
     cfg.resize = 96;
     if (meta.count("config.model")) cfg = app::config_from_metadata(meta, path);
     if (!model_name.empty()) cfg.model = model_name;
-    ENGINE_CHECK(!cfg.model.empty(), path, " does not say which model it holds; pass --model (one of: ",
-                 app::join(models::names()), ")");
+    ENGINE_CHECK(!cfg.model.empty(), path,
+                 " does not say which model it holds; pass --model (one of: ", app::join(models::names()), ")");
     if (resize) cfg.resize = resize;
     if (cli.given("normalize")) cfg.normalize = normalize;
     cfg.device = device_spec;
@@ -66,7 +67,8 @@ int main(int argc, char** argv) {
     std::printf("%s (%s, %lld px%s) on %s: test loss %.4f  test acc %.4f  (%lld images)\n", path.c_str(),
                 cfg.model.c_str(), (long long)cfg.resize, cfg.normalize ? ", normalised" : "", device.str().c_str(),
                 r.loss, r.accuracy, (long long)r.count);
-    if (meta.count("epoch")) std::printf("checkpoint after epoch %s of %s\n", meta["epoch"].c_str(), meta["config.epochs"].c_str());
+    if (meta.count("epoch"))
+      std::printf("checkpoint after epoch %s of %s\n", meta["epoch"].c_str(), meta["config.epochs"].c_str());
     std::printf("per-class test accuracy:\n%s", app::per_class_table(r).c_str());
     return 0;
   } catch (const std::exception& e) {

@@ -55,12 +55,12 @@ int main(int argc, char** argv) {
       std::fputs(cli.help().c_str(), stdout);
       return 0;
     }
-    ENGINE_CHECK(positional.size() <= 1, "expected one MODEL, got ", positional.size(), ": ", app::join(positional, " "));
+    ENGINE_CHECK(positional.size() <= 1, "expected one MODEL, got ", positional.size(), ": ",
+                 app::join(positional, " "));
     if (!positional.empty()) cfg.model = positional[0];
     const std::vector<std::string> names = models::names();
     if (!cfg.resume.empty()) {
-      app::TrainConfig saved =
-          app::config_from_metadata(engine::read_safetensors_metadata(cfg.resume), cfg.resume);
+      app::TrainConfig saved = app::config_from_metadata(engine::read_safetensors_metadata(cfg.resume), cfg.resume);
       cfg = app::merge_for_resume(saved, cfg, cli.given_names());
       if (!cli.given("out")) {
         std::string parent = std::filesystem::path(cfg.resume).parent_path().string();

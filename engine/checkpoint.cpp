@@ -34,9 +34,12 @@ int64_t element_size(const std::string& dtype) {
 
 const char* st_dtype(DType d) {
   switch (d) {
-    case DType::f32: return "F32";
-    case DType::f64: return "F64";
-    case DType::i32: return "I32";
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::i32:
+      return "I32";
   }
   return "?";
 }
@@ -118,10 +121,14 @@ StoredTensor StoredTensor::from(const Tensor& t) {
 
 Tensor StoredTensor::to_tensor() const {
   DType d;
-  if (dtype == "F32") d = DType::f32;
-  else if (dtype == "F64") d = DType::f64;
-  else if (dtype == "I32") d = DType::i32;
-  else fail(cat("checkpoint: tensor dtype ", dtype, " cannot be loaded into the engine (F32, F64 or I32 only)"));
+  if (dtype == "F32")
+    d = DType::f32;
+  else if (dtype == "F64")
+    d = DType::f64;
+  else if (dtype == "I32")
+    d = DType::i32;
+  else
+    fail(cat("checkpoint: tensor dtype ", dtype, " cannot be loaded into the engine (F32, F64 or I32 only)"));
   Tensor t = Tensor::empty(shape, d, Device::cpu());
   ENGINE_CHECK(static_cast<size_t>(t.numel() * dtype_size(d)) == bytes.size(), "checkpoint: ", bytes.size(),
                " bytes do not match shape ", shape_str(shape), " of ", dtype);
@@ -260,8 +267,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
 }
 
 // ---------------- module checkpoints ----------------
-void save_checkpoint(const std::string& path, const nn::Module& model, const optim::SGD* opt,
-                     const Metadata& metadata, int64_t num_batches_tracked) {
+void save_checkpoint(const std::string& path, const nn::Module& model, const optim::SGD* opt, const Metadata& metadata,
+                     int64_t num_batches_tracked) {
   SafetensorsFile file;
   file.metadata = metadata;
   nn::NamedTensors params = model.named_parameters();
@@ -273,7 +280,8 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
       StoredTensor counter;
       counter.dtype = "I64";
       counter.bytes.resize(8);
-      for (int i = 0; i < 8; ++i) counter.bytes[i] = static_cast<char>(static_cast<uint64_t>(num_batches_tracked) >> (8 * i));
+      for (int i = 0; i < 8; ++i)
+        counter.bytes[i] = static_cast<char>(static_cast<uint64_t>(num_batches_tracked) >> (8 * i));
       file.tensors.emplace_back(name.substr(0, name.size() - suffix.size()) + "num_batches_tracked", counter);
     }
   }
@@ -313,9 +321,10 @@ Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::SGD*
   for (const auto& [name, t] : params) load_into(name, t);
   for (const auto& [name, t] : model.named_buffers()) load_into(name, t);
   std::string model_hint;
-  if (file.metadata.count("model")) model_hint = cat(" (the file's metadata says model '", file.metadata["model"], "')");
-  ENGINE_CHECK(missing.empty(), "checkpoint ", path, ": ", missing.size(), " model tensor(s) are missing: ",
-               list_some(missing), model_hint);
+  if (file.metadata.count("model"))
+    model_hint = cat(" (the file's metadata says model '", file.metadata["model"], "')");
+  ENGINE_CHECK(missing.empty(), "checkpoint ", path, ": ", missing.size(),
+               " model tensor(s) are missing: ", list_some(missing), model_hint);
 
   std::set<std::string> momentum_names;
   if (opt) {

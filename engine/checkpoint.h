@@ -49,8 +49,8 @@ inline constexpr char kMomentumPrefix[] = "optimizer.momentum.";
 // `num_batches_tracked` >= 0 also writes "<bn>.num_batches_tracked" (int64) beside every BatchNorm's running
 // statistics, as torchvision's state_dict has them, so the file loads into torchvision with strict=True once
 // the optimizer entries are dropped.
-void save_checkpoint(const std::string& path, const nn::Module& model, const optim::SGD* opt,
-                     const Metadata& metadata, int64_t num_batches_tracked = -1);
+void save_checkpoint(const std::string& path, const nn::Module& model, const optim::SGD* opt, const Metadata& metadata,
+                     int64_t num_batches_tracked = -1);
 
 // Loads parameters and buffers into `model` (converted to each slot's dtype and device). Every model tensor must
 // be present with its shape; unknown names other than optimizer entries and num_batches_tracked are an error

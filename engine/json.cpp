@@ -10,12 +10,18 @@ namespace engine::json {
 namespace {
 const char* type_name(Value::Type t) {
   switch (t) {
-    case Value::Type::null: return "null";
-    case Value::Type::boolean: return "a boolean";
-    case Value::Type::number: return "a number";
-    case Value::Type::string: return "a string";
-    case Value::Type::array: return "an array";
-    case Value::Type::object: return "an object";
+    case Value::Type::null:
+      return "null";
+    case Value::Type::boolean:
+      return "a boolean";
+    case Value::Type::number:
+      return "a number";
+    case Value::Type::string:
+      return "a string";
+    case Value::Type::array:
+      return "an array";
+    case Value::Type::object:
+      return "an object";
   }
   return "?";
 }
@@ -153,10 +159,14 @@ class Parser {
     for (int i = 0; i < 4; ++i) {
       char c = s_[pos_++];
       v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else error("bad hex digit in \\u escape");
+      if (c >= '0' && c <= '9')
+        v |= c - '0';
+      else if (c >= 'a' && c <= 'f')
+        v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F')
+        v |= c - 'A' + 10;
+      else
+        error("bad hex digit in \\u escape");
     }
     return v;
   }
@@ -176,14 +186,30 @@ class Parser {
       if (pos_ >= s_.size()) error("unterminated escape");
       char e = s_[pos_++];
       switch (e) {
-        case '"': out += '"'; break;
-        case '\\': out += '\\'; break;
-        case '/': out += '/'; break;
-        case 'b': out += '\b'; break;
-        case 'f': out += '\f'; break;
-        case 'n': out += '\n'; break;
-        case 'r': out += '\r'; break;
-        case 't': out += '\t'; break;
+        case '"':
+          out += '"';
+          break;
+        case '\\':
+          out += '\\';
+          break;
+        case '/':
+          out += '/';
+          break;
+        case 'b':
+          out += '\b';
+          break;
+        case 'f':
+          out += '\f';
+          break;
+        case 'n':
+          out += '\n';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        case 't':
+          out += '\t';
+          break;
         case 'u': {
           uint32_t cp = hex4();
           if (cp >= 0xD800 && cp < 0xDC00 && s_.compare(pos_, 2, "\\u") == 0) {
@@ -194,7 +220,8 @@ class Parser {
           put_utf8(out, cp);
           break;
         }
-        default: error(cat("bad escape '\\", e, "'"));
+        default:
+          error(cat("bad escape '\\", e, "'"));
       }
     }
     return out;
@@ -246,11 +273,15 @@ const Value* Value::find(const std::string& key) const {
 
 std::string Value::scalar_text() const {
   switch (type_) {
-    case Type::null: return "null";
-    case Type::boolean: return bool_ ? "true" : "false";
+    case Type::null:
+      return "null";
+    case Type::boolean:
+      return bool_ ? "true" : "false";
     case Type::number:
-    case Type::string: return text_;
-    default: fail("json: scalar_text() of an array or object");
+    case Type::string:
+      return text_;
+    default:
+      fail("json: scalar_text() of an array or object");
   }
 }
 
@@ -291,11 +322,21 @@ std::string quote(const std::string& s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           static const char* hex = "0123456789abcdef";

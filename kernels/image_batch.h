@@ -40,7 +40,7 @@ IMAGE_BATCH_HD inline T image_batch_pixel(const uint8_t* img, const SampleSpec& 
                                           const ImageBatchParams& p) {
   const int xf = s.flip ? p.out_w - 1 - x : x;
   const int ry = y + s.off_y - p.pad, rx = xf + s.off_x - p.pad;  // pixel of the resized image
-  T v = T(0);                                                      // RandomCrop pads with zeros
+  T v = T(0);                                                     // RandomCrop pads with zeros
   if (ry >= 0 && ry < p.out_h && rx >= 0 && rx < p.out_w) {
     // torch's area_pixel_compute_source_index (align_corners=False): src = scale * (dst + 0.5) - 0.5, >= 0.
     const T scale_h = T(p.src_h) / T(p.out_h), scale_w = T(p.src_w) / T(p.out_w);

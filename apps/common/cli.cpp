@@ -69,8 +69,8 @@ std::vector<std::string> Cli::parse(int argc, const char* const* argv) {
         size_t d = distance(name, o.name);
         if (d < best_d) best_d = d, best = o.name;
       }
-      engine::fail(cat("unknown option --", name, best.empty() ? "" : cat(" (did you mean --", best, "?)"),
-                       "; see ", program_, " --help"));
+      engine::fail(cat("unknown option --", name, best.empty() ? "" : cat(" (did you mean --", best, "?)"), "; see ",
+                       program_, " --help"));
     }
     if (opt->metavar.empty()) {
       ENGINE_CHECK(!has_value, "--", name, " is a switch and takes no value");

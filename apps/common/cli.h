@@ -11,9 +11,9 @@
 namespace app {
 
 struct CliOption {
-  std::string name;     // without dashes: "lr"
-  std::string metavar;  // "LR"; empty for a switch (no value)
-  std::string help;     // one or more sentences; wrapped when printed
+  std::string name;                                     // without dashes: "lr"
+  std::string metavar;                                  // "LR"; empty for a switch (no value)
+  std::string help;                                     // one or more sentences; wrapped when printed
   std::function<void(const std::string& value)> apply;  // receives "" for switches
 };
 

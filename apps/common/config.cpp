@@ -29,28 +29,51 @@ bool parse_bool(const std::string& s, const std::string& flag) {
 // Field makers: one line per config member.
 ConfigField dbl(std::string name, std::string metavar, double TrainConfig::*m, double lo, double hi, bool change,
                 std::string help) {
-  return {name, metavar, help, Kind::number, change, [m](const TrainConfig& c) { return num(c.*m); },
+  return {name,
+          metavar,
+          help,
+          Kind::number,
+          change,
+          [m](const TrainConfig& c) { return num(c.*m); },
           [m, name, lo, hi](TrainConfig& c, const std::string& s) { c.*m = parse_double(s, name, lo, hi); }};
 }
-ConfigField integer(std::string name, std::string metavar, int64_t TrainConfig::*m, int64_t lo, int64_t hi,
-                    bool change, std::string help) {
-  return {name, metavar, help, Kind::number, change,
+ConfigField integer(std::string name, std::string metavar, int64_t TrainConfig::*m, int64_t lo, int64_t hi, bool change,
+                    std::string help) {
+  return {name,
+          metavar,
+          help,
+          Kind::number,
+          change,
           [m](const TrainConfig& c) { return std::to_string(c.*m); },
           [m, name, lo, hi](TrainConfig& c, const std::string& s) { c.*m = parse_int(s, name, lo, hi); }};
 }
 ConfigField flag(std::string name, bool TrainConfig::*m, bool change, std::string help) {
-  return {name, "", help, Kind::boolean, change, [m](const TrainConfig& c) { return b(c.*m); },
+  return {name,
+          "",
+          help,
+          Kind::boolean,
+          change,
+          [m](const TrainConfig& c) { return b(c.*m); },
           [m, name](TrainConfig& c, const std::string& s) { c.*m = parse_bool(s, name); }};
 }
 ConfigField choice(std::string name, std::string TrainConfig::*m, std::vector<std::string> choices, bool change,
                    std::string help) {
-  return {name, join(choices, "|"), help + " Choices: " + join(choices) + ".", Kind::string, change,
+  return {name,
+          join(choices, "|"),
+          help + " Choices: " + join(choices) + ".",
+          Kind::string,
+          change,
           [m](const TrainConfig& c) { return c.*m; },
           [m, name, choices](TrainConfig& c, const std::string& s) { c.*m = parse_choice(s, name, choices); }};
 }
 ConfigField text(std::string name, std::string metavar, std::string TrainConfig::*m, bool change, std::string help,
                  std::function<void(const std::string&)> check = nullptr) {
-  return {name, metavar, help, Kind::string, change, [m](const TrainConfig& c) { return c.*m; },
+  return {name,
+          metavar,
+          help,
+          Kind::string,
+          change,
+          [m](const TrainConfig& c) { return c.*m; },
           [m, check](TrainConfig& c, const std::string& s) {
             if (check) check(s);
             c.*m = s;
@@ -73,8 +96,7 @@ const std::vector<ConfigField>& train_config_fields() {
              "paper's 32k/48k of 64k iterations) or cosine (to 0 at the end). Applied per step."),
       dbl("warmup-epochs", "E", &C::warmup_epochs, 0, 1000, false,
           "Ramp the learning rate linearly from 0 over the first E epochs (fractions allowed; default 0)."),
-      dbl("label-smoothing", "EPS", &C::label_smoothing, 0, 0.99, false,
-          "Cross-entropy label smoothing (default 0)."),
+      dbl("label-smoothing", "EPS", &C::label_smoothing, 0, 0.99, false, "Cross-entropy label smoothing (default 0)."),
       integer("seed", "N", &C::seed, 0, INT64_MAX, false,
               "Seed of the weight init, the data order and the augmentation (default 0)."),
       text("device", "DEV", &C::device, true,

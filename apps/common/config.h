@@ -33,12 +33,12 @@ struct TrainConfig {
   bool normalize = false;
   bool augment = false;
   double val_split = 0;
-  int64_t early_stop = 0;  // epochs without improvement before stopping; 0: never
-  std::string init = "model";  // model (the model's own init, He for ResNets) | xavier
+  int64_t early_stop = 0;       // epochs without improvement before stopping; 0: never
+  std::string init = "model";   // model (the model's own init, He for ResNets) | xavier
   std::string recipe = "none";  // none | d2l
   std::string data = kDefaultDataDir;
-  std::string out;     // default runs/<model>-<YYYYmmdd-HHMMSS>
-  std::string resume;  // checkpoint to continue from (not saved in the config)
+  std::string out;                          // default runs/<model>-<YYYYmmdd-HHMMSS>
+  std::string resume;                       // checkpoint to continue from (not saved in the config)
   int64_t limit_train = 0, limit_test = 0;  // 0: all
 };
 
@@ -65,7 +65,7 @@ void apply_recipe(TrainConfig& cfg, const std::set<std::string>& given);
 // Cross-field checks (warmup shorter than the run, ...). The model name is checked by the app.
 void validate(const TrainConfig& cfg);
 
-std::string config_to_json(const TrainConfig& cfg);  // one flat, pretty-printed object
+std::string config_to_json(const TrainConfig& cfg);           // one flat, pretty-printed object
 engine::Metadata config_to_metadata(const TrainConfig& cfg);  // "config.<name>" -> value
 // The configuration saved in a checkpoint; throws naming `path` if keys are missing or invalid.
 TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string& path);

@@ -100,13 +100,14 @@ DeviceDataset::DeviceDataset(const LabeledImages& data, engine::Device device)
     : count_(data.count), rows_(data.rows), cols_(data.cols), device_(device), host_labels_(data.labels) {
   ENGINE_CHECK(count_ > 0, "dataset is empty");
   ENGINE_CHECK(count_ < (int64_t(1) << 31), "dataset of ", count_, " images is too large for int32 indices");
-  ENGINE_CHECK(static_cast<int64_t>(data.pixels.size()) == count_ * rows_ * cols_, "dataset holds ",
-               data.pixels.size(), " pixels for ", count_, " images of ", rows_, "x", cols_);
+  ENGINE_CHECK(static_cast<int64_t>(data.pixels.size()) == count_ * rows_ * cols_, "dataset holds ", data.pixels.size(),
+               " pixels for ", count_, " images of ", rows_, "x", cols_);
   images_ = std::make_shared<engine::Storage>(data.pixels.size(), device);
   if (device.is_cpu()) {
     std::memcpy(images_->data(), data.pixels.data(), data.pixels.size());
   } else {
-    ENGINE_CUDA_ONLY("DeviceDataset", kernels::cuda::memcpy_h2d(images_->data(), data.pixels.data(), data.pixels.size()));
+    ENGINE_CUDA_ONLY("DeviceDataset",
+                     kernels::cuda::memcpy_h2d(images_->data(), data.pixels.data(), data.pixels.size()));
   }
   engine::Tensor host = engine::Tensor::empty({count_}, engine::DType::i32, engine::Device::cpu());
   std::memcpy(host.raw_data(), data.labels.data(), count_ * sizeof(int32_t));
@@ -123,8 +124,8 @@ BatchBuilder::BatchBuilder(const DeviceDataset& data, const kernels::ImageBatchP
 void BatchBuilder::set_plan(const std::vector<kernels::SampleSpec>& plan) {
   static_assert(sizeof(kernels::SampleSpec) == 4 * sizeof(int32_t), "SampleSpec must be four int32");
   for (const auto& s : plan)
-    ENGINE_CHECK(s.index >= 0 && s.index < data_.size() && s.off_y >= 0 && s.off_x >= 0 &&
-                     s.off_y <= 2 * params_.pad && s.off_x <= 2 * params_.pad,
+    ENGINE_CHECK(s.index >= 0 && s.index < data_.size() && s.off_y >= 0 && s.off_x >= 0 && s.off_y <= 2 * params_.pad &&
+                     s.off_x <= 2 * params_.pad,
                  "batch plan: sample (index ", s.index, ", offset ", s.off_y, ",", s.off_x,
                  ") is outside the dataset of ", data_.size(), " or the padding ", params_.pad);
   plan_size_ = static_cast<int64_t>(plan.size());

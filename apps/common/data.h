@@ -22,7 +22,7 @@ struct Preprocess {
   int resize = 96;  // output side; 28 = native
   bool normalize = false;
   double mean = 0.2860, stddev = 0.3530;  // Fashion-MNIST training set statistics
-  bool augment = false;  // random crop with padding 4 (scaled to the resolution) + horizontal flip
+  bool augment = false;                   // random crop with padding 4 (scaled to the resolution) + horizontal flip
   // round(4 * resize / 28): torchvision's RandomCrop(28, padding=4) scaled to the resized image.
   int crop_padding() const;
 };

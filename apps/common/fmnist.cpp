@@ -85,10 +85,10 @@ IdxImages parse_idx_images(const std::vector<uint8_t>& bytes, const std::string&
   im.rows = static_cast<int>(rows);
   im.cols = static_cast<int>(cols);
   const uint64_t expected = 16 + static_cast<uint64_t>(im.count) * rows * cols;
-  ENGINE_CHECK(bytes.size() >= expected, name, ": truncated: the header announces ", im.count, " images of ", rows,
-               "x", cols, " (", expected, " bytes) but the file has ", bytes.size(), " bytes");
-  ENGINE_CHECK(bytes.size() == expected, name, ": ", bytes.size() - expected,
-               " unexpected bytes after the last of ", im.count, " images");
+  ENGINE_CHECK(bytes.size() >= expected, name, ": truncated: the header announces ", im.count, " images of ", rows, "x",
+               cols, " (", expected, " bytes) but the file has ", bytes.size(), " bytes");
+  ENGINE_CHECK(bytes.size() == expected, name, ": ", bytes.size() - expected, " unexpected bytes after the last of ",
+               im.count, " images");
   im.pixels.assign(bytes.begin() + 16, bytes.end());
   return im;
 }

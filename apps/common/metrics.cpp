@@ -50,8 +50,8 @@ void MetricsAccumulator::add(const Tensor& logits, const Tensor& labels, const T
     const T* l = loss.defined() ? loss.data<T>() : nullptr;
     if (acc_.is_cuda()) {
       ENGINE_CUDA_ONLY("batch metrics", kernels::cuda::accumulate_batch_metrics<T>(
-                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
-                                            step, acc_.data<double>()));
+                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l, step,
+                                            acc_.data<double>()));
     } else {
       kernels::cpu::accumulate_batch_metrics<T>(logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
                                                 step, acc_.data<double>());
@@ -107,11 +107,12 @@ std::string to_csv_row(const EpochRecord& r) {
 }
 
 std::string to_json_line(const EpochRecord& r) {
-  return cat("{\"epoch\":", r.epoch, ",\"train_loss\":", json_num(r.train_loss), ",\"train_acc\":",
-             json_num(r.train_acc), ",\"val_loss\":", json_num(r.val_loss), ",\"val_acc\":", json_num(r.val_acc),
-             ",\"test_loss\":", json_num(r.test_loss), ",\"test_acc\":", json_num(r.test_acc), ",\"lr\":",
-             json_num(r.lr), ",\"examples_per_sec\":", json_num(r.examples_per_sec), ",\"epoch_seconds\":",
-             json_num(r.epoch_seconds), ",\"elapsed_seconds\":", json_num(r.elapsed_seconds), "}");
+  return cat("{\"epoch\":", r.epoch, ",\"train_loss\":", json_num(r.train_loss),
+             ",\"train_acc\":", json_num(r.train_acc), ",\"val_loss\":", json_num(r.val_loss),
+             ",\"val_acc\":", json_num(r.val_acc), ",\"test_loss\":", json_num(r.test_loss),
+             ",\"test_acc\":", json_num(r.test_acc), ",\"lr\":", json_num(r.lr),
+             ",\"examples_per_sec\":", json_num(r.examples_per_sec), ",\"epoch_seconds\":", json_num(r.epoch_seconds),
+             ",\"elapsed_seconds\":", json_num(r.elapsed_seconds), "}");
 }
 
 EpochRecord record_from_json(const engine::json::Value& v) {

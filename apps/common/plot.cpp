@@ -48,18 +48,21 @@ class Painter {
   virtual void dot(double x, double y, double r, uint32_t rgb) = 0;
   // Text at scale s (glyph cell 6s x 8s); anchor 0 left, 1 centre, 2 right; y is the top of the text, or its
   // centre line when vertical (drawn reading upwards, x the left edge).
-  virtual void text(double x, double y, const std::string& s, int scale, int anchor, bool vertical,
-                    uint32_t rgb) = 0;
+  virtual void text(double x, double y, const std::string& s, int scale, int anchor, bool vertical, uint32_t rgb) = 0;
 };
 
 double text_width(const std::string& s, int scale) { return s.size() * font5x7::kCellW * scale - scale; }
 
 std::vector<double> dash_pattern(Dash d, double w) {
   switch (d) {
-    case Dash::dashed: return {4 * w, 2.5 * w};
-    case Dash::dashdot: return {4 * w, 1.5 * w, 1 * w, 1.5 * w};
-    case Dash::dotted: return {1 * w, 1.5 * w};
-    default: return {};
+    case Dash::dashed:
+      return {4 * w, 2.5 * w};
+    case Dash::dashdot:
+      return {4 * w, 1.5 * w, 1 * w, 1.5 * w};
+    case Dash::dotted:
+      return {1 * w, 1.5 * w};
+    default:
+      return {};
   }
 }
 
@@ -181,11 +184,16 @@ std::string hexcolor(uint32_t rgb) {
 std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
   }
   return out;
 }
@@ -204,8 +212,8 @@ class Svg : public Painter {
   std::string finish() { return out_ + "</svg>\n"; }
 
   void fill_rect(double x, double y, double w, double h, uint32_t rgb) override {
-    out_ += "<rect x=\"" + f2(x) + "\" y=\"" + f2(y) + "\" width=\"" + f2(w) + "\" height=\"" + f2(h) +
-            "\" fill=\"" + hexcolor(rgb) + "\"/>\n";
+    out_ += "<rect x=\"" + f2(x) + "\" y=\"" + f2(y) + "\" width=\"" + f2(w) + "\" height=\"" + f2(h) + "\" fill=\"" +
+            hexcolor(rgb) + "\"/>\n";
   }
   void polyline(const std::vector<Pt>& pts, uint32_t rgb, double width, Dash dash) override {
     if (pts.empty()) return;

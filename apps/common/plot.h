@@ -11,7 +11,7 @@ namespace app {
 enum class Dash { solid, dashed, dashdot, dotted };
 
 struct Series {
-  std::string label;  // empty: not in the legend
+  std::string label;         // empty: not in the legend
   std::vector<double> x, y;  // NaN y values break the line
   uint32_t rgb = 0x1f77b4;
   double width = 2;  // pixels
@@ -23,7 +23,7 @@ struct Axes {
   std::string title, xlabel, ylabel;
   std::vector<Series> series;
   double x_min = NAN, x_max = NAN, y_min = NAN, y_max = NAN;  // NaN: from the data
-  bool integer_x = false;  // ticks on whole numbers only (epochs)
+  bool integer_x = false;                                     // ticks on whole numbers only (epochs)
   bool legend = true;
 };
 

@@ -33,8 +33,8 @@ const uint8_t kSignature[8] = {137, 80, 78, 71, 13, 10, 26, 10};
 }  // namespace
 
 std::vector<uint8_t> encode_png(int width, int height, const std::vector<uint8_t>& rgb) {
-  ENGINE_CHECK(width > 0 && height > 0 && rgb.size() == static_cast<size_t>(width) * height * 3, "encode_png: ",
-               rgb.size(), " bytes for ", width, "x", height, " RGB");
+  ENGINE_CHECK(width > 0 && height > 0 && rgb.size() == static_cast<size_t>(width) * height * 3,
+               "encode_png: ", rgb.size(), " bytes for ", width, "x", height, " RGB");
   std::vector<uint8_t> raw;
   raw.reserve((static_cast<size_t>(width) * 3 + 1) * height);
   for (int y = 0; y < height; ++y) {
@@ -107,9 +107,9 @@ std::vector<uint8_t> decode_png(const std::vector<uint8_t>& png, int* width, int
   const size_t stride = static_cast<size_t>(w) * 3;
   std::vector<uint8_t> raw((stride + 1) * h);
   uLongf raw_size = static_cast<uLongf>(raw.size());
-  ENGINE_CHECK(uncompress(raw.data(), &raw_size, z.data(), static_cast<uLong>(z.size())) == Z_OK &&
-                   raw_size == raw.size(),
-               "decode_png: bad image data");
+  ENGINE_CHECK(
+      uncompress(raw.data(), &raw_size, z.data(), static_cast<uLong>(z.size())) == Z_OK && raw_size == raw.size(),
+      "decode_png: bad image data");
   std::vector<uint8_t> rgb(stride * h);
   for (int y = 0; y < h; ++y) {
     const uint8_t filter = raw[y * (stride + 1)];
@@ -120,16 +120,25 @@ std::vector<uint8_t> decode_png(const std::vector<uint8_t>& png, int* width, int
       int a = i >= 3 ? row[i - 3] : 0, b = up ? up[i] : 0, c = (up && i >= 3) ? up[i - 3] : 0;
       int pred = 0;
       switch (filter) {
-        case 0: pred = 0; break;
-        case 1: pred = a; break;
-        case 2: pred = b; break;
-        case 3: pred = (a + b) / 2; break;
+        case 0:
+          pred = 0;
+          break;
+        case 1:
+          pred = a;
+          break;
+        case 2:
+          pred = b;
+          break;
+        case 3:
+          pred = (a + b) / 2;
+          break;
         case 4: {
           int p = a + b - c, pa = std::abs(p - a), pb = std::abs(p - b), pc = std::abs(p - c);
           pred = (pa <= pb && pa <= pc) ? a : (pb <= pc ? b : c);
           break;
         }
-        default: engine::fail(cat("decode_png: unknown filter ", int(filter), " in row ", y));
+        default:
+          engine::fail(cat("decode_png: unknown filter ", int(filter), " in row ", y));
       }
       row[i] = static_cast<uint8_t>(src[i] + pred);
     }

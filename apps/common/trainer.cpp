@@ -319,10 +319,11 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
   result.out_dir = cfg.out;
   result.history = st.history;
   if (log) {
-    std::fprintf(log, "%s %s: %lld parameters on %s; %lld training examples%s, %lld test; %lldx%lld px, batch %lld, "
-                      "%lld steps/epoch%s\n",
-                 cfg.resume.empty() ? "training" : "resuming", cfg.model.c_str(),
-                 (long long)model->num_parameters(), device.str().c_str(), (long long)n,
+    std::fprintf(log,
+                 "%s %s: %lld parameters on %s; %lld training examples%s, %lld test; %lldx%lld px, batch %lld, "
+                 "%lld steps/epoch%s\n",
+                 cfg.resume.empty() ? "training" : "resuming", cfg.model.c_str(), (long long)model->num_parameters(),
+                 device.str().c_str(), (long long)n,
                  val_data ? cat(" (+", val_data->size(), " validation)").c_str() : "", (long long)test_data.size(),
                  (long long)cfg.resize, (long long)cfg.resize, (long long)bs, (long long)steps,
                  cfg.resume.empty() ? "" : cat(" from epoch ", st.epoch + 1, " step ", st.step + 1).c_str());
@@ -367,13 +368,12 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
           bar.finish();
           result.status = TrainStatus::diverged;
           result.history = st.history;
-          result.message = cat(
-              "training diverged: non-finite loss at epoch ", e + 1, "/", cfg.epochs, " step ",
-              totals.first_nonfinite_step + 1, "/", steps, " (lr ", lr, "). ",
-              fs::exists(last_path) ? cat("The last good checkpoint, ", last_path, " (after epoch ", st.epoch,
-                                          "), is kept.")
-                                    : std::string("No checkpoint had been written yet."),
-              " Try a smaller --lr, --warmup-epochs or --normalize.");
+          result.message = cat("training diverged: non-finite loss at epoch ", e + 1, "/", cfg.epochs, " step ",
+                               totals.first_nonfinite_step + 1, "/", steps, " (lr ", lr, "). ",
+                               fs::exists(last_path) ? cat("The last good checkpoint, ", last_path, " (after epoch ",
+                                                           st.epoch, "), is kept.")
+                                                     : std::string("No checkpoint had been written yet."),
+                               " Try a smaller --lr, --warmup-epochs or --normalize.");
           return result;
         }
         const double secs = seconds_since(epoch_start);
@@ -442,8 +442,8 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
     if (log) {
       std::fprintf(log, "epoch %lld/%lld  loss %.3f  train acc %.3f%s  test acc %.3f  %.1f examples/sec on %s  (%s)\n",
                    (long long)(e + 1), (long long)cfg.epochs, r.train_loss, r.train_acc,
-                   val_data ? fixed3("  val acc ", r.val_acc).c_str() : "", r.test_acc,
-                   r.examples_per_sec, device.str().c_str(), ProgressBar::format_duration(r.epoch_seconds).c_str());
+                   val_data ? fixed3("  val acc ", r.val_acc).c_str() : "", r.test_acc, r.examples_per_sec,
+                   device.str().c_str(), ProgressBar::format_duration(r.epoch_seconds).c_str());
       std::fflush(log);
     }
     // Restart the session clock: elapsed_seconds now includes everything up to here.

@@ -1,6 +1,6 @@
-#include <cmath>
-
 #include "kernels/batch_metrics.h"
+
+#include <cmath>
 
 namespace kernels::cpu {
 
@@ -34,7 +34,7 @@ void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n,
 
 template void accumulate_batch_metrics<float>(const float*, const int32_t*, int64_t, int64_t, const float*, int64_t,
                                               double*);
-template void accumulate_batch_metrics<double>(const double*, const int32_t*, int64_t, int64_t, const double*,
-                                               int64_t, double*);
+template void accumulate_batch_metrics<double>(const double*, const int32_t*, int64_t, int64_t, const double*, int64_t,
+                                               double*);
 
 }  // namespace kernels::cpu

@@ -7,8 +7,8 @@ constexpr int kBlock = 256;
 
 // One block: a batch is at most a few thousand rows, and a single writer keeps acc free of atomics.
 template <class T>
-__global__ void batch_metrics_kernel(const T* logits, const int32_t* labels, int64_t n, int64_t classes,
-                                     const T* loss, int64_t step, double* acc) {
+__global__ void batch_metrics_kernel(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
+                                     int64_t step, double* acc) {
   extern __shared__ int counts[];  // [classes] correct, [classes] total, [1] correct overall
   for (int64_t c = threadIdx.x; c < 2 * classes + 1; c += blockDim.x) counts[c] = 0;
   __syncthreads();
@@ -52,7 +52,7 @@ void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n,
 
 template void accumulate_batch_metrics<float>(const float*, const int32_t*, int64_t, int64_t, const float*, int64_t,
                                               double*);
-template void accumulate_batch_metrics<double>(const double*, const int32_t*, int64_t, int64_t, const double*,
-                                               int64_t, double*);
+template void accumulate_batch_metrics<double>(const double*, const int32_t*, int64_t, int64_t, const double*, int64_t,
+                                               double*);
 
 }  // namespace kernels::cuda

@@ -25,8 +25,8 @@ void make_image_batch(const uint8_t* images, const int32_t* labels, const Sample
                       const ImageBatchParams& p, T* out, int32_t* out_labels) {
   const int64_t total = n * p.out_h * p.out_w;
   if (total == 0) return;
-  make_image_batch_kernel<T><<<grid_for(total, kBlock), kBlock, 0, stream()>>>(images, labels, specs, n, p, out,
-                                                                              out_labels);
+  make_image_batch_kernel<T>
+      <<<grid_for(total, kBlock), kBlock, 0, stream()>>>(images, labels, specs, n, p, out, out_labels);
   CUDA_CHECK_LAUNCH();
 }
 

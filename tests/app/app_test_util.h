@@ -1,6 +1,7 @@
 // Helpers for the app tests: a temporary folder removed at scope exit, small IDX files, and a synthetic
 // Fashion-MNIST-shaped dataset whose classes a tiny network can tell apart.
 #pragma once
+#include <unistd.h>
 #include <zlib.h>
 
 #include <atomic>
@@ -8,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "apps/common/fmnist.h"
@@ -50,7 +50,8 @@ inline std::vector<uint8_t> idx_images(uint32_t count, uint32_t rows, uint32_t c
   return b;
 }
 
-inline std::vector<uint8_t> idx_labels(uint32_t count, const std::vector<uint8_t>& labels, uint32_t magic = 0x00000801) {
+inline std::vector<uint8_t> idx_labels(uint32_t count, const std::vector<uint8_t>& labels,
+                                       uint32_t magic = 0x00000801) {
   std::vector<uint8_t> b;
   put_be32(b, magic);
   put_be32(b, count);
@@ -64,8 +65,8 @@ inline void write_bytes(const std::string& path, const std::vector<uint8_t>& byt
     gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()));
     gzclose(f);
   } else {
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                                static_cast<std::streamsize>(bytes.size()));
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   }
 }
 

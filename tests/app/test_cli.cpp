@@ -35,7 +35,8 @@ TEST_CASE("cli: values, switches, --name=value and positionals", "[app][cli]") {
 }
 
 TEST_CASE("cli: bad input names the flag and the valid choices", "[app][cli]") {
-  REQUIRE_THROWS_WITH(parse({"--schedule", "linear"}), Catch::Contains("--schedule: 'linear' is not one of: none, step, cosine"));
+  REQUIRE_THROWS_WITH(parse({"--schedule", "linear"}),
+                      Catch::Contains("--schedule: 'linear' is not one of: none, step, cosine"));
   REQUIRE_THROWS_WITH(parse({"--lr", "fast"}), Catch::Contains("--lr: 'fast' is not a number"));
   REQUIRE_THROWS_WITH(parse({"--lr", "-1"}), Catch::Contains("outside"));
   REQUIRE_THROWS_WITH(parse({"--epochs", "2.5"}), Catch::Contains("not an integer"));

@@ -68,8 +68,8 @@ TEST_CASE("idx: malformed files are rejected naming the file and the problem", "
   }
   SECTION("image and label counts differ") {
     write_bytes(im, idx_images(2, 4, 5, pixels(40)), false);
-    REQUIRE_THROWS_WITH(app::load_idx_pair(im, lb),
-                        Catch::Contains("count mismatch") && Catch::Contains("2 images") && Catch::Contains("3 labels"));
+    REQUIRE_THROWS_WITH(app::load_idx_pair(im, lb), Catch::Contains("count mismatch") && Catch::Contains("2 images") &&
+                                                        Catch::Contains("3 labels"));
   }
   SECTION("label count larger than the data") {
     write_bytes(im, idx_images(3, 4, 5, pixels(60)), false);
@@ -88,7 +88,8 @@ TEST_CASE("idx: malformed files are rejected naming the file and the problem", "
     REQUIRE_THROWS_WITH(app::load_idx_pair(gz, lb), Catch::Contains(gz) && Catch::Contains("gzip"));
   }
   SECTION("missing file") {
-    REQUIRE_THROWS_WITH(app::load_idx_pair(dir / "nope", lb), Catch::Contains("nope") && Catch::Contains("cannot open"));
+    REQUIRE_THROWS_WITH(app::load_idx_pair(dir / "nope", lb),
+                        Catch::Contains("nope") && Catch::Contains("cannot open"));
   }
 }
 

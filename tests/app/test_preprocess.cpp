@@ -48,14 +48,28 @@ std::vector<float> batch_of(const app::LabeledImages& data, const app::Preproces
 TEST_CASE("preprocess: bilinear resize matches torch (align_corners=False, no antialias)", "[app][preprocess]") {
   const std::vector<std::pair<int, std::vector<Ref>>> cases = {
       {96,
-       {{0, 0, 0.0}, {0, 95, 0.37254902720451355}, {95, 0, 0.7411764860153198}, {95, 95, 0.2823529541492462},
-        {48, 32, 0.8919849395751953}, {5, 89, 0.36047616600990295}, {32, 7, 0.4738919138908386}}},
+       {{0, 0, 0.0},
+        {0, 95, 0.37254902720451355},
+        {95, 0, 0.7411764860153198},
+        {95, 95, 0.2823529541492462},
+        {48, 32, 0.8919849395751953},
+        {5, 89, 0.36047616600990295},
+        {32, 7, 0.4738919138908386}}},
       {40,
-       {{0, 0, 0.0}, {0, 39, 0.37254902720451355}, {39, 0, 0.7411764860153198}, {39, 39, 0.2823529839515686},
-        {20, 13, 0.8885588645935059}, {5, 33, 0.3969411551952362}, {13, 7, 0.49916669726371765}}},
+       {{0, 0, 0.0},
+        {0, 39, 0.37254902720451355},
+        {39, 0, 0.7411764860153198},
+        {39, 39, 0.2823529839515686},
+        {20, 13, 0.8885588645935059},
+        {5, 33, 0.3969411551952362},
+        {13, 7, 0.49916669726371765}}},
       {13,
-       {{0, 0, 0.05960668995976448}, {0, 12, 0.39439043402671814}, {12, 0, 0.7901671528816223},
-        {12, 12, 0.15191465616226196}, {6, 4, 0.8914781212806702}, {5, 6, 0.12435903400182724},
+       {{0, 0, 0.05960668995976448},
+        {0, 12, 0.39439043402671814},
+        {12, 0, 0.7901671528816223},
+        {12, 12, 0.15191465616226196},
+        {6, 4, 0.8914781212806702},
+        {5, 6, 0.12435903400182724},
         {4, 7, 0.13757988810539246}}},
   };
   app::LabeledImages img = pattern_image();
@@ -87,11 +101,10 @@ TEST_CASE("preprocess: crop, flip and normalisation match torchvision's order", 
   pp.normalize = true;
   REQUIRE(pp.crop_padding() == 14);
   std::vector<float> out = batch_of(pattern_image(), pp, true, {0, 3, 25, 1});
-  const std::vector<Ref> refs = {{0, 0, -0.8101983666419983},  {10, 95, -0.8101983666419983},
-                                 {11, 11, 0.2451813519001007}, {11, 95, -0.39799854159355164},
-                                 {60, 11, 1.68035888671875},   {95, 95, 1.7036817073822021},
-                                 {50, 50, -0.367269903421402}, {95, 20, 1.823192834854126},
-                                 {20, 84, 0.5264423489570618}};
+  const std::vector<Ref> refs = {
+      {0, 0, -0.8101983666419983},    {10, 95, -0.8101983666419983}, {11, 11, 0.2451813519001007},
+      {11, 95, -0.39799854159355164}, {60, 11, 1.68035888671875},    {95, 95, 1.7036817073822021},
+      {50, 50, -0.367269903421402},   {95, 20, 1.823192834854126},   {20, 84, 0.5264423489570618}};
   for (const Ref& r : refs) {
     INFO("at (" << r.y << ", " << r.x << ")");
     REQUIRE(out[r.y * 96 + r.x] == Approx(r.v).margin(1e-5));
@@ -214,7 +227,8 @@ TEST_CASE("preprocess+metrics: CUDA batches and metrics match the CPU", "[app][p
   pp.normalize = true;
   auto plan = app::make_epoch_plan(40, 3, 1, true, true, pp.crop_padding());
   app::DeviceDataset cpu_d(d, engine::Device::cpu()), cuda_d(d, engine::Device::cuda());
-  app::BatchBuilder cpu_b(cpu_d, app::batch_params(pp, 28, 28, true)), cuda_b(cuda_d, app::batch_params(pp, 28, 28, true));
+  app::BatchBuilder cpu_b(cpu_d, app::batch_params(pp, 28, 28, true)),
+      cuda_b(cuda_d, app::batch_params(pp, 28, 28, true));
   cpu_b.set_plan(plan);
   cuda_b.set_plan(plan);
   app::Batch a = cpu_b.make(5, 30), b = cuda_b.make(5, 30);

@@ -21,8 +21,8 @@ std::shared_ptr<engine::nn::Module> tiny_net(uint64_t seed, bool batch_norm = tr
   std::shared_ptr<Module> norm = batch_norm ? std::shared_ptr<Module>(std::make_shared<BatchNorm2d>(4))
                                             : std::shared_ptr<Module>(std::make_shared<ReLU>());
   return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-      std::make_shared<Conv2d>(1, 4, 3, 1, 1, false), norm, std::make_shared<ReLU>(),
-      std::make_shared<MaxPool2d>(2, 2), std::make_shared<Flatten>(), std::make_shared<Linear>(4 * 7 * 7, 10)});
+      std::make_shared<Conv2d>(1, 4, 3, 1, 1, false), norm, std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2, 2),
+      std::make_shared<Flatten>(), std::make_shared<Linear>(4 * 7 * 7, 10)});
 }
 
 app::FashionMnist tiny_data() {

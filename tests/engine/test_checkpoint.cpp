@@ -18,8 +18,8 @@ namespace {
 std::shared_ptr<nn::Sequential> small_net(uint64_t seed) {
   default_generator().seed(seed);
   return std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
-      std::make_shared<nn::Conv2d>(1, 3, 3, 1, 1), std::make_shared<nn::BatchNorm2d>(3),
-      std::make_shared<nn::ReLU>(), std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(3 * 5 * 5, 4)});
+      std::make_shared<nn::Conv2d>(1, 3, 3, 1, 1), std::make_shared<nn::BatchNorm2d>(3), std::make_shared<nn::ReLU>(),
+      std::make_shared<nn::Flatten>(), std::make_shared<nn::Linear>(3 * 5 * 5, 4)});
 }
 
 // One SGD step so that BN running statistics and momentum buffers hold something.
@@ -98,8 +98,8 @@ TEST_CASE("checkpoint: a model saved and loaded into a fresh one gives identical
   save_checkpoint(dir / "c.safetensors", *net, &opt, {{"epoch", "2"}}, 2);
 
   SafetensorsFile f = read_safetensors(dir / "c.safetensors");
-  for (const char* name : {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-                           "4.weight", "4.bias", "optimizer.momentum.0.weight", "optimizer.momentum.4.bias"})
+  for (const char* name : {"0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var", "4.weight",
+                           "4.bias", "optimizer.momentum.0.weight", "optimizer.momentum.4.bias"})
     REQUIRE(f.find(name));
   REQUIRE(f.find("1.num_batches_tracked")->dtype == "I64");
   REQUIRE(f.find("1.num_batches_tracked")->bytes[0] == 2);
@@ -136,8 +136,8 @@ TEST_CASE("checkpoint: another model's file is refused with the names and shapes
   deeper->push_back(std::make_shared<nn::Linear>(4, 2));
   REQUIRE_THROWS_WITH(load_checkpoint(dir / "c.safetensors", *deeper),
                       Catch::Contains("missing: 5.weight, 5.bias") && Catch::Contains("model 'small'"));
-  auto shallower = std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
-      std::make_shared<nn::Conv2d>(1, 3, 3, 1, 1)});
+  auto shallower = std::make_shared<nn::Sequential>(
+      std::vector<std::shared_ptr<nn::Module>>{std::make_shared<nn::Conv2d>(1, 3, 3, 1, 1)});
   REQUIRE_THROWS_WITH(load_checkpoint(dir / "c.safetensors", *shallower),
                       Catch::Contains("do not belong to this model") && Catch::Contains("1.running_mean"));
 }
