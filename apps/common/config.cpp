@@ -1,5 +1,7 @@
 #include "apps/common/config.h"
 
+#include "apps/common/metrics.h"
+
 #include <climits>
 #include <sstream>
 
@@ -13,12 +15,7 @@ using engine::cat;
 using Kind = ConfigField::Kind;
 
 namespace {
-std::string num(double v) {
-  std::ostringstream os;
-  os.precision(17);
-  os << v;
-  return os.str();
-}
+std::string num(double v) { return exact(v); }
 std::string b(bool v) { return v ? "true" : "false"; }
 bool parse_bool(const std::string& s, const std::string& flag) {
   if (s.empty() || s == "true" || s == "1") return true;  // "" is a switch given on the command line

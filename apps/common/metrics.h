@@ -54,7 +54,7 @@ std::vector<EpochRecord> read_metrics_csv(const std::string& path);
 // Rewrites <dir>/metrics.csv and <dir>/metrics.jsonl from the whole history.
 void write_metrics_files(const std::string& dir, const std::vector<EpochRecord>& history);
 
-// "%.17g": the shortest text guaranteed to read back as the same double.
+// The shortest "%.15g".."%.17g" text that reads back as the same double.
 std::string exact(double v);
 
 }  // namespace app

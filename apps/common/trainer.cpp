@@ -258,9 +258,9 @@ RunState state_from_metadata(const engine::Metadata& m, const std::string& path)
   return s;
 }
 
-std::string fixed3(const char* label, double v) {
+std::string fixed(const char* label, double v, int digits) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%.3f", label, v);
+  std::snprintf(buf, sizeof buf, "%s%.*f", label, digits, v);
   return buf;
 }
 
@@ -442,7 +442,7 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
     if (log) {
       std::fprintf(log, "epoch %lld/%lld  loss %.3f  train acc %.3f%s  test acc %.3f  %.1f examples/sec on %s  (%s)\n",
                    (long long)(e + 1), (long long)cfg.epochs, r.train_loss, r.train_acc,
-                   val_data ? fixed3("  val acc ", r.val_acc).c_str() : "", r.test_acc, r.examples_per_sec,
+                   val_data ? fixed("  val acc ", r.val_acc, 3).c_str() : "", r.test_acc, r.examples_per_sec,
                    device.str().c_str(), ProgressBar::format_duration(r.epoch_seconds).c_str());
       std::fflush(log);
     }
@@ -452,15 +452,15 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
     if (cfg.early_stop > 0 && st.epochs_since_best >= cfg.early_stop) {
       result.status = TrainStatus::early_stopped;
       result.message = cat("early stop: no better ", monitor, " for ", st.epochs_since_best, " epochs (best ",
-                           st.best_metric, " at epoch ", st.best_epoch, ")");
+                           fixed("", st.best_metric, 4), " at epoch ", st.best_epoch, ")");
       break;
     }
   }
   if (!ran_epoch) result.final_test = evaluate(*model, test_data, pp, bs);
   result.history = st.history;
   if (result.status == TrainStatus::finished)
-    result.message = cat("finished ", cfg.epochs, " epochs; best ", monitor, " ", st.best_metric, " at epoch ",
-                         st.best_epoch, "; outputs in ", cfg.out);
+    result.message = cat("finished ", cfg.epochs, " epochs; best ", monitor, " ", fixed("", st.best_metric, 4),
+                         " at epoch ", st.best_epoch, "; outputs in ", cfg.out);
   if (log) {
     std::fprintf(log, "per-class test accuracy:\n%s", per_class_table(result.final_test).c_str());
     std::fflush(log);
