@@ -335,7 +335,8 @@ void draw_axes(Painter& p, const Axes& ax, double left, double top, double width
     flush();
   }
 
-  // Legend in the corner holding the fewest data points.
+  // Legend where the lines pass least: the four corners and the middle of each side, scored by points sampled
+  // along every segment.
   if (!ax.legend) return;
   std::vector<const Series*> shown;
   size_t longest = 0;
@@ -343,18 +344,25 @@ void draw_axes(Painter& p, const Axes& ax, double left, double top, double width
     if (!sr.label.empty()) shown.push_back(&sr), longest = std::max(longest, sr.label.size());
   if (shown.empty()) return;
   const double lw = 38 + longest * 6 * s + 8, lh = shown.size() * 14 + 8;
+  std::vector<Pt> samples;
+  for (const auto& sr : ax.series)
+    for (size_t i = 0; i < sr.x.size() && i < sr.y.size(); ++i) {
+      if (!std::isfinite(sr.x[i]) || !std::isfinite(sr.y[i])) continue;
+      samples.push_back({X(sr.x[i]), Y(sr.y[i])});
+      if (i + 1 < sr.x.size() && i + 1 < sr.y.size() && std::isfinite(sr.x[i + 1]) && std::isfinite(sr.y[i + 1]))
+        for (int k = 1; k < 40; ++k)
+          samples.push_back(
+              {X(sr.x[i] + (sr.x[i + 1] - sr.x[i]) * k / 40.0), Y(sr.y[i] + (sr.y[i + 1] - sr.y[i]) * k / 40.0)});
+    }
   double best_x = pr - lw - 6, best_y = pt + 6;
   int best_count = -1;
-  for (int corner = 0; corner < 4; ++corner) {
-    double cx = corner % 2 ? pl + 6 : pr - lw - 6, cy = corner < 2 ? pt + 6 : pb - lh - 6;
-    int count = 0;
-    for (const auto& sr : ax.series)
-      for (size_t i = 0; i < sr.x.size() && i < sr.y.size(); ++i) {
-        double x = X(sr.x[i]), y = Y(sr.y[i]);
-        count += x >= cx - 4 && x <= cx + lw + 4 && y >= cy - 4 && y <= cy + lh + 4;
-      }
-    if (best_count < 0 || count < best_count) best_count = count, best_x = cx, best_y = cy;
-  }
+  const double xs[2] = {pr - lw - 6, pl + 6}, ys[3] = {pt + 6, (pt + pb - lh) / 2, pb - lh - 6};
+  for (double cy : ys)
+    for (double cx : xs) {
+      int count = 0;
+      for (const Pt& q : samples) count += q.x >= cx - 4 && q.x <= cx + lw + 4 && q.y >= cy - 4 && q.y <= cy + lh + 4;
+      if (best_count < 0 || count < best_count) best_count = count, best_x = cx, best_y = cy;
+    }
   p.fill_rect(best_x, best_y, lw, lh, 0xcccccc);
   p.fill_rect(best_x + 1, best_y + 1, lw - 2, lh - 2, 0xffffff);
   for (size_t i = 0; i < shown.size(); ++i) {
