@@ -1,4 +1,5 @@
-// ReLU: y = max(x, 0); backward gx = gy where x > 0 (the subgradient at 0 is 0, as in PyTorch).
+// ReLU: y = max(x, 0) with NaN passed through (so a diverging net shows in the loss, as in PyTorch);
+// backward gx = gy where x > 0 (the subgradient at 0 is 0, as in PyTorch).
 #pragma once
 #include <cstdint>
 

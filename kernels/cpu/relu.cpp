@@ -5,7 +5,7 @@ namespace kernels::cpu {
 template <class T>
 void relu_forward(const T* x, T* y, int64_t n) {
 #pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] < T(0) ? T(0) : x[i];  // NaN propagates, as in PyTorch
 }
 
 template <class T>

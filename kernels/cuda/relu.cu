@@ -5,7 +5,7 @@ namespace kernels::cuda {
 namespace {
 constexpr int kBlock = 256;
 template <class T> __global__ void relu_forward_kernel(const T* x, T* y, int64_t n) {
-  CUDA_KERNEL_LOOP(i, n) y[i] = x[i] > T(0) ? x[i] : T(0);
+  CUDA_KERNEL_LOOP(i, n) y[i] = x[i] < T(0) ? T(0) : x[i];  // NaN propagates, as in PyTorch
 }
 template <class T> __global__ void relu_backward_kernel(const T* x, const T* gy, T* gx, int64_t n) {
   CUDA_KERNEL_LOOP(i, n) gx[i] = x[i] > T(0) ? gy[i] : T(0);

@@ -1,4 +1,5 @@
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include "engine/autograd.h"
 #include "engine/ops/elementwise.h"
@@ -15,6 +16,8 @@ TEST_CASE("add/relu/scale/flatten: forward values by hand", "[ops][elementwise]"
   REQUIRE(relu(a).to_vector() == std::vector<double>{1, 0, 0.5, 0});
   REQUIRE(scale(a, -2).to_vector() == std::vector<double>{-2, 4, -1, 0});
   REQUIRE(flatten(Tensor::zeros({2, 3, 4, 5})).shape() == Shape{2, 60});
+  // NaN is not hidden by ReLU: a diverging network must show in its loss.
+  REQUIRE(std::isnan(relu(Tensor::from_vector({std::nan("")}, {1})).item()));
 }
 
 TEST_CASE("add/relu: bad input names the op and the shapes", "[ops][elementwise]") {
