@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/omp_env.h"
 #include "benchmarks/bench_common.h"
 #include "benchmarks/resnet_shapes.h"
 #include "engine/ops/conv2d.h"
@@ -73,13 +74,13 @@ struct Options {
   bench::TimingOptions timing;
   double peak_gflops = 0, peak_gbps = 0;
   std::vector<std::string> ops;  // substrings; empty = all
-  bool gemm_rows = true;         // bare-GEMM rows beside each convolution
+  bool gemm_rows = true;         // bare-GEMM and im2col/col2im rows beside each convolution
   bool tf32 = false;
 };
 
 class Bench {
  public:
-  Bench(const Options& o, bench::Output& out) : o_(o), out_(out) {
+  Bench(const Options& o, bench::Output& out, bool json) : o_(o), out_(out), json_(json) {
 #if ENGINE_HAVE_CUDA
     if (g_cuda && o.timing.flush) gpu_flush_ = std::make_unique<bench::GpuL2Flusher>();
 #endif
@@ -140,7 +141,7 @@ class Bench {
           .i("pad", cs.pad);
     };
     const bool any_conv = wanted("conv_fwd") || wanted("conv_bwd");
-    const bool any_gemm = o_.gemm_rows && wanted("conv_gemm");
+    const bool any_gemm = o_.gemm_rows && (wanted("conv_gemm") || wanted("conv_im2col") || wanted("conv_col2im"));
     if (!any_conv && !any_gemm) return;
     Tensor x = filled({s.n, s.c, s.h, s.w}, o_.dev, 1);
     Tensor w = filled({s.oc, s.c, s.kh, s.kw}, o_.dev, 2, -0.1f, 0.1f);
@@ -194,6 +195,14 @@ class Bench {
     auto gemm_extra = [&](int64_t m, int64_t n, int64_t k) {
       return [=](bench::Record& r) { r.i("m", m).i("n", n).i("k", k); };
     };
+    // im2col / col2im alone (one pass over the whole batch, as the conv does per chunk): with the GEMM rows they
+    // split a conv's time into data movement and multiply.
+    const double col_bytes = (static_cast<double>(x.numel()) + static_cast<double>(K) * N) * sizeof(float);
+    row("conv_im2col", "native", shape, count, 0, col_bytes,
+        [&] { KERNEL(im2col<float>, s, px, s.n, col.data<float>()); }, "", extra);
+    if (!cs.first)
+      row("conv_col2im", "native", shape, count, 0, col_bytes,
+          [&] { KERNEL(col2im<float>, s, pcol, s.n, pgx); }, "", extra);
     row("conv_gemm_fwd", blas, engine::cat("M", M, " N", N, " K", K), count, f, 0,
         [&] { KERNEL(gemm<float>, false, false, M, N, K, 1.f, pw, K, pcol, N, 0.f, pout, N); }, "",
         gemm_extra(M, N, K));
@@ -375,11 +384,11 @@ class Bench {
       t.flush();
     }
   }
-  bool json_ = false;
 
  private:
   const Options& o_;
   bench::Output& out_;
+  bool json_;
   std::map<std::string, std::map<std::string, double>> estimate_;
   std::vector<std::string> order_;
 #if ENGINE_HAVE_CUDA
@@ -425,6 +434,9 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Measure what the apps run: OpenMP workers that sleep instead of spinning (see apps/common/omp_env.h), unless
+  // the caller set OMP_WAIT_POLICY; the header line prints the policy in force.
+  app::relaunch_with_passive_openmp(argv);
   try {
     bench::Args a(argc, argv,
                   {{"device", "cpu | cuda (default cpu)"},
@@ -435,7 +447,7 @@ int main(int argc, char** argv) {
                    {"warmup", "untimed calls first (default 2)"},
                    {"ops", "comma list of substrings of op names: conv,conv_gemm,bn,relu,add,maxpool,avgpool,"
                            "linear,ce,sgd (default all)"},
-                   {"no-gemm", "[flag] skip the bare-GEMM rows beside each convolution"},
+                   {"no-gemm", "[flag] skip the bare-GEMM and im2col/col2im rows beside each convolution"},
                    {"no-flush", "[flag] do not flush caches between repeats"},
                    {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
                    {"tf32", "CUDA: 1 = TF32 tensor cores for float32 GEMMs (default 0)"},
@@ -515,8 +527,7 @@ int main(int argc, char** argv) {
       out.note(engine::cat("WARNING: ", o.model, " has ", model->num_parameters(),
                            " parameters but benchmarks/resnet_shapes.h expects ", ns.params, ": shapes may be off"));
 
-    Bench b(o, out);
-    b.json_ = json;
+    Bench b(o, out, json);
     for (const auto& [cs, count] : bench::distinct(ns.convs)) b.conv(cs, count);
     for (const auto& [act, count] : bench::distinct(ns.bns)) b.batch_norm(act, count);
     for (const auto& [act, count] : bench::distinct(ns.relus)) b.relu(act, count);

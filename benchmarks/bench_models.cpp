@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "apps/common/omp_env.h"
 #include "benchmarks/bench_common.h"
 #include "benchmarks/resnet_shapes.h"
 #include "engine/ops.h"
@@ -138,6 +139,9 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Measure what the apps run: OpenMP workers that sleep instead of spinning (see apps/common/omp_env.h), unless
+  // the caller set OMP_WAIT_POLICY; the header line prints the policy in force.
+  app::relaunch_with_passive_openmp(argv);
   try {
     bench::Args a(argc, argv,
                   {{"device", "cpu | cuda (default cpu)"},
