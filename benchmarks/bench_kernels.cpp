@@ -427,7 +427,7 @@ double measure_cpu_gbps() {
 const char* kUsage =
     "bench_kernels: the kernels of a ResNet training step at the model's real shapes, called directly.\n"
     "examples:\n"
-    "  bench_kernels --quick                                   (CPU, resnet18, batch 16, 28x28, ~30 s)\n"
+    "  bench_kernels --quick                                   (CPU, resnet18, batch 16, 28x28, a few seconds)\n"
     "  bench_kernels --device cpu --model resnet18 --batch 128 --resize 28 --threads 2\n"
     "  bench_kernels --device cuda --model resnet50 --batch 128 --resize 96 --ops conv --json";
 
