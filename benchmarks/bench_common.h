@@ -58,10 +58,10 @@ inline Stats stats_of(const std::vector<double>& v) {
 
 // ---------------------------------------------------------------- CUDA helpers
 #if ENGINE_HAVE_CUDA
-#define BENCH_CUDA_CHECK(expr)                                                                                   \
-  do {                                                                                                           \
-    cudaError_t err_ = (expr);                                                                                   \
-    if (err_ != cudaSuccess)                                                                                     \
+#define BENCH_CUDA_CHECK(expr)                                                                                      \
+  do {                                                                                                              \
+    cudaError_t err_ = (expr);                                                                                      \
+    if (err_ != cudaSuccess)                                                                                        \
       ::engine::fail(::engine::cat(#expr, " failed at ", __FILE__, ":", __LINE__, ": ", cudaGetErrorString(err_))); \
   } while (0)
 
@@ -350,7 +350,8 @@ class Record {
   const std::vector<Field>& fields() const { return fields_; }
   std::string json() const {
     std::string o = "{";
-    for (size_t i = 0; i < fields_.size(); ++i) o += (i ? ", " : "") + json_escape(fields_[i].key) + ": " + fields_[i].json;
+    for (size_t i = 0; i < fields_.size(); ++i)
+      o += (i ? ", " : "") + json_escape(fields_[i].key) + ": " + fields_[i].json;
     return o + "}";
   }
 
@@ -362,7 +363,8 @@ class Record {
 // orders the table's columns by key (all keys of the first record when empty).
 class Output {
  public:
-  Output(bool json, std::vector<std::pair<std::string, std::string>> columns) : json_(json), columns_(std::move(columns)) {}
+  Output(bool json, std::vector<std::pair<std::string, std::string>> columns)
+      : json_(json), columns_(std::move(columns)) {}
   void add(const Record& r) {
     if (json_) {
       std::printf("%s\n", r.json().c_str());

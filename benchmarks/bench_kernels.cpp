@@ -137,7 +137,13 @@ class Bench {
     const std::string shape = engine::cat(cs.n, "x", cs.c, "x", cs.h, "x", cs.w, " k", cs.k, "s", cs.stride, "p",
                                           cs.pad, " -> ", cs.oc, "x", s.oh, "x", s.ow);
     auto extra = [&](bench::Record& r) {
-      r.i("n", cs.n).i("c", cs.c).i("h", cs.h).i("w", cs.w).i("oc", cs.oc).i("k", cs.k).i("stride", cs.stride)
+      r.i("n", cs.n)
+          .i("c", cs.c)
+          .i("h", cs.h)
+          .i("w", cs.w)
+          .i("oc", cs.oc)
+          .i("k", cs.k)
+          .i("stride", cs.stride)
           .i("pad", cs.pad);
     };
     const bool any_conv = wanted("conv_fwd") || wanted("conv_bwd");
@@ -154,28 +160,36 @@ class Bench {
     const double f = cs.flops();
     // In the step: forward, then one backward call for data and weight (weight only for the stem, whose input
     // needs no gradient).
-    row("conv_fwd", "native", shape, count, f, 0, [&] { KERNEL(conv2d_forward<float>, s, px, pw, nullptr, py); },
+    row(
+        "conv_fwd", "native", shape, count, f, 0, [&] { KERNEL(conv2d_forward<float>, s, px, pw, nullptr, py); },
         "conv_fwd", extra);
     if (!cs.first)
-      row("conv_bwd", "native", shape, count, 2 * f, 0,
+      row(
+          "conv_bwd", "native", shape, count, 2 * f, 0,
           [&] { KERNEL(conv2d_backward<float>, s, px, pw, pgy, pgx, pgw, nullptr); }, "conv_bwd", extra);
     if (!cs.first)
-      row("conv_bwd_data", "native", shape, count, f, 0,
+      row(
+          "conv_bwd_data", "native", shape, count, f, 0,
           [&] { KERNEL(conv2d_backward<float>, s, px, pw, pgy, pgx, nullptr, nullptr); }, "", extra);
-    row("conv_bwd_weight", "native", shape, count, f, 0,
+    row(
+        "conv_bwd_weight", "native", shape, count, f, 0,
         [&] { KERNEL(conv2d_backward<float>, s, px, pw, pgy, nullptr, pgw, nullptr); }, cs.first ? "conv_bwd" : "",
         extra);
 #if ENGINE_HAVE_CUDNN
     if (g_cuda) {
-      row("conv_fwd", "cudnn", shape, count, f, 0, [&] { kernels::cudnn::conv2d_forward<float>(s, px, pw, nullptr, py); },
-          "conv_fwd", extra);
+      row(
+          "conv_fwd", "cudnn", shape, count, f, 0,
+          [&] { kernels::cudnn::conv2d_forward<float>(s, px, pw, nullptr, py); }, "conv_fwd", extra);
       if (!cs.first) {
-        row("conv_bwd", "cudnn", shape, count, 2 * f, 0,
+        row(
+            "conv_bwd", "cudnn", shape, count, 2 * f, 0,
             [&] { kernels::cudnn::conv2d_backward<float>(s, px, pw, pgy, pgx, pgw, nullptr); }, "conv_bwd", extra);
-        row("conv_bwd_data", "cudnn", shape, count, f, 0,
+        row(
+            "conv_bwd_data", "cudnn", shape, count, f, 0,
             [&] { kernels::cudnn::conv2d_backward<float>(s, px, pw, pgy, pgx, nullptr, nullptr); }, "", extra);
       }
-      row("conv_bwd_weight", "cudnn", shape, count, f, 0,
+      row(
+          "conv_bwd_weight", "cudnn", shape, count, f, 0,
           [&] { kernels::cudnn::conv2d_backward<float>(s, px, pw, pgy, nullptr, pgw, nullptr); },
           cs.first ? "conv_bwd" : "", extra);
     }
@@ -198,19 +212,24 @@ class Bench {
     // im2col / col2im alone (one pass over the whole batch, as the conv does per chunk): with the GEMM rows they
     // split a conv's time into data movement and multiply.
     const double col_bytes = (static_cast<double>(x.numel()) + static_cast<double>(K) * N) * sizeof(float);
-    row("conv_im2col", "native", shape, count, 0, col_bytes,
+    row(
+        "conv_im2col", "native", shape, count, 0, col_bytes,
         [&] { KERNEL(im2col<float>, s, px, s.n, col.data<float>()); }, "", extra);
     if (!cs.first)
-      row("conv_col2im", "native", shape, count, 0, col_bytes,
-          [&] { KERNEL(col2im<float>, s, pcol, s.n, pgx); }, "", extra);
-    row("conv_gemm_fwd", blas, engine::cat("M", M, " N", N, " K", K), count, f, 0,
+      row(
+          "conv_col2im", "native", shape, count, 0, col_bytes, [&] { KERNEL(col2im<float>, s, pcol, s.n, pgx); }, "",
+          extra);
+    row(
+        "conv_gemm_fwd", blas, engine::cat("M", M, " N", N, " K", K), count, f, 0,
         [&] { KERNEL(gemm<float>, false, false, M, N, K, 1.f, pw, K, pcol, N, 0.f, pout, N); }, "",
         gemm_extra(M, N, K));
     if (!cs.first)
-      row("conv_gemm_bwd_data", blas, engine::cat("M", K, " N", N, " K", M), count, f, 0,
+      row(
+          "conv_gemm_bwd_data", blas, engine::cat("M", K, " N", N, " K", M), count, f, 0,
           [&] { KERNEL(gemm<float>, true, false, K, N, M, 1.f, pw, K, pgyt, N, 0.f, pgcol, N); }, "",
           gemm_extra(K, N, M));
-    row("conv_gemm_bwd_weight", blas, engine::cat("M", M, " N", K, " K", N), count, f, 0,
+    row(
+        "conv_gemm_bwd_weight", blas, engine::cat("M", M, " N", K, " K", N), count, f, 0,
         [&] { KERNEL(gemm<float>, false, true, M, K, N, 1.f, pgyt, N, pcol, N, 0.f, pgw, K); }, "",
         gemm_extra(M, K, N));
   }
@@ -230,13 +249,15 @@ class Bench {
     const double n = static_cast<double>(a.numel()) * sizeof(float);
     // Byte model: forward reads x for the statistics, reads x and writes y to normalise (3 passes); backward reads
     // x and gy for the sums, then x and gy again and writes gx (5 passes).
-    row("bn_fwd", "native", act_str(a), count, 0, 3 * n,
+    row(
+        "bn_fwd", "native", act_str(a), count, 0, 3 * n,
         [&] {
           KERNEL(batch_norm_forward_train<float>, x.data<float>(), gamma.data<float>(), beta.data<float>(),
                  y.data<float>(), sm.data<float>(), si.data<float>(), rm.data<float>(), rv.data<float>(), s, 0.1, 1e-5);
         },
         "bn_fwd");
-    row("bn_bwd", "native", act_str(a), count, 0, 5 * n,
+    row(
+        "bn_bwd", "native", act_str(a), count, 0, 5 * n,
         [&] {
           KERNEL(batch_norm_backward<float>, x.data<float>(), gy.data<float>(), gamma.data<float>(), sm.data<float>(),
                  si.data<float>(), gx.data<float>(), dg.data<float>(), db.data<float>(), s, true);
@@ -249,9 +270,11 @@ class Bench {
     Tensor x = filled({a.numel()}, o_.dev, 12), y = Tensor::empty({a.numel()}, DType::f32, o_.dev);
     Tensor gy = filled({a.numel()}, o_.dev, 13);
     const double n = static_cast<double>(a.numel()) * sizeof(float);
-    row("relu_fwd", "native", act_str(a), count, 0, 2 * n,
+    row(
+        "relu_fwd", "native", act_str(a), count, 0, 2 * n,
         [&] { KERNEL(relu_forward<float>, x.data<float>(), y.data<float>(), a.numel()); }, "relu_fwd");
-    row("relu_bwd", "native", act_str(a), count, 0, 3 * n,
+    row(
+        "relu_bwd", "native", act_str(a), count, 0, 3 * n,
         [&] { KERNEL(relu_backward<float>, x.data<float>(), gy.data<float>(), y.data<float>(), a.numel()); },
         "relu_bwd");
   }
@@ -263,7 +286,8 @@ class Bench {
     Tensor x = filled({a.numel()}, o_.dev, 14), z = filled({a.numel()}, o_.dev, 15);
     Tensor y = Tensor::empty({a.numel()}, DType::f32, o_.dev);
     const double n = static_cast<double>(a.numel()) * sizeof(float);
-    row("add", "native", act_str(a), 2 * count, 0, 3 * n,
+    row(
+        "add", "native", act_str(a), 2 * count, 0, 3 * n,
         [&] { KERNEL(add<float>, x.data<float>(), z.data<float>(), y.data<float>(), a.numel()); }, "add");
   }
 
@@ -278,10 +302,12 @@ class Bench {
     Tensor arg = Tensor::empty({no}, DType::i32, o_.dev);
     const std::string shape = engine::cat(act_str(p.in), " k", p.k, "s", p.stride, "p", p.pad);
     const double bytes = (static_cast<double>(p.in.numel()) + 2.0 * no) * 4;  // x, y, argmax / gy, argmax, gx
-    row("maxpool_fwd", "native", shape, count, 0, bytes,
+    row(
+        "maxpool_fwd", "native", shape, count, 0, bytes,
         [&] { KERNEL(max_pool2d_forward<float>, x.data<float>(), y.data<float>(), arg.data<int32_t>(), s); },
         "maxpool_fwd");
-    row("maxpool_bwd", "native", shape, count, 0, bytes,
+    row(
+        "maxpool_bwd", "native", shape, count, 0, bytes,
         [&] { KERNEL(max_pool2d_backward<float>, gy.data<float>(), arg.data<int32_t>(), gx.data<float>(), s); },
         "maxpool_bwd");
   }
@@ -293,9 +319,11 @@ class Bench {
     Tensor x = filled({a.numel()}, o_.dev, 18), gx = Tensor::empty({a.numel()}, DType::f32, o_.dev);
     Tensor y = Tensor::empty({s.planes}, DType::f32, o_.dev), gy = filled({s.planes}, o_.dev, 19);
     const double bytes = (static_cast<double>(a.numel()) + s.planes) * 4;
-    row("avgpool_fwd", "native", act_str(a) + " -> 1x1", 1, 0, bytes,
+    row(
+        "avgpool_fwd", "native", act_str(a) + " -> 1x1", 1, 0, bytes,
         [&] { KERNEL(adaptive_avg_pool2d_forward<float>, x.data<float>(), y.data<float>(), s); }, "avgpool_fwd");
-    row("avgpool_bwd", "native", act_str(a) + " -> 1x1", 1, 0, bytes,
+    row(
+        "avgpool_bwd", "native", act_str(a) + " -> 1x1", 1, 0, bytes,
         [&] { KERNEL(adaptive_avg_pool2d_backward<float>, gy.data<float>(), gx.data<float>(), s); }, "avgpool_bwd");
   }
 
@@ -310,13 +338,15 @@ class Bench {
     float *py = y.data<float>(), *pgx = gx.data<float>(), *pgw = gw.data<float>();
     const double f = 2.0 * n * in * out;
     const std::string shape = engine::cat(n, "x", in, " -> ", out);
-    row("linear_fwd", "native", shape, 1, f, 0,
+    row(
+        "linear_fwd", "native", shape, 1, f, 0,
         [&] {
           KERNEL(gemm<float>, false, true, n, out, in, 1.f, px, in, pw, in, 0.f, py, out);
           KERNEL(add_row_bias<float>, b.data<float>(), py, n, out);
         },
         "linear_fwd");
-    row("linear_bwd", "native", shape, 1, 2 * f, 0,
+    row(
+        "linear_bwd", "native", shape, 1, 2 * f, 0,
         [&] {
           KERNEL(gemm<float>, false, false, n, in, out, 1.f, pgy, out, pw, in, 0.f, pgx, in);
           KERNEL(gemm<float>, true, false, out, in, n, 1.f, pgy, out, px, in, 0.f, pgw, in);
@@ -335,13 +365,15 @@ class Bench {
     Tensor labels = Tensor::from_vector(lab, {n}, DType::i32, o_.dev);
     const kernels::CrossEntropyShape s{n, c, 0.0};
     const std::string shape = engine::cat(n, "x", c);
-    row("ce_fwd", "native", shape, 1, 0, 2.0 * n * c * 4,
+    row(
+        "ce_fwd", "native", shape, 1, 0, 2.0 * n * c * 4,
         [&] {
           KERNEL(cross_entropy_forward<float>, z.data<float>(), labels.data<int32_t>(), loss.data<float>(),
                  g.data<float>(), s);
         },
         "ce_fwd");
-    row("ce_bwd", "native", shape, 1, 0, 2.0 * n * c * 4,
+    row(
+        "ce_bwd", "native", shape, 1, 0, 2.0 * n * c * 4,
         [&] { KERNEL(cross_entropy_backward<float>, g.data<float>(), one.data<float>(), gz.data<float>(), n * c); },
         "ce_bwd");
   }
@@ -360,7 +392,8 @@ class Bench {
     }
     kernels::SgdParams sp;
     sp.lr = 1e-6, sp.momentum = 0.9, sp.weight_decay = 1e-4;
-    row("sgd", "native", engine::cat(table.size(), " tensors, ", total, " params"), 1, 0, 5.0 * total * 4,
+    row(
+        "sgd", "native", engine::cat(table.size(), " tensors, ", total, " params"), 1, 0, 5.0 * total * 4,
         [&] { KERNEL(sgd_update<float>, table.data(), static_cast<int>(table.size()), sp); }, "sgd");
   }
 
@@ -370,12 +403,15 @@ class Bench {
       double total = 0;
       for (const auto& e : kv.second) total += e.second;
       bench::Output t(json_, {{"op", "op"}, {"step_ms", "ms per step"}, {"share", "share %"}});
-      out_.note(engine::cat(title, " (conv engine ", kv.first, "): sum over the step of median x count = ", total,
-                            " ms"));
+      out_.note(
+          engine::cat(title, " (conv engine ", kv.first, "): sum over the step of median x count = ", total, " ms"));
       for (const auto& k : order_) {
         if (!kv.second.count(k)) continue;
         bench::Record r;
-        r.s("summary", kv.first).s("op", k).f("step_ms", kv.second.at(k), 2).f("share", 100 * kv.second.at(k) / total, 1);
+        r.s("summary", kv.first)
+            .s("op", k)
+            .f("step_ms", kv.second.at(k), 2)
+            .f("share", 100 * kv.second.at(k) / total, 1);
         t.add(r);
       }
       bench::Record r;
@@ -403,9 +439,8 @@ double measure_cpu_gflops(int64_t n) {
   std::vector<float> a(n * n, 1.f), b(n * n, 0.5f), c(n * n, 0.f);
   bench::TimingOptions t;
   t.warmup = 1, t.repeat = 3;
-  auto ms = bench::time_cpu([&] { kernels::cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f,
-                                                            c.data(), n); },
-                            t);
+  auto ms = bench::time_cpu(
+      [&] { kernels::cpu::gemm<float>(false, false, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, c.data(), n); }, t);
   return 2.0 * n * n * n / (bench::stats_of(ms).min / 1e3) / 1e9;
 }
 double measure_cpu_gbps() {
@@ -445,8 +480,9 @@ int main(int argc, char** argv) {
                    {"resize", "input height = width (default 96; Fashion-MNIST native 28; ImageNet 224)"},
                    {"repeat", "timed calls per kernel (default CPU 5, CUDA 20)"},
                    {"warmup", "untimed calls first (default 2)"},
-                   {"ops", "comma list of substrings of op names: conv,conv_gemm,bn,relu,add,maxpool,avgpool,"
-                           "linear,ce,sgd (default all)"},
+                   {"ops",
+                    "comma list of substrings of op names: conv,conv_gemm,bn,relu,add,maxpool,avgpool,"
+                    "linear,ce,sgd (default all)"},
                    {"no-gemm", "[flag] skip the bare-GEMM and im2col/col2im rows beside each convolution"},
                    {"no-flush", "[flag] do not flush caches between repeats"},
                    {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
@@ -466,8 +502,8 @@ int main(int argc, char** argv) {
     bench::set_threads(static_cast<int>(a.i64("threads", 0)));
     const bool quick = a.flag("quick");
     o.model = a.str("model", "resnet18");
-    ENGINE_CHECK(bench::is_imagenet_resnet(o.model), "bench_kernels: --model must be one of resnet18/34/50/101/152, got '",
-                 o.model, "'");
+    ENGINE_CHECK(bench::is_imagenet_resnet(o.model),
+                 "bench_kernels: --model must be one of resnet18/34/50/101/152, got '", o.model, "'");
     o.batch = a.i64("batch", g_cuda ? 128 : 16);
     o.res = a.i64("resize", quick ? 28 : 96);
     o.timing.warmup = static_cast<int>(a.i64("warmup", quick ? 1 : 2));
@@ -507,14 +543,15 @@ int main(int argc, char** argv) {
       o.peak_gbps = a.has("peak-gbps") ? a.f64("peak-gbps", 0) : measure_cpu_gbps();
       peak_note = "measured here: OpenBLAS sgemm / triad";
     }
-    out.note(engine::cat("bench_kernels on ", o.dev.str(), ": ", devname, ", ", bench::threads(), " threads, load average ",
-                         bench::load_average(), ", ", bench::now_utc()));
+    out.note(engine::cat("bench_kernels on ", o.dev.str(), ": ", devname, ", ", bench::threads(),
+                         " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
-    out.note(engine::cat(o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", float32", g_cuda && o.tf32 ? " (TF32 GEMMs)" : "",
-                         "; warm-up ", o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",
-                         o.timing.flush ? (g_cuda ? "L2 flushed (256 MB written) before each call"
-                                                  : "flushed (2 x LLC written) before each call")
-                                        : "NOT flushed"));
+    out.note(engine::cat(
+        o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", float32", g_cuda && o.tf32 ? " (TF32 GEMMs)" : "",
+        "; warm-up ", o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",
+        o.timing.flush
+            ? (g_cuda ? "L2 flushed (256 MB written) before each call" : "flushed (2 x LLC written) before each call")
+            : "NOT flushed"));
     char peak[160];
     std::snprintf(peak, sizeof peak, "peaks for %%peak: %.0f GFLOP/s, %.1f GB/s (%s)", o.peak_gflops, o.peak_gbps,
                   peak_note.c_str());
@@ -538,8 +575,8 @@ int main(int argc, char** argv) {
     b.cross_entropy(ns.batch, ns.classes);
     b.sgd(*model);
     out.flush();
-    b.print_estimate(engine::cat("per-op estimate of one ", o.model, " training step, batch ", o.batch, " at ", o.res,
-                                 "x", o.res));
+    b.print_estimate(
+        engine::cat("per-op estimate of one ", o.model, " training step, batch ", o.batch, " at ", o.res, "x", o.res));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_kernels: %s\n", e.what());

@@ -60,9 +60,9 @@ bench::Record run(const Config& c) {
   // Cross-check: the analytic shape table must describe the same network the registry built.
   const bench::NetShapes shapes = bench::net_shapes(c.model, 1, c.res);
   if (shapes.params != model->num_parameters())
-    std::fprintf(stderr, "warning: %s has %lld parameters, benchmarks/resnet_shapes.h expects %lld (FLOPs may be off)\n",
-                 c.model.c_str(), static_cast<long long>(model->num_parameters()),
-                 static_cast<long long>(shapes.params));
+    std::fprintf(
+        stderr, "warning: %s has %lld parameters, benchmarks/resnet_shapes.h expects %lld (FLOPs may be off)\n",
+        c.model.c_str(), static_cast<long long>(model->num_parameters()), static_cast<long long>(shapes.params));
 
   optim::SgdOptions so;
   so.lr = 0.05;
@@ -165,8 +165,8 @@ int main(int argc, char** argv) {
     if (cuda) require_cuda("bench_models --device cuda");
     bench::set_threads(static_cast<int>(a.i64("threads", 0)));
 
-    const auto model_names = a.list("models", cuda ? "resnet18,resnet34,resnet50,resnet101,resnet152,resnet20,resnet56,resnet110"
-                                                   : "resnet18");
+    const auto model_names = a.list(
+        "models", cuda ? "resnet18,resnet34,resnet50,resnet101,resnet152,resnet20,resnet56,resnet110" : "resnet18");
     const auto batches = a.int_list("batch", cuda ? "128" : "16");
     const auto resolutions = a.int_list("res", cuda ? "96" : "28");
     std::vector<std::string> engines = {"native"};
@@ -202,10 +202,10 @@ int main(int argc, char** argv) {
     }
 #endif
     out.note(engine::cat("ours (engine) on ", dev.str(), ": ", devname, ", ", bench::threads(),
-                             " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
+                         " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
     out.note(engine::cat("warm-up ", warmup, " steps, timed ", steps,
-                             " steps; peak MB = ", cuda ? "caching-allocator peak" : "VmHWM minus RSS at start-up"));
+                         " steps; peak MB = ", cuda ? "caching-allocator peak" : "VmHWM minus RSS at start-up"));
     for (const auto& m : model_names)
       for (int64_t res : resolutions)
         for (int64_t b : batches)

@@ -44,9 +44,9 @@ struct PoolShape {
 struct NetShapes {
   std::string model;
   std::vector<ConvShape> convs;
-  std::vector<Act> bns;     // one batch norm after every conv
-  std::vector<Act> relus;   // forward relus (backward: same count)
-  std::vector<Act> adds;    // residual joins (forward) and gradient accumulations at block inputs (backward)
+  std::vector<Act> bns;    // one batch norm after every conv
+  std::vector<Act> relus;  // forward relus (backward: same count)
+  std::vector<Act> adds;   // residual joins (forward) and gradient accumulations at block inputs (backward)
   std::vector<PoolShape> maxpools;
   Act avgpool_in{0, 0, 0, 0};
   int64_t fc_in = 0, classes = 10, batch = 0;
@@ -94,10 +94,11 @@ inline NetShapes net_shapes(const std::string& model, int64_t batch, int64_t res
   b.s.classes = classes;
   b.cur = {batch, in_channels, res, res};
   if (is_imagenet_resnet(model)) {
-    static const std::map<std::string, std::pair<bool, std::vector<int>>> cfg = {
-        {"resnet18", {false, {2, 2, 2, 2}}},  {"resnet34", {false, {3, 4, 6, 3}}},
-        {"resnet50", {true, {3, 4, 6, 3}}},   {"resnet101", {true, {3, 4, 23, 3}}},
-        {"resnet152", {true, {3, 8, 36, 3}}}};
+    static const std::map<std::string, std::pair<bool, std::vector<int>>> cfg = {{"resnet18", {false, {2, 2, 2, 2}}},
+                                                                                 {"resnet34", {false, {3, 4, 6, 3}}},
+                                                                                 {"resnet50", {true, {3, 4, 6, 3}}},
+                                                                                 {"resnet101", {true, {3, 4, 23, 3}}},
+                                                                                 {"resnet152", {true, {3, 8, 36, 3}}}};
     const bool bottleneck = cfg.at(model).first;
     const auto& blocks = cfg.at(model).second;
     b.conv_bn(64, 7, 2, 3, true, /*first=*/true);
