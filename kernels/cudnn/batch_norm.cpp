@@ -11,17 +11,6 @@
 namespace kernels::cudnn {
 namespace {
 
-cudnnHandle_t handle() {
-  // Created on first use, never destroyed (cuDNN teardown during static destruction can outlive the driver).
-  static cudnnHandle_t h = [] {
-    cudnnHandle_t created = nullptr;
-    CUDNN_CHECK(cudnnCreate(&created));
-    return created;
-  }();
-  CUDNN_CHECK(cudnnSetStream(h, kernels::cuda::stream()));
-  return h;
-}
-
 // x/y descriptor [N, C, H*W, 1] and the derived per-channel descriptor [1, C, 1, 1] (double for double data,
 // float for float), destroyed with the object.
 struct Descriptors {

@@ -16,8 +16,12 @@ namespace kernels::cudnn {
   cudnnGetLastErrorString(detail, sizeof(detail));
   engine::fail(engine::cat("cuDNN error: ", cudnnGetErrorString(st), (detail[0] ? ": " : ""), detail, "\n  in ", expr,
                            "\n  at ", file, ":", line,
-                           "\n  (set_conv_engine(ConvEngine::native) runs the engine's own convolution instead)"));
+                           "\n  (set_conv_engine(ConvEngine::native) / set_batch_norm_engine(...native) run the engine's own kernels "
+                           "instead)"));
 }
+
+// The one cuDNN handle of the process, bound to kernels::cuda::stream() (kernels/cudnn/handle.cpp).
+cudnnHandle_t handle();
 
 template <class T>
 constexpr cudnnDataType_t data_type();

@@ -24,17 +24,6 @@ namespace {
 // Algorithms that want more scratch than this are not considered.
 constexpr std::size_t kMaxWorkspace = std::size_t(512) << 20;
 
-cudnnHandle_t handle() {
-  // Created on first use, never destroyed (cuDNN teardown during static destruction can outlive the driver).
-  static cudnnHandle_t h = [] {
-    cudnnHandle_t created = nullptr;
-    CUDNN_CHECK(cudnnCreate(&created));
-    return created;
-  }();
-  CUDNN_CHECK(cudnnSetStream(h, kernels::cuda::stream()));
-  return h;
-}
-
 template <class T>
 cudnnMathType_t wanted_math() {
   if (data_type<T>() != CUDNN_DATA_FLOAT) return CUDNN_DEFAULT_MATH;

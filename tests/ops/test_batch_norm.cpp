@@ -5,8 +5,10 @@
 #include "engine/ops/batch_norm.h"
 #include "engine/ops/conv2d.h"  // cudnn_compiled()
 #include "tests/gradcheck.h"
+#include "tests/require_close.h"
 
 using namespace engine;
+using testing::require_close;
 using testing::gradcheck;
 using testing::rand_leaf;
 
@@ -17,13 +19,6 @@ Tensor hand_input(DType dtype = DType::f64) {
   return Tensor::from_vector({1, 3, 2, 10, 1, 3, 6, 6}, {2, 2, 1, 2}, dtype);
 }
 
-void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-    REQUIRE(std::abs(got[i] - want[i]) <= tol * std::max(1.0, std::abs(want[i])));
-  }
-}
 }  // namespace
 
 TEST_CASE("batch_norm2d: training forward and running stats by hand", "[ops][batch_norm]") {

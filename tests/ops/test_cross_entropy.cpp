@@ -5,8 +5,10 @@
 #include "engine/ops/elementwise.h"
 #include "engine/ops/loss.h"
 #include "tests/gradcheck.h"
+#include "tests/require_close.h"
 
 using namespace engine;
+using testing::require_close;
 using testing::gradcheck;
 using testing::rand_leaf;
 
@@ -18,13 +20,6 @@ Tensor hand_logits(DType dtype = DType::f64, double shift = 0) {
 }
 Tensor hand_labels() { return Tensor::from_vector({1, 2}, {2}, DType::i32); }
 
-void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-    REQUIRE(std::abs(got[i] - want[i]) <= tol * std::max(1.0, std::abs(want[i])));
-  }
-}
 }  // namespace
 
 TEST_CASE("cross_entropy: loss and gradient by hand", "[ops][cross_entropy]") {

@@ -8,8 +8,10 @@
 #include "engine/ops/pool.h"
 #include "kernels/pool.h"
 #include "tests/gradcheck.h"
+#include "tests/require_close.h"
 
 using namespace engine;
+using testing::require_close;
 using testing::gradcheck;
 
 namespace {
@@ -50,13 +52,6 @@ std::vector<double> ramp_means(int64_t w, const std::vector<double>& rows, const
   return out;
 }
 
-void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-    REQUIRE(std::abs(got[i] - want[i]) <= tol * std::max(1.0, std::abs(want[i])));
-  }
-}
 }  // namespace
 
 TEST_CASE("max_pool2d: forward and backward by hand", "[ops][pool]") {
