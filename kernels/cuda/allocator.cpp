@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "engine/error.h"
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/runtime.h"
 
 namespace kernels::cuda {
@@ -24,7 +25,7 @@ struct Allocator {
 
   void release_cache() {
     for (auto& [size, p] : free_blocks) {
-      cudaFree(p);
+      CUDA_CHECK(cudaFree(p));
       stats.reserved_bytes -= size;
       ++stats.cuda_free_calls;
     }
