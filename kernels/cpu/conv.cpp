@@ -192,8 +192,30 @@ void uncrop_weight_grad(const Conv2dShape& s, const LiveTaps& t, const T* gwc, T
       for (int64_t b = 0; b < kw; ++b) gw[(oc * s.kh + a + t.i0) * s.kw + b + t.j0] = gwc[(oc * kh + a) * kw + b];
 }
 
+// One output pixel that reads the whole unpadded input (a 1x1 map after a cropped 3x3, or a kernel as large as
+// its input): im2col of an image is the image itself, so the batch [N, C*H*W] is col^T and the convolution is a
+// fully connected layer, y [N, OC] = x W^T, with no im2col, permute or col2im.
+inline bool linear_like(const Conv2dShape& s) {
+  return s.oh == 1 && s.ow == 1 && s.kh == s.h && s.kw == s.w && s.pad_h == 0 && s.pad_w == 0;
+}
+
+template <class T>
+void forward_linear(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t K = s.ckk();
+  gemm<T>(false, true, s.n, s.oc, K, T(1), x, K, w, K, T(0), y, s.oc);
+  if (bias) conv2d_add_bias(s, bias, y);
+}
+
+template <class T>
+void backward_linear(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
+  const int64_t K = s.ckk();
+  if (gw) gemm<T>(true, false, s.oc, K, s.n, T(1), gy, s.oc, x, K, T(0), gw, K);  // gW [OC, K] = gy^T x
+  if (gx) gemm<T>(false, false, s.n, K, s.oc, T(1), gy, s.oc, w, K, T(0), gx, K);  // gx [N, K] = gy W
+}
+
 template <class T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  if (linear_like(s)) return forward_linear(s, x, w, bias, y);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
@@ -224,6 +246,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
 
 template <class T>
 void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
+  if (linear_like(s)) return backward_linear(s, x, w, gy, gx, gw);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
