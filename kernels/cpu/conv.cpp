@@ -79,10 +79,88 @@ struct TapRanges {
   }
 };
 
+// Small maps (rows of a few pixels, as in ResNet's later stages at 28x28) spend their time in the per-row loop
+// bookkeeping of im2col/col2im rather than in moving data. There, one table per kernel tap lists, for every output
+// pixel, the input pixel it reads inside its plane, or kPad (a zero slot just past the plane) for padding. The
+// plane is staged in a small stack buffer with that slot, so the copy is a branch-free gather over all P pixels.
+constexpr int64_t kTableMaxPlane = 4096;  // input planes up to 64x64 (the stack buffer holds plane + 1)
+constexpr int64_t kTableMaxOw = 16;       // wider output rows copy well row by row
+
+bool use_tables(const Conv2dShape& s) { return s.ow < kTableMaxOw && s.h * s.w <= kTableMaxPlane; }
+
+// [KH*KW][P]: the offset in the plane read by tap (i, j) at output pixel p, or H*W for padding.
+std::vector<int32_t> tap_table(const Conv2dShape& s) {
+  const int64_t P = s.out_pixels(), HW = s.h * s.w;
+  std::vector<int32_t> idx(s.kh * s.kw * P);
+  for (int64_t i = 0; i < s.kh; ++i)
+    for (int64_t j = 0; j < s.kw; ++j)
+      for (int64_t oh = 0; oh < s.oh; ++oh)
+        for (int64_t ow = 0; ow < s.ow; ++ow) {
+          const int64_t ih = oh * s.stride_h - s.pad_h + i, iw = ow * s.stride_w - s.pad_w + j;
+          const bool in = ih >= 0 && ih < s.h && iw >= 0 && iw < s.w;
+          idx[((i * s.kw + j) * s.oh + oh) * s.ow + ow] = int32_t(in ? ih * s.w + iw : HW);
+        }
+  return idx;
+}
+
+template <class T>
+void im2col_tables(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, KK = s.kh * s.kw;
+  const std::vector<int32_t> table = tap_table(s);
+  const int32_t* idx = table.data();
+#pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
+  for (int64_t c = 0; c < s.c; ++c)
+    for (int64_t img = 0; img < nb; ++img) {
+      T plane[kTableMaxPlane + 1];
+      std::memcpy(plane, x + (img * s.c + c) * HW, HW * sizeof(T));
+      plane[HW] = T(0);
+      T* dst = col + c * KK * NP + img * P;
+      for (int64_t t = 0; t < KK; ++t, dst += NP) {
+        const int32_t* it = idx + t * P;
+        for (int64_t p = 0; p < P; ++p) dst[p] = plane[it[p]];
+      }
+    }
+}
+
+template <class T>
+void col2im_tables(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
+  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, KK = s.kh * s.kw;
+  // Gather rather than scatter: for every input pixel q, the offsets in col (tap t, output pixel p: t*NP + p)
+  // of the entries that read it, in tap order (the order the row-wise col2im adds them in). Each pixel is then
+  // one register sum, with no read-modify-write chains through memory; padding is never visited.
+  const std::vector<int32_t> table = tap_table(s);
+  std::vector<int32_t> start(HW + 1, 0);
+  for (int32_t q : table)
+    if (q != HW) ++start[q + 1];
+  for (int64_t q = 0; q < HW; ++q) start[q + 1] += start[q];
+  std::vector<int64_t> offs(start[HW]);
+  std::vector<int32_t> fill(start.begin(), start.end() - 1);
+  for (int64_t t = 0; t < KK; ++t)
+    for (int64_t p = 0; p < P; ++p) {
+      const int32_t q = table[t * P + p];
+      if (q != HW) offs[fill[q]++] = t * NP + p;
+    }
+  const int32_t* st = start.data();
+  const int64_t* off = offs.data();
+  // Channel outer, images inner: each thread walks its KK rows of col front to back.
+#pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
+  for (int64_t c = 0; c < s.c; ++c)
+    for (int64_t img = 0; img < nb; ++img) {
+      const T* src = col + c * KK * NP + img * P;
+      T* xp = x + (img * s.c + c) * HW;
+      for (int64_t q = 0; q < HW; ++q) {
+        T acc = 0;
+        for (int32_t k = st[q]; k < st[q + 1]; ++k) acc += src[off[k]];
+        xp[q] = acc;
+      }
+    }
+}
+
 }  // namespace
 
 template <class T>
 void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  if (use_tables(s)) return im2col_tables(s, x, nb, col);
   const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, OW = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w;
   const TapRanges r(s);
@@ -116,6 +194,7 @@ void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
 
 template <class T>
 void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
+  if (use_tables(s)) return col2im_tables(s, col, nb, x);
   const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, OW = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w;
   const TapRanges r(s);
