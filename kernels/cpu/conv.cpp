@@ -127,31 +127,45 @@ void col2im_tables(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
   const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, KK = s.kh * s.kw;
   // Gather rather than scatter: for every input pixel q, the offsets in col (tap t, output pixel p: t*NP + p)
   // of the entries that read it, in tap order (the order the row-wise col2im adds them in). Each pixel is then
-  // one register sum, with no read-modify-write chains through memory; padding is never visited.
+  // one register sum, with no read-modify-write chains through memory; padding is never visited. Pixels are
+  // visited grouped by how many entries they sum (interior ones all KK, border ones fewer), so the inner loop's
+  // trip count only changes between groups and its exit branch predicts well.
   const std::vector<int32_t> table = tap_table(s);
-  std::vector<int32_t> start(HW + 1, 0);
-  for (int32_t q : table)
-    if (q != HW) ++start[q + 1];
-  for (int64_t q = 0; q < HW; ++q) start[q + 1] += start[q];
-  std::vector<int64_t> offs(start[HW]);
-  std::vector<int32_t> fill(start.begin(), start.end() - 1);
+  std::vector<std::vector<int64_t>> lists(HW);
   for (int64_t t = 0; t < KK; ++t)
-    for (int64_t p = 0; p < P; ++p) {
-      const int32_t q = table[t * P + p];
-      if (q != HW) offs[fill[q]++] = t * NP + p;
-    }
-  const int32_t* st = start.data();
-  const int64_t* off = offs.data();
+    for (int64_t p = 0; p < P; ++p)
+      if (table[t * P + p] != HW) lists[table[t * P + p]].push_back(t * NP + p);
+  std::vector<int32_t> order(HW);
+  for (int64_t q = 0; q < HW; ++q) order[q] = int32_t(q);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return lists[a].size() < lists[b].size(); });
+  struct Group {
+    int64_t count, begin, end;  // pixels order[begin, end) each sum `count` entries
+  };
+  std::vector<Group> groups;
+  std::vector<int64_t> offs;
+  for (int64_t r = 0; r < HW; ++r) {
+    const std::vector<int64_t>& l = lists[order[r]];
+    if (groups.empty() || groups.back().count != int64_t(l.size())) groups.push_back({int64_t(l.size()), r, r});
+    groups.back().end = r + 1;
+    offs.insert(offs.end(), l.begin(), l.end());
+  }
+  const int32_t* ord = order.data();
+  const Group* gs = groups.data();
+  const int64_t ng = int64_t(groups.size());
   // Channel outer, images inner: each thread walks its KK rows of col front to back.
 #pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t img = 0; img < nb; ++img) {
       const T* src = col + c * KK * NP + img * P;
       T* xp = x + (img * s.c + c) * HW;
-      for (int64_t q = 0; q < HW; ++q) {
-        T acc = 0;
-        for (int32_t k = st[q]; k < st[q + 1]; ++k) acc += src[off[k]];
-        xp[q] = acc;
+      const int64_t* o = offs.data();
+      for (int64_t g = 0; g < ng; ++g) {
+        const int64_t n = gs[g].count;
+        for (int64_t r = gs[g].begin; r < gs[g].end; ++r, o += n) {
+          T acc = 0;
+          for (int64_t k = 0; k < n; ++k) acc += src[o[k]];
+          xp[ord[r]] = acc;
+        }
       }
     }
 }
