@@ -103,16 +103,19 @@ std::vector<int32_t> tap_table(const Conv2dShape& s) {
   return idx;
 }
 
-template <class T>
-void im2col_tables(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
-  const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, KK = s.kh * s.kw;
+// kP > 0: the output plane has exactly kP pixels, known at compile time, so the per-tap loop unrolls (the 4x4,
+// 2x2 and 1x1 maps of ResNet at 28x28 copy 16, 4 or 1 values per tap); kP == 0 reads P at run time.
+template <int kP, class T>
+void im2col_tables_p(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  const int64_t P = kP > 0 ? kP : s.out_pixels(), NP = nb * P, HW = s.h * s.w, KK = s.kh * s.kw;
   const std::vector<int32_t> table = tap_table(s);
   const int32_t* idx = table.data();
 #pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t img = 0; img < nb; ++img) {
       T plane[kTableMaxPlane + 1];
-      std::memcpy(plane, x + (img * s.c + c) * HW, HW * sizeof(T));
+      const T* xp = x + (img * s.c + c) * HW;
+      for (int64_t q = 0; q < HW; ++q) plane[q] = xp[q];  // a few values: a call to memcpy costs more
       plane[HW] = T(0);
       T* dst = col + c * KK * NP + img * P;
       for (int64_t t = 0; t < KK; ++t, dst += NP) {
@@ -120,6 +123,16 @@ void im2col_tables(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
         for (int64_t p = 0; p < P; ++p) dst[p] = plane[it[p]];
       }
     }
+}
+
+template <class T>
+void im2col_tables(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  switch (s.out_pixels()) {
+    case 1: return im2col_tables_p<1>(s, x, nb, col);
+    case 4: return im2col_tables_p<4>(s, x, nb, col);
+    case 16: return im2col_tables_p<16>(s, x, nb, col);
+    default: return im2col_tables_p<0>(s, x, nb, col);
+  }
 }
 
 template <class T>
