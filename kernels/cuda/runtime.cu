@@ -19,6 +19,8 @@ std::string probe_device() {
       int drv = 0, rt = 0;
       cudaDriverGetVersion(&drv);
       cudaRuntimeGetVersion(&rt);
+      if (drv == 0)  // no libcuda at all: a machine without an NVIDIA driver (or GPU)
+        return std::string("no NVIDIA driver is installed, so no CUDA device can be used: use --device cpu");
       return engine::cat("the NVIDIA driver (CUDA ", drv / 1000, ".", (drv % 1000) / 10,
                          ") is older than this build's CUDA runtime (", rt / 1000, ".", (rt % 1000) / 10,
                          "): update the driver or use --device cpu");
