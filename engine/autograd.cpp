@@ -61,7 +61,7 @@ void run_backward(const Tensor& root, const Tensor& grad) {
                " does not require grad (did you run the forward pass under NoGradGuard?)");
   ENGINE_CHECK(grad.shape() == root.shape(), "backward(): seed gradient ", shape_str(grad.shape()),
                " does not match tensor ", shape_str(root.shape()));
-  NoGradGuard no_grad;  // gradients are plain values: no graph of the backward pass
+  NoGradGuard no_grad;    // gradients are plain values: no graph of the backward pass
   if (!root.grad_fn()) {  // a leaf
     Tensor g = root.grad();
     accumulate(g, grad);
@@ -80,8 +80,8 @@ void run_backward(const Tensor& root, const Tensor& grad) {
     std::vector<bool> need(node->inputs.size());
     for (size_t i = 0; i < need.size(); ++i) need[i] = node->inputs[i].defined() && node->inputs[i].requires_grad();
     std::vector<Tensor> in_grads = node->backward(g, need);
-    ENGINE_CHECK(in_grads.size() == node->inputs.size(), "backward of '", node->name, "' returned ",
-                 in_grads.size(), " gradients for ", node->inputs.size(), " inputs");
+    ENGINE_CHECK(in_grads.size() == node->inputs.size(), "backward of '", node->name, "' returned ", in_grads.size(),
+                 " gradients for ", node->inputs.size(), " inputs");
     for (size_t i = 0; i < need.size(); ++i) {
       if (!need[i] || !in_grads[i].defined()) continue;
       const Tensor& in = node->inputs[i];

@@ -34,7 +34,7 @@ std::string cat(const A&... a) {
 }  // namespace engine
 
 // ENGINE_CHECK(cond, pieces...) throws EngineError("pieces...") when cond is false.
-#define ENGINE_CHECK(cond, ...)                          \
-  do {                                                   \
+#define ENGINE_CHECK(cond, ...)                              \
+  do {                                                       \
     if (!(cond)) ::engine::fail(::engine::cat(__VA_ARGS__)); \
   } while (0)

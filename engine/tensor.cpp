@@ -16,9 +16,12 @@ namespace engine {
 std::size_t dtype_size(DType d) { return d == DType::f64 ? 8 : 4; }
 const char* dtype_name(DType d) {
   switch (d) {
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i32: return "int32";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i32:
+      return "int32";
   }
   return "?";
 }
@@ -144,9 +147,12 @@ void Tensor::copy_(const Tensor& src) {
     return;
   }
 #if ENGINE_HAVE_CUDA
-  if (is_cuda() && src.is_cuda()) kernels::cuda::memcpy_d2d(raw_data(), src.raw_data(), bytes);
-  else if (is_cuda()) kernels::cuda::memcpy_h2d(raw_data(), src.raw_data(), bytes);
-  else kernels::cuda::memcpy_d2h(raw_data(), src.raw_data(), bytes);
+  if (is_cuda() && src.is_cuda())
+    kernels::cuda::memcpy_d2d(raw_data(), src.raw_data(), bytes);
+  else if (is_cuda())
+    kernels::cuda::memcpy_h2d(raw_data(), src.raw_data(), bytes);
+  else
+    kernels::cuda::memcpy_d2h(raw_data(), src.raw_data(), bytes);
 #else
   fail_no_cuda("copy_");
 #endif
@@ -157,9 +163,8 @@ Tensor Tensor::to(Device device) const {
   Tensor out = empty(shape(), dtype(), device);
   out.copy_(*this);
   Tensor self = *this;
-  record(out, "to_device", {self}, [src = this->device()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{g.to(src)};
-  });
+  record(out, "to_device", {self},
+         [src = this->device()](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g.to(src)}; });
   return out;
 }
 
@@ -188,12 +193,13 @@ Tensor Tensor::to(DType dt) const {
       kernels::cpu::convert<S, D>(data<S>(), out.data<D>(), n);
     }
   };
-  if (dt == DType::f64) convert(float{}, double{});
-  else convert(double{}, float{});
+  if (dt == DType::f64)
+    convert(float{}, double{});
+  else
+    convert(double{}, float{});
   Tensor self = *this;
-  record(out, "to_dtype", {self}, [src = dtype()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{g.to(src)};
-  });
+  record(out, "to_dtype", {self},
+         [src = dtype()](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g.to(src)}; });
   return out;
 }
 
@@ -237,9 +243,8 @@ Tensor Tensor::reshape(const Shape& new_shape) const {
   impl->dtype = dtype();
   Tensor out(impl);
   Tensor self = *this;
-  record(out, "reshape", {self}, [old = shape()](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{g.reshape(old)};
-  });
+  record(out, "reshape", {self},
+         [old = shape()](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g.reshape(old)}; });
   return out;
 }
 

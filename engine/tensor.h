@@ -70,29 +70,29 @@ class Tensor {
   void* raw_data() const;
 
   // ---- copies and views ----
-  Tensor to(Device device) const;                 // copy across devices (same tensor if already there)
-  Tensor to(DType dtype) const;                   // convert dtype (same tensor if already that dtype)
-  Tensor clone() const;                           // deep copy, no autograd history
-  Tensor detach() const;                          // shares storage, no autograd history
-  Tensor reshape(const Shape& shape) const;       // view; one dim may be -1; differentiable
-  std::vector<double> to_vector() const;          // copies values to the host as doubles
-  double item() const;                            // value of a one-element tensor
-  void fill_(double value);                       // in place, no autograd
-  void copy_(const Tensor& src);                  // in place from same shape/dtype (any device), no autograd
+  Tensor to(Device device) const;            // copy across devices (same tensor if already there)
+  Tensor to(DType dtype) const;              // convert dtype (same tensor if already that dtype)
+  Tensor clone() const;                      // deep copy, no autograd history
+  Tensor detach() const;                     // shares storage, no autograd history
+  Tensor reshape(const Shape& shape) const;  // view; one dim may be -1; differentiable
+  std::vector<double> to_vector() const;     // copies values to the host as doubles
+  double item() const;                       // value of a one-element tensor
+  void fill_(double value);                  // in place, no autograd
+  void copy_(const Tensor& src);             // in place from same shape/dtype (any device), no autograd
 
   // ---- autograd ----
   bool requires_grad() const;
   Tensor& set_requires_grad(bool r);
-  Tensor grad() const;                            // undefined until backward() reaches this leaf
+  Tensor grad() const;  // undefined until backward() reaches this leaf
   void set_grad(const Tensor& g);
-  void zero_grad();                               // drops the gradient (the next backward writes afresh)
+  void zero_grad();  // drops the gradient (the next backward writes afresh)
   const std::shared_ptr<Node>& grad_fn() const;
   void set_grad_fn(std::shared_ptr<Node> fn);
-  void backward() const;                          // from a one-element tensor, seeds with 1
+  void backward() const;  // from a one-element tensor, seeds with 1
 
   std::shared_ptr<TensorImpl> impl() const { return impl_; }
   bool same(const Tensor& o) const { return impl_ == o.impl_; }
-  std::string str() const;                        // "f32[2, 3] on cpu"
+  std::string str() const;  // "f32[2, 3] on cpu"
 
  private:
   std::shared_ptr<TensorImpl> impl_;
@@ -111,11 +111,17 @@ struct TensorImpl {
 template <class T>
 constexpr DType dtype_of();
 template <>
-constexpr DType dtype_of<float>() { return DType::f32; }
+constexpr DType dtype_of<float>() {
+  return DType::f32;
+}
 template <>
-constexpr DType dtype_of<double>() { return DType::f64; }
+constexpr DType dtype_of<double>() {
+  return DType::f64;
+}
 template <>
-constexpr DType dtype_of<int32_t>() { return DType::i32; }
+constexpr DType dtype_of<int32_t>() {
+  return DType::i32;
+}
 
 template <class T>
 T* Tensor::data() const {

@@ -5,11 +5,15 @@
 
 namespace kernels {
 namespace cpu {
-template <class T> void relu_forward(const T* x, T* y, int64_t n);
-template <class T> void relu_backward(const T* x, const T* gy, T* gx, int64_t n);
+template <class T>
+void relu_forward(const T* x, T* y, int64_t n);
+template <class T>
+void relu_backward(const T* x, const T* gy, T* gx, int64_t n);
 }  // namespace cpu
 namespace cuda {
-template <class T> void relu_forward(const T* x, T* y, int64_t n);
-template <class T> void relu_backward(const T* x, const T* gy, T* gx, int64_t n);
+template <class T>
+void relu_forward(const T* x, T* y, int64_t n);
+template <class T>
+void relu_backward(const T* x, const T* gy, T* gx, int64_t n);
 }  // namespace cuda
 }  // namespace kernels

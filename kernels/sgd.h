@@ -23,10 +23,12 @@ struct SgdTensor {
 };
 
 namespace cpu {
-template <class T> void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p);
+template <class T>
+void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p);
 }
 namespace cuda {
 // All parameters in a handful of launches (the tensor table is split into chunks that fit a kernel argument).
-template <class T> void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p);
-}
+template <class T>
+void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p);
+}  // namespace cuda
 }  // namespace kernels

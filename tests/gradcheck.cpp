@@ -39,8 +39,7 @@ GradcheckResult gradcheck(const std::function<Tensor()>& f, const std::vector<Te
 
   for (size_t k = 0; k < wrt.size(); ++k) {
     Tensor x = wrt[k];
-    std::vector<double> analytic =
-        x.grad().defined() ? x.grad().to_vector() : std::vector<double>(x.numel(), 0.0);
+    std::vector<double> analytic = x.grad().defined() ? x.grad().to_vector() : std::vector<double>(x.numel(), 0.0);
     std::vector<double> base = x.to_vector();
     for (int64_t i = 0; i < x.numel(); ++i) {
       double plus, minus;
@@ -53,14 +52,12 @@ GradcheckResult gradcheck(const std::function<Tensor()>& f, const std::vector<Te
         set_element(x, i, base[i]);
       }
       double numeric = (plus - minus) / (2 * opt.eps);
-      double err = std::abs(analytic[i] - numeric) /
-                   std::max({std::abs(analytic[i]), std::abs(numeric), 1.0});
+      double err = std::abs(analytic[i] - numeric) / std::max({std::abs(analytic[i]), std::abs(numeric), 1.0});
       if (err > res.worst_error || (i == 0 && k == 0)) {
         res.worst_error = std::max(res.worst_error, err);
         std::ostringstream os;
         os << "worst element: input " << k << " " << shape_str(x.shape()) << " index " << i << ": analytic "
-           << analytic[i] << " vs numeric " << numeric << " (scaled error " << err << ", tolerance " << opt.tol
-           << ")";
+           << analytic[i] << " vs numeric " << numeric << " (scaled error " << err << ", tolerance " << opt.tol << ")";
         res.report = os.str();
       }
     }

@@ -16,8 +16,8 @@
 namespace testing {
 
 struct GradcheckOptions {
-  double eps = 1e-6;   // finite-difference step
-  double tol = 1e-6;   // largest scaled error allowed
+  double eps = 1e-6;  // finite-difference step
+  double tol = 1e-6;  // largest scaled error allowed
   uint64_t seed = 1234;
 };
 
@@ -40,18 +40,18 @@ double close_ratio(const engine::Tensor& a, const engine::Tensor& b, double atol
 }  // namespace testing
 
 // Matches a GradcheckResult, printing the worst element when it fails.
-#define REQUIRE_GRADCHECK(expr)          \
-  do {                                   \
-    auto gc_ = (expr);                   \
-    INFO(gc_.report);                    \
-    REQUIRE(gc_.ok);                     \
+#define REQUIRE_GRADCHECK(expr) \
+  do {                          \
+    auto gc_ = (expr);          \
+    INFO(gc_.report);           \
+    REQUIRE(gc_.ok);            \
   } while (0)
 
 // CUDA tests start with this: without a device they print one visible SKIPPED line and return.
-#define SKIP_WITHOUT_CUDA()                                                             \
-  do {                                                                                  \
-    if (!engine::cuda_available()) {                                                   \
-      WARN("SKIPPED: no CUDA device: " << engine::cuda_unavailable_reason());           \
-      return;                                                                           \
-    }                                                                                   \
+#define SKIP_WITHOUT_CUDA()                                                   \
+  do {                                                                        \
+    if (!engine::cuda_available()) {                                          \
+      WARN("SKIPPED: no CUDA device: " << engine::cuda_unavailable_reason()); \
+      return;                                                                 \
+    }                                                                         \
   } while (0)

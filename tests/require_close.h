@@ -1,8 +1,7 @@
 // Element-wise comparison of host values with hand-computed ones, naming the first element that differs.
 #pragma once
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <vector>
 

@@ -1,10 +1,9 @@
 #include "apps/common/config.h"
 
-#include "apps/common/metrics.h"
-
 #include <climits>
 #include <sstream>
 
+#include "apps/common/metrics.h"
 #include "engine/device.h"
 #include "engine/error.h"
 #include "engine/json.h"

@@ -8,8 +8,8 @@ namespace engine::nn {
 
 Conv2d::Conv2d(int in, int out, int k, int s, int p, bool with_bias, bool default_init)
     : in_channels(in), out_channels(out), kernel(k), stride(s), padding(p) {
-  ENGINE_CHECK(in > 0 && out > 0 && k > 0 && s > 0 && p >= 0, "Conv2d(", in, ", ", out, ", kernel ", k, ", stride ",
-               s, ", padding ", p, "): sizes must be positive");
+  ENGINE_CHECK(in > 0 && out > 0 && k > 0 && s > 0 && p >= 0, "Conv2d(", in, ", ", out, ", kernel ", k, ", stride ", s,
+               ", padding ", p, "): sizes must be positive");
   double bound = 1.0 / std::sqrt(static_cast<double>(in * k * k));
   weight = Tensor::zeros({out, in, k, k});
   if (default_init) uniform_(weight, -bound, bound);

@@ -14,7 +14,7 @@ enum class BatchNormEngine { native, cudnn };
 void set_batch_norm_engine(BatchNormEngine e);  // throws if cuDNN was asked for but not compiled in
 BatchNormEngine batch_norm_engine();
 
-Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                    Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                    bool training, double momentum = 0.1, double eps = 1e-5);
 
 }  // namespace engine

@@ -36,9 +36,8 @@ Tensor scale(const Tensor& x, double alpha) {
       kernels::cpu::scale<T>(x.data<T>(), T(alpha), y.data<T>(), x.numel());
     }
   });
-  record(y, "scale", {x}, [alpha](const Tensor& g, const std::vector<bool>&) {
-    return std::vector<Tensor>{scale(g, alpha)};
-  });
+  record(y, "scale", {x},
+         [alpha](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{scale(g, alpha)}; });
   return y;
 }
 

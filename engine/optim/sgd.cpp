@@ -8,8 +8,7 @@ namespace engine::optim {
 SGD::SGD(std::vector<Tensor> params, SgdOptions options)
     : params_(std::move(params)), buffers_(params_.size()), options_(options) {
   ENGINE_CHECK(options.lr >= 0 && options.momentum >= 0 && options.weight_decay >= 0, "SGD: lr ", options.lr,
-               ", momentum ", options.momentum, " and weight decay ", options.weight_decay,
-               " must be non-negative");
+               ", momentum ", options.momentum, " and weight decay ", options.weight_decay, " must be non-negative");
   ENGINE_CHECK(!options.nesterov || options.momentum > 0, "SGD: Nesterov needs momentum > 0");
   for (size_t i = 0; i < params_.size(); ++i) {
     check_defined("SGD", "a parameter", params_[i]);

@@ -17,8 +17,8 @@ struct SgdOptions {
 class SGD {
  public:
   SGD(std::vector<Tensor> params, SgdOptions options);
-  void step();        // parameters without a gradient are skipped
-  void zero_grad();   // drops every parameter's gradient
+  void step();       // parameters without a gradient are skipped
+  void zero_grad();  // drops every parameter's gradient
   void set_lr(double lr) { options_.lr = lr; }
   double lr() const { return options_.lr; }
   const SgdOptions& options() const { return options_; }

@@ -128,10 +128,14 @@ void im2col_tables_p(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
 template <class T>
 void im2col_tables(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
   switch (s.out_pixels()) {
-    case 1: return im2col_tables_p<1>(s, x, nb, col);
-    case 4: return im2col_tables_p<4>(s, x, nb, col);
-    case 16: return im2col_tables_p<16>(s, x, nb, col);
-    default: return im2col_tables_p<0>(s, x, nb, col);
+    case 1:
+      return im2col_tables_p<1>(s, x, nb, col);
+    case 4:
+      return im2col_tables_p<4>(s, x, nb, col);
+    case 16:
+      return im2col_tables_p<16>(s, x, nb, col);
+    default:
+      return im2col_tables_p<0>(s, x, nb, col);
   }
 }
 
@@ -320,7 +324,7 @@ void forward_linear(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 template <class T>
 void backward_linear(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   const int64_t K = s.ckk();
-  if (gw) gemm<T>(true, false, s.oc, K, s.n, T(1), gy, s.oc, x, K, T(0), gw, K);  // gW [OC, K] = gy^T x
+  if (gw) gemm<T>(true, false, s.oc, K, s.n, T(1), gy, s.oc, x, K, T(0), gw, K);   // gW [OC, K] = gy^T x
   if (gx) gemm<T>(false, false, s.n, K, s.oc, T(1), gy, s.oc, w, K, T(0), gx, K);  // gx [N, K] = gy W
 }
 

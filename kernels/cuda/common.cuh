@@ -20,11 +20,10 @@ inline unsigned grid_for(int64_t n, int block) {
 
 }  // namespace kernels::cuda
 
-#define CUDA_CHECK(expr)                                                                                \
-  do {                                                                                                  \
-    cudaError_t err_ = (expr);                                                                          \
-    if (err_ != cudaSuccess)                                                                            \
-      ::kernels::cuda::throw_cuda_error(#expr, __FILE__, __LINE__, cudaGetErrorString(err_));           \
+#define CUDA_CHECK(expr)                                                                                             \
+  do {                                                                                                               \
+    cudaError_t err_ = (expr);                                                                                       \
+    if (err_ != cudaSuccess) ::kernels::cuda::throw_cuda_error(#expr, __FILE__, __LINE__, cudaGetErrorString(err_)); \
   } while (0)
 
 // After every launch: catches bad configurations at the call site, without a device sync.

@@ -4,34 +4,44 @@
 namespace kernels::cuda {
 namespace {
 constexpr int kBlock = 256;
-template <class T> __global__ void fill_kernel(T* y, T v, int64_t n) { CUDA_KERNEL_LOOP(i, n) y[i] = v; }
-template <class S, class D> __global__ void convert_kernel(const S* x, D* y, int64_t n) {
+template <class T>
+__global__ void fill_kernel(T* y, T v, int64_t n) {
+  CUDA_KERNEL_LOOP(i, n) y[i] = v;
+}
+template <class S, class D>
+__global__ void convert_kernel(const S* x, D* y, int64_t n) {
   CUDA_KERNEL_LOOP(i, n) y[i] = static_cast<D>(x[i]);
 }
-template <class T> __global__ void add_kernel(const T* a, const T* b, T* y, int64_t n) {
+template <class T>
+__global__ void add_kernel(const T* a, const T* b, T* y, int64_t n) {
   CUDA_KERNEL_LOOP(i, n) y[i] = a[i] + b[i];
 }
-template <class T> __global__ void scale_kernel(const T* x, T alpha, T* y, int64_t n) {
+template <class T>
+__global__ void scale_kernel(const T* x, T alpha, T* y, int64_t n) {
   CUDA_KERNEL_LOOP(i, n) y[i] = alpha * x[i];
 }
 }  // namespace
 
-template <class T> void fill(T* y, T value, int64_t n) {
+template <class T>
+void fill(T* y, T value, int64_t n) {
   if (n == 0) return;
   fill_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(y, value, n);
   CUDA_CHECK_LAUNCH();
 }
-template <class S, class D> void convert(const S* x, D* y, int64_t n) {
+template <class S, class D>
+void convert(const S* x, D* y, int64_t n) {
   if (n == 0) return;
   convert_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(x, y, n);
   CUDA_CHECK_LAUNCH();
 }
-template <class T> void add(const T* a, const T* b, T* y, int64_t n) {
+template <class T>
+void add(const T* a, const T* b, T* y, int64_t n) {
   if (n == 0) return;
   add_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(a, b, y, n);
   CUDA_CHECK_LAUNCH();
 }
-template <class T> void scale(const T* x, T alpha, T* y, int64_t n) {
+template <class T>
+void scale(const T* x, T alpha, T* y, int64_t n) {
   if (n == 0) return;
   scale_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(x, alpha, y, n);
   CUDA_CHECK_LAUNCH();

@@ -43,8 +43,8 @@ void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p) {
     unsigned gx = grid_for(max_n, kBlock);
     if (gx > 1024) gx = 1024;  // grid-stride covers the rest; keeps small tensors from idling many blocks
     dim3 grid(gx, m);
-    sgd_kernel<T><<<grid, kBlock, 0, stream()>>>(table, T(p.lr), T(p.momentum), T(p.weight_decay), p.nesterov,
-                                                p.first_step);
+    sgd_kernel<T>
+        <<<grid, kBlock, 0, stream()>>>(table, T(p.lr), T(p.momentum), T(p.weight_decay), p.nesterov, p.first_step);
     CUDA_CHECK_LAUNCH();
   }
 }

@@ -14,10 +14,11 @@ namespace kernels::cudnn {
 [[noreturn]] inline void throw_cudnn_error(const char* expr, const char* file, int line, cudnnStatus_t st) {
   char detail[512] = {0};
   cudnnGetLastErrorString(detail, sizeof(detail));
-  engine::fail(engine::cat("cuDNN error: ", cudnnGetErrorString(st), (detail[0] ? ": " : ""), detail, "\n  in ", expr,
-                           "\n  at ", file, ":", line,
-                           "\n  (set_conv_engine(ConvEngine::native) / set_batch_norm_engine(...native) run the engine's own kernels "
-                           "instead)"));
+  engine::fail(engine::cat(
+      "cuDNN error: ", cudnnGetErrorString(st), (detail[0] ? ": " : ""), detail, "\n  in ", expr, "\n  at ", file, ":",
+      line,
+      "\n  (set_conv_engine(ConvEngine::native) / set_batch_norm_engine(...native) run the engine's own kernels "
+      "instead)"));
 }
 
 // The one cuDNN handle of the process, bound to kernels::cuda::stream() (kernels/cudnn/handle.cpp).

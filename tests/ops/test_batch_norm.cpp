@@ -8,9 +8,9 @@
 #include "tests/require_close.h"
 
 using namespace engine;
-using testing::require_close;
 using testing::gradcheck;
 using testing::rand_leaf;
+using testing::require_close;
 
 namespace {
 // x [N=2, C=2, H=1, W=2]: channel 0 holds {1, 3, 1, 3} (mean 2, biased var 1), channel 1 holds {2, 10, 6, 6}

@@ -1,8 +1,8 @@
 // conv2d on the CPU: values by hand, a naive direct convolution (forward and all three gradients) for random
 // shapes including a batch split into several im2col chunks, float64 gradient checks over kernel sizes,
 // strides, paddings, batch sizes and bias, and the error messages for bad arguments.
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <string>
 

@@ -8,9 +8,9 @@
 #include "tests/require_close.h"
 
 using namespace engine;
-using testing::require_close;
 using testing::gradcheck;
 using testing::rand_leaf;
+using testing::require_close;
 
 namespace {
 // Row 0: equal logits (softmax 1/3 each), label 1. Row 1: log(1), log(3), log(6) (softmax 0.1, 0.3, 0.6), label 2.

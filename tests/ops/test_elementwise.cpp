@@ -47,9 +47,8 @@ TEST_CASE("gradcheck harness fails on a deliberately wrong backward", "[gradchec
       NoGradGuard ng;
       y = scale(x, 2.0);
     }
-    record(y, "wrong_scale", {x}, [](const Tensor& g, const std::vector<bool>&) {
-      return std::vector<Tensor>{scale(g, 3.0)};
-    });
+    record(y, "wrong_scale", {x},
+           [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{scale(g, 3.0)}; });
     return y;
   };
   auto res = gradcheck(wrong, {x});

@@ -11,8 +11,8 @@
 #include "tests/require_close.h"
 
 using namespace engine;
-using testing::require_close;
 using testing::gradcheck;
+using testing::require_close;
 
 namespace {
 Pool2dParams pool(int k, int s, int p) {
