@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Runs on a lent GPU machine, from the repository root, with the bundle that docs/gpu-validation.md describes in
+# .gpu (executables, libraries, env.sh, and the Fashion-MNIST files in .gpu/data). Each phase writes its full log
+# to $OUT/<phase>.log and prints a short summary; phases run independently, so one failure does not hide the rest.
+#
+#   scripts/gpu_check.sh info tests sanitize bench train     (any subset, in that order)
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-check}
+mkdir -p "$OUT"
+# Large libraries travel xz-compressed (the device's 64 MiB carry limit); unpack them once.
+for z in .gpu/lib/*.xz; do
+  [[ -e $z && ! -e ${z%.xz} ]] && python3 -c 'import lzma, shutil, sys
+with lzma.open(sys.argv[1]) as i, open(sys.argv[1][:-3], "wb") as o: shutil.copyfileobj(i, o)' "$z"
+done
+source .gpu/env.sh
+export PATH="$PATH:/usr/local/cuda/bin"
+# The golden tests read tests/golden under ENGINE_SOURCE_DIR (default: the source path of the build).
+export ENGINE_SOURCE_DIR=$PWD
+data=$PWD/.gpu/data
+# The app tests look for the dataset where the Debian package puts it.
+[[ -d $data && ! -e /usr/share/datasets/fashion-mnist ]] && mkdir -p /usr/share/datasets &&
+  ln -s "$data" /usr/share/datasets/fashion-mnist
+
+phase() {  # phase NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log, print the tail
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "=== $name: exit $rc after $((SECONDS - t0)) s"
+  tail -n "${TAIL:-6}" "$OUT/$name.log"
+}
+
+for what in "$@"; do
+  case $what in
+  info)
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+    nvcc --version | tail -2
+    python3 -c 'import torch, torchvision; print("torch", torch.__version__, "cuda", torch.version.cuda,
+"cudnn", torch.backends.cudnn.version(), "torchvision", torchvision.__version__)'
+    ls "${LD_LIBRARY_PATH//:/ }" 2>/dev/null | grep -m3 -E 'libcudnn.so.[0-9]|libcublas.so.[0-9]'
+    ;;
+  tests)
+    phase cuda_tests 300 .gpu/bin/engine_tests "[cuda]" --durations yes
+    phase all_tests 400 .gpu/bin/engine_tests
+    ;;
+  sanitize)
+    # The golden tests are whole models: too slow under the sanitizer and covered op by op below.
+    phase memcheck 300 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+      .gpu/bin/engine_tests "[cuda]~[golden]"
+    phase racecheck 300 compute-sanitizer --tool racecheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
+    phase initcheck 300 compute-sanitizer --tool initcheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
+    ;;
+  bench)
+    TAIL=40 phase compare 590 python3 benchmarks/compare.py --build .gpu/bin --device cuda \
+      --models "${BENCH_MODELS:-resnet50}" --res "${BENCH_RES:-96}" --batch 128 --save "$OUT/compare.jsonl"
+    ;;
+  kernels)
+    TAIL=80 phase kernels 400 .gpu/bin/bench_kernels --device cuda --model "${BENCH_MODELS:-resnet50}" \
+      --batch 128 --resize 96
+    ;;
+  train)
+    TAIL=4 phase train "${TRAIN_LIMIT:-500}" .gpu/bin/train_fmnist "${TRAIN_MODEL:-resnet18}" --device cuda \
+      --data "$data" --out "$OUT/run" ${TRAIN_ARGS:-}
+    ;;
+  *) echo "gpu_check: unknown phase '$what'" >&2 ;;
+  esac
+done
