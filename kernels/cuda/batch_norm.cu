@@ -3,14 +3,16 @@
 //     (as a flat index j = n*HW + i) to two double sums, written to a workspace;
 //  2. finalize kernels: one thread per channel adds its S partials in a fixed order (deterministic) and derives
 //     mean/invstd (forward) or sum_gy/sum_gy_xhat (backward).
-// The element-wise passes (normalise, input gradient) use one block row per (n, c) plane.
+// The element-wise passes (normalise, input gradient) walk the flat NCHW index in 16-byte packs (see
+// vectorized.cuh) and find each pack's channel by one division, so small planes (3x3 in ResNet-50's last stage)
+// fill the GPU as well as large ones; one block per (n, c) plane ran 32-thread blocks at 5% of bandwidth there.
 // Forward statistics use shifted sums in double: d = x - K with K = x[n=0, c, 0], s1 = sum d, s2 = sum d^2,
 // var = s2/m - (s1/m)^2, which merge by addition across blocks and lose little to cancellation because K is a
 // sample of the channel.
 #include <algorithm>
 
 #include "kernels/batch_norm.h"
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vectorized.cuh"
 #include "kernels/cuda/runtime.h"
 
 namespace kernels::cuda {
@@ -43,15 +45,18 @@ __device__ void block_sum2(double& a, double& b) {
 }
 
 // Stage 1. Forward: sums of d and d^2 with d = x - K. Backward: sums of gy and gy * xhat. Writes
-// partial[(c * S + s) * 2 + {0, 1}], S = gridDim.y.
-template <class T, bool kBackward>
+// partial[(c * S + s) * 2 + {0, 1}], S = gridDim.y. Block (c, s) covers packs [q0, q1) of channel c, where pack q
+// holds elements V*q .. V*q + V - 1 of the channel's m = N*HW values (V divides HW, so a pack never spans two
+// images).
+template <class T, int V, bool kBackward>
 __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict__ gy, const T* __restrict__ mean,
                                     const T* __restrict__ invstd, BatchNormShape s, int64_t chunk,
                                     double* __restrict__ partial) {
+  using P = Pack<T, V>;
   const int64_t c = blockIdx.x;
-  const int64_t m = s.n * s.hw;
-  const int64_t j0 = blockIdx.y * chunk;
-  const int64_t j1 = j0 + chunk < m ? j0 + chunk : m;
+  const int64_t hwv = s.hw / V, mv = s.n * hwv;
+  const int64_t q0 = blockIdx.y * chunk;
+  const int64_t q1 = q0 + chunk < mv ? q0 + chunk : mv;
   double shift, scale;
   if constexpr (kBackward) {
     shift = double(mean[c]);
@@ -61,26 +66,34 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
     scale = 1.0;
   }
   double a = 0, b = 0;
-  // Walk j = j0 + threadIdx.x, j0 + threadIdx.x + blockDim.x, ... keeping (n, i) = (j / HW, j % HW) by
-  // increments instead of a 64-bit division per element.
-  int64_t j = j0 + threadIdx.x;
-  int64_t n = j / s.hw, i = j % s.hw;
-  const int64_t step_n = blockDim.x / s.hw, step_i = blockDim.x % s.hw;
-  for (; j < j1; j += blockDim.x) {
-    const int64_t k = (n * s.c + c) * s.hw + i;
-    const double d = double(x[k]) - shift;
+  // Walk q = q0 + threadIdx.x, + blockDim.x, ... keeping (n, i) = (q / hwv, q % hwv) by increments instead of a
+  // 64-bit division per pack.
+  int64_t q = q0 + threadIdx.x;
+  int64_t n = q / hwv, i = q % hwv;
+  const int64_t step_n = blockDim.x / hwv, step_i = blockDim.x % hwv;
+  for (; q < q1; q += blockDim.x) {
+    const int64_t k = ((n * s.c + c) * s.hw) / V + i;  // pack index in the whole tensor
+    const P px = reinterpret_cast<const P*>(x)[k];
     if constexpr (kBackward) {
-      const double g = double(gy[k]);
-      a += g;
-      b += g * d * scale;
+      const P pg = reinterpret_cast<const P*>(gy)[k];
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const double g = double(pg.v[e]);
+        a += g;
+        b += g * (double(px.v[e]) - shift) * scale;
+      }
     } else {
-      a += d;
-      b += d * d;
+#pragma unroll
+      for (int e = 0; e < V; ++e) {
+        const double d = double(px.v[e]) - shift;
+        a += d;
+        b += d * d;
+      }
     }
     i += step_i;
     n += step_n;
-    if (i >= s.hw) {
-      i -= s.hw;
+    if (i >= hwv) {
+      i -= hwv;
       ++n;
     }
   }
@@ -140,44 +153,88 @@ __global__ void finalize_backward_kernel(const double* __restrict__ partial, int
   }
 }
 
-// Element-wise passes: block x walks the (n, c) planes, block y and the threads walk H*W within a plane.
-template <class T>
-__global__ void normalise_kernel(const T* __restrict__ x, const T* __restrict__ gamma, const T* __restrict__ beta,
-                                 const T* __restrict__ mean, const T* __restrict__ invstd, T* __restrict__ y,
-                                 int64_t planes, int64_t C, int64_t hw) {
-  for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
-    const int64_t c = p % C;
-    const T mu = mean[c];
-    const T scale = gamma ? gamma[c] * invstd[c] : invstd[c];
-    const T shift = beta ? beta[c] : T(0);
-    const T* xp = x + p * hw;
-    T* yp = y + p * hw;
-    for (int64_t i = blockIdx.y * (int64_t)blockDim.x + threadIdx.x; i < hw; i += (int64_t)gridDim.y * blockDim.x)
-      yp[i] = (xp[i] - mu) * scale + shift;
+// Element-wise passes over the flat NCHW index: y[e] = op(op.channel(c), a[e], b[e]) with c = (e / HW) % C.
+// Each thread takes one 16-byte pack, finds its channel with one division and steps to the next channel where
+// the pack crosses a plane end. I is the index type: 32-bit divisions when the tensor allows (they cost a
+// tenth of 64-bit ones, which at 2 per pack would rival the memory time).
+template <class T, int V, bool kHasB, class I, class Op>
+__global__ void channel_map_kernel(Op op, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, I n,
+                                   I C, I hw) {
+  using P = Pack<T, V>;
+  const I stride = I(blockDim.x) * gridDim.x, t = I(blockIdx.x) * blockDim.x + threadIdx.x;
+  const I nv = n / V;
+  for (I q = t; q < nv; q += stride) {
+    const I e = q * V, plane = e / hw;
+    I r = e - plane * hw, c = plane % C;
+    auto k = op.channel(c);
+    const P pa = reinterpret_cast<const P*>(a)[q];
+    P pb, py;
+    if constexpr (kHasB) pb = reinterpret_cast<const P*>(b)[q];
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      if (r == hw) {
+        r = 0;
+        c = c + 1 == C ? 0 : c + 1;
+        k = op.channel(c);
+      }
+      py.v[j] = op(k, pa.v[j], kHasB ? pb.v[j] : T(0));
+      ++r;
+    }
+    reinterpret_cast<P*>(y)[q] = py;
   }
+  for (I e = nv * V + t; e < n; e += stride) y[e] = op(op.channel((e / hw) % C), a[e], kHasB ? b[e] : T(0));
 }
 
-// gx = k * (gy - sum_gy/m - xhat * sum_gy_xhat/m) with k = gamma * invstd (training; sums != null), or
-// gx = k * gy (eval; sums == null).
-template <class T>
-__global__ void input_grad_kernel(const T* __restrict__ x, const T* __restrict__ gy, const T* __restrict__ gamma,
-                                  const T* __restrict__ mean, const T* __restrict__ invstd,
-                                  const double* __restrict__ sums, T* __restrict__ gx, int64_t planes, int64_t C,
-                                  int64_t hw, double inv_m) {
-  for (int64_t p = blockIdx.x; p < planes; p += gridDim.x) {
-    const int64_t c = p % C;
-    const double is = double(invstd[c]);
-    const T k = T((gamma ? double(gamma[c]) : 1.0) * is);
-    const T mu = mean[c];
-    const T mean_gy = sums ? T(sums[2 * c] * inv_m) : T(0);
-    const T xhat_coef = sums ? T(sums[2 * c + 1] * inv_m * is) : T(0);  // multiplies (x - mean)
-    const T* xp = x + p * hw;
-    const T* gp = gy + p * hw;
-    T* op = gx + p * hw;
-    for (int64_t i = blockIdx.y * (int64_t)blockDim.x + threadIdx.x; i < hw; i += (int64_t)gridDim.y * blockDim.x)
-      op[i] = k * (gp[i] - mean_gy - (xp[i] - mu) * xhat_coef);
-  }
+template <class T, bool kHasB, class Op>
+void channel_map(Op op, const T* a, const T* b, T* y, const BatchNormShape& s) {
+  const int64_t n = s.n * s.c * s.hw;
+  if (n == 0) return;
+  constexpr int V = kVec<T>;
+  const bool vec = aligned16(a) && (!kHasB || aligned16(b)) && aligned16(y);
+  // 32-bit indices when every index (and the grid stride added to one) stays below 2^31.
+  const bool small = n + int64_t(65535) * 32 * kMapBlock < (int64_t(1) << 31);
+  if (vec && small)
+    channel_map_kernel<T, V, kHasB, int32_t><<<map_grid(n / V), kMapBlock, 0, stream()>>>(
+        op, a, b, y, int32_t(n), int32_t(s.c), int32_t(s.hw));
+  else if (vec)
+    channel_map_kernel<T, V, kHasB, int64_t><<<map_grid(n / V), kMapBlock, 0, stream()>>>(op, a, b, y, n, s.c, s.hw);
+  else
+    channel_map_kernel<T, 1, kHasB, int64_t><<<map_grid(n), kMapBlock, 0, stream()>>>(op, a, b, y, n, s.c, s.hw);
+  CUDA_CHECK_LAUNCH();
 }
+
+// y = (x - mean) * gamma * invstd + beta
+template <class T>
+struct NormaliseOp {
+  const T *gamma, *beta, *mean, *invstd;
+  struct K {
+    T mu, scale, shift;
+  };
+  template <class I>
+  __device__ K channel(I c) const {
+    return {mean[c], gamma ? gamma[c] * invstd[c] : invstd[c], beta ? beta[c] : T(0)};
+  }
+  __device__ T operator()(const K& k, T x, T) const { return (x - k.mu) * k.scale + k.shift; }
+};
+
+// gx = k * (gy - sum_gy/m - (x - mean) * invstd * sum_gy_xhat/m) with k = gamma * invstd (training; sums !=
+// null), or gx = k * gy (eval; sums == null).
+template <class T>
+struct InputGradOp {
+  const T *gamma, *mean, *invstd;
+  const double* sums;
+  double inv_m;
+  struct K {
+    T k, mu, mean_gy, coef;
+  };
+  template <class I>
+  __device__ K channel(I c) const {
+    const double is = double(invstd[c]);
+    return {T((gamma ? double(gamma[c]) : 1.0) * is), mean[c], sums ? T(sums[2 * c] * inv_m) : T(0),
+            sums ? T(sums[2 * c + 1] * inv_m * is) : T(0)};
+  }
+  __device__ T operator()(const K& k, T x, T gy) const { return k.k * (gy - k.mean_gy - (x - k.mu) * k.coef); }
+};
 
 // A device scratch buffer from the caching allocator. Freed at scope exit: the engine runs on one stream, so a
 // later owner of the block is ordered after the kernels queued here.
@@ -190,32 +247,38 @@ struct Scratch {
   void* p;
 };
 
-// Slices per channel for stage 1: at least 16 values per thread, and about 1024 blocks in all at most.
-void split(const BatchNormShape& s, int* S, int64_t* chunk) {
-  const int64_t m = s.n * s.hw;
-  const int64_t want = std::max<int64_t>(1, (m + 16 * kReduceBlock - 1) / (16 * kReduceBlock));
+// How stage 1 runs: V elements per pack (16-byte packs when every plane is a whole number of them and the pointers
+// allow it), S slices per channel of `chunk` packs each: at least 16 values per thread, and about 1024 blocks in
+// all at most (an H100 holds 132 x 8 such blocks at once).
+struct StatsPlan {
+  bool vec = false;
+  int S = 1;
+  int64_t chunk = 0;
+};
+
+template <class T>
+StatsPlan stats_plan(const BatchNormShape& s, const T* x, const T* gy) {
+  StatsPlan p;
+  p.vec = s.hw % kVec<T> == 0 && aligned16(x) && (!gy || aligned16(gy));
+  const int64_t mv = s.n * s.hw / (p.vec ? kVec<T> : 1);  // packs per channel
+  const int64_t per_block = 16 * kReduceBlock / (p.vec ? kVec<T> : 1);
+  const int64_t want = std::max<int64_t>(1, (mv + per_block - 1) / per_block);
   const int64_t cap = std::max<int64_t>(1, (1024 + s.c - 1) / s.c);
   const int64_t slices = std::min(want, cap);
-  *chunk = (m + slices - 1) / slices;
-  *S = static_cast<int>((m + *chunk - 1) / *chunk);
-}
-
-// Launch shape of the element-wise passes: a block of at most 256 threads (fewer for small planes).
-void plane_launch(const BatchNormShape& s, dim3* grid, dim3* block) {
-  const int64_t threads = std::min<int64_t>(256, (s.hw + 31) / 32 * 32);
-  const int64_t planes = s.n * s.c;
-  const int64_t per_plane = (s.hw + threads - 1) / threads;
-  *block = dim3(static_cast<unsigned>(threads));
-  *grid = dim3(static_cast<unsigned>(std::min<int64_t>(planes, 1 << 30)),
-               static_cast<unsigned>(std::min<int64_t>(per_plane, 65535)));
+  p.chunk = (mv + slices - 1) / slices;
+  p.S = static_cast<int>((mv + p.chunk - 1) / p.chunk);
+  return p;
 }
 
 template <class T, bool kBackward>
-void launch_partial_sums(const T* x, const T* gy, const T* mean, const T* invstd, const BatchNormShape& s, int S,
-                         int64_t chunk, double* partial) {
-  partial_sums_kernel<T, kBackward>
-      <<<dim3(static_cast<unsigned>(s.c), static_cast<unsigned>(S)), kReduceBlock, 0, stream()>>>(x, gy, mean, invstd,
-                                                                                                  s, chunk, partial);
+void launch_partial_sums(const StatsPlan& p, const T* x, const T* gy, const T* mean, const T* invstd,
+                         const BatchNormShape& s, double* partial) {
+  const dim3 grid(static_cast<unsigned>(s.c), static_cast<unsigned>(p.S));
+  if (p.vec)
+    partial_sums_kernel<T, kVec<T>, kBackward>
+        <<<grid, kReduceBlock, 0, stream()>>>(x, gy, mean, invstd, s, p.chunk, partial);
+  else
+    partial_sums_kernel<T, 1, kBackward><<<grid, kReduceBlock, 0, stream()>>>(x, gy, mean, invstd, s, p.chunk, partial);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -225,18 +288,13 @@ template <class T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
                               T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps) {
   if (s.n * s.c * s.hw == 0) return;
-  int S;
-  int64_t chunk;
-  split(s, &S, &chunk);
-  Scratch partial(sizeof(double) * 2 * s.c * S);
-  launch_partial_sums<T, false>(x, nullptr, nullptr, nullptr, s, S, chunk, partial.d());
-  finalize_train_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(x, partial.d(), S, s, momentum, eps, save_mean,
-                                                                     save_invstd, running_mean, running_var);
+  const StatsPlan plan = stats_plan<T>(s, x, nullptr);
+  Scratch partial(sizeof(double) * 2 * s.c * plan.S);
+  launch_partial_sums<T, false>(plan, x, nullptr, nullptr, nullptr, s, partial.d());
+  finalize_train_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(x, partial.d(), plan.S, s, momentum, eps,
+                                                                     save_mean, save_invstd, running_mean, running_var);
   CUDA_CHECK_LAUNCH();
-  dim3 grid, block;
-  plane_launch(s, &grid, &block);
-  normalise_kernel<T><<<grid, block, 0, stream()>>>(x, gamma, beta, save_mean, save_invstd, y, s.n * s.c, s.c, s.hw);
-  CUDA_CHECK_LAUNCH();
+  channel_map<T, false>(NormaliseOp<T>{gamma, beta, save_mean, save_invstd}, x, nullptr, y, s);
 }
 
 template <class T>
@@ -246,11 +304,7 @@ void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T*
   finalize_eval_kernel<T>
       <<<grid_for(s.c, 256), 256, 0, stream()>>>(running_mean, running_var, s.c, eps, save_mean, save_invstd);
   CUDA_CHECK_LAUNCH();
-  if (s.n * s.hw == 0) return;
-  dim3 grid, block;
-  plane_launch(s, &grid, &block);
-  normalise_kernel<T><<<grid, block, 0, stream()>>>(x, gamma, beta, save_mean, save_invstd, y, s.n * s.c, s.c, s.hw);
-  CUDA_CHECK_LAUNCH();
+  channel_map<T, false>(NormaliseOp<T>{gamma, beta, save_mean, save_invstd}, x, nullptr, y, s);
 }
 
 template <class T>
@@ -258,25 +312,20 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
                          T* dgamma, T* dbeta, const BatchNormShape& s, bool training) {
   if (s.n * s.c * s.hw == 0) return;
   const bool need_sums = dgamma || dbeta || (gx && training);
-  double* sums = nullptr;
-  int S = 1;
-  int64_t chunk = 0;
-  if (need_sums) split(s, &S, &chunk);
+  const StatsPlan plan = need_sums ? stats_plan<T>(s, x, gy) : StatsPlan{};
   // One buffer: S partial pairs per channel, then the final pair per channel.
-  Scratch scratch(need_sums ? sizeof(double) * 2 * s.c * (S + 1) : 0);
+  Scratch scratch(need_sums ? sizeof(double) * 2 * s.c * (plan.S + 1) : 0);
+  double* sums = nullptr;
   if (need_sums) {
     double* partial = scratch.d();
-    sums = partial + 2 * s.c * S;
-    launch_partial_sums<T, true>(x, gy, save_mean, save_invstd, s, S, chunk, partial);
-    finalize_backward_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(partial, S, s.c, sums, dgamma, dbeta);
+    sums = partial + 2 * s.c * plan.S;
+    launch_partial_sums<T, true>(plan, x, gy, save_mean, save_invstd, s, partial);
+    finalize_backward_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(partial, plan.S, s.c, sums, dgamma, dbeta);
     CUDA_CHECK_LAUNCH();
   }
   if (!gx) return;
-  dim3 grid, block;
-  plane_launch(s, &grid, &block);
-  input_grad_kernel<T><<<grid, block, 0, stream()>>>(x, gy, gamma, save_mean, save_invstd, training ? sums : nullptr,
-                                                     gx, s.n * s.c, s.c, s.hw, 1.0 / double(s.n * s.hw));
-  CUDA_CHECK_LAUNCH();
+  channel_map<T, true>(InputGradOp<T>{gamma, save_mean, save_invstd, training ? sums : nullptr, 1.0 / double(s.n * s.hw)},
+                       x, gy, gx, s);
 }
 
 #define INSTANTIATE(T)                                                                                               \

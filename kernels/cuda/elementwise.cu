@@ -1,4 +1,4 @@
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vectorized.cuh"
 #include "kernels/elementwise.h"
 
 namespace kernels::cuda {
@@ -12,14 +12,17 @@ template <class S, class D>
 __global__ void convert_kernel(const S* x, D* y, int64_t n) {
   CUDA_KERNEL_LOOP(i, n) y[i] = static_cast<D>(x[i]);
 }
+struct Add {
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return a + b;
+  }
+};
 template <class T>
-__global__ void add_kernel(const T* a, const T* b, T* y, int64_t n) {
-  CUDA_KERNEL_LOOP(i, n) y[i] = a[i] + b[i];
-}
-template <class T>
-__global__ void scale_kernel(const T* x, T alpha, T* y, int64_t n) {
-  CUDA_KERNEL_LOOP(i, n) y[i] = alpha * x[i];
-}
+struct Scale {
+  T alpha;
+  __device__ T operator()(T x) const { return alpha * x; }
+};
 }  // namespace
 
 template <class T>
@@ -36,15 +39,11 @@ void convert(const S* x, D* y, int64_t n) {
 }
 template <class T>
 void add(const T* a, const T* b, T* y, int64_t n) {
-  if (n == 0) return;
-  add_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(a, b, y, n);
-  CUDA_CHECK_LAUNCH();
+  map2(Add{}, a, b, y, n);
 }
 template <class T>
 void scale(const T* x, T alpha, T* y, int64_t n) {
-  if (n == 0) return;
-  scale_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(x, alpha, y, n);
-  CUDA_CHECK_LAUNCH();
+  map1(Scale<T>{alpha}, x, y, n);
 }
 
 template void fill<float>(float*, float, int64_t);

@@ -1,30 +1,29 @@
-#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/vectorized.cuh"
 #include "kernels/relu.h"
 
 namespace kernels::cuda {
 namespace {
-constexpr int kBlock = 256;
-template <class T>
-__global__ void relu_forward_kernel(const T* x, T* y, int64_t n) {
-  CUDA_KERNEL_LOOP(i, n) y[i] = x[i] < T(0) ? T(0) : x[i];  // NaN propagates, as in PyTorch
-}
-template <class T>
-__global__ void relu_backward_kernel(const T* x, const T* gy, T* gx, int64_t n) {
-  CUDA_KERNEL_LOOP(i, n) gx[i] = x[i] > T(0) ? gy[i] : T(0);
-}
+struct ReluForward {
+  template <class T>
+  __device__ T operator()(T x) const {
+    return x < T(0) ? T(0) : x;  // NaN propagates, as in PyTorch
+  }
+};
+struct ReluBackward {
+  template <class T>
+  __device__ T operator()(T x, T gy) const {
+    return x > T(0) ? gy : T(0);
+  }
+};
 }  // namespace
 
 template <class T>
 void relu_forward(const T* x, T* y, int64_t n) {
-  if (n == 0) return;
-  relu_forward_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(x, y, n);
-  CUDA_CHECK_LAUNCH();
+  map1(ReluForward{}, x, y, n);
 }
 template <class T>
 void relu_backward(const T* x, const T* gy, T* gx, int64_t n) {
-  if (n == 0) return;
-  relu_backward_kernel<<<grid_for(n, kBlock), kBlock, 0, stream()>>>(x, gy, gx, n);
-  CUDA_CHECK_LAUNCH();
+  map2(ReluBackward{}, x, gy, gx, n);
 }
 
 template void relu_forward<float>(const float*, float*, int64_t);
