@@ -233,7 +233,9 @@ TEST_CASE("preprocess+metrics: CUDA batches and metrics match the CPU", "[app][p
   cuda_b.set_plan(plan);
   app::Batch a = cpu_b.make(5, 30), b = cuda_b.make(5, 30);
   REQUIRE(b.x.is_cuda());
-  REQUIRE(testing::close_ratio(b.x.to(engine::Device::cpu()), a.x, 1e-6, 1e-6) <= 1);
+  // Both sides run image_batch_pixel(), but nvcc contracts the float32 source coordinate (dst + 0.5) * scale - 0.5
+  // into an FMA: at ~27 px one ulp is 2e-6, which moves a bilinear weight by that much, times 1 / std = 2.8.
+  REQUIRE(testing::close_ratio(b.x.to(engine::Device::cpu()), a.x, 1e-5, 1e-6) <= 1);
   REQUIRE(b.y.to(engine::Device::cpu()).to(DType::f64).to_vector() == a.y.to(DType::f64).to_vector());
 
   Tensor logits = engine::randn({30, 10}, DType::f32);

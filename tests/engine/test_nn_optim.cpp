@@ -88,6 +88,9 @@ TEST_CASE("CUDA: elementwise ops, ReLU and SGD agree with the CPU", "[cuda][elem
       s.step();
       sc.step();
     }
-    REQUIRE(testing::close_ratio(wc, w, 1e-12, 1e-6) <= 1);
+    // nvcc contracts w - lr * (g + wd * w ...) into FMAs and gcc (no -march) does not: in float32 a weight that
+    // ends near 0 after cancellation keeps an error of a few ulps of the O(1) terms, hence the absolute 1e-6.
+    const double atol = dt == DType::f32 ? 1e-6 : 1e-12;
+    REQUIRE(testing::close_ratio(wc, w, atol, 1e-6) <= 1);
   }
 }
