@@ -186,7 +186,7 @@ def run(args, device, name, res, batch, math):
         model = model.to(memory_format=torch.channels_last)
     gflop_img = step_flops_per_image(model, res, device) / 1e9
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
-    scaler = torch.cuda.amp.GradScaler() if math == "amp_cl" else None
+    scaler = torch.amp.GradScaler("cuda") if math == "amp_cl" else None
 
     g = torch.Generator().manual_seed(1)
     x = torch.randn(batch, 1, res, res, generator=g).to(device)
@@ -242,10 +242,15 @@ def run(args, device, name, res, batch, math):
                 step()
             if cuda:
                 torch.cuda.synchronize()
-        key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+        # torch >= 2.4 names the device column self_device_time_total; 1.13 (Debian) self_cuda_time_total.
+        rows0 = prof.key_averages()
+        key = "self_cpu_time_total"
+        if cuda:
+            key = "self_device_time_total" if rows0 and hasattr(rows0[0], "self_device_time_total") else \
+                "self_cuda_time_total"
         print(f"# torch.profiler: {name} {res}x{res} batch {batch} {math}, {args.profile} steps, self time per step",
               flush=True)
-        rows = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))
+        rows = sorted(rows0, key=lambda e: -getattr(e, key))
         total = sum(getattr(e, key) for e in rows)
         for e in rows[:25]:
             t = getattr(e, key) / args.profile / 1e3
@@ -355,7 +360,7 @@ def main():
         except (OSError, StopIteration):
             pass
     load = os.getloadavg()[0]
-    now = datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"# pytorch {torch.__version__} on {args.device}: {devname}, {torch.get_num_threads()} threads, "
           f"load average {load:.2f}, {now}", flush=True)
     print("# " + ", ".join(f"{k}={os.environ.get(k, 'unset')}" for k in
