@@ -11,6 +11,11 @@
 //                        eval:     gx = gy * gamma * invstd.
 //                 gx, dgamma, dbeta may each be null (not wanted); gamma/beta null means no affine (gamma = 1,
 //                 beta = 0). gx is overwritten, not accumulated.
+//  relu:          fused ReLU (conv -> BN -> ReLU in every block): forward writes max(y, 0); backward takes gy
+//                 where the forward's y = (x - mean) * gamma * invstd + beta was > 0, else 0, recomputing y from
+//                 x, the saved statistics and beta (pass the forward's beta), so y itself is never stored and the
+//                 separate ReLU passes (2 forward, 3 backward) disappear. The CUDA kernels compute y with explicit
+//                 FMAs in both directions, so the mask is exactly the forward's.
 //
 // Sums accumulate in double on both devices. The CPU runs one OpenMP task per channel; CUDA reduces in two stages
 // (blocks of one channel's slice write partial sums, one thread per channel adds them in a fixed order, so
@@ -29,25 +34,31 @@ struct BatchNormShape {
 namespace cpu {
 template <class T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps);
+                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+                              bool relu = false);
 template <class T>
 void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps);
+                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps,
+                             bool relu = false);
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training);
+                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu = false,
+                         const T* beta = nullptr);
 }  // namespace cpu
 
 namespace cuda {
 template <class T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps);
+                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+                              bool relu = false);
 template <class T>
 void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps);
+                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps,
+                             bool relu = false);
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training);
+                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu = false,
+                         const T* beta = nullptr);
 }  // namespace cuda
 
 #if ENGINE_HAVE_CUDNN

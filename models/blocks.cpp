@@ -86,7 +86,7 @@ BasicBlock::BasicBlock(int in, int planes, int s, ShortcutKind k) : ResidualBloc
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor y = engine::relu(bn1->forward(conv1->forward(x)));
+  Tensor y = bn1->forward_relu(conv1->forward(x));
   y = bn2->forward(conv2->forward(y));
   return join(y, x);
 }
@@ -112,8 +112,8 @@ Bottleneck::Bottleneck(int in, int planes, int s, ShortcutKind k, bool stride_on
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
-  Tensor y = engine::relu(bn1->forward(conv1->forward(x)));
-  y = engine::relu(bn2->forward(conv2->forward(y)));
+  Tensor y = bn1->forward_relu(conv1->forward(x));
+  y = bn2->forward_relu(conv2->forward(y));
   y = bn3->forward(conv3->forward(y));
   return join(y, x);
 }

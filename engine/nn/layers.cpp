@@ -44,6 +44,10 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   return batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
 }
 
+Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+}
+
 MaxPool2d::MaxPool2d(int kernel, int stride, int padding) {
   params.kernel_h = params.kernel_w = kernel;
   params.stride_h = params.stride_w = stride;

@@ -24,6 +24,7 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int channels, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x);  // relu(forward(x)) as one fused op
   Tensor weight, bias, running_mean, running_var;  // gamma = 1, beta = 0, mean = 0, var = 1
   int channels;
   double eps, momentum;

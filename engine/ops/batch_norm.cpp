@@ -2,6 +2,7 @@
 
 #include "engine/ops/common.h"
 #include "engine/ops/conv2d.h"  // cudnn_compiled()
+#include "engine/ops/elementwise.h"
 #include "kernels/batch_norm.h"
 
 namespace engine {
@@ -32,8 +33,10 @@ void set_batch_norm_engine(BatchNormEngine e) {
 
 BatchNormEngine batch_norm_engine() { return g_engine; }
 
-Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
-                    bool training, double momentum, double eps) {
+namespace {
+
+Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                         Tensor& running_var, bool training, double momentum, double eps, bool relu) {
   check_dim(kOp, "x (N, C, H, W)", x, 4);
   ENGINE_CHECK(x.dtype() != DType::i32, kOp, ": x must be float32 or float64, got int32");
   check_same(kOp, {{"x", x},
@@ -58,6 +61,8 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
 
   // cuDNN only in training on CUDA; fixed here so that forward and backward of one call agree.
   const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda();
+  // cuDNN's batch norm has no fused activation here: compose with relu().
+  if (use_cudnn && relu) return engine::relu(batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false));
   Tensor g_arg = gamma, b_arg = beta;
   if (use_cudnn && !gamma.defined()) g_arg = Tensor::full({s.c}, 1.0, x.dtype(), x.device());  // cuDNN wants both
   if (use_cudnn && !beta.defined()) b_arg = Tensor::zeros({s.c}, x.dtype(), x.device());
@@ -81,22 +86,23 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
     } else if (x.is_cuda()) {
       if (training) {
         ENGINE_CUDA_ONLY(kOp,
-                         kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps));
+                         kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu));
       } else {
-        ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps));
+        ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps, relu));
       }
     } else {
       if (training) {
-        kernels::cpu::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps);
+        kernels::cpu::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu);
       } else {
-        kernels::cpu::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps);
+        kernels::cpu::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps, relu);
       }
     }
   });
 
   record(
-      y, kOp, {x, gamma, beta},
-      [x, g_arg, save_mean, save_invstd, training, s, use_cudnn, eps](const Tensor& g, const std::vector<bool>& need) {
+      y, relu ? "batch_norm2d_relu" : kOp, {x, gamma, beta},
+      [x, g_arg, b_arg, save_mean, save_invstd, training, s, use_cudnn, eps, relu](const Tensor& g,
+                                                                                  const std::vector<bool>& need) {
         std::vector<Tensor> grads(3);
         if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
         if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
@@ -104,7 +110,7 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
         dispatch_dtype(x.dtype(), [&](auto tag) {
           using T = decltype(tag);
           const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(g_arg);
-          const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
+          const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>(), *pb = ptr_or_null<T>(b_arg);
           T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
           if (use_cudnn) {
 #if ENGINE_HAVE_CUDNN
@@ -115,14 +121,26 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
 #endif
           } else if (x.is_cuda()) {
             ENGINE_CUDA_ONLY("batch_norm2d backward", kernels::cuda::batch_norm_backward<T>(
-                                                          px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training));
+                                                          px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training, relu, pb));
           } else {
-            kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training);
+            kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training, relu, pb);
           }
         });
         return grads;
       });
   return y;
+}
+
+}  // namespace
+
+Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
+                    bool training, double momentum, double eps) {
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, false);
+}
+
+Tensor batch_norm2d_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                         Tensor& running_var, bool training, double momentum, double eps) {
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true);
 }
 
 }  // namespace engine

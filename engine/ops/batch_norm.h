@@ -17,4 +17,9 @@ BatchNormEngine batch_norm_engine();
 Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                     bool training, double momentum = 0.1, double eps = 1e-5);
 
+// relu(batch_norm2d(...)) in one op (every conv -> BN -> ReLU of a ResNet): one pass less forward, and backward
+// masks the gradient while it reduces instead of a separate ReLU pass. With the cuDNN engine it is the two ops.
+Tensor batch_norm2d_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
+                         Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+
 }  // namespace engine

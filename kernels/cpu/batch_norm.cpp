@@ -15,19 +15,34 @@ inline void for_channel(const BatchNormShape& s, int64_t c, F&& f) {
   }
 }
 
-// y = (x - mean) * invstd * gamma + beta for channel c.
+// Channel c's affine map as the forward computes it, rounded to T: y = (x - mean) * invstd * gamma + beta.
+template <class T>
+struct Affine {
+  double mean, scale, shift;
+  Affine(const T* gamma, const T* beta, int64_t c, double mean, double invstd)
+      : mean(mean), scale(invstd * (gamma ? double(gamma[c]) : 1.0)), shift(beta ? double(beta[c]) : 0.0) {}
+  T operator()(T x) const { return T((double(x) - mean) * scale + shift); }
+};
+
 template <class T>
 void normalise_channel(const T* x, const T* gamma, const T* beta, T* y, const BatchNormShape& s, int64_t c, double mean,
-                       double invstd) {
-  const double scale = invstd * (gamma ? double(gamma[c]) : 1.0);
-  const double shift = beta ? double(beta[c]) : 0.0;
-  for_channel(s, c, [&](int64_t k) { y[k] = T((double(x[k]) - mean) * scale + shift); });
+                       double invstd, bool relu) {
+  const Affine<T> affine(gamma, beta, c, mean, invstd);
+  if (relu) {
+    for_channel(s, c, [&](int64_t k) {
+      const T v = affine(x[k]);
+      y[k] = v < T(0) ? T(0) : v;  // NaN passes, as relu()
+    });
+  } else {
+    for_channel(s, c, [&](int64_t k) { y[k] = affine(x[k]); });
+  }
 }
 }  // namespace
 
 template <class T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps) {
+                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+                              bool relu) {
   const double m = double(s.n * s.hw);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t c = 0; c < s.c; ++c) {
@@ -46,35 +61,38 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T
     if (running_mean) running_mean[c] = T((1 - momentum) * double(running_mean[c]) + momentum * mean);
     if (running_var) running_var[c] = T((1 - momentum) * double(running_var[c]) + momentum * var * m / (m - 1));
     // Normalise with the saved (rounded to T) statistics, as CUDA does and as backward will.
-    normalise_channel(x, gamma, beta, y, s, c, double(save_mean[c]), double(save_invstd[c]));
+    normalise_channel(x, gamma, beta, y, s, c, double(save_mean[c]), double(save_invstd[c]), relu);
   }
 }
 
 template <class T>
 void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps) {
+                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps, bool relu) {
 #pragma omp parallel for schedule(dynamic)
   for (int64_t c = 0; c < s.c; ++c) {
     const double mean = double(running_mean[c]);
     const double invstd = 1.0 / std::sqrt(double(running_var[c]) + eps);
     save_mean[c] = T(mean);
     save_invstd[c] = T(invstd);
-    normalise_channel(x, gamma, beta, y, s, c, double(save_mean[c]), double(save_invstd[c]));
+    normalise_channel(x, gamma, beta, y, s, c, double(save_mean[c]), double(save_invstd[c]), relu);
   }
 }
 
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training) {
+                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu, const T* beta) {
   const double m = double(s.n * s.hw);
   const bool need_sums = dgamma || dbeta || (gx && training);
 #pragma omp parallel for schedule(dynamic)
   for (int64_t c = 0; c < s.c; ++c) {
     const double mean = double(save_mean[c]), invstd = double(save_invstd[c]);
+    const Affine<T> affine(gamma, beta, c, mean, invstd);
+    // With the fused ReLU, gy reaches BN only where the forward's output was positive.
+    auto g_at = [&](int64_t k) { return !relu || affine(x[k]) > T(0) ? double(gy[k]) : 0.0; };
     double sum_gy = 0, sum_gy_xhat = 0;
     if (need_sums) {  // pass 1
       for_channel(s, c, [&](int64_t k) {
-        const double g = double(gy[k]);
+        const double g = g_at(k);
         sum_gy += g;
         sum_gy_xhat += g * (double(x[k]) - mean) * invstd;
       });
@@ -87,21 +105,21 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
       const double mean_gy = sum_gy / m, mean_gy_xhat = sum_gy_xhat / m;
       for_channel(s, c, [&](int64_t k) {
         const double xhat = (double(x[k]) - mean) * invstd;
-        gx[k] = T(k_c * (double(gy[k]) - mean_gy - xhat * mean_gy_xhat));
+        gx[k] = T(k_c * (g_at(k) - mean_gy - xhat * mean_gy_xhat));
       });
     } else {
-      for_channel(s, c, [&](int64_t k) { gx[k] = T(k_c * double(gy[k])); });
+      for_channel(s, c, [&](int64_t k) { gx[k] = T(k_c * g_at(k)); });
     }
   }
 }
 
 #define INSTANTIATE(T)                                                                                               \
   template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
-                                            double, double);                                                         \
+                                            double, double, bool);                                                   \
   template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,             \
-                                           const BatchNormShape&, double);                                           \
+                                           const BatchNormShape&, double, bool);                                     \
   template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,                 \
-                                       const BatchNormShape&, bool);
+                                       const BatchNormShape&, bool, bool, const T*);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

@@ -44,23 +44,44 @@ __device__ void block_sum2(double& a, double& b) {
   }
 }
 
+// The forward's per-channel affine map y = (x - mean) * (gamma * invstd) + beta, written once with explicit FMAs
+// so that the fused-ReLU backward recomputes exactly the y the forward produced (its mask is y > 0).
+__device__ inline float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
+__device__ inline double fma_rn(double a, double b, double c) { return __fma_rn(a, b, c); }
+
+template <class T>
+struct Affine {
+  T mu, scale, shift;
+  __device__ T operator()(T x) const { return fma_rn(x - mu, scale, shift); }
+};
+
+template <class T>
+struct AffineParams {
+  const T *gamma, *beta, *mean, *invstd;
+  template <class I>
+  __device__ Affine<T> at(I c) const {
+    return {mean[c], gamma ? gamma[c] * invstd[c] : invstd[c], beta ? beta[c] : T(0)};
+  }
+};
+
 // Stage 1. Forward: sums of d and d^2 with d = x - K. Backward: sums of gy and gy * xhat. Writes
 // partial[(c * S + s) * 2 + {0, 1}], S = gridDim.y. Block (c, s) covers packs [q0, q1) of channel c, where pack q
 // holds elements V*q .. V*q + V - 1 of the channel's m = N*HW values (V divides HW, so a pack never spans two
-// images).
-template <class T, int V, bool kBackward>
-__global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict__ gy, const T* __restrict__ mean,
-                                    const T* __restrict__ invstd, BatchNormShape s, int64_t chunk,
-                                    double* __restrict__ partial) {
+// images). kRelu (backward only): the forward applied ReLU, so gy counts only where y = affine(x) > 0.
+template <class T, int V, bool kBackward, bool kRelu>
+__global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict__ gy, AffineParams<T> ap,
+                                    BatchNormShape s, int64_t chunk, double* __restrict__ partial) {
   using P = Pack<T, V>;
   const int64_t c = blockIdx.x;
   const int64_t hwv = s.hw / V, mv = s.n * hwv;
   const int64_t q0 = blockIdx.y * chunk;
   const int64_t q1 = q0 + chunk < mv ? q0 + chunk : mv;
   double shift, scale;
+  Affine<T> affine{};
+  if constexpr (kRelu) affine = ap.at(c);
   if constexpr (kBackward) {
-    shift = double(mean[c]);
-    scale = double(invstd[c]);
+    shift = double(ap.mean[c]);
+    scale = double(ap.invstd[c]);
   } else {
     shift = double(x[c * s.hw]);
     scale = 1.0;
@@ -78,7 +99,7 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
       const P pg = reinterpret_cast<const P*>(gy)[k];
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const double g = double(pg.v[e]);
+        const double g = !kRelu || affine(px.v[e]) > T(0) ? double(pg.v[e]) : 0.0;
         a += g;
         b += g * (double(px.v[e]) - shift) * scale;
       }
@@ -203,37 +224,41 @@ void channel_map(Op op, const T* a, const T* b, T* y, const BatchNormShape& s) {
   CUDA_CHECK_LAUNCH();
 }
 
-// y = (x - mean) * gamma * invstd + beta
-template <class T>
+// y = (x - mean) * gamma * invstd + beta, then max(y, 0) when kRelu.
+template <class T, bool kRelu>
 struct NormaliseOp {
-  const T *gamma, *beta, *mean, *invstd;
-  struct K {
-    T mu, scale, shift;
-  };
+  AffineParams<T> ap;
   template <class I>
-  __device__ K channel(I c) const {
-    return {mean[c], gamma ? gamma[c] * invstd[c] : invstd[c], beta ? beta[c] : T(0)};
+  __device__ Affine<T> channel(I c) const {
+    return ap.at(c);
   }
-  __device__ T operator()(const K& k, T x, T) const { return (x - k.mu) * k.scale + k.shift; }
+  __device__ T operator()(const Affine<T>& a, T x, T) const {
+    const T y = a(x);
+    return kRelu && y < T(0) ? T(0) : y;  // NaN passes, as relu()
+  }
 };
 
-// gx = k * (gy - sum_gy/m - (x - mean) * invstd * sum_gy_xhat/m) with k = gamma * invstd (training; sums !=
-// null), or gx = k * gy (eval; sums == null).
-template <class T>
+// gx = k * (g - sum_g/m - (x - mean) * invstd * sum_g_xhat/m) with k = gamma * invstd (training; sums != null),
+// or gx = k * g (eval; sums == null); g = gy, or with kRelu g = gy where affine(x) > 0, else 0.
+template <class T, bool kRelu>
 struct InputGradOp {
-  const T *gamma, *mean, *invstd;
+  AffineParams<T> ap;
   const double* sums;
   double inv_m;
   struct K {
     T k, mu, mean_gy, coef;
+    Affine<T> affine;
   };
   template <class I>
   __device__ K channel(I c) const {
-    const double is = double(invstd[c]);
-    return {T((gamma ? double(gamma[c]) : 1.0) * is), mean[c], sums ? T(sums[2 * c] * inv_m) : T(0),
-            sums ? T(sums[2 * c + 1] * inv_m * is) : T(0)};
+    const double is = double(ap.invstd[c]);
+    return {T((ap.gamma ? double(ap.gamma[c]) : 1.0) * is), ap.mean[c], sums ? T(sums[2 * c] * inv_m) : T(0),
+            sums ? T(sums[2 * c + 1] * inv_m * is) : T(0), kRelu ? ap.at(c) : Affine<T>{}};
   }
-  __device__ T operator()(const K& k, T x, T gy) const { return k.k * (gy - k.mean_gy - (x - k.mu) * k.coef); }
+  __device__ T operator()(const K& k, T x, T gy) const {
+    const T g = !kRelu || k.affine(x) > T(0) ? gy : T(0);
+    return k.k * (g - k.mean_gy - (x - k.mu) * k.coef);
+  }
 };
 
 // A device scratch buffer from the caching allocator. Freed at scope exit: the engine runs on one stream, so a
@@ -270,47 +295,57 @@ StatsPlan stats_plan(const BatchNormShape& s, const T* x, const T* gy) {
   return p;
 }
 
-template <class T, bool kBackward>
-void launch_partial_sums(const StatsPlan& p, const T* x, const T* gy, const T* mean, const T* invstd,
+template <class T, bool kBackward, bool kRelu = false>
+void launch_partial_sums(const StatsPlan& p, const T* x, const T* gy, const AffineParams<T>& ap,
                          const BatchNormShape& s, double* partial) {
   const dim3 grid(static_cast<unsigned>(s.c), static_cast<unsigned>(p.S));
   if (p.vec)
-    partial_sums_kernel<T, kVec<T>, kBackward>
-        <<<grid, kReduceBlock, 0, stream()>>>(x, gy, mean, invstd, s, p.chunk, partial);
+    partial_sums_kernel<T, kVec<T>, kBackward, kRelu>
+        <<<grid, kReduceBlock, 0, stream()>>>(x, gy, ap, s, p.chunk, partial);
   else
-    partial_sums_kernel<T, 1, kBackward><<<grid, kReduceBlock, 0, stream()>>>(x, gy, mean, invstd, s, p.chunk, partial);
+    partial_sums_kernel<T, 1, kBackward, kRelu><<<grid, kReduceBlock, 0, stream()>>>(x, gy, ap, s, p.chunk, partial);
   CUDA_CHECK_LAUNCH();
+}
+
+template <class T>
+void normalise(const AffineParams<T>& ap, const T* x, T* y, const BatchNormShape& s, bool relu) {
+  if (relu)
+    channel_map<T, false>(NormaliseOp<T, true>{ap}, x, nullptr, y, s);
+  else
+    channel_map<T, false>(NormaliseOp<T, false>{ap}, x, nullptr, y, s);
 }
 
 }  // namespace
 
 template <class T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps) {
+                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+                              bool relu) {
   if (s.n * s.c * s.hw == 0) return;
   const StatsPlan plan = stats_plan<T>(s, x, nullptr);
   Scratch partial(sizeof(double) * 2 * s.c * plan.S);
-  launch_partial_sums<T, false>(plan, x, nullptr, nullptr, nullptr, s, partial.d());
+  launch_partial_sums<T, false>(plan, x, nullptr, AffineParams<T>{}, s, partial.d());
   finalize_train_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(x, partial.d(), plan.S, s, momentum, eps,
                                                                      save_mean, save_invstd, running_mean, running_var);
   CUDA_CHECK_LAUNCH();
-  channel_map<T, false>(NormaliseOp<T>{gamma, beta, save_mean, save_invstd}, x, nullptr, y, s);
+  normalise<T>({gamma, beta, save_mean, save_invstd}, x, y, s, relu);
 }
 
 template <class T>
 void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps) {
+                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps, bool relu) {
   if (s.c == 0) return;
   finalize_eval_kernel<T>
       <<<grid_for(s.c, 256), 256, 0, stream()>>>(running_mean, running_var, s.c, eps, save_mean, save_invstd);
   CUDA_CHECK_LAUNCH();
-  channel_map<T, false>(NormaliseOp<T>{gamma, beta, save_mean, save_invstd}, x, nullptr, y, s);
+  normalise<T>({gamma, beta, save_mean, save_invstd}, x, y, s, relu);
 }
 
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training) {
+                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu, const T* beta) {
   if (s.n * s.c * s.hw == 0) return;
+  const AffineParams<T> ap{gamma, beta, save_mean, save_invstd};
   const bool need_sums = dgamma || dbeta || (gx && training);
   const StatsPlan plan = need_sums ? stats_plan<T>(s, x, gy) : StatsPlan{};
   // One buffer: S partial pairs per channel, then the final pair per channel.
@@ -319,22 +354,29 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
   if (need_sums) {
     double* partial = scratch.d();
     sums = partial + 2 * s.c * plan.S;
-    launch_partial_sums<T, true>(plan, x, gy, save_mean, save_invstd, s, partial);
+    if (relu)
+      launch_partial_sums<T, true, true>(plan, x, gy, ap, s, partial);
+    else
+      launch_partial_sums<T, true, false>(plan, x, gy, ap, s, partial);
     finalize_backward_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(partial, plan.S, s.c, sums, dgamma, dbeta);
     CUDA_CHECK_LAUNCH();
   }
   if (!gx) return;
-  channel_map<T, true>(InputGradOp<T>{gamma, save_mean, save_invstd, training ? sums : nullptr, 1.0 / double(s.n * s.hw)},
-                       x, gy, gx, s);
+  const double* used = training ? sums : nullptr;
+  const double inv_m = 1.0 / double(s.n * s.hw);
+  if (relu)
+    channel_map<T, true>(InputGradOp<T, true>{ap, used, inv_m}, x, gy, gx, s);
+  else
+    channel_map<T, true>(InputGradOp<T, false>{ap, used, inv_m}, x, gy, gx, s);
 }
 
 #define INSTANTIATE(T)                                                                                               \
   template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
-                                            double, double);                                                         \
+                                            double, double, bool);                                                   \
   template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,             \
-                                           const BatchNormShape&, double);                                           \
+                                           const BatchNormShape&, double, bool);                                     \
   template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,                 \
-                                       const BatchNormShape&, bool);
+                                       const BatchNormShape&, bool, bool, const T*);
 INSTANTIATE(float)
 INSTANTIATE(double)
 #undef INSTANTIATE

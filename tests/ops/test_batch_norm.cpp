@@ -1,9 +1,11 @@
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 
 #include "engine/autograd.h"
 #include "engine/ops/batch_norm.h"
 #include "engine/ops/conv2d.h"  // cudnn_compiled()
+#include "engine/ops/elementwise.h"
 #include "tests/gradcheck.h"
 #include "tests/require_close.h"
 
@@ -92,6 +94,37 @@ TEST_CASE("batch_norm2d: gradient check in float64", "[ops][batch_norm][gradchec
       return batch_norm2d(h, none, none, rm2, rv2, false);
     };
     REQUIRE_GRADCHECK(gradcheck(f, {x, g1, b1}));
+  }
+}
+
+TEST_CASE("batch_norm2d_relu: equals relu(batch_norm2d) forward and backward; gradient check", "[ops][batch_norm]") {
+  for (bool training : {true, false}) {
+    for (bool affine : {true, false}) {
+      INFO("training " << training << ", affine " << affine);
+      Tensor x = rand_leaf({3, 2, 2, 3}, 31);
+      Tensor gamma = affine ? rand_leaf({2}, 32) : Tensor(), beta = affine ? rand_leaf({2}, 33) : Tensor();
+      Tensor rm1 = Tensor::from_vector({0.3, -0.2}, {2}, DType::f64), rv1 = Tensor::from_vector({0.8, 1.7}, {2}, DType::f64);
+      Tensor rm2 = rm1.clone(), rv2 = rv1.clone();
+      // Fused against composed: same values, same gradients, same running statistics.
+      Tensor y1 = batch_norm2d_relu(x, gamma, beta, rm1, rv1, training);
+      Tensor gy = rand_leaf(y1.shape(), 34).detach();
+      run_backward(y1, gy);
+      std::vector<Tensor> g1;
+      for (Tensor* t : {&x, &gamma, &beta})
+        if (t->defined()) g1.push_back(t->grad().clone()), t->zero_grad();
+      Tensor y2 = relu(batch_norm2d(x, gamma, beta, rm2, rv2, training));
+      run_backward(y2, gy);
+      require_close(y1.to_vector(), y2.to_vector(), 1e-15);
+      const std::vector<double> v1 = y1.to_vector();
+      REQUIRE(*std::min_element(v1.begin(), v1.end()) == 0.0);  // some outputs were clipped
+      size_t i = 0;
+      for (Tensor* t : {&x, &gamma, &beta})
+        if (t->defined()) require_close(t->grad().to_vector(), g1[i++].to_vector(), 1e-14);
+      require_close(rm1.to_vector(), rm2.to_vector(), 0.0);
+      require_close(rv1.to_vector(), rv2.to_vector(), 0.0);
+      auto f = [&] { return batch_norm2d_relu(x, gamma, beta, rm1, rv1, training, 0.1, 1e-5); };
+      REQUIRE_GRADCHECK(gradcheck(f, affine ? std::vector<Tensor>{x, gamma, beta} : std::vector<Tensor>{x}));
+    }
   }
 }
 
