@@ -62,7 +62,8 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
   // cuDNN only in training on CUDA; fixed here so that forward and backward of one call agree.
   const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda();
   // cuDNN's batch norm has no fused activation here: compose with relu().
-  if (use_cudnn && relu) return engine::relu(batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false));
+  if (use_cudnn && relu)
+    return engine::relu(batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false));
   Tensor g_arg = gamma, b_arg = beta;
   if (use_cudnn && !gamma.defined()) g_arg = Tensor::full({s.c}, 1.0, x.dtype(), x.device());  // cuDNN wants both
   if (use_cudnn && !beta.defined()) b_arg = Tensor::zeros({s.c}, x.dtype(), x.device());
@@ -85,8 +86,8 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
 #endif
     } else if (x.is_cuda()) {
       if (training) {
-        ENGINE_CUDA_ONLY(kOp,
-                         kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu));
+        ENGINE_CUDA_ONLY(
+            kOp, kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu));
       } else {
         ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps, relu));
       }
@@ -99,35 +100,35 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
     }
   });
 
-  record(
-      y, relu ? "batch_norm2d_relu" : kOp, {x, gamma, beta},
-      [x, g_arg, b_arg, save_mean, save_invstd, training, s, use_cudnn, eps, relu](const Tensor& g,
-                                                                                  const std::vector<bool>& need) {
-        std::vector<Tensor> grads(3);
-        if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
-        if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
-        if (need[2]) grads[2] = Tensor::empty({s.c}, x.dtype(), x.device());
-        dispatch_dtype(x.dtype(), [&](auto tag) {
-          using T = decltype(tag);
-          const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(g_arg);
-          const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>(), *pb = ptr_or_null<T>(b_arg);
-          T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
-          if (use_cudnn) {
+  record(y, relu ? "batch_norm2d_relu" : kOp, {x, gamma, beta},
+         [x, g_arg, b_arg, save_mean, save_invstd, training, s, use_cudnn, eps, relu](const Tensor& g,
+                                                                                      const std::vector<bool>& need) {
+           std::vector<Tensor> grads(3);
+           if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
+           if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
+           if (need[2]) grads[2] = Tensor::empty({s.c}, x.dtype(), x.device());
+           dispatch_dtype(x.dtype(), [&](auto tag) {
+             using T = decltype(tag);
+             const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(g_arg);
+             const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>(), *pb = ptr_or_null<T>(b_arg);
+             T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
+             if (use_cudnn) {
 #if ENGINE_HAVE_CUDNN
-            kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
+               kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
 #else
                (void)eps;
                fail("batch_norm2d backward: the cuDNN engine was used, but this build has no cuDNN");
 #endif
-          } else if (x.is_cuda()) {
-            ENGINE_CUDA_ONLY("batch_norm2d backward", kernels::cuda::batch_norm_backward<T>(
-                                                          px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training, relu, pb));
-          } else {
-            kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training, relu, pb);
-          }
-        });
-        return grads;
-      });
+             } else if (x.is_cuda()) {
+               ENGINE_CUDA_ONLY("batch_norm2d backward",
+                                kernels::cuda::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s,
+                                                                      training, relu, pb));
+             } else {
+               kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training, relu, pb);
+             }
+           });
+           return grads;
+         });
   return y;
 }
 

@@ -12,8 +12,8 @@
 #include <algorithm>
 
 #include "kernels/batch_norm.h"
-#include "kernels/cuda/vectorized.cuh"
 #include "kernels/cuda/runtime.h"
+#include "kernels/cuda/vectorized.cuh"
 
 namespace kernels::cuda {
 namespace {
@@ -179,8 +179,8 @@ __global__ void finalize_backward_kernel(const double* __restrict__ partial, int
 // the pack crosses a plane end. I is the index type: 32-bit divisions when the tensor allows (they cost a
 // tenth of 64-bit ones, which at 2 per pack would rival the memory time).
 template <class T, int V, bool kHasB, class I, class Op>
-__global__ void channel_map_kernel(Op op, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, I n,
-                                   I C, I hw) {
+__global__ void channel_map_kernel(Op op, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, I n, I C,
+                                   I hw) {
   using P = Pack<T, V>;
   const I stride = I(blockDim.x) * gridDim.x, t = I(blockIdx.x) * blockDim.x + threadIdx.x;
   const I nv = n / V;
@@ -215,8 +215,8 @@ void channel_map(Op op, const T* a, const T* b, T* y, const BatchNormShape& s) {
   // 32-bit indices when every index (and the grid stride added to one) stays below 2^31.
   const bool small = n + int64_t(65535) * 32 * kMapBlock < (int64_t(1) << 31);
   if (vec && small)
-    channel_map_kernel<T, V, kHasB, int32_t><<<map_grid(n / V), kMapBlock, 0, stream()>>>(
-        op, a, b, y, int32_t(n), int32_t(s.c), int32_t(s.hw));
+    channel_map_kernel<T, V, kHasB, int32_t>
+        <<<map_grid(n / V), kMapBlock, 0, stream()>>>(op, a, b, y, int32_t(n), int32_t(s.c), int32_t(s.hw));
   else if (vec)
     channel_map_kernel<T, V, kHasB, int64_t><<<map_grid(n / V), kMapBlock, 0, stream()>>>(op, a, b, y, n, s.c, s.hw);
   else

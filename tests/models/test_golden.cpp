@@ -117,8 +117,8 @@ double max_abs(const std::vector<double>& v) {
 void check_golden(const std::string& model_name, DType dtype, Tolerance tol, Device device = Device::cpu()) {
   // ENGINE_SOURCE_DIR in the environment overrides the build's source path (a bundle run on another machine).
   const char* src = std::getenv("ENGINE_SOURCE_DIR");
-  const auto golden = testing::read_golden(std::string(src ? src : ENGINE_SOURCE_DIR) + "/tests/golden/" + model_name +
-                                           ".safetensors");
+  const auto golden =
+      testing::read_golden(std::string(src ? src : ENGINE_SOURCE_DIR) + "/tests/golden/" + model_name + ".safetensors");
   REQUIRE(golden.metadata.at("model") == model_name);
   const int64_t samples = std::stoll(golden.metadata.at("samples"));
   const int64_t sample_stride = std::stoll(golden.metadata.at("sample_stride"));
@@ -197,10 +197,10 @@ void check_golden(const std::string& model_name, DType dtype, Tolerance tol, Dev
     r_buf = std::max(r_buf, worst_ratio(b.to_vector(), ref, max_abs(ref), tol));
   }
 
-  INFO(model_name << " " << dtype_name(dtype) << " on " << device.str() << ": worst error / tolerance: logits " << r_logits << ", loss " << r_loss
-                  << " (ours " << loss.item() << ", torch " << ref_loss << "), gradient samples " << r_grad << " ("
-                  << worst_grad << "), gradient sum/norm/max " << r_stat << " (" << worst_stat << "), running stats "
-                  << r_buf);
+  INFO(model_name << " " << dtype_name(dtype) << " on " << device.str() << ": worst error / tolerance: logits "
+                  << r_logits << ", loss " << r_loss << " (ours " << loss.item() << ", torch " << ref_loss
+                  << "), gradient samples " << r_grad << " (" << worst_grad << "), gradient sum/norm/max " << r_stat
+                  << " (" << worst_stat << "), running stats " << r_buf);
   CHECK(r_logits <= 1);
   CHECK(r_loss <= 1);
   CHECK(r_grad <= 1);

@@ -103,7 +103,8 @@ TEST_CASE("batch_norm2d_relu: equals relu(batch_norm2d) forward and backward; gr
       INFO("training " << training << ", affine " << affine);
       Tensor x = rand_leaf({3, 2, 2, 3}, 31);
       Tensor gamma = affine ? rand_leaf({2}, 32) : Tensor(), beta = affine ? rand_leaf({2}, 33) : Tensor();
-      Tensor rm1 = Tensor::from_vector({0.3, -0.2}, {2}, DType::f64), rv1 = Tensor::from_vector({0.8, 1.7}, {2}, DType::f64);
+      Tensor rm1 = Tensor::from_vector({0.3, -0.2}, {2}, DType::f64),
+             rv1 = Tensor::from_vector({0.8, 1.7}, {2}, DType::f64);
       Tensor rm2 = rm1.clone(), rv2 = rv1.clone();
       // Fused against composed: same values, same gradients, same running statistics.
       Tensor y1 = batch_norm2d_relu(x, gamma, beta, rm1, rv1, training);

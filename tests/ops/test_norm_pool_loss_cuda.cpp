@@ -106,20 +106,20 @@ void compare_batch_norm(bool with_offset_f32) {
       for (bool training : {true, false}) {
         for (bool affine : {true, false}) {
           for (bool fused_relu : {false, true}) {
-          INFO("shape " << shape_str(shape) << " offset " << offset << " training " << training << " affine "
-                        << affine << " fused relu " << fused_relu);
-          const std::vector<double> var_values = {1.5, 0.7, 2.2, 0.9};  // running variances must be positive
-          Tensor running_var = Tensor::from_vector({var_values.begin(), var_values.begin() + C}, {C}, dtype);
-          std::vector<Tensor> in = {leaf(shape, 1, dtype, offset), leaf({C}, 2, dtype), leaf({C}, 3, dtype),
-                                    leaf({C}, 4, dtype, 0, false), running_var};
-          Case f = [&](const std::vector<Tensor>& t) {
-            Tensor rm = t[3].clone(), rv = t[4].clone();
-            Tensor gamma = affine ? t[1] : Tensor(), beta = affine ? t[2] : Tensor();
-            Tensor y = fused_relu ? batch_norm2d_relu(t[0], gamma, beta, rm, rv, training, 0.1, 1e-5)
-                                  : batch_norm2d(t[0], gamma, beta, rm, rv, training, 0.1, 1e-5);
-            return std::vector<Tensor>{y, rm, rv};
-          };
-          compare(f, in, dtype);
+            INFO("shape " << shape_str(shape) << " offset " << offset << " training " << training << " affine "
+                          << affine << " fused relu " << fused_relu);
+            const std::vector<double> var_values = {1.5, 0.7, 2.2, 0.9};  // running variances must be positive
+            Tensor running_var = Tensor::from_vector({var_values.begin(), var_values.begin() + C}, {C}, dtype);
+            std::vector<Tensor> in = {leaf(shape, 1, dtype, offset), leaf({C}, 2, dtype), leaf({C}, 3, dtype),
+                                      leaf({C}, 4, dtype, 0, false), running_var};
+            Case f = [&](const std::vector<Tensor>& t) {
+              Tensor rm = t[3].clone(), rv = t[4].clone();
+              Tensor gamma = affine ? t[1] : Tensor(), beta = affine ? t[2] : Tensor();
+              Tensor y = fused_relu ? batch_norm2d_relu(t[0], gamma, beta, rm, rv, training, 0.1, 1e-5)
+                                    : batch_norm2d(t[0], gamma, beta, rm, rv, training, 0.1, 1e-5);
+              return std::vector<Tensor>{y, rm, rv};
+            };
+            compare(f, in, dtype);
           }
         }
       }
