@@ -1,6 +1,6 @@
-// 2-D convolution (cross-correlation, as PyTorch) on NCHW tensors, by im2col over the batch and one GEMM.
+// 2-D convolution (cross-correlation, as PyTorch) on NCHW tensors, by im2col over the batch and GEMMs.
 //
-// Forward, per chunk of nb images (chunks keep the scratch bounded):
+// CPU, per chunk of nb images (chunks keep the scratch bounded):
 //   col [C*KH*KW, nb*OH*OW] = im2col(x)            one pass over the whole chunk, not one GEMM per image
 //   out [OC, nb*OH*OW]      = W [OC, C*KH*KW] x col
 //   y   [nb, OC, OH, OW]    = permute(out) + bias   (with nb == 1, `out` already is y and the GEMM writes there)
@@ -10,9 +10,17 @@
 //   gcol = W^T x gy';  gx = col2im(gcol)           (col2im overwrites gx; on CUDA each input pixel gathers
 //                                                   its contributions, so no atomics)
 //   gb   = sum of gy over N, OH, OW
+// CUDA does the same for chunks of nb > 1 images with OH*OW < 64 (there one large GEMM beats cuBLAS's skinny
+// batched ones and the permutes are cheap). Other chunks run one GEMM per image (one strided-batched call), which
+// reads and writes NCHW directly:
+//   y_n    [OC, OH*OW] = W x col_n      (col_n: image n's columns of col; x_n itself when pointwise(), no im2col)
+//   y     += bias                       (separate pass, only with a bias)
+//   gcol_n [K, OH*OW]  = W^T x gy_n;  gx = col2im(gcol)   (pointwise(): gx_n = W^T x gy_n, no col2im)
+//   gW    += gy' x col^T                as above: permute(gy) and im2col run only when gW is wanted
 // Kernel taps that only ever read padding are cropped away first (see LiveTaps).
-// The CPU and CUDA versions have the same signatures and the same algorithm; scratch on CUDA comes from the
-// caching allocator. The optional cuDNN versions (kernels/cudnn/conv.cpp) exist only when ENGINE_HAVE_CUDNN.
+// The CPU and CUDA versions have the same signatures; scratch on CUDA comes from the caching allocator. The CPU
+// also runs a 1x1 output that reads the whole unpadded input as a fully connected layer (kernels/cpu/conv.cpp).
+// The optional cuDNN versions (kernels/cudnn/conv.cpp) exist only when ENGINE_HAVE_CUDNN.
 #pragma once
 #include <algorithm>
 #include <cstdint>

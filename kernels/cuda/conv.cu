@@ -1,7 +1,10 @@
-// Convolution on the GPU: the same algorithm as kernels/cpu/conv.cpp (see kernels/conv.h) with cuBLAS GEMMs.
-// im2col writes one column per thread-row (coalesced along output pixels); col2im is a gather, each input pixel
-// summing the column entries that read it, so it needs no atomics and is deterministic. Index arithmetic inside
-// the kernels is 32-bit (the host checks every chunk fits), pointer offsets are 64-bit.
+// Convolution on the GPU: im2col/col2im and cuBLAS GEMMs as kernels/cpu/conv.cpp (see kernels/conv.h), except that
+// chunks whose output planes have at least kBatchedMinPixels pixels run one GEMM per image (a single strided-batched
+// call) that reads and writes NCHW directly, so no permute passes; pointwise convolutions then also skip im2col in
+// the forward and col2im in the backward-data pass. im2col writes one column per thread-row (coalesced along output
+// pixels); col2im is a gather, each input pixel summing the column entries that read it, so it needs no atomics and
+// is deterministic. Index arithmetic inside the kernels is 32-bit (the host checks every chunk fits), pointer
+// offsets are 64-bit.
 #include <climits>
 
 #include "engine/error.h"
@@ -218,6 +221,37 @@ void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
 
 namespace {
 
+// Below this many output pixels per image a chunk of nb > 1 images runs as ONE GEMM over [OC, nb*P] followed by
+// a permute into NCHW: per-image GEMMs with so skinny an n = P leave most of each cuBLAS tile (64 to 256 columns)
+// empty, so the batched call loses to the one large GEMM, while the permute of so small an output costs little.
+// From this size on, per-image GEMMs write NCHW directly and the permute passes (each a full read and write of the
+// output or of its gradient) go away. A starting value; the crossover is for bench_kernels to settle.
+constexpr int64_t kBatchedMinPixels = 64;
+
+// Whether a chunk of nb images runs as per-image GEMMs (one strided-batched call) writing NCHW directly.
+bool per_image_gemms(const Conv2dShape& s, int64_t nb) { return nb == 1 || s.out_pixels() >= kBatchedMinPixels; }
+
+// A 1x1, stride-1, unpadded convolution (OH = H, OW = W): image img's column block is x_img [C, H*W] itself.
+bool x_is_col(const Conv2dShape& s) { return s.pointwise() && s.oh == s.h && s.ow == s.w; }
+
+// For img in [0, batch): C_img [m, n] = op(A) [m, k] x B_img [k, n], row-major (kernels/gemm.h), with one A for
+// every image (stride 0), B_img = b + img*stride_b (row stride ldb), C_img = c + img*stride_c (row stride ldc).
+// A single image is a plain GEMM.
+template <class T>
+void gemm_per_image(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+                    int64_t stride_b, T* c, int64_t ldc, int64_t stride_c, int64_t batch) {
+  if (batch == 1) return gemm<T>(trans_a, false, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc);
+  gemm_strided_batched<T>(trans_a, false, m, n, k, T(1), a, lda, 0, b, ldb, stride_b, T(0), c, ldc, stride_c, batch);
+}
+
+// Index mapping of the per-image GEMMs (row-major, element (r, q) of a matrix with row stride ld at base + r*ld + q),
+// for a chunk of nb images, P = OH*OW, NP = nb*P, K = C*KH*KW:
+//   W     [OC, K]      w[oc*K + k]                       (lda = K, the same for every image)
+//   col   [K, NP]      col[k*NP + img*P + p]             image img's block: base col + img*P, ldb = NP, stride P
+//   x_img [C, P]       x[img*C*P + c*P + p]  (x_is_col)  base x + img*C*P, ldb = P, stride C*P
+//   y_img [OC, P]      y[img*OC*P + oc*P + p]            base y + img*OC*P, ldc = P, stride OC*P
+// Forward:       y_img [OC, P] = W [OC, K] x col_img [K, P]
+// Backward data: gcol_img [K, P] = W^T [K, OC] x gy_img [OC, P], into col's block (or gx_img when x_is_col)
 template <class T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
@@ -228,22 +262,25 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
     const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
     const T* xc = x + n0 * in_img;
     T* yc = y + n0 * out_img;
-    const T* col = xc;  // a pointwise convolution of one image needs no im2col
-    if (!(s.pointwise() && nb == 1)) {
+    const bool per_image = per_image_gemms(s, nb);
+    // B_img: x_img itself, or image img's columns of the im2col buffer.
+    const T* col = xc;
+    int64_t ldb = P, stride_b = in_img;
+    if (!(per_image && x_is_col(s))) {
       col_buf.reset(K * NP);
       im2col(s, xc, nb, col_buf.get());
-      col = col_buf.get();
+      col = col_buf.get(), ldb = NP, stride_b = P;
     }
-    if (nb == 1) {
-      gemm<T>(false, false, s.oc, P, K, T(1), w, K, col, P, T(0), yc, P);  // [OC, P] is one NCHW image
+    if (per_image) {
+      gemm_per_image<T>(false, s.oc, P, K, w, K, col, ldb, stride_b, yc, P, out_img, nb);
       if (bias) {
-        Conv2dShape one = s;
-        one.n = 1;
-        conv2d_add_bias(one, bias, yc);
+        Conv2dShape part = s;
+        part.n = nb;
+        conv2d_add_bias(part, bias, yc);
       }
     } else {
       out_buf.reset(s.oc * NP);
-      gemm<T>(false, false, s.oc, NP, K, T(1), w, K, col, NP, T(0), out_buf.get(), NP);
+      gemm<T>(false, false, s.oc, NP, K, T(1), w, K, col, NP, T(0), out_buf.get(), NP);  // out [OC, NP]
       permute_out(s, out_buf.get(), nb, bias, yc);
     }
   }
@@ -254,21 +291,25 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   check_index_range(s, chunk);
+  // col_buf serves the gW GEMM's im2col and then the data GEMM's output: reuse is safe because everything runs
+  // in order on the one stream (the gW GEMM that reads col is queued before the GEMM that overwrites it).
   DeviceBuffer<T> col_buf, gyt_buf;
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
     const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
     const T* xc = x + n0 * in_img;
     const T* gyc = gy + n0 * out_img;
-    const T* gyt = gyc;  // one image: gy [OC, P] already is gy'
-    if (nb > 1) {
+    const bool per_image = per_image_gemms(s, nb);
+    // gy' [OC, NP]: gW = gy' x col^T is one GEMM only over this layout; the data GEMM needs it only when it is
+    // not per image. For one image gy [OC, P] already is gy'.
+    const T* gyt = gyc;
+    if (nb > 1 && (gw || !per_image)) {
       gyt_buf.reset(s.oc * NP);
       permute_grad(s, gyc, nb, gyt_buf.get());
       gyt = gyt_buf.get();
     }
-    const bool direct = s.pointwise() && nb == 1;  // col is x itself, col2im is the identity
     if (gw) {
-      const T* col = xc;
-      if (!direct) {
+      const T* col = xc;  // one pointwise image: col is x itself (for nb > 1, im2col transposes x to [C, NP])
+      if (!(nb == 1 && x_is_col(s))) {
         col_buf.reset(K * NP);
         im2col(s, xc, nb, col_buf.get());
         col = col_buf.get();
@@ -277,11 +318,14 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
     }
     if (gx) {
       T* gxc = gx + n0 * in_img;
-      if (direct) {
-        gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), gxc, NP);
+      if (per_image && x_is_col(s)) {
+        gemm_per_image<T>(true, K, P, s.oc, w, K, gyc, P, out_img, gxc, P, in_img, nb);  // col2im is the identity
       } else {
-        col_buf.reset(K * NP);  // reuses col: the gW GEMM that read it is ahead in the stream
-        gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), col_buf.get(), NP);
+        col_buf.reset(K * NP);
+        if (per_image)
+          gemm_per_image<T>(true, K, P, s.oc, w, K, gyc, P, out_img, col_buf.get(), NP, P, nb);
+        else
+          gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), col_buf.get(), NP);
         col2im(s, col_buf.get(), nb, gxc);
       }
     }

@@ -36,16 +36,26 @@ Conv2dParams params(int sh, int sw, int ph, int pw) {
 const std::vector<Case>& cases() {
   static const std::vector<Case> list = {
       {1, 1, 5, 5, 1, 3, 3, params(1, 1, 0, 0), false},     {3, 2, 7, 9, 4, 3, 3, params(1, 1, 1, 1), true},
-      {3, 16, 8, 8, 8, 1, 1, params(1, 1, 0, 0), true},   // pointwise, several images
+      {3, 16, 8, 8, 8, 1, 1, params(1, 1, 0, 0), true},   // pointwise, several images, P = 64: per-image GEMMs
       {1, 16, 8, 8, 8, 1, 1, params(1, 1, 0, 0), false},  // pointwise, one image: GEMM straight on x
-      {4, 8, 9, 7, 16, 1, 1, params(2, 2, 0, 0), false},  // strided 1x1 shortcut
-      {2, 3, 29, 31, 8, 7, 7, params(2, 2, 3, 3), true},  // stem-like
+      {4, 8, 9, 7, 16, 1, 1, params(2, 2, 0, 0), false},  // strided 1x1 shortcut, P = 20: one GEMM + permute
+      {2, 3, 29, 31, 8, 7, 7, params(2, 2, 3, 3), true},  // stem-like, P = 240
       {3, 2, 7, 9, 3, 3, 5, params(2, 1, 1, 2), true},    // asymmetric
       {8, 32, 14, 14, 32, 3, 3, params(1, 1, 1, 1), false}, {1, 1, 4, 4, 2, 3, 3, params(1, 1, 3, 3), true},
       {3, 8, 1, 1, 16, 3, 3, params(1, 1, 1, 1), true},   // cropped to the centre tap
       {1, 8, 1, 1, 16, 3, 3, params(1, 1, 1, 1), false},  // ... one image
       {4, 8, 2, 2, 16, 3, 3, params(2, 2, 1, 1), true},   // cropped to rows/cols 1..2
       {2, 2, 1, 1, 3, 1, 1, params(4, 4, 3, 3), true},    // no live tap: output is the bias
+      // Either side of the CUDA switch between one GEMM + permute (nb > 1 and P < 64) and per-image GEMMs that
+      // write NCHW directly (P >= 64; pointwise: no im2col forward, no col2im backward).
+      {3, 5, 9, 9, 7, 1, 1, params(1, 1, 0, 0), true},     // pointwise, P = 81
+      {3, 5, 7, 7, 6, 1, 1, params(1, 1, 0, 0), false},    // pointwise, P = 49
+      {3, 6, 10, 10, 5, 3, 3, params(1, 1, 1, 1), true},   // 3x3 s1 p1, P = 100, bias
+      {3, 2, 7, 9, 4, 3, 3, params(1, 1, 1, 1), false},    // 3x3 s1 p1, P = 63
+      {3, 4, 17, 19, 6, 3, 3, params(2, 2, 1, 1), false},  // 3x3 s2 p1, P = 9 * 10 = 90
+      {3, 8, 17, 17, 12, 1, 1, params(2, 2, 0, 0), true},  // strided 1x1 (im2col, not pointwise), P = 81
+      {2, 3, 32, 32, 8, 7, 7, params(2, 2, 3, 3), false},  // 7x7 s2 p3 stem, P = 256
+      {3, 4, 1, 70, 5, 3, 3, params(1, 1, 1, 1), true},    // cropped to kernel row 1 (1x3), P = 70
   };
   return list;
 }
@@ -137,7 +147,7 @@ TEST_CASE("conv2d cuda: a batch split over several chunks matches the CPU", "[op
   SettingsGuard guard;
   set_conv_engine(ConvEngine::native);
   // 27 * 256 * 256 = 1.77M column elements per image: the CUDA budget (64M) takes 37 images, so 40 run as two
-  // chunks (and the CPU, with its 16M budget, as five).
+  // chunks of 37 and 3 images, both through per-image GEMMs (and the CPU, with its 16M budget, as five).
   const Case k{40, 3, 256, 256, 4, 3, 3, params(1, 1, 1, 1), true};
   require_close(run_case(k, DType::f64, Device::cuda()), run_case(k, DType::f64, Device::cpu()), k, 1e-16);
 }
@@ -184,29 +194,84 @@ TEST_CASE("conv2d cuda: cuDNN matches the native kernels", "[ops][conv][cuda][cu
   }
 }
 
+namespace {
+
+// Gradients when only the input (want_x) or only the weight and bias require them: the backward runs with gw, gb
+// or gx null, which on CUDA changes which passes run (the permute of gy serves only the weight GEMM).
+std::vector<Tensor> partial_grads(const Case& k, bool want_x, DType dt, Device dev) {
+  Tensor x = rand_leaf({k.n, k.c, k.h, k.w}, 1, dt, dev);
+  Tensor w = rand_leaf({k.oc, k.c, k.kh, k.kw}, 2, dt, dev);
+  Tensor b = k.bias ? rand_leaf({k.oc}, 3, dt, dev) : Tensor();
+  if (want_x) {
+    w = w.detach();
+    if (b.defined()) b = b.detach();
+  } else {
+    x = x.detach();  // an image: no gradient
+  }
+  Tensor y = conv2d(x, w, b, k.p);
+  Generator gen(4);
+  run_backward(y, randn(y.shape(), dt, dev, gen));
+  if (want_x) {
+    REQUIRE_FALSE(w.grad().defined());
+    return {x.grad()};
+  }
+  REQUIRE_FALSE(x.grad().defined());
+  std::vector<Tensor> g{w.grad()};
+  if (k.bias) g.push_back(b.grad());
+  return g;
+}
+
+const std::vector<Case>& partial_cases() {
+  static const std::vector<Case> list = {
+      {4, 8, 9, 9, 16, 3, 3, params(2, 2, 1, 1), true},   // P = 25: one GEMM + permute
+      {3, 4, 17, 19, 6, 3, 3, params(2, 2, 1, 1), true},  // P = 90: per-image GEMMs
+      {3, 5, 9, 9, 7, 1, 1, params(1, 1, 0, 0), false},   // pointwise, P = 81: no im2col/col2im for gx
+      {3, 5, 7, 7, 6, 1, 1, params(1, 1, 0, 0), false},   // pointwise, P = 49
+      {1, 5, 9, 9, 7, 1, 1, params(1, 1, 0, 0), true},    // pointwise, one image
+      {3, 4, 1, 70, 5, 3, 3, params(1, 1, 1, 1), false},  // cropped, P = 70
+  };
+  return list;
+}
+
+}  // namespace
+
 TEST_CASE("conv2d cuda: weight gradient alone (input needs none), native and cuDNN", "[ops][conv][cuda]") {
   SKIP_WITHOUT_CUDA();
   SettingsGuard guard;
   set_tf32(false);
-  const Case k{4, 8, 9, 9, 16, 3, 3, params(2, 2, 1, 1), true};
-  auto gw_on = [&](Device dev) {
-    Tensor x = rand_leaf({k.n, k.c, k.h, k.w}, 1, DType::f64, dev).detach();  // an image: no gradient
-    Tensor w = rand_leaf({k.oc, k.c, k.kh, k.kw}, 2, DType::f64, dev);
-    Tensor b = rand_leaf({k.oc}, 3, DType::f64, dev);
-    Tensor y = conv2d(x, w, b, k.p);
-    Generator gen(4);
-    run_backward(y, randn(y.shape(), DType::f64, dev, gen));
-    REQUIRE_FALSE(x.grad().defined());
-    return std::vector<Tensor>{w.grad(), b.grad()};
-  };
-  std::vector<Tensor> ref = gw_on(Device::cpu());
   std::vector<ConvEngine> engines{ConvEngine::native};
   if (cudnn_compiled()) engines.push_back(ConvEngine::cudnn);
-  for (ConvEngine e : engines) {
-    set_conv_engine(e);
-    std::vector<Tensor> got = gw_on(Device::cuda());
-    CHECK(close_ratio(got[0], ref[0], 1e-11, 1e-11) <= 1);
-    CHECK(close_ratio(got[1], ref[1], 1e-11, 1e-11) <= 1);
+  for (const Case& k : partial_cases()) {
+    INFO(describe(k));
+    std::vector<Tensor> ref = partial_grads(k, false, DType::f64, Device::cpu());
+    for (ConvEngine e : engines) {
+      set_conv_engine(e);
+      std::vector<Tensor> got = partial_grads(k, false, DType::f64, Device::cuda());
+      REQUIRE(got.size() == ref.size());
+      for (size_t i = 0; i < got.size(); ++i) CHECK(close_ratio(got[i], ref[i], 1e-11, 1e-11) <= 1);
+    }
+  }
+}
+
+TEST_CASE("conv2d cuda: input gradient alone (weight needs none), native and cuDNN", "[ops][conv][cuda]") {
+  SKIP_WITHOUT_CUDA();
+  SettingsGuard guard;
+  set_tf32(false);
+  std::vector<ConvEngine> engines{ConvEngine::native};
+  if (cudnn_compiled()) engines.push_back(ConvEngine::cudnn);
+  for (const Case& k : partial_cases()) {
+    INFO(describe(k));
+    for (DType dt : {DType::f64, DType::f32}) {
+      std::vector<Tensor> ref = partial_grads(k, true, dt, Device::cpu());
+      // As require_close: sums of oc*kh*kw products, eps the unit round-off (cuDNN may run Winograd or FFT).
+      const double eps = dt == DType::f64 ? 4e-16 : 2.4e-7, terms = double(k.oc * k.kh * k.kw);
+      for (ConvEngine e : engines) {
+        set_conv_engine(e);
+        std::vector<Tensor> got = partial_grads(k, true, dt, Device::cuda());
+        REQUIRE(got.size() == 1);
+        CHECK(close_ratio(got[0], ref[0], 16 * eps * terms, 16 * eps * std::sqrt(terms)) <= 1);
+      }
+    }
   }
 }
 
