@@ -45,7 +45,7 @@ double g_base_rss_mb = 0;
 bench::Record run(const Config& c) {
 #if ENGINE_HAVE_CUDA
   if (c.device.is_cuda()) {
-    set_conv_engine(c.engine == "cudnn" ? ConvEngine::cudnn : ConvEngine::native);
+    set_conv_engine(parse_conv_engine(c.engine));
     kernels::cuda::set_allow_tf32(c.tf32);
   }
 #endif
@@ -133,7 +133,7 @@ const char* kUsage =
     "bench_models: examples/sec of a full training step (forward, loss, backward, SGD) per model, batch and\n"
     "resolution. Synthetic 1-channel inputs, 10 classes (the Fashion-MNIST setting).\n"
     "  CPU default : resnet18, batch 16, 28x28, 2 warm-up + 5 timed steps\n"
-    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn, tf32 0,1\n"
+    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn,fastest, tf32 0,1\n"
     "example: bench_models --device cpu --models resnet18 --batch 128 --res 28 --threads 2";
 
 }  // namespace
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
                    {"models", "comma list, e.g. resnet18,resnet50,resnet20"},
                    {"batch", "comma list of batch sizes"},
                    {"res", "comma list of input sizes (square), e.g. 28,96,224"},
-                   {"engines", "CUDA conv engines: native,cudnn (default both when cuDNN is compiled in)"},
+                   {"engines", "CUDA conv engines: native,cudnn,fastest (default all three when cuDNN is compiled in)"},
                    {"tf32", "CUDA: comma list of 0/1 (default 0,1)"},
                    {"warmup", "untimed steps first (default CPU 2, CUDA 5)"},
                    {"steps", "timed steps (default CPU 5, CUDA 20)"},
@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> engines = {"native"};
     std::vector<int64_t> tf32s = {0};
     if (cuda) {
-      engines = a.list("engines", cudnn_compiled() ? "native,cudnn" : "native");
+      engines = a.list("engines", cudnn_compiled() ? "native,cudnn,fastest" : "native");
       tf32s = a.int_list("tf32", "0,1");
     }
     const int warmup = static_cast<int>(a.i64("warmup", cuda ? 5 : 2));

@@ -57,8 +57,12 @@ for what in "$@"; do
       --models "${BENCH_MODELS:-resnet50}" --res "${BENCH_RES:-96}" --batch 128 --save "$OUT/compare.jsonl"
     ;;
   kernels)
-    TAIL=80 phase kernels 400 .gpu/bin/bench_kernels --device cuda --model "${BENCH_MODELS:-resnet50}" \
-      --batch 128 --resize 96
+    for m in ${BENCH_MODELS//,/ }; do
+      for t in ${BENCH_TF32:-0}; do
+        TAIL=${KTAIL:-28} phase "kernels_${m}_tf32_$t" 400 .gpu/bin/bench_kernels --device cuda --model "$m" --batch 128 \
+          --resize "${BENCH_RES:-96}" --tf32 "$t"
+      done
+    done
     ;;
   train)
     TAIL=4 phase train "${TRAIN_LIMIT:-500}" .gpu/bin/train_fmnist "${TRAIN_MODEL:-resnet18}" --device cuda \

@@ -100,8 +100,9 @@ const std::vector<ConfigField>& train_config_fields() {
            [](const std::string& s) {
              if (s != "auto") engine::Device::parse(s);
            }),
-      choice("conv", &C::conv, {"native", "cudnn"}, true,
-             "Convolution engine on CUDA: our own (native) or cuDNN when compiled in (default native)."),
+      choice("conv", &C::conv, {"native", "cudnn", "fastest"}, true,
+             "Convolution engine on CUDA: our own (native), cuDNN when compiled in, or fastest (per layer shape "
+             "and direction, whichever of the two ran faster when timed on its first call) (default native)."),
       flag("tf32", &C::tf32, true, "Allow TF32 tensor cores for float32 GEMMs on CUDA (off by default)."),
       integer("threads", "N", &C::threads, 0, 1024, true,
               "CPU threads for OpenMP and OpenBLAS (default 0: their own defaults)."),

@@ -58,13 +58,13 @@ engine::Device setup_runtime(const TrainConfig& cfg) {
     openblas_set_num_threads(static_cast<int>(cfg.threads));
   }
   engine::Device device = engine::resolve_device(cfg.device);
-  engine::set_conv_engine(cfg.conv == "cudnn" ? engine::ConvEngine::cudnn : engine::ConvEngine::native);
+  engine::set_conv_engine(engine::parse_conv_engine(cfg.conv));
   if (device.is_cuda()) {
 #if ENGINE_HAVE_CUDA
     kernels::cuda::set_allow_tf32(cfg.tf32);
 #endif
   } else {
-    ENGINE_CHECK(cfg.conv != "cudnn", "--conv cudnn needs a CUDA device, but training runs on the CPU");
+    ENGINE_CHECK(cfg.conv == "native", "--conv ", cfg.conv, " needs a CUDA device, but training runs on the CPU");
   }
   return device;
 }

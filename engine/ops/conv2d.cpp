@@ -2,8 +2,15 @@
 // (kernels/cpu/conv.cpp, kernels/cuda/conv.cu) and cuDNN (kernels/cudnn/conv.cpp) for CUDA tensors.
 #include "engine/ops/conv2d.h"
 
+#include <array>
+#include <map>
+#include <mutex>
+
 #include "engine/ops/common.h"
 #include "kernels/conv.h"
+#if ENGINE_HAVE_CUDNN
+#include "kernels/cuda/runtime.h"
+#endif
 
 namespace engine {
 namespace {
@@ -38,6 +45,47 @@ void backward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s,
   }
 }
 
+// ConvEngine::fastest: per shape, dtype, TF32 setting and direction (forward, or backward with the gradients
+// wanted), the engine that ran faster when both were timed on the first such call.
+using ChoiceKey = std::array<int64_t, 16>;
+
+ChoiceKey choice_key(const kernels::Conv2dShape& s, DType dtype, int64_t direction) {
+#if ENGINE_HAVE_CUDNN
+  const int64_t tf32 = kernels::cuda::allow_tf32();
+#else
+  const int64_t tf32 = 0;
+#endif
+  return {s.n,        s.c,     s.h,     s.w,  s.oc, s.kh,           s.kw, s.stride_h,
+          s.stride_w, s.pad_h, s.pad_w, s.oh, s.ow, int64_t(dtype), tf32, direction};
+}
+
+// Runs `run(engine)` with the engine chosen for `key`, choosing first if needed: both engines run once untimed
+// (cuDNN searches its algorithms on a shape's first call, ours may grow the allocator), then once each between
+// CUDA events; the faster is kept. Both engines overwrite their outputs, so the chosen one runs last and its
+// result is what the caller gets.
+template <class Run>
+void run_fastest(const ChoiceKey& key, Run&& run) {
+  static std::mutex mu;
+  static std::map<ChoiceKey, ConvEngine> chosen;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = chosen.find(key);
+    if (it != chosen.end()) return run(it->second);
+  }
+#if ENGINE_HAVE_CUDNN
+  run(ConvEngine::native);
+  run(ConvEngine::cudnn);
+  const double native_ms = kernels::cuda::time_on_stream_ms([&] { run(ConvEngine::native); });
+  const double cudnn_ms = kernels::cuda::time_on_stream_ms([&] { run(ConvEngine::cudnn); });
+  const ConvEngine e = cudnn_ms < native_ms ? ConvEngine::cudnn : ConvEngine::native;
+  if (e == ConvEngine::native) run(e);
+  std::lock_guard<std::mutex> lock(mu);
+  chosen[key] = e;
+#else
+  run(ConvEngine::native);
+#endif
+}
+
 }  // namespace
 
 bool cudnn_compiled() {
@@ -49,13 +97,21 @@ bool cudnn_compiled() {
 }
 
 void set_conv_engine(ConvEngine e) {
-  ENGINE_CHECK(e != ConvEngine::cudnn || cudnn_compiled(),
-               "set_conv_engine: cuDNN was asked for, but this engine was built without cuDNN (install cuDNN and "
+  ENGINE_CHECK(e == ConvEngine::native || cudnn_compiled(),
+               "set_conv_engine: cuDNN (or the fastest of ours and cuDNN) was asked for, but this engine was built "
+               "without cuDNN (install cuDNN and "
                "rebuild with -DENGINE_CUDA=ON -DENGINE_CUDNN=ON, or use the native convolution engine)");
   g_conv_engine = e;
 }
 
 ConvEngine conv_engine() { return g_conv_engine; }
+
+ConvEngine parse_conv_engine(const std::string& name) {
+  if (name == "native") return ConvEngine::native;
+  if (name == "cudnn") return ConvEngine::cudnn;
+  if (name == "fastest") return ConvEngine::fastest;
+  fail(cat("unknown convolution engine '", name, "': expected native, cudnn or fastest"));
+}
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   check_dim("conv2d", "input", x, 4);
@@ -89,7 +145,14 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor y = Tensor::empty({s.n, s.oc, s.oh, s.ow}, x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    forward_on<T>(x, eng, s, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
+    auto run = [&](ConvEngine e) {
+      forward_on<T>(x, e, s, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
+    };
+    if (eng == ConvEngine::fastest && x.is_cuda()) {
+      run_fastest(choice_key(s, x.dtype(), bias.defined() ? 1 : 0), run);
+    } else {
+      run(eng);
+    }
   });
 
   // The engine is fixed at forward time so that forward and backward of one call agree.
@@ -101,8 +164,17 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     dispatch_dtype(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-      backward_on<T>(x, eng, s, x.data<T>(), weight.data<T>(), g.data<T>(), ptr(grads[0]), ptr(grads[1]),
-                     ptr(grads[2]));
+      auto run = [&](ConvEngine e) {
+        backward_on<T>(x, e, s, x.data<T>(), weight.data<T>(), g.data<T>(), ptr(grads[0]), ptr(grads[1]),
+                       ptr(grads[2]));
+      };
+      if (eng == ConvEngine::fastest && x.is_cuda()) {
+        const int64_t direction =
+            2 + (grads[0].defined() ? 1 : 0) + (grads[1].defined() ? 2 : 0) + (grads[2].defined() ? 4 : 0);
+        run_fastest(choice_key(s, x.dtype(), direction), run);
+      } else {
+        run(eng);
+      }
     });
     return grads;
   });

@@ -53,6 +53,27 @@ void memcpy_d2d(void* dst, const void* src, std::size_t bytes) {
 void memset_zero(void* dst, std::size_t bytes) { CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream())); }
 void synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
 
+double time_on_stream_ms(const std::function<void()>& f) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventCreate(&stop));
+  float ms = 0;
+  try {
+    CUDA_CHECK(cudaEventRecord(start, stream()));
+    f();
+    CUDA_CHECK(cudaEventRecord(stop, stream()));
+    CUDA_CHECK(cudaEventSynchronize(stop));
+    CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  } catch (...) {
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    throw;
+  }
+  CUDA_CHECK(cudaEventDestroy(start));
+  CUDA_CHECK(cudaEventDestroy(stop));
+  return ms;
+}
+
 namespace {
 bool g_allow_tf32 = false;
 }

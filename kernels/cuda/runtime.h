@@ -2,6 +2,7 @@
 // kernels/cuda/runtime.cu and allocator.cpp; only linked when the engine is built with CUDA.
 #pragma once
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace kernels::cuda {
@@ -30,6 +31,10 @@ void memcpy_d2h(void* dst, const void* src, std::size_t bytes);
 void memcpy_d2d(void* dst, const void* src, std::size_t bytes);
 void memset_zero(void* dst, std::size_t bytes);
 void synchronize();
+
+// Milliseconds the GPU spends on the work `f` queues on the engine's stream: a pair of events around it, then a
+// wait for the second. For one-off measurements (the conv engine's per-shape choice), not for hot paths.
+double time_on_stream_ms(const std::function<void()>& f);
 
 // TF32 tensor-core GEMMs for float32 (off by default; gradient checks keep it off).
 void set_allow_tf32(bool allow);

@@ -265,6 +265,9 @@ TEST_CASE("conv2d: bad arguments name the op and the shapes", "[ops][conv]") {
 
 TEST_CASE("conv2d: engine switch", "[ops][conv]") {
   REQUIRE(conv_engine() == ConvEngine::native);
+  REQUIRE(parse_conv_engine("fastest") == ConvEngine::fastest);
+  REQUIRE(parse_conv_engine("cudnn") == ConvEngine::cudnn);
+  REQUIRE_THROWS_WITH(parse_conv_engine("winograd"), Catch::Contains("expected native, cudnn or fastest"));
   if (cudnn_compiled()) {
     set_conv_engine(ConvEngine::cudnn);
     REQUIRE(conv_engine() == ConvEngine::cudnn);
@@ -276,6 +279,7 @@ TEST_CASE("conv2d: engine switch", "[ops][conv]") {
     REQUIRE(y == std::vector<double>{37, 47, 67, 77});
   } else {
     REQUIRE_THROWS_WITH(set_conv_engine(ConvEngine::cudnn), Catch::Contains("built without cuDNN"));
+    REQUIRE_THROWS_WITH(set_conv_engine(ConvEngine::fastest), Catch::Contains("built without cuDNN"));
     REQUIRE(conv_engine() == ConvEngine::native);
   }
 }

@@ -35,13 +35,15 @@ Conv2dParams params(int sh, int sw, int ph, int pw) {
 
 const std::vector<Case>& cases() {
   static const std::vector<Case> list = {
-      {1, 1, 5, 5, 1, 3, 3, params(1, 1, 0, 0), false},     {3, 2, 7, 9, 4, 3, 3, params(1, 1, 1, 1), true},
+      {1, 1, 5, 5, 1, 3, 3, params(1, 1, 0, 0), false},
+      {3, 2, 7, 9, 4, 3, 3, params(1, 1, 1, 1), true},
       {3, 16, 8, 8, 8, 1, 1, params(1, 1, 0, 0), true},   // pointwise, several images, P = 64: per-image GEMMs
       {1, 16, 8, 8, 8, 1, 1, params(1, 1, 0, 0), false},  // pointwise, one image: GEMM straight on x
       {4, 8, 9, 7, 16, 1, 1, params(2, 2, 0, 0), false},  // strided 1x1 shortcut, P = 20: one GEMM + permute
       {2, 3, 29, 31, 8, 7, 7, params(2, 2, 3, 3), true},  // stem-like, P = 240
       {3, 2, 7, 9, 3, 3, 5, params(2, 1, 1, 2), true},    // asymmetric
-      {8, 32, 14, 14, 32, 3, 3, params(1, 1, 1, 1), false}, {1, 1, 4, 4, 2, 3, 3, params(1, 1, 3, 3), true},
+      {8, 32, 14, 14, 32, 3, 3, params(1, 1, 1, 1), false},
+      {1, 1, 4, 4, 2, 3, 3, params(1, 1, 3, 3), true},
       {3, 8, 1, 1, 16, 3, 3, params(1, 1, 1, 1), true},   // cropped to the centre tap
       {1, 8, 1, 1, 16, 3, 3, params(1, 1, 1, 1), false},  // ... one image
       {4, 8, 2, 2, 16, 3, 3, params(2, 2, 1, 1), true},   // cropped to rows/cols 1..2
@@ -190,6 +192,29 @@ TEST_CASE("conv2d cuda: cuDNN matches the native kernels", "[ops][conv][cuda][cu
       cudnn = run_case(k, dt, Device::cuda());  // a second call runs the cached algorithms
       // cuDNN may choose Winograd or FFT algorithms, whose round-off is a few times that of a plain dot product.
       require_close(cudnn, native, k, dt == DType::f64 ? 4e-16 : 2.4e-7);
+    }
+  }
+}
+
+TEST_CASE("conv2d cuda: the fastest engine matches the native kernels, on its timing call and after",
+          "[ops][conv][cuda][cudnn]") {
+  SKIP_WITHOUT_CUDA();
+  if (!cudnn_compiled()) {
+    WARN("SKIPPED: this build has no cuDNN");
+    return;
+  }
+  SettingsGuard guard;
+  set_tf32(false);
+  for (const Case& k : cases()) {
+    INFO(describe(k));
+    for (DType dt : {DType::f64, DType::f32}) {
+      set_conv_engine(ConvEngine::native);
+      Run native = run_case(k, dt, Device::cuda());
+      set_conv_engine(ConvEngine::fastest);
+      Run first = run_case(k, dt, Device::cuda());  // times both engines, returns the chosen one's result
+      Run again = run_case(k, dt, Device::cuda());  // the cached choice
+      require_close(first, native, k, dt == DType::f64 ? 4e-16 : 2.4e-7);
+      require_close(again, native, k, dt == DType::f64 ? 4e-16 : 2.4e-7);
     }
   }
 }
