@@ -47,10 +47,10 @@ for what in "$@"; do
     ;;
   sanitize)
     # The golden tests are whole models: too slow under the sanitizer and covered op by op below.
-    phase memcheck 300 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+    phase memcheck "${SAN_LIMIT:-300}" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
       .gpu/bin/engine_tests "[cuda]~[golden]"
-    phase racecheck 300 compute-sanitizer --tool racecheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
-    phase initcheck 300 compute-sanitizer --tool initcheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
+    phase racecheck "${SAN_LIMIT:-300}" compute-sanitizer --tool racecheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
+    phase initcheck "${SAN_LIMIT:-300}" compute-sanitizer --tool initcheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
     ;;
   bench)
     TAIL=40 phase compare 590 python3 benchmarks/compare.py --build .gpu/bin --device cuda \
@@ -65,8 +65,10 @@ for what in "$@"; do
     done
     ;;
   train)
-    TAIL=4 phase train "${TRAIN_LIMIT:-500}" .gpu/bin/train_fmnist "${TRAIN_MODEL:-resnet18}" --device cuda \
-      --data "$data" --out "$OUT/run" ${TRAIN_ARGS:-}
+    m=${TRAIN_MODEL:-resnet18}
+    TAIL=4 phase "train_$m" "${TRAIN_LIMIT:-500}" .gpu/bin/train_fmnist "$m" --device cuda --data "$data" \
+      --out "$OUT/run_$m" ${TRAIN_ARGS:-}
+    rm -f "$OUT/run_$m"/*.safetensors  # too large to bring back
     ;;
   *) echo "gpu_check: unknown phase '$what'" >&2 ;;
   esac
