@@ -46,15 +46,19 @@ for what in "$@"; do
     phase all_tests 400 .gpu/bin/engine_tests
     ;;
   sanitize)
-    # The golden tests are whole models: too slow under the sanitizer and covered op by op below.
-    phase memcheck "${SAN_LIMIT:-300}" compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
-      .gpu/bin/engine_tests "[cuda]~[golden]"
-    phase racecheck "${SAN_LIMIT:-300}" compute-sanitizer --tool racecheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
-    phase initcheck "${SAN_LIMIT:-300}" compute-sanitizer --tool initcheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
+    # Our kernels only: the golden tests are whole models (too slow under the tools, and covered op by op), and
+    # cuDNN's own kernels read their uninitialised outputs before scaling them by beta = 0, which initcheck
+    # reports (seen on an H100, 2026-11-23), and its algorithm search runs for minutes under racecheck. No leak
+    # check: the caching allocator keeps its blocks until exit by design.
+    local_filter="[cuda]~[golden]~[cudnn]"
+    phase memcheck "${SAN_LIMIT:-300}" compute-sanitizer --tool memcheck --error-exitcode 9 .gpu/bin/engine_tests "[cuda]~[golden]"
+    phase racecheck "${SAN_LIMIT:-300}" compute-sanitizer --tool racecheck --error-exitcode 9 .gpu/bin/engine_tests "$local_filter"
+    phase initcheck "${SAN_LIMIT:-300}" compute-sanitizer --tool initcheck --error-exitcode 9 .gpu/bin/engine_tests "$local_filter"
     ;;
   bench)
-    TAIL=40 phase compare 590 python3 benchmarks/compare.py --build .gpu/bin --device cuda \
-      --models "${BENCH_MODELS:-resnet50}" --res "${BENCH_RES:-96}" --batch 128 --save "$OUT/compare.jsonl"
+    TAIL=${CTAIL:-40} phase "compare${ROUND:-}" "${BENCH_LIMIT:-590}" python3 benchmarks/compare.py --build .gpu/bin --device cuda \
+      --models "${BENCH_MODELS:-resnet50}" --res "${BENCH_RES:-96}" --batch 128 --save "$OUT/compare${ROUND:-}.jsonl" \
+      ${BENCH_ARGS:-}
     ;;
   kernels)
     for m in ${BENCH_MODELS//,/ }; do
