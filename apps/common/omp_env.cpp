@@ -9,7 +9,8 @@ namespace app {
 void relaunch_with_passive_openmp(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY")) return;
   ::setenv("OMP_WAIT_POLICY", "passive", 1);
-  ::execv("/proc/self/exe", argv);  // only returns on failure: then run as we are
+  ::setenv("GOMP_SPINCOUNT", "200000", 0);  // keeps a value the user set
+  ::execv("/proc/self/exe", argv);          // only returns on failure: then run as we are
 }
 
 }  // namespace app
