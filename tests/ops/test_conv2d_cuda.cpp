@@ -258,18 +258,23 @@ const std::vector<Case>& partial_cases() {
   return list;
 }
 
+// Every CUDA convolution engine this build has.
+std::vector<ConvEngine> cuda_engines() {
+  std::vector<ConvEngine> e{ConvEngine::native};
+  if (cudnn_compiled()) e.insert(e.end(), {ConvEngine::cudnn, ConvEngine::fastest});
+  return e;
+}
+
 }  // namespace
 
-TEST_CASE("conv2d cuda: weight gradient alone (input needs none), native and cuDNN", "[ops][conv][cuda]") {
+TEST_CASE("conv2d cuda: weight gradient alone (input needs none), every engine", "[ops][conv][cuda]") {
   SKIP_WITHOUT_CUDA();
   SettingsGuard guard;
   set_tf32(false);
-  std::vector<ConvEngine> engines{ConvEngine::native};
-  if (cudnn_compiled()) engines.push_back(ConvEngine::cudnn);
   for (const Case& k : partial_cases()) {
     INFO(describe(k));
     std::vector<Tensor> ref = partial_grads(k, false, DType::f64, Device::cpu());
-    for (ConvEngine e : engines) {
+    for (ConvEngine e : cuda_engines()) {
       set_conv_engine(e);
       std::vector<Tensor> got = partial_grads(k, false, DType::f64, Device::cuda());
       REQUIRE(got.size() == ref.size());
@@ -278,19 +283,17 @@ TEST_CASE("conv2d cuda: weight gradient alone (input needs none), native and cuD
   }
 }
 
-TEST_CASE("conv2d cuda: input gradient alone (weight needs none), native and cuDNN", "[ops][conv][cuda]") {
+TEST_CASE("conv2d cuda: input gradient alone (weight needs none), every engine", "[ops][conv][cuda]") {
   SKIP_WITHOUT_CUDA();
   SettingsGuard guard;
   set_tf32(false);
-  std::vector<ConvEngine> engines{ConvEngine::native};
-  if (cudnn_compiled()) engines.push_back(ConvEngine::cudnn);
   for (const Case& k : partial_cases()) {
     INFO(describe(k));
     for (DType dt : {DType::f64, DType::f32}) {
       std::vector<Tensor> ref = partial_grads(k, true, dt, Device::cpu());
       // As require_close: sums of oc*kh*kw products, eps the unit round-off (cuDNN may run Winograd or FFT).
       const double eps = dt == DType::f64 ? 4e-16 : 2.4e-7, terms = double(k.oc * k.kh * k.kw);
-      for (ConvEngine e : engines) {
+      for (ConvEngine e : cuda_engines()) {
         set_conv_engine(e);
         std::vector<Tensor> got = partial_grads(k, true, dt, Device::cuda());
         REQUIRE(got.size() == 1);
