@@ -24,3 +24,11 @@ void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n,
 }  // namespace cuda
 
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/batch_metrics.cpp and kernels/cuda/batch_metrics.cu both compile, each
+// inside its own namespace, so the two twins always provide the same set.
+#define KERNELS_BATCH_METRICS_INSTANTIATIONS                                                                           \
+  template void accumulate_batch_metrics<float>(const float*, const int32_t*, int64_t, int64_t, const float*, int64_t, \
+                                                double*);                                                              \
+  template void accumulate_batch_metrics<double>(const double*, const int32_t*, int64_t, int64_t, const double*,       \
+                                                 int64_t, double*);

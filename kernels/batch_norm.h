@@ -78,3 +78,14 @@ void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T*
 #endif
 
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/batch_norm.cpp and kernels/cuda/batch_norm.cu both compile, each inside
+// its own namespace, so the two twins always provide the same set.
+#define KERNELS_BATCH_NORM_INSTANTIATE(T)                                                                            \
+  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
+                                            double, double, bool);                                                   \
+  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,             \
+                                           const BatchNormShape&, double, bool);                                     \
+  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,                 \
+                                       const BatchNormShape&, bool, bool, const T*);
+#define KERNELS_BATCH_NORM_INSTANTIATIONS KERNELS_BATCH_NORM_INSTANTIATE(float) KERNELS_BATCH_NORM_INSTANTIATE(double)

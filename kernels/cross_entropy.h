@@ -33,3 +33,11 @@ void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t cou
 }  // namespace cuda
 
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/cross_entropy.cpp and kernels/cuda/cross_entropy.cu both compile, each
+// inside its own namespace, so the two twins always provide the same set.
+#define KERNELS_CROSS_ENTROPY_INSTANTIATE(T)                                                             \
+  template int64_t cross_entropy_forward<T>(const T*, const int32_t*, T*, T*, const CrossEntropyShape&); \
+  template void cross_entropy_backward<T>(const T*, const T*, T*, int64_t);
+#define KERNELS_CROSS_ENTROPY_INSTANTIATIONS \
+  KERNELS_CROSS_ENTROPY_INSTANTIATE(float) KERNELS_CROSS_ENTROPY_INSTANTIATE(double)

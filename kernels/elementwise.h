@@ -24,3 +24,15 @@ template <class T>
 void scale(const T* x, T alpha, T* y, int64_t n);
 }  // namespace cuda
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/elementwise.cpp and kernels/cuda/elementwise.cu both compile, each
+// inside its own namespace, so the two twins always provide the same set.
+#define KERNELS_ELEMENTWISE_INSTANTIATIONS                                   \
+  template void fill<float>(float*, float, int64_t);                         \
+  template void fill<double>(double*, double, int64_t);                      \
+  template void convert<float, double>(const float*, double*, int64_t);      \
+  template void convert<double, float>(const double*, float*, int64_t);      \
+  template void add<float>(const float*, const float*, float*, int64_t);     \
+  template void add<double>(const double*, const double*, double*, int64_t); \
+  template void scale<float>(const float*, float, float*, int64_t);          \
+  template void scale<double>(const double*, double, double*, int64_t);

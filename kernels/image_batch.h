@@ -72,3 +72,11 @@ void make_image_batch(const uint8_t* images, const int32_t* labels, const Sample
 }  // namespace cuda
 
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/image_batch.cpp and kernels/cuda/image_batch.cu both compile, each
+// inside its own namespace, so the two twins always provide the same set.
+#define KERNELS_IMAGE_BATCH_INSTANTIATIONS                                                           \
+  template void make_image_batch<float>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t,  \
+                                        const ImageBatchParams&, float*, int32_t*);                  \
+  template void make_image_batch<double>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t, \
+                                         const ImageBatchParams&, double*, int32_t*);

@@ -17,3 +17,11 @@ template <class T>
 void relu_backward(const T* x, const T* gy, T* gx, int64_t n);
 }  // namespace cuda
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/relu.cpp and kernels/cuda/relu.cu both compile, each inside
+// its own namespace, so the two twins always provide the same set.
+#define KERNELS_RELU_INSTANTIATIONS                                                \
+  template void relu_forward<float>(const float*, float*, int64_t);                \
+  template void relu_forward<double>(const double*, double*, int64_t);             \
+  template void relu_backward<float>(const float*, const float*, float*, int64_t); \
+  template void relu_backward<double>(const double*, const double*, double*, int64_t);

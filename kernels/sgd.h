@@ -32,3 +32,9 @@ template <class T>
 void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p);
 }  // namespace cuda
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/sgd.cpp and kernels/cuda/sgd.cu both compile, each inside
+// its own namespace, so the two twins always provide the same set.
+#define KERNELS_SGD_INSTANTIATIONS                                          \
+  template void sgd_update<float>(const SgdTensor*, int, const SgdParams&); \
+  template void sgd_update<double>(const SgdTensor*, int, const SgdParams&);

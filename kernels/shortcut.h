@@ -29,3 +29,11 @@ void shortcut_a_backward(const T* gy, T* gx, const ShortcutAParams& p);
 }  // namespace cuda
 
 }  // namespace kernels
+
+// The explicit instantiations that kernels/cpu/shortcut.cpp and kernels/cuda/shortcut.cu both compile, each inside
+// its own namespace, so the two twins always provide the same set.
+#define KERNELS_SHORTCUT_INSTANTIATIONS                                                     \
+  template void shortcut_a_forward<float>(const float*, float*, const ShortcutAParams&);    \
+  template void shortcut_a_forward<double>(const double*, double*, const ShortcutAParams&); \
+  template void shortcut_a_backward<float>(const float*, float*, const ShortcutAParams&);   \
+  template void shortcut_a_backward<double>(const double*, double*, const ShortcutAParams&);

@@ -426,15 +426,6 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   if (gw) uncrop_weight_grad(s, t, gwc.data(), gw);
 }
 
-#define INSTANTIATE(T)                                                                            \
-  template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
-  template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
-  template void conv2d_forward<T>(const Conv2dShape&, const T*, const T*, const T*, T*);          \
-  template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*); \
-  template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                             \
-  template void conv2d_bias_grad<T>(const Conv2dShape&, const T*, T*);
-INSTANTIATE(float)
-INSTANTIATE(double)
-#undef INSTANTIATE
+KERNELS_CONV_INSTANTIATIONS
 
 }  // namespace kernels::cpu

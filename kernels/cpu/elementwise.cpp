@@ -26,13 +26,6 @@ void scale(const T* x, T alpha, T* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] = alpha * x[i];
 }
 
-template void fill<float>(float*, float, int64_t);
-template void fill<double>(double*, double, int64_t);
-template void convert<float, double>(const float*, double*, int64_t);
-template void convert<double, float>(const double*, float*, int64_t);
-template void add<float>(const float*, const float*, float*, int64_t);
-template void add<double>(const double*, const double*, double*, int64_t);
-template void scale<float>(const float*, float, float*, int64_t);
-template void scale<double>(const double*, double, double*, int64_t);
+KERNELS_ELEMENTWISE_INSTANTIATIONS
 
 }  // namespace kernels::cpu

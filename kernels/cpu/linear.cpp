@@ -21,9 +21,6 @@ void sum_rows(const T* g, T* out, int64_t rows, int64_t cols) {
   for (int64_t j = 0; j < cols; ++j) out[j] = T(acc[j]);
 }
 
-template void add_row_bias<float>(const float*, float*, int64_t, int64_t);
-template void add_row_bias<double>(const double*, double*, int64_t, int64_t);
-template void sum_rows<float>(const float*, float*, int64_t, int64_t);
-template void sum_rows<double>(const double*, double*, int64_t, int64_t);
+KERNELS_LINEAR_INSTANTIATIONS
 
 }  // namespace kernels::cpu

@@ -97,13 +97,6 @@ void adaptive_avg_pool2d_backward(const T* gy, T* gx, const AdaptivePool2dShape&
   }
 }
 
-#define INSTANTIATE(T)                                                                       \
-  template void max_pool2d_forward<T>(const T*, T*, int32_t*, const MaxPool2dShape&);        \
-  template void max_pool2d_backward<T>(const T*, const int32_t*, T*, const MaxPool2dShape&); \
-  template void adaptive_avg_pool2d_forward<T>(const T*, T*, const AdaptivePool2dShape&);    \
-  template void adaptive_avg_pool2d_backward<T>(const T*, T*, const AdaptivePool2dShape&);
-INSTANTIATE(float)
-INSTANTIATE(double)
-#undef INSTANTIATE
+KERNELS_POOL_INSTANTIATIONS
 
 }  // namespace kernels::cpu

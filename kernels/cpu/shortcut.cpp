@@ -34,9 +34,6 @@ void shortcut_a_backward(const T* gy, T* gx, const ShortcutAParams& p) {
   }
 }
 
-template void shortcut_a_forward<float>(const float*, float*, const ShortcutAParams&);
-template void shortcut_a_forward<double>(const double*, double*, const ShortcutAParams&);
-template void shortcut_a_backward<float>(const float*, float*, const ShortcutAParams&);
-template void shortcut_a_backward<double>(const double*, double*, const ShortcutAParams&);
+KERNELS_SHORTCUT_INSTANTIATIONS
 
 }  // namespace kernels::cpu

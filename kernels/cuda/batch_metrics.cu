@@ -50,9 +50,6 @@ void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n,
   CUDA_CHECK_LAUNCH();
 }
 
-template void accumulate_batch_metrics<float>(const float*, const int32_t*, int64_t, int64_t, const float*, int64_t,
-                                              double*);
-template void accumulate_batch_metrics<double>(const double*, const int32_t*, int64_t, int64_t, const double*, int64_t,
-                                               double*);
+KERNELS_BATCH_METRICS_INSTANTIATIONS
 
 }  // namespace kernels::cuda

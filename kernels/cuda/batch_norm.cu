@@ -370,15 +370,6 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
     channel_map<T, true>(InputGradOp<T, false>{ap, used, inv_m}, x, gy, gx, s);
 }
 
-#define INSTANTIATE(T)                                                                                               \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
-                                            double, double, bool);                                                   \
-  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,             \
-                                           const BatchNormShape&, double, bool);                                     \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,                 \
-                                       const BatchNormShape&, bool, bool, const T*);
-INSTANTIATE(float)
-INSTANTIATE(double)
-#undef INSTANTIATE
+KERNELS_BATCH_NORM_INSTANTIATIONS
 
 }  // namespace kernels::cuda

@@ -116,11 +116,6 @@ void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t cou
   CUDA_CHECK_LAUNCH();
 }
 
-#define INSTANTIATE(T)                                                                                   \
-  template int64_t cross_entropy_forward<T>(const T*, const int32_t*, T*, T*, const CrossEntropyShape&); \
-  template void cross_entropy_backward<T>(const T*, const T*, T*, int64_t);
-INSTANTIATE(float)
-INSTANTIATE(double)
-#undef INSTANTIATE
+KERNELS_CROSS_ENTROPY_INSTANTIATIONS
 
 }  // namespace kernels::cuda

@@ -46,13 +46,6 @@ void scale(const T* x, T alpha, T* y, int64_t n) {
   map1(Scale<T>{alpha}, x, y, n);
 }
 
-template void fill<float>(float*, float, int64_t);
-template void fill<double>(double*, double, int64_t);
-template void convert<float, double>(const float*, double*, int64_t);
-template void convert<double, float>(const double*, float*, int64_t);
-template void add<float>(const float*, const float*, float*, int64_t);
-template void add<double>(const double*, const double*, double*, int64_t);
-template void scale<float>(const float*, float, float*, int64_t);
-template void scale<double>(const double*, double, double*, int64_t);
+KERNELS_ELEMENTWISE_INSTANTIATIONS
 
 }  // namespace kernels::cuda

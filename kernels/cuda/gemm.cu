@@ -105,14 +105,6 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
                int(ldc), stride_c, int(batch));
 }
 
-template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
-                          float, float*, int64_t);
-template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,
-                           int64_t, double, double*, int64_t);
-template void gemm_strided_batched<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,
-                                          const float*, int64_t, int64_t, float, float*, int64_t, int64_t, int64_t);
-template void gemm_strided_batched<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,
-                                           int64_t, const double*, int64_t, int64_t, double, double*, int64_t, int64_t,
-                                           int64_t);
+KERNELS_GEMM_INSTANTIATIONS
 
 }  // namespace kernels::cuda

@@ -30,9 +30,6 @@ void make_image_batch(const uint8_t* images, const int32_t* labels, const Sample
   CUDA_CHECK_LAUNCH();
 }
 
-template void make_image_batch<float>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t,
-                                      const ImageBatchParams&, float*, int32_t*);
-template void make_image_batch<double>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t,
-                                       const ImageBatchParams&, double*, int32_t*);
+KERNELS_IMAGE_BATCH_INSTANTIATIONS
 
 }  // namespace kernels::cuda

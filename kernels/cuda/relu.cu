@@ -26,9 +26,6 @@ void relu_backward(const T* x, const T* gy, T* gx, int64_t n) {
   map2(ReluBackward{}, x, gy, gx, n);
 }
 
-template void relu_forward<float>(const float*, float*, int64_t);
-template void relu_forward<double>(const double*, double*, int64_t);
-template void relu_backward<float>(const float*, const float*, float*, int64_t);
-template void relu_backward<double>(const double*, const double*, double*, int64_t);
+KERNELS_RELU_INSTANTIATIONS
 
 }  // namespace kernels::cuda

@@ -49,7 +49,6 @@ void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p) {
   }
 }
 
-template void sgd_update<float>(const SgdTensor*, int, const SgdParams&);
-template void sgd_update<double>(const SgdTensor*, int, const SgdParams&);
+KERNELS_SGD_INSTANTIATIONS
 
 }  // namespace kernels::cuda
