@@ -11,6 +11,7 @@
 #include "engine/random.h"
 #include "kernels/conv.h"
 #include "tests/gradcheck.h"
+#include "tests/ops/conv_case.h"
 
 using namespace engine;
 using testing::close_ratio;
@@ -19,17 +20,9 @@ using testing::rand_leaf;
 
 namespace {
 
-struct Case {
-  int64_t n, c, h, w, oc, kh, kw;
-  Conv2dParams p;
-  bool bias;
-};
-
-std::string describe(const Case& k) {
-  return cat("x [", k.n, ", ", k.c, ", ", k.h, ", ", k.w, "], w [", k.oc, ", ", k.c, ", ", k.kh, ", ", k.kw,
-             "], stride ", k.p.stride_h, "x", k.p.stride_w, ", pad ", k.p.pad_h, "x", k.p.pad_w,
-             k.bias ? ", bias" : ", no bias");
-}
+using Case = testing::ConvCase;
+using testing::describe;
+using testing::params;
 
 int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad) { return (in + 2 * pad - k) / stride + 1; }
 
@@ -107,12 +100,6 @@ void check_against_naive(const Case& k, DType dt, double tol) {
   CHECK(max_rel_diff(x.grad().to_vector(), ref.grad_x(gv, w.to_vector())) < tol);
   CHECK(max_rel_diff(w.grad().to_vector(), ref.grad_w(gv, x.to_vector())) < tol);
   if (k.bias) CHECK(max_rel_diff(b.grad().to_vector(), ref.grad_b(gv)) < tol);
-}
-
-Conv2dParams params(int sh, int sw, int ph, int pw) {
-  Conv2dParams p;
-  p.stride_h = sh, p.stride_w = sw, p.pad_h = ph, p.pad_w = pw;
-  return p;
 }
 
 }  // namespace
