@@ -493,7 +493,7 @@ const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Measure what the apps run: OpenMP workers that sleep instead of spinning (see apps/common/omp_env.h), unless
+  // Measure what the apps run: passive OpenMP workers with a bounded spin (see apps/common/omp_env.h), unless
   // the caller set OMP_WAIT_POLICY; the header line prints the policy in force.
   app::relaunch_with_passive_openmp(argv);
   try {
