@@ -1,6 +1,7 @@
 #include "tests/gradcheck.h"
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <sstream>
 
@@ -37,10 +38,12 @@ GradcheckResult gradcheck(const std::function<Tensor()>& f, const std::vector<Te
   std::vector<double> rv = r.to_vector();
   run_backward(y, r.to(y.dtype()).to(y.device()));
 
+  Comparison worst;
+  int64_t worst_input = -1;
   for (size_t k = 0; k < wrt.size(); ++k) {
     Tensor x = wrt[k];
     std::vector<double> analytic = x.grad().defined() ? x.grad().to_vector() : std::vector<double>(x.numel(), 0.0);
-    std::vector<double> base = x.to_vector();
+    std::vector<double> base = x.to_vector(), numeric(x.numel());
     for (int64_t i = 0; i < x.numel(); ++i) {
       double plus, minus;
       {
@@ -51,18 +54,30 @@ GradcheckResult gradcheck(const std::function<Tensor()>& f, const std::vector<Te
         minus = projected(f(), rv);
         set_element(x, i, base[i]);
       }
-      double numeric = (plus - minus) / (2 * opt.eps);
-      double err = std::abs(analytic[i] - numeric) / std::max({std::abs(analytic[i]), std::abs(numeric), 1.0});
-      if (err > res.worst_error || (i == 0 && k == 0)) {
-        res.worst_error = std::max(res.worst_error, err);
-        std::ostringstream os;
-        os << "worst element: input " << k << " " << shape_str(x.shape()) << " index " << i << ": analytic "
-           << analytic[i] << " vs numeric " << numeric << " (scaled error " << err << ", tolerance " << opt.tol << ")";
-        res.report = os.str();
-      }
+      numeric[i] = (plus - minus) / (2 * opt.eps);
     }
+    // scaled error <= tol  <=>  |analytic - numeric| <= tol * max(|analytic|, |numeric|, 1)
+    const Comparison c = compare(analytic, numeric, [&](size_t i) {
+      return opt.tol * std::max({std::abs(analytic[i]), std::abs(numeric[i]), 1.0});
+    });
+    if (worst_input < 0 || worse_than(c, worst)) worst = c, worst_input = static_cast<int64_t>(k);
   }
-  res.ok = res.worst_error <= opt.tol;
+  res.ok = worst_input < 0 || worst.ok;
+  res.worst_error = worst.worst * opt.tol;
+  std::ostringstream os;
+  os.precision(17);
+  if (worst_input < 0) {
+    os << "nothing to check: no input";
+  } else if (worst.index < 0) {
+    os << "every element of every input matches exactly (input " << worst_input << " has " << worst.size
+       << " elements)";
+  } else {
+    os << (worst.worst_nonfinite ? "first non-finite" : "worst") << " element: input " << worst_input << " "
+       << shape_str(wrt[worst_input].shape()) << " index " << worst.index << ": analytic " << worst.got
+       << " vs numeric " << worst.want << " (scaled error " << res.worst_error << ", tolerance " << opt.tol << "; "
+       << worst.failures << " of " << worst.size << " elements of this input fail)";
+  }
+  res.report = os.str();
   return res;
 }
 
@@ -74,12 +89,11 @@ Tensor rand_leaf(const Shape& shape, uint64_t seed, DType dtype, Device device) 
 }
 
 double close_ratio(const Tensor& a, const Tensor& b, double atol, double rtol) {
-  ENGINE_CHECK(a.shape() == b.shape(), "close_ratio: shapes differ");
-  std::vector<double> va = a.to_vector(), vb = b.to_vector();
-  double worst = 0;
-  for (size_t i = 0; i < va.size(); ++i)
-    worst = std::max(worst, std::abs(va[i] - vb[i]) / (atol + rtol * std::abs(vb[i])));
-  return worst;
+  ENGINE_CHECK(a.shape() == b.shape(), "close_ratio: shapes differ: ", shape_str(a.shape()), " vs ",
+               shape_str(b.shape()));
+  const Comparison c = close(a, b, atol, rtol);
+  if (!c.ok) UNSCOPED_INFO("close_ratio(atol " << atol << ", rtol " << rtol << "): " << c.report);
+  return c.worst;
 }
 
 }  // namespace testing

@@ -74,13 +74,6 @@ struct Naive {
   }
 };
 
-double max_rel_diff(const std::vector<double>& a, const std::vector<double>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(b[i])));
-  return worst;
-}
-
 // Forward and backward through the engine against the naive loops, in the dtype asked for.
 void check_against_naive(const Case& k, DType dt, double tol) {
   INFO(describe(k) << " " << dtype_name(dt));
@@ -91,15 +84,16 @@ void check_against_naive(const Case& k, DType dt, double tol) {
   Tensor y = conv2d(x, w, b, k.p);
   REQUIRE(y.shape() == Shape{k.n, k.oc, ref.oh, ref.ow});
   std::vector<double> bv = k.bias ? b.to_vector() : std::vector<double>{};
-  CHECK(max_rel_diff(y.to_vector(), ref.forward(x.to_vector(), w.to_vector(), bv)) < tol);
+  // |ours - naive| <= tol * max(1, |naive|)
+  CHECK_OK(testing::compare_scaled(y.to_vector(), ref.forward(x.to_vector(), w.to_vector(), bv), tol));
 
   Generator gen(14);
   Tensor g = randn(y.shape(), dt, Device::cpu(), gen);
   run_backward(y, g);
   std::vector<double> gv = g.to_vector();
-  CHECK(max_rel_diff(x.grad().to_vector(), ref.grad_x(gv, w.to_vector())) < tol);
-  CHECK(max_rel_diff(w.grad().to_vector(), ref.grad_w(gv, x.to_vector())) < tol);
-  if (k.bias) CHECK(max_rel_diff(b.grad().to_vector(), ref.grad_b(gv)) < tol);
+  CHECK_OK(testing::compare_scaled(x.grad().to_vector(), ref.grad_x(gv, w.to_vector()), tol));
+  CHECK_OK(testing::compare_scaled(w.grad().to_vector(), ref.grad_w(gv, x.to_vector()), tol));
+  if (k.bias) CHECK_OK(testing::compare_scaled(b.grad().to_vector(), ref.grad_b(gv), tol));
 }
 
 }  // namespace
