@@ -5,10 +5,12 @@
 # into the middle element of that output (a scope guard inserted at the top of the function writes it on every
 # return path), engine_tests is rebuilt (ccache) and run with -a (abort at the first failure), and the first
 # failing test is recorded. A mutation that the whole suite survives is a hole in the tests. The checkout itself
-# is never modified. Not run in CI: 40 rebuilds take 15-25 minutes on 2 cores.
+# is never modified. Not run in CI: a few minutes after the copy's first build, which is a full one.
 #
 #   scripts/plant_nan.sh                 # every mutation; a markdown table on stdout and in $WORK/results.md
 #   scripts/plant_nan.sh relu_fwd sgd_w  # only these (ids from the table below)
+#   PLANT_NAN_TESTS='~[app]' scripts/plant_nan.sh  # only the test cases this Catch spec selects
+#   PLANT_NAN_ALL=1 scripts/plant_nan.sh # no -a: every test case that fails (slow: the whole suite each time)
 #   PLANT_NAN_DIR=/tmp/x scripts/plant_nan.sh   # where the copy and its build live (kept for fast reruns)
 #
 # Exit status: 0 when every mutation is caught, 1 when one is not, 2 when the setup (copy, build, the unmutated
@@ -17,9 +19,12 @@ set -euo pipefail
 
 ROOT="$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)"
 WORK="${PLANT_NAN_DIR:-${TMPDIR:-/tmp}/plant_nan-$(id -u)}"
-mkdir -p "$WORK/src"
-# Tracked and untracked-but-not-ignored files, modification times kept, so a rerun rebuilds only what changed.
+rm -rf "$WORK/src" && mkdir -p "$WORK/src"
+# Tracked and untracked-but-not-ignored files, modification times kept (tar restores them), so a rerun rebuilds
+# only what changed.
 (cd "$ROOT" && git ls-files -z -co --exclude-standard | tar --null -T - -cf -) | tar -xf - -C "$WORK/src"
+# The kernels are what gets mutated: rebuild them whatever a previous, interrupted run left behind (ccache hits).
+touch "$WORK"/src/kernels/cpu/*.cpp
 export CCACHE_BASEDIR="$WORK"
 
 exec python3 - "$WORK" "$@" <<'PY'
@@ -119,11 +124,13 @@ def build():
     return run(["cmake", "--build", build_dir, "-j2", "--target", "engine_tests"])
 
 
-def first_failure(xml):
-    # The first test case (not one tagged [!shouldfail]) with a failed expression, exception or fatal signal.
+def failures(xml):
+    # The test cases (not those tagged [!shouldfail]) with a failed expression, exception or fatal signal, in
+    # order, each with its first failing line.
     cases = list(re.finditer(r'<TestCase name="([^"]*)"([^>]*)>', xml))
     bad = re.compile(r'<Expression success="false"[^>]*filename="([^"]*)"[^>]*line="(\d+)"|'
                      r'<(?:Exception|FatalErrorCondition) filename="([^"]*)" line="(\d+)"')
+    found = []
     for k, c in enumerate(cases):
         if "!shouldfail" in c.group(2):
             continue
@@ -133,12 +140,17 @@ def first_failure(xml):
             file = f.group(1) or f.group(3)
             line = f.group(2) or f.group(4)
             file = file[file.find("tests/"):] if "tests/" in file else file
-            return "%s (%s:%s)" % (c.group(1).replace("&amp;", "&").replace("&quot;", '"'), file, line)
-    return None
+            found.append("%s (%s:%s)" % (c.group(1).replace("&amp;", "&").replace("&quot;", '"'), file, line))
+    return found
+
+
+every = os.environ.get("PLANT_NAN_ALL", "") not in ("", "0")
+spec = [os.environ["PLANT_NAN_TESTS"]] if os.environ.get("PLANT_NAN_TESTS") else []
 
 
 def suite():
-    p = run([os.path.join(build_dir, "engine_tests"), "-a", "-r", "xml"], timeout=1800, cwd=build_dir)
+    abort = [] if every else ["-a"]
+    p = run([os.path.join(build_dir, "engine_tests"), *abort, "-r", "xml", *spec], timeout=1800, cwd=build_dir)
     return p.returncode, p.stdout
 
 
@@ -151,9 +163,10 @@ if b.returncode != 0:
     sys.exit(2)
 rc, out = suite()
 if rc != 0:
-    print("plant_nan: the unmutated suite fails; fix that first:", first_failure(out) or out[-2000:])
+    print("plant_nan: the unmutated suite fails; fix that first:", failures(out) or out[-2000:])
     sys.exit(2)
-print("plant_nan: unmutated suite passes (%s); %d mutations" % (work, len(only or mutations)), file=sys.stderr)
+print("plant_nan: unmutated suite passes (%s, tests: %s); %d mutations" % (work, " ".join(spec) or "all",
+      len(only or mutations)), file=sys.stderr)
 
 rows, holes = [], []
 for mid, fname, func, code in mutations:
@@ -168,11 +181,11 @@ for mid, fname, func, code in mutations:
             result, by = "BUILD FAILED", b.stdout[-1500:]
         else:
             rc, out = suite()
-            failed = first_failure(out)
+            failed = failures(out)
             if rc == 0:
                 result, by = "NOT CAUGHT", "-"
             elif failed:
-                result, by = "caught", failed
+                result, by = "caught", failed[0] if not every else "%d: %s" % (len(failed), "; ".join(failed))
             else:
                 result, by = "caught (exit %d)" % rc, out[-300:].replace("\n", " ")
     finally:
@@ -184,7 +197,8 @@ for mid, fname, func, code in mutations:
     print(row, file=sys.stderr, flush=True)
 
 build()  # leave the copy's build unmutated
-table = ["| mutation | kernel | planted | result | first failing test |", "| --- | --- | --- | --- | --- |"] + rows
+head = "failing test cases" if every else "first failing test"
+table = ["| mutation | kernel | planted | result | %s |" % head, "| --- | --- | --- | --- | --- |"] + rows
 summary = "%d of %d mutations caught in %.0f s" % (len(rows) - len(holes), len(rows), time.time() - t0)
 if holes:
     summary += "; NOT caught: " + ", ".join(holes)
