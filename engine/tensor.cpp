@@ -249,6 +249,7 @@ Tensor Tensor::reshape(const Shape& new_shape) const {
 }
 
 std::vector<double> Tensor::to_vector() const {
+  DetectAnomalyGuard a_read_not_an_op(false);  // reading values (e.g. to check them) is not an op to report
   Tensor host = detach().to(Device::cpu()).to(DType::f64);
   const double* p = host.data<double>();
   return std::vector<double>(p, p + host.numel());
