@@ -478,7 +478,7 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
     TrainResult r;
     r.status = TrainStatus::diverged;
     r.out_dir = cfg.out;
-    r.message = cat("training diverged: ", e.what(), ". Checkpoints already written are kept.");
+    r.message = cat("training diverged: ", e.what());
     return r;
   }
 }
