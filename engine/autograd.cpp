@@ -36,8 +36,8 @@ AnomalyScope::~AnomalyScope() { g_scopes.pop_back(); }
 
 std::string anomaly_where() {
   if (g_scopes.empty()) return "outside any module";
-  if (g_scopes.back().empty()) return "the top-level module";
-  return cat("module '", g_scopes.back(), "'");
+  if (g_scopes.back().empty()) return "in the top-level module";
+  return cat("in module '", g_scopes.back(), "'");
 }
 
 std::string describe_nonfinite(const Tensor& t) {
@@ -64,8 +64,11 @@ std::string describe_nonfinite(const Tensor& t) {
     index[d] = static_cast<int64_t>(rest % static_cast<size_t>(t.shape()[d]));
     rest /= static_cast<size_t>(t.shape()[d]);
   }
-  return cat(dtype_name(t.dtype()), shape_str(t.shape()), " has ", value, " at ", shape_str(index), " (", count, " of ",
-             t.numel(), " values are non-finite)");
+  return cat(dtype_name(t.dtype()), shape_str(t.shape()), " has ",
+             std::isnan(value) ? "nan"
+             : value < 0       ? "-inf"
+                               : "inf",
+             " at ", shape_str(index), " (", count, " of ", t.numel(), " values are non-finite)");
 }
 
 namespace {
@@ -79,12 +82,11 @@ void check_forward(const Tensor& out, const std::string& op, const std::vector<T
   }
   origin = origin.empty() ? "; its inputs are finite, so the value appeared in this op"
                           : origin + " (not the output of a checked op: a parameter, a buffer or the model's input)";
-  throw AnomalyError(
-      cat("forward: op '", op, "' in ", anomaly_where(), " produced a non-finite output: ", bad, origin));
+  throw AnomalyError(cat("forward: op '", op, "' ", anomaly_where(), " produced a non-finite output: ", bad, origin));
 }
 
 std::string where_recorded(const Node& node) {
-  return node.where.empty() ? "(module unknown: detect-anomaly was off when its forward ran)" : "in " + node.where;
+  return node.where.empty() ? "(module unknown: detect-anomaly was off when its forward ran)" : node.where;
 }
 
 // `what()` says which gradient it was; built only on failure.

@@ -17,7 +17,7 @@ struct Node {
   std::string name;            // the op, for error messages
   std::vector<Tensor> inputs;  // graph edges; undefined entries allowed (e.g. a missing bias)
   BackwardFn backward;
-  std::string where;  // "module 'layer1.0.bn1'", ... when recorded with detect-anomaly on; else empty
+  std::string where;  // anomaly_where() when recorded with detect-anomaly on; else empty
 };
 
 // Grad mode is thread-local and on by default. NoGradGuard turns it off for a scope (eval, optimizer).
@@ -91,7 +91,8 @@ class AnomalyScope {
   AnomalyScope(const AnomalyScope&) = delete;
   AnomalyScope& operator=(const AnomalyScope&) = delete;
 };
-std::string anomaly_where();  // "module 'layer1.0.bn1'", "the top-level module" or "outside any module"
+// "in module 'layer1.0.bn1'", "in the top-level module" or "outside any module".
+std::string anomaly_where();
 
 // The first NaN or Inf of a float tensor (int32 tensors have none), as "f32[2, 3] has nan at [1, 0]"; empty
 // when every value is finite (or the tensor is undefined). CUDA tensors are copied to the host.

@@ -51,8 +51,10 @@ Tensor Module::scoped_checked(const std::function<Tensor()>& f) {
   for (const auto& [name, t] : buffers_) {
     const std::string bad = describe_nonfinite(*t);
     if (!bad.empty())
-      throw AnomalyError(
-          cat("forward: ", anomaly_where(), " left its buffer ", join_name(where, name), " non-finite: ", bad));
+      throw AnomalyError(cat("forward: buffer ", join_name(where, name),
+                             " was left non-finite by its module's forward (it changes "
+                             "in place): ",
+                             bad));
   }
   return y;
 }
