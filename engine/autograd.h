@@ -17,6 +17,7 @@ struct Node {
   std::string name;            // the op, for error messages
   std::vector<Tensor> inputs;  // graph edges; undefined entries allowed (e.g. a missing bias)
   BackwardFn backward;
+  std::string where;  // anomaly_where() when recorded with detect-anomaly on; else empty
 };
 
 // Grad mode is thread-local and on by default. NoGradGuard turns it off for a scope (eval, optimizer).
@@ -37,9 +38,64 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 
 // Records `out` as produced by op `name` from `inputs` when needs_grad(inputs). The closure must not capture
 // `out` itself (that would be a reference cycle); capture inputs or separate saved tensors instead.
+// Every op front-end calls it, also when nothing needs grad: it is where detect-anomaly checks forward outputs.
 void record(Tensor& out, const std::string& name, std::vector<Tensor> inputs, BackwardFn backward);
 
 // Runs backward from `root` with seed gradient `grad` (same shape as root).
 void run_backward(const Tensor& root, const Tensor& grad);
+
+// ---- detect-anomaly mode ----
+// Thread-local like grad mode, off by default; off, each op and module call pays one flag test. On:
+//  - forward: record() checks every op's output (whether or not it needs grad), and nn::Module checks its own
+//    buffers after each call (BN's running statistics are updated in place, not by an op);
+//  - backward: run_backward checks the seed, every gradient a node's backward returns and every sum of gradients.
+// The first NaN or Inf throws AnomalyError naming forward or backward, the op, the module it ran in (the path of
+// nn::Module names, torchvision-style: "layer3.1.bn2"), the tensor, its shape, the first bad index and value.
+// Not checked: in-place updates outside ops and modules (the optimizer step: the next forward reports a
+// non-finite parameter at the first op that reads it) and the ops run inside a backward closure (their result
+// is checked as the gradient the closure returns). CUDA tensors are copied to the host for the check (one sync
+// per op): a debugging mode.
+bool detect_anomaly();
+void set_detect_anomaly(bool on);
+class DetectAnomalyGuard {  // sets the mode for a scope
+ public:
+  explicit DetectAnomalyGuard(bool on = true);
+  ~DetectAnomalyGuard();
+  DetectAnomalyGuard(const DetectAnomalyGuard&) = delete;
+  DetectAnomalyGuard& operator=(const DetectAnomalyGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Thrown by detect-anomaly mode; the message starts "detect-anomaly: ". The module the op ran in adds one note
+// (its own non-finite parameters and buffers).
+class AnomalyError : public EngineError {
+ public:
+  explicit AnomalyError(const std::string& msg) : EngineError(msg), msg_("detect-anomaly: " + msg) {}
+  const char* what() const noexcept override { return msg_.c_str(); }
+  bool has_note() const { return noted_; }
+  void add_note(const std::string& note);
+
+ private:
+  std::string msg_;
+  bool noted_ = false;
+};
+
+// The module ops are attributed to: nn::Module opens one scope per call while the mode is on. The path is ""
+// for the top-level module; with no scope open, ops run "outside any module".
+class AnomalyScope {
+ public:
+  explicit AnomalyScope(std::string module_path);
+  ~AnomalyScope();
+  AnomalyScope(const AnomalyScope&) = delete;
+  AnomalyScope& operator=(const AnomalyScope&) = delete;
+};
+// "in module 'layer1.0.bn1'", "in the top-level module" or "outside any module".
+std::string anomaly_where();
+
+// The first NaN or Inf of a float tensor (int32 tensors have none), as "f32[2, 3] has nan at [1, 0]"; empty
+// when every value is finite (or the tensor is undefined). CUDA tensors are copied to the host.
+std::string describe_nonfinite(const Tensor& t);
 
 }  // namespace engine

@@ -99,6 +99,7 @@ Tensor Tensor::from_vector(const std::vector<double>& values, const Shape& shape
   }
   Tensor host = empty(shape, DType::f64, Device::cpu());
   std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(double));
+  DetectAnomalyGuard a_factory_not_an_op(false);  // NaN or Inf asked for is not an anomaly
   return host.to(dtype).to(device);
 }
 
@@ -249,6 +250,7 @@ Tensor Tensor::reshape(const Shape& new_shape) const {
 }
 
 std::vector<double> Tensor::to_vector() const {
+  DetectAnomalyGuard a_read_not_an_op(false);  // reading values (e.g. to check them) is not an anomaly
   Tensor host = detach().to(Device::cpu()).to(DType::f64);
   const double* p = host.data<double>();
   return std::vector<double>(p, p + host.numel());

@@ -56,7 +56,7 @@ Tensor ResidualBlock::join(const Tensor& main, const Tensor& x) {
   if (changes_shape()) {
     // zero_pad: the padding is split evenly on both sides, as the common PyTorch CIFAR reproductions do.
     sc = kind == ShortcutKind::projection
-             ? downsample->forward(x)
+             ? (*downsample)(x)
              : engine::shortcut_a(x, out_channels, stride, (out_channels - in_channels) / 2);
   }
   return engine::relu(engine::add(main, sc));
@@ -86,8 +86,8 @@ BasicBlock::BasicBlock(int in, int planes, int s, ShortcutKind k) : ResidualBloc
 }
 
 Tensor BasicBlock::forward(const Tensor& x) {
-  Tensor y = bn1->forward_relu(conv1->forward(x));
-  y = bn2->forward(conv2->forward(y));
+  Tensor y = bn1->forward_relu((*conv1)(x));
+  y = (*bn2)((*conv2)(y));
   return join(y, x);
 }
 
@@ -112,9 +112,9 @@ Bottleneck::Bottleneck(int in, int planes, int s, ShortcutKind k, bool stride_on
 }
 
 Tensor Bottleneck::forward(const Tensor& x) {
-  Tensor y = bn1->forward_relu(conv1->forward(x));
-  y = bn2->forward_relu(conv2->forward(y));
-  y = bn3->forward(conv3->forward(y));
+  Tensor y = bn1->forward_relu((*conv1)(x));
+  y = bn2->forward_relu((*conv2)(y));
+  y = (*bn3)((*conv3)(y));
   return join(y, x);
 }
 

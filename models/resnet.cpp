@@ -14,7 +14,7 @@ Tensor Network::forward(const Tensor& x) {
   Tensor y = x;
   for (auto& [child_name, m] : children()) {
     if (dynamic_cast<nn::Linear*>(m.get()) && y.dim() > 2) y = engine::flatten(y);
-    y = m->forward(y);
+    y = (*m)(y);
   }
   return y;
 }

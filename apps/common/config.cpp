@@ -130,11 +130,14 @@ const std::vector<ConfigField>& train_config_fields() {
       text("resume", "CKPT", &C::resume, true,
            "Continue from a checkpoint (last.safetensors): weights, momentum, epoch and step, metrics so far. The "
            "configuration comes from the checkpoint; only --epochs, --device, --conv, --tf32, --threads, "
-           "--early-stop, --data and --out may change."),
+           "--early-stop, --detect-anomaly, --data and --out may change."),
       integer("limit-train", "N", &C::limit_train, 0, INT64_MAX, false,
               "Use only the first N training images (default 0: all 60000)."),
       integer("limit-test", "N", &C::limit_test, 0, INT64_MAX, false,
               "Use only the first N test images (default 0: all 10000)."),
+      flag("detect-anomaly", &C::detect_anomaly, true,
+           "Check every op's output and gradient for NaN/Inf and stop (exit 3) at the first, naming the op, the "
+           "module (e.g. layer3.1.bn2) and forward or backward. Slower; for finding where a divergence starts."),
   };
   return fields;
 }
@@ -200,6 +203,7 @@ TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string
   for (const auto& f : train_config_fields()) {
     if (f.name == "resume") continue;
     auto v = meta.find("config." + f.name);
+    if (v == meta.end() && f.kind == Kind::boolean && f.may_change_on_resume) continue;  // older file: default
     ENGINE_CHECK(v != meta.end(), path, ": metadata lacks config.", f.name);
     try {
       f.set(cfg, v->second);
@@ -223,7 +227,7 @@ TrainConfig merge_for_resume(const TrainConfig& saved, const TrainConfig& cli_cf
     } else {
       ENGINE_CHECK(mine == theirs, "--resume: --", f.name, " ", mine, " differs from the checkpoint's ", theirs,
                    "; a resumed run keeps its configuration (only --epochs, --device, --conv, --tf32, --threads, "
-                   "--early-stop, --data and --out may change)");
+                   "--early-stop, --detect-anomaly, --data and --out may change)");
     }
   }
   return out;

@@ -40,6 +40,7 @@ struct TrainConfig {
   std::string out;                          // default runs/<model>-<YYYYmmdd-HHMMSS>
   std::string resume;                       // checkpoint to continue from (not saved in the config)
   int64_t limit_train = 0, limit_test = 0;  // 0: all
+  bool detect_anomaly = false;              // engine::set_detect_anomaly for the run
 };
 
 struct ConfigField {

@@ -80,7 +80,7 @@ EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const 
   int64_t step = 0;
   for (int64_t begin = 0; begin < data.size(); begin += batch_size, ++step) {
     Batch b = builder.make(begin, std::min(batch_size, data.size() - begin));
-    Tensor logits = model.forward(b.x);
+    Tensor logits = model(b.x);
     acc.add(logits, b.y, engine::cross_entropy(logits, b.y), step);
   }
   model.train(was_training);
@@ -270,8 +270,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> model, const FashionMnist& data,
-                  const TrainHooks& hooks) {
+static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> model,
+                             const FashionMnist& data, const TrainHooks& hooks) {
   ENGINE_CHECK(model, "train: no model");
   ENGINE_CHECK(!cfg.out.empty(), "train: no output folder (--out)");
   validate(cfg);
@@ -350,7 +350,7 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
       lr = learning_rate(cfg, e, step, steps);
       opt.set_lr(lr);
       Batch b = builder.make(step * bs, std::min(bs, n - step * bs));
-      Tensor logits = model->forward(b.x);
+      Tensor logits = (*model)(b.x);
       Tensor loss = engine::cross_entropy(logits, b.y, cfg.label_smoothing);
       opt.zero_grad();
       loss.backward();
@@ -466,6 +466,21 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
     std::fflush(log);
   }
   return result;
+}
+
+// --detect-anomaly: the first NaN or Inf ends the run as a divergence, named where it appeared.
+TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> model, const FashionMnist& data,
+                  const TrainHooks& hooks) {
+  engine::DetectAnomalyGuard anomaly_mode(cfg.detect_anomaly);
+  try {
+    return train_run(cfg, std::move(model), data, hooks);
+  } catch (const engine::AnomalyError& e) {
+    TrainResult r;
+    r.status = TrainStatus::diverged;
+    r.out_dir = cfg.out;
+    r.message = cat("training diverged: ", e.what());
+    return r;
+  }
 }
 
 }  // namespace app

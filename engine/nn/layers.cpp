@@ -45,7 +45,8 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 }
 
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
-  return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  return scoped(
+      [&] { return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps); });
 }
 
 MaxPool2d::MaxPool2d(int kernel, int stride, int padding) {
@@ -75,7 +76,7 @@ void Sequential::push_back(std::shared_ptr<Module> m) { register_module(std::to_
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (auto& [name, m] : children()) y = m->forward(y);
+  for (auto& [name, m] : children()) y = (*m)(y);
   return y;
 }
 

@@ -4,6 +4,61 @@
 
 namespace engine::nn {
 
+Module::~Module() {
+  for (auto& [name, child] : children_)
+    if (child->parent_ == this) child->parent_ = nullptr;
+}
+
+void Module::adopt(const std::string& name, Module& child) {
+  if (child.parent_) return;
+  child.parent_ = this;
+  child.name_ = name;
+}
+
+std::string Module::path() const {
+  std::string out;
+  for (const Module* m = this; m->parent_; m = m->parent_) out = out.empty() ? m->name_ : m->name_ + "." + out;
+  return out;
+}
+
+namespace {
+std::string join_name(const std::string& path, const std::string& name) {
+  return path.empty() ? name : path + "." + name;
+}
+}  // namespace
+
+std::string Module::nonfinite_note(const std::string& path) const {
+  std::string note;
+  for (const auto* list : {&params_, &buffers_})
+    for (const auto& [name, t] : *list) {
+      const std::string bad = describe_nonfinite(*t);
+      if (!bad.empty()) note += cat("; ", join_name(path, name), " is non-finite: ", bad);
+    }
+  return note;
+}
+
+Tensor Module::scoped_checked(const std::function<Tensor()>& f) {
+  const std::string where = path();
+  AnomalyScope scope(where);
+  Tensor y;
+  try {
+    y = f();
+  } catch (AnomalyError& e) {
+    e.add_note(nonfinite_note(where));  // the innermost module, where the op ran
+    throw;
+  }
+  // Buffers change in place (BN's running statistics), not through an op's output.
+  for (const auto& [name, t] : buffers_) {
+    const std::string bad = describe_nonfinite(*t);
+    if (!bad.empty())
+      throw AnomalyError(cat("forward: buffer ", join_name(where, name),
+                             " was left non-finite by its module's forward (it changes "
+                             "in place): ",
+                             bad));
+  }
+  return y;
+}
+
 void Module::register_parameter(const std::string& name, Tensor* t) {
   t->set_requires_grad(true);
   params_.emplace_back(name, t);

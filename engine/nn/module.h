@@ -1,11 +1,13 @@
 // Modules: a tree of named children, each owning named parameters and buffers. Names join with '.', so a
 // ResNet's names read like torchvision's state_dict ("layer1.0.conv1.weight", "bn1.running_mean").
 #pragma once
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "engine/autograd.h"
 #include "engine/tensor.h"
 
 namespace engine::nn {
@@ -15,12 +17,20 @@ using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 class Module {
  public:
   Module() = default;
-  virtual ~Module() = default;
+  virtual ~Module();
   Module(const Module&) = delete;
   Module& operator=(const Module&) = delete;
 
   virtual Tensor forward(const Tensor& x) = 0;
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  // Call modules as m(x), not m.forward(x): with detect-anomaly on (engine/autograd.h) the call names the module
+  // that ops run in, and checks the module's buffers afterwards.
+  Tensor operator()(const Tensor& x) {
+    return scoped([&] { return forward(x); });
+  }
+
+  // "layer3.1.bn2": the names this module and its ancestors were registered under, as in named_parameters() of
+  // the root; "" for a module without a parent. A module registered twice keeps its first name.
+  std::string path() const;
 
   NamedTensors named_parameters() const;  // depth-first, registration order
   NamedTensors named_buffers() const;
@@ -45,11 +55,23 @@ class Module {
   void register_buffer(const std::string& name, Tensor* t);
   template <class M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    adopt(name, *m);
     children_.emplace_back(name, m);
     return m;
   }
 
+  // Runs f() as this module's work: what operator() does around forward(), for other entry points
+  // (BatchNorm2d::forward_relu). With detect-anomaly off, one flag test.
+  template <class F>
+  Tensor scoped(F&& f) {
+    if (!detect_anomaly()) return f();
+    return scoped_checked(f);
+  }
+
  private:
+  void adopt(const std::string& name, Module& child);
+  Tensor scoped_checked(const std::function<Tensor()>& f);
+  std::string nonfinite_note(const std::string& path) const;
   void collect(const std::string& prefix, bool params, NamedTensors& out) const;
   template <class F>
   void for_each_slot(F&& f);  // f(Tensor&, bool is_param) over the whole tree
@@ -57,6 +79,8 @@ class Module {
   std::vector<std::pair<std::string, Tensor*>> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  const Module* parent_ = nullptr;  // cleared when the parent goes first
+  std::string name_;                // under parent_
 };
 
 }  // namespace engine::nn
