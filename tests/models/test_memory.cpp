@@ -10,6 +10,7 @@
 #include "engine/random.h"
 #include "models/memory.h"
 #include "models/registry.h"
+#include "models/summary.h"
 #include "tests/gradcheck.h"
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/runtime.h"
@@ -210,4 +211,24 @@ TEST_CASE("memory: available host memory from meminfo and the cgroup limit", "[m
   REQUIRE(models::format_bytes(1536) == "1.5 KiB");
   REQUIRE(models::format_bytes(int64_t(24) << 30) == "24.0 GiB");
   REQUIRE(models::format_bytes(512) == "512 B");
+}
+
+TEST_CASE("memory: the summary's activation column adds up to the step's activations", "[models][memory][summary]") {
+  auto model = models::create("resnet20");
+  const models::Summary s = models::summarize(*model, {8, 1, 28, 28});
+  models::StepSpec spec;
+  spec.input = {8, 1, 28, 28};
+  const models::MemoryEstimate e = models::estimate_step_memory(*model, spec);
+  int64_t rows = 0;
+  for (const auto& r : s.rows) rows += r.activation_bytes;
+  // The loss keeps its gradient [8, 10] and the scalar loss; every other op belongs to a row.
+  REQUIRE(rows + 8 * 10 * 4 + 4 == e.activations);
+  REQUIRE(s.total_activation_bytes == e.activations);
+  REQUIRE(s.step_peak_bytes == e.peak);
+  // conv1 keeps its output, [8, 16, 28, 28] floats; bn1 its output and 2 x 16 statistics.
+  REQUIRE(s.rows[0].activation_bytes == 8 * 16 * 28 * 28 * 4);
+  REQUIRE(s.rows[1].activation_bytes == 8 * 16 * 28 * 28 * 4 + 2 * 16 * 4);
+  const std::string text = models::format_summary(s, "resnet20");
+  REQUIRE_THAT(text, Catch::Contains("activations") && Catch::Contains(models::format_bytes(e.activations)) &&
+                         Catch::Contains("per example"));
 }
