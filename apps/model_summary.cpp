@@ -1,6 +1,7 @@
-// model_summary: per-stage output shapes, parameters and multiply-adds of a registered model, from the analytic
-// shape pass (no forward is run, so resnet152 at 224x224 is instant apart from building its weights).
-//   model_summary resnet50 --input 3x224x224 --classes 1000 [--stride-on-first-1x1] [--depth 2]
+// model_summary: per-stage output shapes, parameters, multiply-adds and activation memory of a registered model,
+// from the analytic shape pass (no forward is run, so resnet152 at 224x224 is instant apart from building its
+// weights).
+//   model_summary resnet50 --input 3x224x224 --classes 1000 [--batch 128] [--stride-on-first-1x1] [--depth 2]
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -18,9 +19,11 @@ void usage(std::FILE* to) {
   std::string list;
   for (const auto& n : models::names()) list += (list.empty() ? "" : ", ") + n;
   std::fprintf(to,
-               "usage: model_summary MODEL [--input CxHxW | NxCxHxW] [--classes K] [--stride-on-first-1x1]\n"
-               "                           [--depth D]\n"
+               "usage: model_summary MODEL [--input CxHxW | NxCxHxW] [--batch N] [--classes K]\n"
+               "                           [--stride-on-first-1x1] [--depth D]\n"
                "  --input                 input shape (default 1x28x28); C sets the stem's input channels\n"
+               "  --batch                 batch size N for mult-adds and activation memory (default 1, or the\n"
+               "                          N of --input)\n"
                "  --classes               number of classes (default 10)\n"
                "  --stride-on-first-1x1   bottleneck nets: down-sample in the first 1x1 (the paper) instead of the\n"
                "                          3x3 (torchvision, the default)\n"
@@ -67,7 +70,7 @@ int main(int argc, char** argv) {
     std::string name;
     engine::Shape input{1, 28, 28};
     models::ModelConfig cfg;
-    int depth = 1;
+    int depth = 1, batch = 0;
     for (int i = 1; i < argc; ++i) {
       std::string a = argv[i];
       auto value = [&]() -> std::string {
@@ -81,6 +84,8 @@ int main(int argc, char** argv) {
         input = parse_shape(value());
       } else if (a == "--classes") {
         cfg.num_classes = parse_int(a, value());
+      } else if (a == "--batch") {
+        batch = parse_int(a, value());
       } else if (a == "--depth") {
         depth = parse_int(a, value());
       } else if (a == "--stride-on-first-1x1") {
@@ -95,6 +100,10 @@ int main(int argc, char** argv) {
     if (name.empty()) {
       usage(stderr);
       return 2;
+    }
+    if (batch > 0) {
+      if (input.size() == 3) input.insert(input.begin(), batch);
+      input[0] = batch;
     }
     cfg.in_channels = static_cast<int>(input[input.size() - 3]);
     auto model = models::create(name, cfg);

@@ -11,6 +11,7 @@
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/random.h"
+#include "models/memory.h"
 #include "models/registry.h"
 
 namespace {
@@ -79,6 +80,20 @@ int main(int argc, char** argv) {
     data = app::load_fashion_mnist(cfg.data);
     engine::default_generator().seed(static_cast<uint64_t>(cfg.seed));
     model = models::create(cfg.model, models::ModelConfig{});
+    // Refuse a step that cannot fit before anything large is allocated. Data still to come: the dataset on the
+    // device (on the CPU two more host copies: the trainer's subsets and its DeviceDataset).
+    const engine::Device device = engine::resolve_device(cfg.device);
+    const int64_t data_bytes =
+        models::dataset_bytes(data.train.count + data.test.count, data.train.rows, data.train.cols);
+    const models::MemoryFit fit = models::check_step_memory(*model,
+                                                            {{cfg.batch_size, 1, cfg.resize, cfg.resize},
+                                                             engine::DType::f32,
+                                                             device,
+                                                             cfg.momentum > 0,
+                                                             device.is_cpu() ? 2 * data_bytes : data_bytes},
+                                                            models::available_memory(device));
+    ENGINE_CHECK(fit.fits, fit.message);
+    std::printf("%s\n", fit.message.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_fmnist: error: %s\n", e.what());
     return 2;

@@ -1,5 +1,6 @@
 #include "engine/tensor.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -41,12 +42,30 @@ std::string shape_str(const Shape& s) {
 }
 
 // ---------------- Storage ----------------
+namespace {
+std::atomic<std::size_t> g_host_live{0}, g_host_peak{0};
+
+void host_allocated(std::size_t bytes) {
+  const std::size_t now = g_host_live.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  std::size_t peak = g_host_peak.load(std::memory_order_relaxed);
+  while (now > peak && !g_host_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+}  // namespace
+
+HostStorageStats host_storage_stats() {
+  return {g_host_live.load(std::memory_order_relaxed), g_host_peak.load(std::memory_order_relaxed)};
+}
+
+void reset_host_storage_peak() { g_host_peak.store(g_host_live.load(std::memory_order_relaxed)); }
+
 Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
   if (device.is_cpu()) {
     // 64-byte aligned for vector loads; never zero-sized so data() is always a valid pointer.
     std::size_t rounded = (bytes + 63) / 64 * 64;
     data_ = std::aligned_alloc(64, rounded ? rounded : 64);
     ENGINE_CHECK(data_, "out of host memory allocating ", bytes, " bytes");
+    host_allocated(bytes_);
   } else {
     require_cuda("allocating a tensor on " + device.str());
     ENGINE_CUDA_ONLY("Storage", data_ = kernels::cuda::alloc(bytes));
@@ -56,6 +75,7 @@ Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(devi
 Storage::~Storage() {
   if (device_.is_cpu()) {
     std::free(data_);
+    g_host_live.fetch_sub(bytes_, std::memory_order_relaxed);
   } else {
 #if ENGINE_HAVE_CUDA
     kernels::cuda::free(data_);

@@ -39,6 +39,14 @@ class Storage {
   Device device_;
 };
 
+// Bytes of CPU tensor storage held now and the most held since the last reset (process-wide; the CUDA
+// allocator keeps its own statistics). For memory tests and estimates (models/memory.h).
+struct HostStorageStats {
+  std::size_t live_bytes = 0, peak_bytes = 0;
+};
+HostStorageStats host_storage_stats();
+void reset_host_storage_peak();  // peak = live
+
 struct Node;  // autograd.h
 struct TensorImpl;
 

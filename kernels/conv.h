@@ -74,6 +74,13 @@ inline Conv2dShape cropped(const Conv2dShape& s, const LiveTaps& t) {
   return c;
 }
 
+// Column buffer budgets per chunk, in elements. CPU: 16M (64 MB in float) keeps the GEMM's N dimension in the
+// tens of thousands, which is all OpenBLAS needs to run at full speed. CUDA: 64M (256 MB in float); with ResNet
+// shapes a whole batch of 128 at 96x96 fits in one chunk, so one GEMM covers the batch. models/memory.h sizes
+// the scratch from these.
+constexpr int64_t kCpuConvChunkElems = int64_t(1) << 24;
+constexpr int64_t kCudaConvChunkElems = int64_t(1) << 26;
+
 // Images per chunk so that the column buffer [C*KH*KW, nb*OH*OW] and the GEMM output [OC, nb*OH*OW] each hold
 // at most max_elems elements (but always at least one image).
 inline int64_t conv_chunk_images(const Conv2dShape& s, int64_t max_elems) {

@@ -63,17 +63,23 @@ Tensor ResidualBlock::join(const Tensor& main, const Tensor& x) {
 }
 
 Shape ResidualBlock::trace_join(const Shape& main, const Shape& in, Cost& cost) const {
-  if (kind == ShortcutKind::none) return main;
+  if (kind == ShortcutKind::none) {
+    cost.report(TracedOpKind::relu, *this, main, main);
+    return main;
+  }
   Shape sc = in;
   if (changes_shape()) {
     if (kind == ShortcutKind::projection) {
       sc = models::trace(*downsample, in, cost);
     } else {
       sc = {in[0], out_channels, (in[2] + stride - 1) / stride, (in[3] + stride - 1) / stride};
+      cost.report(TracedOpKind::shortcut, *this, in, sc);
     }
   }
   ENGINE_CHECK(sc == main, "residual block: shortcut shape ", engine::shape_str(sc), " differs from the branch's ",
                engine::shape_str(main));
+  cost.report(TracedOpKind::add, *this, in, main);
+  cost.report(TracedOpKind::relu, *this, main, main);
   return main;
 }
 

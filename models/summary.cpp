@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "engine/nn/layers.h"
+#include "models/memory.h"
 #include "models/resnet.h"
 #include "models/trace.h"
 
@@ -61,6 +62,20 @@ Summary summarize(const nn::Module& model, const Shape& input, int depth) {
   s.output = emit(model, "", s.input, depth, s);
   for (const auto& r : s.rows) s.total_macs += r.macs;
   s.total_params = model.num_parameters();
+  // Each op of the step belongs to the row whose name is its module's or a prefix of it ("layer1" holds
+  // "layer1.0.conv1" and the block "layer1.0"'s join).
+  if (s.output.size() != 2) return s;  // not a classifier: no training step to model
+  StepSpec spec;
+  spec.input = s.input;
+  const MemoryEstimate m = estimate_step_memory(model, spec);
+  for (const auto& op : m.ops)
+    for (auto& r : s.rows)
+      if (op.name == r.name || op.name.compare(0, r.name.size() + 1, r.name + ".") == 0 || r.name == "(model)") {
+        r.activation_bytes += op.saved_bytes;
+        break;
+      }
+  s.total_activation_bytes = m.activations;
+  s.step_peak_bytes = m.peak;
   return s;
 }
 
@@ -70,23 +85,31 @@ std::string format_summary(const Summary& s, const std::string& title) {
     wn = std::max(wn, r.name.size());
     ws = std::max(ws, engine::shape_str(r.output).size());
   }
-  const size_t wp = 12, wm = 16;
+  const size_t wp = 12, wm = 16, wa = 12;
+  const size_t rule = wn + ws + wp + wm + wa + 8;
   std::ostringstream os;
   os << title << ", input " << engine::shape_str(s.input) << "\n";
   os << pad_right("layer", wn) << "  " << pad_right("output shape", ws) << "  " << pad_left("params", wp) << "  "
-     << pad_left("mult-adds", wm) << "\n";
-  os << std::string(wn + ws + wp + wm + 6, '-') << "\n";
+     << pad_left("mult-adds", wm) << "  " << pad_left("activations", wa) << "\n";
+  os << std::string(rule, '-') << "\n";
   for (const auto& r : s.rows)
     os << pad_right(r.name, wn) << "  " << pad_right(engine::shape_str(r.output), ws) << "  "
-       << pad_left(with_commas(r.params), wp) << "  " << pad_left(with_commas(r.macs), wm) << "\n";
-  os << std::string(wn + ws + wp + wm + 6, '-') << "\n";
+       << pad_left(with_commas(r.params), wp) << "  " << pad_left(with_commas(r.macs), wm) << "  "
+       << pad_left(format_bytes(r.activation_bytes), wa) << "\n";
+  os << std::string(rule, '-') << "\n";
   char gmacs[64], mparams[64];
   std::snprintf(gmacs, sizeof gmacs, "%.2f", static_cast<double>(s.total_macs) / 1e9);
   std::snprintf(mparams, sizeof mparams, "%.2f", static_cast<double>(s.total_params) / 1e6);
   os << pad_right("total", wn) << "  " << pad_right(engine::shape_str(s.output), ws) << "  "
-     << pad_left(with_commas(s.total_params), wp) << "  " << pad_left(with_commas(s.total_macs), wm) << "\n";
+     << pad_left(with_commas(s.total_params), wp) << "  " << pad_left(with_commas(s.total_macs), wm) << "  "
+     << pad_left(format_bytes(s.total_activation_bytes), wa) << "\n";
   os << "parameters " << mparams << " M, mult-adds " << gmacs << " G (convs and fc, for a batch of " << s.input[0]
      << ")\n";
+  if (s.step_peak_bytes > 0)
+    os << "activations saved for backward (float32, the loss's included): "
+       << format_bytes(s.total_activation_bytes / s.input[0]) << " per example, "
+       << format_bytes(s.total_activation_bytes) << " for the batch of " << s.input[0]
+       << "; a CPU training step with SGD momentum peaks near " << format_bytes(s.step_peak_bytes) << "\n";
   return os.str();
 }
 

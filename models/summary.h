@@ -1,5 +1,6 @@
-// A per-stage table of a model: output shape, parameters and multiply-accumulates (convs + fc, as the paper's
-// FLOPs), from the analytic shape pass in models/trace.h (no forward is run).
+// A per-stage table of a model: output shape, parameters, multiply-accumulates (convs + fc, as the paper's
+// FLOPs) and the activation memory a training step keeps for backward, from the analytic shape pass in
+// models/trace.h and the step model of models/memory.h (no forward is run).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -14,7 +15,8 @@ struct SummaryRow {
   std::string name;      // the child's full name: "conv1", "layer3", or "layer3.0" at depth 2
   engine::Shape output;  // with the batch dimension
   int64_t params = 0;
-  int64_t macs = 0;  // for the whole batch
+  int64_t macs = 0;              // for the whole batch
+  int64_t activation_bytes = 0;  // saved for backward by this row's ops, for the whole batch (float32)
 };
 
 struct Summary {
@@ -22,6 +24,8 @@ struct Summary {
   std::vector<SummaryRow> rows;
   int64_t total_params = 0;
   int64_t total_macs = 0;
+  int64_t total_activation_bytes = 0;  // the rows' plus the loss's (its gradient, kept from the forward)
+  int64_t step_peak_bytes = 0;         // the estimated peak of a CPU training step with SGD momentum
 };
 
 // input: [C, H, W] (a batch of 1 is assumed) or [N, C, H, W]. depth 1 gives one row per top-level child

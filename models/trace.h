@@ -4,16 +4,32 @@
 // agrees with real forwards.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 #include "engine/nn/module.h"
 #include "engine/tensor.h"
 
 namespace models {
 
+// One op that forward() would run, as the trace passes it. What a step keeps alive depends on each op, not only
+// on the shapes, so models/memory.h counts bytes from these. begin/end bracket a Traceable module (a block, a
+// network): `in` is its input, `out` (at end) its output. add is a block's residual join: `in` is the block's
+// input (its shortcut is added), `out` the sum; shortcut is the zero-padding shortcut_a.
+enum class TracedOpKind { conv2d, batch_norm, relu, max_pool, avg_pool, flatten, linear, add, shortcut, begin, end };
+struct TracedOp {
+  TracedOpKind kind;
+  const engine::nn::Module* module;  // the layer, or the block for add, shortcut, begin and end
+  engine::Shape in, out;
+};
+
 // Multiply-accumulates of the convolutions and fully connected layers, as the paper counts "FLOPs"
-// (Table 1): BN, ReLU, pooling and additions are not counted.
+// (Table 1): BN, ReLU, pooling and additions are not counted. on_op, when set, sees every op in forward order.
 struct Cost {
   int64_t macs = 0;
+  std::function<void(const TracedOp&)> on_op;
+  void report(TracedOpKind kind, const engine::nn::Module& m, const engine::Shape& in, const engine::Shape& out) const {
+    if (on_op) on_op(TracedOp{kind, &m, in, out});
+  }
 };
 
 // Modules whose forward is not a layer of engine/nn/layers.h (residual blocks, networks) describe their

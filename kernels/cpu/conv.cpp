@@ -12,9 +12,7 @@
 namespace kernels::cpu {
 namespace {
 
-// Column buffer budget per chunk: 16M elements (64 MB in float) keeps the GEMM's N dimension in the tens of
-// thousands, which is all OpenBLAS needs to run at full speed.
-constexpr int64_t kChunkElems = int64_t(1) << 24;
+constexpr int64_t kChunkElems = kCpuConvChunkElems;  // kernels/conv.h
 // Below this many elements of work a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 

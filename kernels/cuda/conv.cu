@@ -17,9 +17,7 @@ namespace kernels::cuda {
 namespace {
 
 constexpr int kBlock = 256;
-// Column buffer budget per chunk: 64M elements (256 MB in float); with ResNet shapes a whole batch of 128 at
-// 96x96 fits in one chunk, so one GEMM covers the batch.
-constexpr int64_t kChunkElems = int64_t(1) << 26;
+constexpr int64_t kChunkElems = kCudaConvChunkElems;  // kernels/conv.h
 
 void check_index_range(const Conv2dShape& s, int64_t nb) {
   const int64_t P = s.out_pixels();

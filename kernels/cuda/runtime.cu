@@ -41,6 +41,12 @@ int device_count() {
   return count;
 }
 
+std::size_t free_device_memory() {
+  std::size_t free_b = 0, total_b = 0;
+  CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+  return free_b;
+}
+
 void memcpy_h2d(void* dst, const void* src, std::size_t bytes) {
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }

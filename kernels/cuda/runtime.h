@@ -10,6 +10,9 @@ namespace kernels::cuda {
 // Probes the driver once; never throws. Empty string when a device is usable, else the reason.
 std::string probe_device();
 int device_count();
+// Free bytes on the current device (cudaMemGetInfo), for the memory check before a run; excludes the engine
+// allocator's cached blocks.
+std::size_t free_device_memory();
 
 // Caching allocator: blocks are kept on free lists and reused, so a steady-state training step
 // calls neither cudaMalloc nor cudaFree.

@@ -1,0 +1,349 @@
+#include "models/memory.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "engine/nn/layers.h"
+#include "kernels/conv.h"
+#if ENGINE_HAVE_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace models {
+
+using engine::Shape;
+namespace nn = engine::nn;
+
+namespace {
+
+// One op of the step with the byte counts the timeline needs.
+struct StepOp {
+  OpMemory mem;
+  int64_t out_bytes = 0;    // a new output tensor (0 for a view)
+  int64_t extra_bytes = 0;  // saved beside it (BN statistics, argmax, the loss's gradient)
+  int64_t grad_out = 0;     // gradient of the output, alive during this op's backward
+  int64_t grad_in = 0;      // gradient of the input it allocates (0: none, a view, or passed through)
+  int64_t param_bytes = 0;  // its parameters, whose gradients it writes
+  int64_t cuda_scratch = 0;
+  int64_t pending = 0;  // inside a residual block: the shortcut's gradient of the block input, waiting
+  bool merges = false;  // the block's first op: its input gradient is added to the pending one
+};
+
+void name_modules(const nn::Module& m, const std::string& prefix, std::map<const nn::Module*, std::string>& out) {
+  out[&m] = prefix.empty() ? "(model)" : prefix;
+  for (const auto& [name, child] : m.children()) name_modules(*child, prefix.empty() ? name : prefix + "." + name, out);
+}
+
+const char* kind_name(TracedOpKind k) {
+  switch (k) {
+    case TracedOpKind::conv2d:
+      return "conv2d";
+    case TracedOpKind::batch_norm:
+      return "batch_norm2d";
+    case TracedOpKind::relu:
+      return "relu";
+    case TracedOpKind::max_pool:
+      return "max_pool2d";
+    case TracedOpKind::avg_pool:
+      return "adaptive_avg_pool2d";
+    case TracedOpKind::flatten:
+      return "flatten";
+    case TracedOpKind::linear:
+      return "linear";
+    case TracedOpKind::add:
+      return "add";
+    case TracedOpKind::shortcut:
+      return "shortcut_a";
+    case TracedOpKind::begin:
+    case TracedOpKind::end:
+      break;
+  }
+  return "?";
+}
+
+// The scratch of one convolution, from the chunking of kernels/cpu/conv.cpp and kernels/cuda/conv.cu: a column
+// buffer [C*KH*KW, nb*OH*OW] and a GEMM output / permuted gradient [OC, nb*OH*OW].
+struct ConvScratch {
+  int64_t col = 0, out = 0;  // elements
+};
+
+ConvScratch conv_scratch(const nn::Conv2d& c, const Shape& in, const Shape& out, bool cuda) {
+  kernels::Conv2dShape s;
+  s.n = in[0], s.c = in[1], s.h = in[2], s.w = in[3];
+  s.oc = c.out_channels, s.kh = s.kw = c.kernel;
+  s.stride_h = s.stride_w = c.stride, s.pad_h = s.pad_w = c.padding;
+  s.oh = out[2], s.ow = out[3];
+  const int64_t nb = kernels::conv_chunk_images(s, cuda ? kernels::kCudaConvChunkElems : kernels::kCpuConvChunkElems);
+  const int64_t np = nb * s.out_pixels();
+  ConvScratch r;
+  // The CPU skips im2col only for a pointwise conv of one image; CUDA for a pointwise conv run per image. Both
+  // need the output buffer only for chunks of several images (CUDA: not even for those of >= 64 pixels): the
+  // estimate keeps it whenever nb > 1, an upper bound.
+  r.col = s.pointwise() && nb == 1 ? 0 : s.ckk() * np;
+  r.out = nb > 1 ? s.oc * np : 0;
+  return r;
+}
+
+int64_t bytes_of(const Shape& s, std::size_t elem) { return engine::numel_of(s) * static_cast<int64_t>(elem); }
+
+}  // namespace
+
+MemoryEstimate estimate_step_memory(const nn::Module& model, const StepSpec& spec) {
+  ENGINE_CHECK(spec.input.size() == 4 && spec.input[0] > 0,
+               "estimate_step_memory: the batch must be [N, C, H, W] with ", "N > 0, got ",
+               engine::shape_str(spec.input));
+  const std::size_t elem = engine::dtype_size(spec.dtype);
+  const bool cuda = spec.device.is_cuda();
+  std::map<const nn::Module*, std::string> names;
+  name_modules(model, "", names);
+
+  // ---- the ops, from the trace ----
+  struct Block {
+    Shape in;
+    size_t first;
+  };
+  std::vector<Block> blocks;
+  std::vector<StepOp> ops;
+  int64_t scratch_col = 0, scratch_out = 0;  // the CPU's per-thread buffers grow to the largest conv's
+  Cost cost;
+  cost.on_op = [&](const TracedOp& t) {
+    if (t.kind == TracedOpKind::begin) return blocks.push_back({t.in, ops.size()});
+    if (t.kind == TracedOpKind::end) return blocks.pop_back();
+    StepOp op;
+    op.mem.op = kind_name(t.kind);
+    op.mem.name = names.count(t.module) ? names[t.module] : "?";
+    op.mem.in = t.in;
+    op.mem.out = t.out;
+    op.out_bytes = bytes_of(t.out, elem);
+    op.grad_out = op.out_bytes;
+    op.grad_in = bytes_of(t.in, elem);
+    switch (t.kind) {
+      case TracedOpKind::conv2d: {
+        op.param_bytes = t.module->num_parameters() * static_cast<int64_t>(elem);
+        const ConvScratch cs = conv_scratch(dynamic_cast<const nn::Conv2d&>(*t.module), t.in, t.out, cuda);
+        op.mem.workspace_bytes = (cs.col + cs.out) * static_cast<int64_t>(elem);
+        if (cuda) op.cuda_scratch = op.mem.workspace_bytes;
+        scratch_col = std::max(scratch_col, cs.col);
+        scratch_out = std::max(scratch_out, cs.out);
+        break;
+      }
+      case TracedOpKind::batch_norm:
+        op.param_bytes = t.module->num_parameters() * static_cast<int64_t>(elem);
+        op.extra_bytes = 2 * t.in[1] * static_cast<int64_t>(elem);  // batch mean and inverse std
+        break;
+      case TracedOpKind::linear:
+        op.param_bytes = t.module->num_parameters() * static_cast<int64_t>(elem);
+        break;
+      case TracedOpKind::max_pool:
+        op.extra_bytes = engine::numel_of(t.out) * static_cast<int64_t>(sizeof(int32_t));  // argmax
+        break;
+      case TracedOpKind::flatten:  // a view: no new output, and its backward reshapes the gradient
+        op.out_bytes = op.grad_in = 0;
+        break;
+      case TracedOpKind::add: {  // backward passes its gradient on to both branches
+        op.grad_in = 0;
+        ENGINE_CHECK(!blocks.empty(), "estimate_step_memory: a residual add outside a block");
+        const Block& b = blocks.back();
+        for (size_t i = b.first; i < ops.size(); ++i) ops[i].pending = bytes_of(b.in, elem);
+        if (b.first < ops.size()) ops[b.first].merges = true;
+        op.mem.in = t.out;  // both operands have the sum's shape
+        break;
+      }
+      default:
+        break;
+    }
+    if (ops.empty()) op.grad_in = 0;  // the batch does not require grad
+    op.mem.saved_bytes = op.out_bytes + op.extra_bytes;
+    ops.push_back(op);
+  };
+  const Shape logits = trace(model, spec.input, cost);
+  ENGINE_CHECK(logits.size() == 2, "estimate_step_memory: the model's output ", engine::shape_str(logits),
+               " is not [N, classes]");
+  {  // the loss: a scalar, with the gradient softmax - target computed in the forward and kept
+    StepOp ce;
+    ce.mem.op = "cross_entropy";
+    ce.mem.name = "(loss)";
+    ce.mem.in = logits;
+    ce.mem.out = {};
+    ce.out_bytes = ce.grad_out = static_cast<int64_t>(elem);
+    ce.extra_bytes = ce.grad_in = bytes_of(logits, elem);
+    ce.mem.saved_bytes = ce.out_bytes + ce.extra_bytes;
+    ops.push_back(ce);
+  }
+
+  // ---- persistent parts ----
+  MemoryEstimate e;
+  e.parameters = model.num_parameters() * static_cast<int64_t>(elem);
+  e.gradients = e.parameters;
+  e.momentum = spec.momentum ? e.parameters : 0;
+  for (const auto& [name, b] : model.named_buffers()) e.buffers += b.numel() * static_cast<int64_t>(elem);
+  e.data = bytes_of(spec.input, elem) + spec.input[0] * static_cast<int64_t>(sizeof(int32_t)) + spec.data_bytes;
+  e.cpu_scratch = cuda ? 0 : (scratch_col + scratch_out) * static_cast<int64_t>(elem);
+  for (const auto& op : ops) {
+    e.activations += op.mem.saved_bytes;
+    e.workspace = std::max(e.workspace, op.cuda_scratch);
+  }
+  if (!cuda) e.workspace = e.cpu_scratch;
+  const int64_t fixed = e.parameters + e.momentum + e.buffers + e.data + e.cpu_scratch;
+
+  // ---- the timeline: forward op by op, then backward in reverse ----
+  auto consider = [&](int64_t acts, int64_t grads, int64_t flight, bool backward, const std::string& name) {
+    const int64_t live = fixed + acts + grads + flight;
+    if (live <= e.peak) return;
+    e.peak = live;
+    e.peak_activations = acts;
+    e.peak_gradients = grads;
+    e.peak_in_flight = flight;
+    e.peak_in_backward = backward;
+    e.peak_at = (backward ? "backward, " : "forward, ") + name;
+  };
+  std::vector<int64_t> saved_before(ops.size() + 1, 0);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    saved_before[i + 1] = saved_before[i] + ops[i].mem.saved_bytes;
+    // The previous step's gradients are dropped only after the forward.
+    consider(saved_before[i + 1], e.gradients, ops[i].cuda_scratch, false, ops[i].mem.name);
+  }
+  int64_t grads_back = 0;
+  for (size_t j = ops.size(); j-- > 0;) {
+    const StepOp& op = ops[j];
+    const int64_t acts = saved_before[j] + op.extra_bytes;
+    const int64_t grads = grads_back + op.param_bytes;
+    // During the kernel: the gradients in and out, the pending one and the scratch; after it, a merge adds the
+    // input gradient to the pending one into a third tensor of that size.
+    const int64_t during = op.grad_out + op.grad_in + op.pending + op.cuda_scratch;
+    const int64_t merging = op.merges ? op.grad_out + 2 * op.grad_in + op.pending : 0;
+    consider(acts, grads, std::max(during, merging), true, op.mem.name);
+    grads_back = grads;
+  }
+
+  for (const auto& op : ops) e.ops.push_back(op.mem);
+  return e;
+}
+
+int64_t dataset_bytes(int64_t examples, int64_t rows, int64_t cols) {
+  return examples * (rows * cols + static_cast<int64_t>(sizeof(int32_t)) * (1 + 4));
+}
+
+MemoryFit check_step_memory(const nn::Module& model, const StepSpec& spec, int64_t available) {
+  MemoryFit f;
+  f.estimate = estimate_step_memory(model, spec);
+  f.needed = f.estimate.peak;
+  f.available = available;
+  f.fits = f.needed <= available;
+  auto fits_with = [&](int64_t batch) {
+    StepSpec s = spec;
+    s.input[0] = batch;
+    return estimate_step_memory(model, s).peak <= available;
+  };
+  if (f.fits) {
+    f.largest_batch = spec.input[0];  // at least: larger batches are not searched
+  } else {
+    int64_t lo = 0, hi = spec.input[0];  // fits_with(lo) (or lo == 0), !fits_with(hi)
+    while (hi - lo > 1) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      (fits_with(mid) ? lo : hi) = mid;
+    }
+    f.largest_batch = lo;
+  }
+  std::ostringstream os;
+  os << "memory: " << describe(f.estimate) << "; available " << format_bytes(available) << " on " << spec.device.str();
+  if (!f.fits) {
+    os << ": does not fit. ";
+    if (f.largest_batch > 0)
+      os << "The largest batch that fits is " << f.largest_batch << " (--batch-size " << f.largest_batch
+         << "), or lower --resize.";
+    else
+      os << "Not even a batch of 1 fits: lower --resize or choose a smaller model.";
+  }
+  f.message = os.str();
+  return f;
+}
+
+namespace {
+
+std::string read_text(const char* path) {
+  std::ifstream in(path);
+  if (!in) return "";
+  std::ostringstream os;
+  os << in.rdbuf();
+  return os.str();
+}
+
+// "MemAvailable:   23456789 kB" -> bytes; -1 if absent.
+int64_t meminfo_field(const std::string& meminfo, const std::string& key) {
+  std::istringstream lines(meminfo);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.compare(0, key.size() + 1, key + ":") != 0) continue;
+    long long kb = -1;
+    if (std::sscanf(line.c_str() + key.size() + 1, "%lld", &kb) == 1 && kb >= 0) return kb * 1024;
+  }
+  return -1;
+}
+
+// A number, or -1 ("max", empty, malformed).
+int64_t parse_count(const std::string& text) {
+  long long v = -1;
+  char rest = 0;
+  if (std::sscanf(text.c_str(), "%lld%c", &v, &rest) >= 1 && v >= 0 && (rest == 0 || rest == '\n')) return v;
+  return -1;
+}
+
+}  // namespace
+
+int64_t available_host_memory(const std::string& meminfo, const std::string& cgroup_max,
+                              const std::string& cgroup_current, std::string* source) {
+  const int64_t avail = meminfo_field(meminfo, "MemAvailable");
+  ENGINE_CHECK(avail >= 0, "available memory: /proc/meminfo has no MemAvailable line");
+  int64_t result = avail;
+  std::string from = "MemAvailable";
+  const int64_t limit = parse_count(cgroup_max), used = parse_count(cgroup_current);
+  if (limit >= 0) {
+    const int64_t left = std::max<int64_t>(0, limit - std::max<int64_t>(0, used));
+    if (left < result) result = left, from = "cgroup memory.max less memory.current";
+  }
+  if (source) *source = from;
+  return result;
+}
+
+int64_t available_memory(engine::Device device, std::string* source) {
+  if (device.is_cuda()) {
+#if ENGINE_HAVE_CUDA
+    if (source) *source = "cudaMemGetInfo free";
+    return static_cast<int64_t>(kernels::cuda::free_device_memory());
+#else
+    engine::fail("available_memory: " + device.str() + " asked for, but this engine was built without CUDA");
+#endif
+  }
+  return available_host_memory(read_text("/proc/meminfo"), read_text("/sys/fs/cgroup/memory.max"),
+                               read_text("/sys/fs/cgroup/memory.current"), source);
+}
+
+std::string format_bytes(int64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (u < 4 && (v >= 1024 || v <= -1024)) v /= 1024, ++u;
+  char buf[32];
+  if (u == 0)
+    std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(bytes));
+  else
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+  return buf;
+}
+
+std::string describe(const MemoryEstimate& e) {
+  std::ostringstream os;
+  os << "estimated peak " << format_bytes(e.peak) << " per step (at " << e.peak_at << "): parameters "
+     << format_bytes(e.parameters) << ", gradients " << format_bytes(e.peak_gradients) << ", momentum "
+     << format_bytes(e.momentum) << ", BN buffers " << format_bytes(e.buffers) << ", activations "
+     << format_bytes(e.peak_activations) << " of " << format_bytes(e.activations) << " saved, in flight "
+     << format_bytes(e.peak_in_flight) << ", conv scratch " << format_bytes(e.workspace) << ", data "
+     << format_bytes(e.data);
+  return os.str();
+}
+
+}  // namespace models
