@@ -52,23 +52,20 @@ thread_local int t_current = -1;  // the device this thread has set current, -1 
 void use_device(int index) {
   if (t_current == index) return;  // set on this thread, so it is the bound device
   std::lock_guard<std::mutex> lock(g_bind_mu);
+  const std::string why = probe_device();
+  ENGINE_CHECK(why.empty(), "cuda:", index, " cannot be used: ", why);
+  const int n = device_count();
+  ENGINE_CHECK(index >= 0 && index < n, "cuda:", index, " does not exist: only ", n,
+               " CUDA device(s) are present (cuda:0 .. cuda:", n - 1,
+               "; CUDA_VISIBLE_DEVICES, if set, renumbers them)");
   const int bound = g_bound.load();
-  if (bound < 0) {
-    const std::string why = probe_device();
-    ENGINE_CHECK(why.empty(), "cuda:", index, " cannot be used: ", why);
-    const int n = device_count();
-    ENGINE_CHECK(index >= 0 && index < n, "cuda:", index, " does not exist: only ", n,
-                 " CUDA device(s) are present (cuda:0 .. cuda:", n - 1,
-                 "; CUDA_VISIBLE_DEVICES, if set, renumbers them)");
-    CUDA_CHECK(cudaSetDevice(index));
-    g_bound.store(index);
-  } else {
-    ENGINE_CHECK(index == bound, "cuda:", index, " was asked for, but this process already runs on cuda:", bound,
-                 ": the engine uses one CUDA device per process (its stream, memory cache and library handles live "
-                 "there). Keep every tensor on cuda:",
-                 bound, ", or run one process per GPU (--device cuda:N, or CUDA_VISIBLE_DEVICES=N).");
-    CUDA_CHECK(cudaSetDevice(index));  // bound on another thread: make it current on this one
-  }
+  ENGINE_CHECK(bound < 0 || index == bound, "cuda:", index,
+               " was asked for, but this process already runs on cuda:", bound,
+               ": the engine uses one CUDA device per process (its stream, memory cache and library handles live "
+               "there). Keep every tensor on cuda:",
+               bound, ", or run one process per GPU (--device cuda:N, or CUDA_VISIBLE_DEVICES=N).");
+  CUDA_CHECK(cudaSetDevice(index));  // binds the process, or makes the bound device current on this thread
+  g_bound.store(index);
   t_current = index;
 }
 
