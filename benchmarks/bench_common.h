@@ -56,6 +56,50 @@ inline Stats stats_of(const std::vector<double>& v) {
   return s;
 }
 
+// ---------------------------------------------------------------- GPU peaks
+// Dense (no sparsity) peaks of a GPU by the name cudaGetDeviceProperties reports, for the %peak columns: NVIDIA's
+// product datasheets (boost clock), whose tensor figures "with sparsity" are twice the dense ones used here;
+// GeForce cards from the Ampere GA102 and Ada AD102 whitepapers. docs/benchmarks.md has the table with sources.
+// A name not listed gives no peaks: the benchmarks then say "peak unknown" and print no %peak, rather than guess.
+struct GpuPeaks {
+  const char* label;     // what the table calls it
+  double fp32_gflops;    // FP32 CUDA cores
+  double tf32_gflops;    // TF32 tensor cores
+  double bf16_gflops;    // BF16 tensor cores, FP32 accumulate
+  double mem_gbps;       // HBM / GDDR bandwidth
+  const char* names[4];  // cudaDeviceProp::name spellings
+};
+
+inline const std::vector<GpuPeaks>& gpu_peak_table() {
+  static const std::vector<GpuPeaks> table = {
+      {"H100 SXM5 80GB", 67000, 494500, 989500, 3350, {"NVIDIA H100 80GB HBM3"}},
+      {"H100 PCIe 80GB", 51000, 378000, 756500, 2000, {"NVIDIA H100 PCIe"}},
+      {"H100 NVL 94GB", 60000, 417500, 835500, 3900, {"NVIDIA H100 NVL"}},
+      {"H200 SXM 141GB", 67000, 494500, 989500, 4800, {"NVIDIA H200"}},
+      {"H200 NVL 141GB", 60000, 417500, 835500, 4800, {"NVIDIA H200 NVL"}},
+      {"A100 SXM4 40GB", 19500, 156000, 312000, 1555, {"NVIDIA A100-SXM4-40GB"}},
+      {"A100 SXM4 80GB", 19500, 156000, 312000, 2039, {"NVIDIA A100-SXM4-80GB"}},
+      {"A100 PCIe 40GB", 19500, 156000, 312000, 1555, {"NVIDIA A100-PCIE-40GB"}},
+      {"A100 PCIe 80GB", 19500, 156000, 312000, 1935, {"NVIDIA A100 80GB PCIe"}},
+      {"L40S", 91600, 183000, 362050, 864, {"NVIDIA L40S"}},
+      {"L4", 30300, 60000, 121000, 300, {"NVIDIA L4"}},
+      {"A10", 31200, 62500, 125000, 600, {"NVIDIA A10"}},
+      {"GeForce RTX 3090", 35600, 35600, 71000, 936, {"NVIDIA GeForce RTX 3090"}},
+      {"GeForce RTX 4090", 82600, 82600, 165200, 1008, {"NVIDIA GeForce RTX 4090"}},
+  };
+  return table;
+}
+
+// The entry whose reported name equals `device_name` (surrounding spaces ignored), or nullptr.
+inline const GpuPeaks* find_gpu_peaks(const std::string& device_name) {
+  const size_t b = device_name.find_first_not_of(' '), e = device_name.find_last_not_of(' ');
+  const std::string name = b == std::string::npos ? std::string() : device_name.substr(b, e - b + 1);
+  for (const GpuPeaks& g : gpu_peak_table())
+    for (const char* n : g.names)
+      if (n && name == n) return &g;
+  return nullptr;
+}
+
 // ---------------------------------------------------------------- CUDA helpers
 #if ENGINE_HAVE_CUDA
 #define BENCH_CUDA_CHECK(expr)                                                                                      \

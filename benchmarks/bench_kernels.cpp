@@ -11,7 +11,8 @@
 //      --peak-gflops / --peak-gbps are given.
 // CUDA: CUDA events on the engine stream; L2 flushed by writing 256 MB between repeats; our convolutions beside
 //      cuDNN's, and each convolution's GEMMs run alone through kernels::cuda::gemm (cuBLAS) at the same M, N, K;
-//      default peaks: H100 SXM FP32 67 TFLOP/s, TF32 495 TFLOP/s dense, HBM3 3.35 TB/s.
+//      peaks: the detected GPU's datasheet figures (bench::find_gpu_peaks; FP32 or TF32 by --tf32); an unlisted
+//      GPU gets no %peak unless --peak-gflops / --peak-gbps are given.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -115,13 +116,14 @@ class Bench {
     const double sec = s.median / 1e3;
     const double gflops = flops > 0 ? flops / sec / 1e9 : 0;
     const double gbps = bytes > 0 ? bytes / sec / 1e9 : 0;
-    const double pct = flops > 0 ? (o_.peak_gflops > 0 ? 100 * gflops / o_.peak_gflops : 0)
-                                 : (o_.peak_gbps > 0 ? 100 * gbps / o_.peak_gbps : 0);
+    const double peak = flops > 0 ? o_.peak_gflops : o_.peak_gbps;  // 0: unknown, no %peak
     bench::Record r;
     r.s("op", op).s("impl", impl).s("shape", shape).i("count", count);
     if (extra) extra(r);
     r.f("ms", s.median, 3).f("ms_min", s.min, 3).f("ms_max", s.max, 3).f("ms_q1", s.q1, 3).f("ms_q3", s.q3, 3);
-    r.f("gflops", gflops, 1).f("gbps", gbps, 1).f("pct_peak", pct, 1).f("step_ms", s.median * count, 2);
+    r.f("gflops", gflops, 1).f("gbps", gbps, 1);
+    if (peak > 0) r.f("pct_peak", 100 * (flops > 0 ? gflops : gbps) / peak, 1);
+    r.f("step_ms", s.median * count, 2);
     out_.add(r);
     if (!step_key.empty()) {
       const std::string engine = impl == "cudnn" ? "cudnn" : "native";
@@ -511,8 +513,8 @@ int main(int argc, char** argv) {
                    {"no-flush", "[flag] do not flush caches between repeats"},
                    {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
                    {"tf32", "CUDA: 1 = TF32 tensor cores for float32 GEMMs (default 0)"},
-                   {"peak-gflops", "peak GFLOP/s for %peak (CPU default: measured sgemm; CUDA: 67000 / 495000 TF32)"},
-                   {"peak-gbps", "peak GB/s for %peak (CPU default: measured triad; CUDA: 3350)"},
+                   {"peak-gflops", "peak GFLOP/s for %peak (default CPU: measured sgemm; CUDA: the GPU's datasheet)"},
+                   {"peak-gbps", "peak GB/s for %peak (default CPU: measured triad; CUDA: the GPU's datasheet)"},
                    {"quick", "[flag] short run: 28x28, 1 warm-up + 3 timed calls, no GEMM rows, sgemm peak at 1024"},
                    {"json", "[flag] one JSON object per line instead of tables"}});
     if (a.help) {
@@ -522,7 +524,10 @@ int main(int argc, char** argv) {
     Options o;
     o.dev = Device::parse(a.str("device", "cpu"));
     g_cuda = o.dev.is_cuda();
-    if (g_cuda) engine::require_cuda("bench_kernels --device cuda");
+    if (g_cuda) {
+      engine::require_cuda("bench_kernels --device cuda");
+      engine::use_device(o.dev);  // the process's GPU: every kernel, buffer and handle below lives on it
+    }
     bench::set_threads(static_cast<int>(a.i64("threads", 0)));
     const bool quick = a.flag("quick");
     o.model = a.str("model", "resnet18");
@@ -540,17 +545,6 @@ int main(int argc, char** argv) {
     o.tf32 = a.i64("tf32", 0) != 0;
     const bool json = a.flag("json");
 
-    bench::Output out(json, {{"op", "op"},
-                             {"impl", "impl"},
-                             {"shape", "shape"},
-                             {"count", "count"},
-                             {"ms", "ms (med)"},
-                             {"ms_min", "min"},
-                             {"ms_max", "max"},
-                             {"gflops", "GFLOP/s"},
-                             {"gbps", "GB/s"},
-                             {"pct_peak", "%peak"},
-                             {"step_ms", "ms x count"}});
     std::string devname = bench::cpu_model(), peak_note;
     if (g_cuda) {
 #if ENGINE_HAVE_CUDA
@@ -559,14 +553,24 @@ int main(int argc, char** argv) {
       BENCH_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.dev.index));
       devname = prop.name;
 #endif
-      o.peak_gflops = a.f64("peak-gflops", o.tf32 ? 495000.0 : 67000.0);
-      o.peak_gbps = a.f64("peak-gbps", 3350.0);
-      peak_note = a.has("peak-gflops") || a.has("peak-gbps") ? "given" : "H100 SXM datasheet (dense)";
+      const bench::GpuPeaks* known = bench::find_gpu_peaks(devname);
+      o.peak_gflops = a.f64("peak-gflops", known ? (o.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
+      o.peak_gbps = a.f64("peak-gbps", known ? known->mem_gbps : 0.0);
+      peak_note = a.has("peak-gflops") || a.has("peak-gbps")
+                      ? "given"
+                      : (known ? engine::cat(known->label, " datasheet, dense") : std::string("unknown"));
     } else {
       o.peak_gflops = a.has("peak-gflops") ? a.f64("peak-gflops", 0) : measure_cpu_gflops(quick ? 1024 : 2048);
       o.peak_gbps = a.has("peak-gbps") ? a.f64("peak-gbps", 0) : measure_cpu_gbps();
       peak_note = "measured here: OpenBLAS sgemm / triad";
     }
+    std::vector<std::pair<std::string, std::string>> columns = {
+        {"op", "op"},       {"impl", "impl"},      {"shape", "shape"},       {"count", "count"},
+        {"ms", "ms (med)"}, {"ms_min", "min"},     {"ms_max", "max"},        {"gflops", "GFLOP/s"},
+        {"gbps", "GB/s"},   {"pct_peak", "%peak"}, {"step_ms", "ms x count"}};
+    if (o.peak_gflops <= 0 && o.peak_gbps <= 0)
+      columns.erase(std::find_if(columns.begin(), columns.end(), [](const auto& c) { return c.first == "pct_peak"; }));
+    bench::Output out(json, columns);
     out.note(engine::cat("bench_kernels on ", o.dev.str(), ": ", devname, ", ", bench::threads(),
                          " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
@@ -576,10 +580,16 @@ int main(int argc, char** argv) {
         o.timing.flush
             ? (g_cuda ? "L2 flushed (256 MB written) before each call" : "flushed (2 x LLC written) before each call")
             : "NOT flushed"));
-    char peak[160];
-    std::snprintf(peak, sizeof peak, "peaks for %%peak: %.0f GFLOP/s, %.1f GB/s (%s)", o.peak_gflops, o.peak_gbps,
-                  peak_note.c_str());
-    out.note(peak);
+    if (o.peak_gflops > 0 || o.peak_gbps > 0) {
+      char peak[200];
+      std::snprintf(peak, sizeof peak, "peaks for %%peak: %.0f GFLOP/s, %.1f GB/s (%s; 0 = unknown, no %%peak)",
+                    o.peak_gflops, o.peak_gbps, peak_note.c_str());
+      out.note(peak);
+    } else {
+      out.note(engine::cat("peak unknown for ", devname,
+                           " (not in the table of benchmarks/bench_common.h): no %peak column; give --peak-gflops "
+                           "and --peak-gbps to have one"));
+    }
 
     models::ModelConfig mc;
     auto model = models::create(o.model, mc);

@@ -123,9 +123,9 @@ bench::Record run(const Config& c) {
       .f("step_ms_q3", s.q3, 1)
       .f("img_per_s", img_s, 1)
       .f("gflop_per_img", gflop_img, 3)
-      .f("gflops", gflops, 1)
-      .f("pct_peak", c.peak_gflops > 0 ? 100.0 * gflops / c.peak_gflops : 0.0, 1)
-      .f("peak_mem_mb", peak_mb, 0);
+      .f("gflops", gflops, 1);
+  if (c.peak_gflops > 0) r.f("pct_peak", 100.0 * gflops / c.peak_gflops, 1);
+  r.f("peak_mem_mb", peak_mb, 0);
   return r;
 }
 
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
                    {"warmup", "untimed steps first (default CPU 2, CUDA 5)"},
                    {"steps", "timed steps (default CPU 5, CUDA 20)"},
                    {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
-                   {"peak-gflops", "device peak for the %peak column (default CUDA: 67000 FP32 / 495000 TF32)"},
+                   {"peak-gflops", "device peak for the %peak column (default CUDA: the GPU's datasheet FP32 / TF32)"},
                    {"json", "[flag] one JSON object per line instead of the table"}});
     if (a.help) {
       a.print_help(kUsage);
@@ -162,7 +162,10 @@ int main(int argc, char** argv) {
     g_base_rss_mb = bench::vm_rss_mb();
     const Device dev = Device::parse(a.str("device", "cpu"));
     const bool cuda = dev.is_cuda();
-    if (cuda) require_cuda("bench_models --device cuda");
+    if (cuda) {
+      require_cuda("bench_models --device cuda");
+      use_device(dev);  // the process's GPU: models, data and handles below live on it
+    }
     bench::set_threads(static_cast<int>(a.i64("threads", 0)));
 
     const auto model_names = a.list(
@@ -179,20 +182,20 @@ int main(int argc, char** argv) {
     const int steps = static_cast<int>(a.i64("steps", cuda ? 20 : 5));
     ENGINE_CHECK(steps >= 1 && warmup >= 0, "bench_models: need --steps >= 1 and --warmup >= 0");
 
-    bench::Output out(a.flag("json"), {{"model", "model"},
-                                       {"res", "res"},
-                                       {"batch", "batch"},
-                                       {"math", "math"},
-                                       {"engine", "engine"},
-                                       {"threads", "thr"},
-                                       {"step_ms", "step ms (med)"},
-                                       {"step_ms_min", "min"},
-                                       {"step_ms_max", "max"},
-                                       {"img_per_s", "img/s"},
-                                       {"gflop_per_img", "GFLOP/img"},
-                                       {"gflops", "GFLOP/s"},
-                                       {"pct_peak", "%peak"},
-                                       {"peak_mem_mb", "peak MB"}});
+    std::vector<std::pair<std::string, std::string>> columns = {{"model", "model"},
+                                                                {"res", "res"},
+                                                                {"batch", "batch"},
+                                                                {"math", "math"},
+                                                                {"engine", "engine"},
+                                                                {"threads", "thr"},
+                                                                {"step_ms", "step ms (med)"},
+                                                                {"step_ms_min", "min"},
+                                                                {"step_ms_max", "max"},
+                                                                {"img_per_s", "img/s"},
+                                                                {"gflop_per_img", "GFLOP/img"},
+                                                                {"gflops", "GFLOP/s"},
+                                                                {"pct_peak", "%peak"},
+                                                                {"peak_mem_mb", "peak MB"}};
     std::string devname = bench::cpu_model();
 #if ENGINE_HAVE_CUDA
     if (cuda) {
@@ -201,18 +204,31 @@ int main(int argc, char** argv) {
       devname = prop.name;
     }
 #endif
+    const bench::GpuPeaks* known = cuda ? bench::find_gpu_peaks(devname) : nullptr;
+    const bool have_peak = a.has("peak-gflops") || known;
+    if (!have_peak)  // no peak known (CPU, or a GPU not in the table): no %peak column
+      columns.erase(std::find_if(columns.begin(), columns.end(), [](const auto& c) { return c.first == "pct_peak"; }));
+    bench::Output out(a.flag("json"), columns);
     out.note(engine::cat("ours (engine) on ", dev.str(), ": ", devname, ", ", bench::threads(),
                          " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
     out.note(engine::cat("warm-up ", warmup, " steps, timed ", steps,
                          " steps; peak MB = ", cuda ? "caching-allocator peak" : "VmHWM minus RSS at start-up"));
+    if (a.has("peak-gflops"))
+      out.note(engine::cat("%peak against the given ", a.f64("peak-gflops", 0), " GFLOP/s"));
+    else if (known)
+      out.note(engine::cat("%peak against the ", known->label, " datasheet (dense): FP32 ", known->fp32_gflops,
+                           " / TF32 ", known->tf32_gflops, " GFLOP/s"));
+    else if (cuda)
+      out.note(engine::cat("peak unknown for ", devname,
+                           " (not in the table of benchmarks/bench_common.h): no %peak column; give --peak-gflops"));
     for (const auto& m : model_names)
       for (int64_t res : resolutions)
         for (int64_t b : batches)
           for (const auto& e : engines)
             for (int64_t t : tf32s) {
               Config c{dev, m, b, res, e, t != 0, warmup, steps, 0};
-              c.peak_gflops = a.f64("peak-gflops", cuda ? (c.tf32 ? 495000.0 : 67000.0) : 0.0);
+              c.peak_gflops = a.f64("peak-gflops", known ? (c.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
               out.add(run(c));
             }
     out.flush();

@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "engine/error.h"
+#include "kernels/cross_entropy.h"
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -50,12 +51,32 @@ Device resolve_device(const std::string& spec) {
   Device d = Device::parse(spec);
   if (d.is_cuda()) {
     require_cuda("--device " + spec);
-#if ENGINE_HAVE_CUDA
-    int n = kernels::cuda::device_count();
-    ENGINE_CHECK(d.index < n, "--device ", spec, ": only ", n, " CUDA device(s) are present");
-#endif
+    use_device(d);
   }
   return d;
+}
+
+void use_device(Device d) {
+  if (!d.is_cuda()) return;
+  require_cuda("using " + d.str());  // throws in a CPU-only build
+#if ENGINE_HAVE_CUDA
+  kernels::cuda::use_device(d.index);
+#endif
+}
+
+void check_device_errors(Device d) {
+  if (!d.is_cuda()) return;
+#if ENGINE_HAVE_CUDA
+  use_device(d);
+  const kernels::cuda::LabelError e = kernels::cuda::take_label_error();
+  if (e.found)
+    fail(cat("cross_entropy: ", kernels::bad_label_text(e.label, e.row, e.shape), ", found on ", d.str(), " in call ",
+             e.call, " of cross_entropy since labels were last checked (that call's loss is NaN); ",
+             "labels must be class indices 0..", e.shape.c - 1, " (check the labels of the data set)"));
+  kernels::cuda::check_allocator();
+#else
+  require_cuda("check_device_errors on " + d.str());
+#endif
 }
 
 }  // namespace engine

@@ -28,6 +28,18 @@ std::string cuda_unavailable_reason();
 // Throws a readable EngineError naming `what` when CUDA cannot be used.
 void require_cuda(const std::string& what);
 // Resolves --device auto|cpu|cuda[:i]; auto picks CUDA when available, else CPU and prints a one-line notice.
+// A CUDA answer is bound (use_device), so the index is checked here and all later work runs on that GPU.
 Device resolve_device(const std::string& spec);
+
+// The engine runs on one CUDA device per process. use_device(cuda:i) binds the process to GPU i on first use
+// (every CUDA tensor allocation calls it) and afterwards refuses any other index with a named error, so no op can
+// mix cuda:0 and cuda:1 tensors; an index >= the device count is a named error too. No-op for the CPU.
+void use_device(Device d);
+
+// Errors a device records without a host sync, raised here as an EngineError (and cleared): a cross-entropy
+// label outside [0, classes) seen by a CUDA kernel, a free of a pointer the CUDA allocator did not hand out.
+// A copy to the host, so call it where results are read anyway (MetricsAccumulator::read); no-op for the CPU,
+// whose kernels report at once.
+void check_device_errors(Device d);
 
 }  // namespace engine

@@ -68,6 +68,7 @@ Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(devi
     host_allocated(bytes_);
   } else {
     require_cuda("allocating a tensor on " + device.str());
+    use_device(device);  // binds the process to this GPU, or refuses a second one
     ENGINE_CUDA_ONLY("Storage", data_ = kernels::cuda::alloc(bytes));
   }
 }

@@ -4,11 +4,14 @@
 //   grad   = (softmax(z) - target) / n                                     (written in the same pass; may be null)
 // Row terms are summed in double in row order, so the loss does not depend on the thread count.
 //
-// Labels outside [0, c) are not read through: the forward returns the first row holding one (or -1 when all are
-// valid) and the loss/grad contents are then unspecified. On CUDA this costs one small device-to-host copy per
-// call (a synchronisation): the only host sync of the loss, and it keeps a bad label from passing silently.
+// A label outside [0, c) is never read through: that row's gradient is zero and the loss is NaN (so the value
+// cannot pass for a result). Finding one is the caller's job on the CPU (cpu::first_bad_label, before the
+// forward: an immediate error). On CUDA the forward keeps the step free of host syncs: the kernel writes the
+// first bad row of the first call that had one (row, label, shape, which call) into a device record, which
+// cuda::take_label_error() copies back when results are read anyway (engine::check_device_errors).
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace kernels {
 
@@ -17,9 +20,17 @@ struct CrossEntropyShape {
   double label_smoothing = 0.0;
 };
 
+// "label 7 at row 1 is outside [0, 5) for logits [3, 5]": the one wording of the error, CPU and CUDA.
+inline std::string bad_label_text(int64_t label, int64_t row, const CrossEntropyShape& s) {
+  return "label " + std::to_string(label) + " at row " + std::to_string(row) + " is outside [0, " +
+         std::to_string(s.c) + ") for logits [" + std::to_string(s.n) + ", " + std::to_string(s.c) + "]";
+}
+
 namespace cpu {
+// The first row whose label is outside [0, s.c), or -1.
+int64_t first_bad_label(const int32_t* labels, const CrossEntropyShape& s);
 template <class T>
-int64_t cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s);
+void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s);
 // gx = saved_grad * (*gy): gy is the loss's incoming gradient, one element on the same device.
 template <class T>
 void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t count);
@@ -27,7 +38,16 @@ void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t cou
 
 namespace cuda {
 template <class T>
-int64_t cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s);
+void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s);
+
+// The device's label-error record, copied to the host and cleared (waits for the engine's stream).
+struct LabelError {
+  bool found = false;
+  int64_t row = 0, label = 0;  // the first bad row of that call and its label
+  CrossEntropyShape shape;     // n, c of that call (label_smoothing not kept)
+  int64_t call = 0;            // 1 = the first cross_entropy_forward since the previous take_label_error()
+};
+LabelError take_label_error();
 template <class T>
 void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t count);
 }  // namespace cuda
@@ -36,8 +56,8 @@ void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t cou
 
 // The explicit instantiations that kernels/cpu/cross_entropy.cpp and kernels/cuda/cross_entropy.cu both compile, each
 // inside its own namespace, so the two twins always provide the same set.
-#define KERNELS_CROSS_ENTROPY_INSTANTIATE(T)                                                             \
-  template int64_t cross_entropy_forward<T>(const T*, const int32_t*, T*, T*, const CrossEntropyShape&); \
+#define KERNELS_CROSS_ENTROPY_INSTANTIATE(T)                                                          \
+  template void cross_entropy_forward<T>(const T*, const int32_t*, T*, T*, const CrossEntropyShape&); \
   template void cross_entropy_backward<T>(const T*, const T*, T*, int64_t);
 #define KERNELS_CROSS_ENTROPY_INSTANTIATIONS \
   KERNELS_CROSS_ENTROPY_INSTANTIATE(float) KERNELS_CROSS_ENTROPY_INSTANTIATE(double)

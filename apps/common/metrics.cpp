@@ -61,6 +61,7 @@ void MetricsAccumulator::add(const Tensor& logits, const Tensor& labels, const T
 }
 
 MetricsAccumulator::Totals MetricsAccumulator::read() const {
+  engine::check_device_errors(acc_.device());  // a bad label seen on the GPU since the last read is raised here
   std::vector<double> v = acc_.to_vector();
   Totals t;
   t.loss_sum = v[0];

@@ -25,23 +25,22 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
   // The gradient (softmax - target) / N comes out of the same pass; only kept when backward can ask for it.
   Tensor saved_grad;
   if (needs_grad({logits})) saved_grad = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
-  int64_t bad_row = -1;
+  // CPU: an immediate error. CUDA: no host sync in the step; the kernel files a bad label in the device's record,
+  // raised by check_device_errors() when results are read (MetricsAccumulator::read).
+  if (!logits.is_cuda()) {
+    const int64_t bad_row = kernels::cpu::first_bad_label(labels.data<int32_t>(), s);
+    if (bad_row >= 0) fail(cat(op, ": ", kernels::bad_label_text(labels.data<int32_t>()[bad_row], bad_row, s)));
+  }
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* grad = saved_grad.defined() ? saved_grad.data<T>() : nullptr;
     if (logits.is_cuda()) {
-      ENGINE_CUDA_ONLY(op, bad_row = kernels::cuda::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(),
-                                                                             loss.data<T>(), grad, s));
+      ENGINE_CUDA_ONLY(op, kernels::cuda::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(),
+                                                                   loss.data<T>(), grad, s));
     } else {
-      bad_row =
-          kernels::cpu::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(), loss.data<T>(), grad, s);
+      kernels::cpu::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(), loss.data<T>(), grad, s);
     }
   });
-  if (bad_row >= 0) {
-    const double label = labels.to_vector()[bad_row];  // error path only
-    fail(cat(op, ": label ", static_cast<int64_t>(label), " at row ", bad_row, " is outside [0, ", s.c, ") for logits ",
-             shape_str(logits.shape())));
-  }
 
   if (saved_grad.defined()) {
     record(loss, op, {logits}, [saved_grad](const Tensor& g, const std::vector<bool>&) {

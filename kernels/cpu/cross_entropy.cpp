@@ -1,5 +1,6 @@
-// CPU softmax cross-entropy: labels checked first, then one OpenMP task per row (all in double), row terms summed
-// in row order.
+// CPU softmax cross-entropy: one OpenMP task per row (all in double), row terms summed in row order. Labels are
+// checked by the caller (first_bad_label) for an immediate error; a bad one that still arrives is handled as on
+// CUDA (zero gradient row, NaN loss), so the two twins agree on every input.
 #include "kernels/cross_entropy.h"
 
 #include <algorithm>
@@ -8,14 +9,24 @@
 
 namespace kernels::cpu {
 
-template <class T>
-int64_t cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s) {
+int64_t first_bad_label(const int32_t* labels, const CrossEntropyShape& s) {
   for (int64_t r = 0; r < s.n; ++r)
     if (labels[r] < 0 || labels[r] >= s.c) return r;
+  return -1;
+}
+
+template <class T>
+void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s) {
   const double eps = s.label_smoothing, off = eps / double(s.c), on = 1.0 - eps + off, inv_n = 1.0 / double(s.n);
   std::vector<double> row_loss(s.n);
 #pragma omp parallel for schedule(static) if (s.n * s.c > 32768)
   for (int64_t r = 0; r < s.n; ++r) {
+    const int32_t y = labels[r];
+    if (y < 0 || y >= s.c) {
+      row_loss[r] = NAN;
+      if (grad) std::fill(grad + r * s.c, grad + (r + 1) * s.c, T(0));
+      continue;
+    }
     const T* z = logits + r * s.c;
     double mx = -INFINITY;
     for (int64_t j = 0; j < s.c; ++j) mx = std::max(mx, double(z[j]));
@@ -24,7 +35,6 @@ int64_t cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T
       se += std::exp(double(z[j]) - mx);
       sz += double(z[j]);
     }
-    const int32_t y = labels[r];
     row_loss[r] = mx + std::log(se) - (1.0 - eps) * double(z[y]) - off * sz;
     if (grad) {
       T* g = grad + r * s.c;
@@ -34,7 +44,6 @@ int64_t cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T
   double total = 0;
   for (int64_t r = 0; r < s.n; ++r) total += row_loss[r];
   *loss = T(total * inv_n);
-  return -1;
 }
 
 template <class T>

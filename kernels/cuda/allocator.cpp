@@ -1,35 +1,28 @@
-// Caching device allocator (after PyTorch's CUDACachingAllocator, much reduced): sizes are rounded up to
-// 512 B, freed blocks go to a size-ordered free list and are handed out again for any request they fit
-// within 2x (so a 1 MiB block never serves a 1 KiB tensor). On cudaMalloc failure the cache is released
-// and the call retried once; a second failure says what was asked for and what is held.
+// Caching device allocator (after PyTorch's CUDACachingAllocator, much reduced): the bookkeeping is BlockCache
+// (kernels/cuda/block_cache.h: sizes rounded to 512 B, reuse within 2x, bad frees recorded); this file adds the
+// mutex and the driver calls. On cudaMalloc failure the cache is released and the call retried once; a second
+// failure says what was asked for and what is held. The process uses one device (runtime.h, use_device), so one
+// cache serves it.
 #include <cuda_runtime.h>
 
-#include <map>
+#include <cstdio>
 #include <mutex>
-#include <unordered_map>
 
 #include "engine/error.h"
+#include "kernels/cuda/block_cache.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/runtime.h"
 
 namespace kernels::cuda {
 namespace {
 
-constexpr std::size_t kRound = 512;
-
 struct Allocator {
   std::mutex mu;
-  std::multimap<std::size_t, void*> free_blocks;  // size -> block
-  std::unordered_map<void*, std::size_t> live;    // block -> size
-  AllocatorStats stats;
+  BlockCache cache;
+  std::size_t bad_frees_printed = 0;
 
   void release_cache() {
-    for (auto& [size, p] : free_blocks) {
-      CUDA_CHECK(cudaFree(p));
-      stats.reserved_bytes -= size;
-      ++stats.cuda_free_calls;
-    }
-    free_blocks.clear();
+    cache.drain([](void* p) { CUDA_CHECK(cudaFree(p)); });
   }
 };
 
@@ -43,63 +36,72 @@ std::string mib(std::size_t b) { return engine::cat(b / (1024 * 1024), " MiB"); 
 }  // namespace
 
 void* alloc(std::size_t bytes) {
+  bind_thread();
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mu);
-  std::size_t size = (bytes + kRound - 1) / kRound * kRound;
-  if (size == 0) size = kRound;
+  std::size_t size = BlockCache::rounded(bytes);
+  if (void* p = a.cache.reuse(size, &size)) return p;
   void* p = nullptr;
-  auto it = a.free_blocks.lower_bound(size);
-  if (it != a.free_blocks.end() && it->first <= 2 * size) {
-    size = it->first;
-    p = it->second;
-    a.free_blocks.erase(it);
-  } else {
-    cudaError_t err = cudaMalloc(&p, size);
-    if (err == cudaErrorMemoryAllocation) {
-      cudaGetLastError();  // clear the sticky-free error state of the failed call
-      a.release_cache();
-      err = cudaMalloc(&p, size);
-    }
-    if (err != cudaSuccess) {
-      cudaGetLastError();
-      std::size_t free_b = 0, total_b = 0;
-      cudaMemGetInfo(&free_b, &total_b);
-      engine::fail(engine::cat("CUDA out of memory: asked for ", mib(size), " (", size, " bytes); the engine holds ",
-                               mib(a.stats.allocated_bytes), " in tensors, the device has ", mib(free_b), " free of ",
-                               mib(total_b), " (", cudaGetErrorString(err),
-                               "). Try a smaller --batch-size or a smaller --resize."));
-    }
-    ++a.stats.cuda_malloc_calls;
-    a.stats.reserved_bytes += size;
+  cudaError_t err = cudaMalloc(&p, size);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear the sticky-free error state of the failed call
+    a.release_cache();
+    err = cudaMalloc(&p, size);
   }
-  a.live[p] = size;
-  a.stats.allocated_bytes += size;
-  if (a.stats.allocated_bytes > a.stats.peak_allocated_bytes) a.stats.peak_allocated_bytes = a.stats.allocated_bytes;
+  if (err != cudaSuccess) {
+    cudaGetLastError();
+    std::size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    engine::fail(engine::cat("CUDA out of memory: asked for ", mib(size), " (", size, " bytes); the engine holds ",
+                             mib(a.cache.stats().allocated_bytes), " in tensors, the device has ", mib(free_b),
+                             " free of ", mib(total_b), " (", cudaGetErrorString(err),
+                             "). Try a smaller --batch-size or a smaller --resize."));
+  }
+  a.cache.add_new(p, size);
   return p;
 }
 
+// Called from destructors (Storage, DeviceBuffer), so it must not throw: a bad free goes to stderr now (the
+// first few, so that a loop of them cannot flood the log) and into the record that check_allocator() raises.
 void free(void* p) {
-  if (!p) return;
   Allocator& a = allocator();
   std::lock_guard<std::mutex> lock(a.mu);
-  auto it = a.live.find(p);
-  if (it == a.live.end()) return;  // not ours: ignore rather than corrupt the lists
-  a.stats.allocated_bytes -= it->second;
-  a.free_blocks.emplace(it->second, p);
-  a.live.erase(it);
+  const BlockCache::Release r = a.cache.release(p);
+  if (r != BlockCache::Release::double_free && r != BlockCache::Release::unknown) return;
+  if (a.bad_frees_printed < 10) {
+    ++a.bad_frees_printed;
+    std::fprintf(stderr,
+                 "error: CUDA caching allocator: free of %p, which %s; ignored (check_allocator() reports it)\n", p,
+                 r == BlockCache::Release::double_free ? "was already freed" : "it never allocated");
+  }
+}
+
+void check_allocator() {
+  Allocator& a = allocator();
+  std::size_t count = 0;
+  std::string first;
+  {
+    std::lock_guard<std::mutex> lock(a.mu);
+    first = a.cache.take_bad_frees(&count);
+  }
+  ENGINE_CHECK(count == 0, "CUDA caching allocator: ", count,
+               " free(s) of pointers that were not live blocks; the first: ", first,
+               ". They were ignored, so no block went to two tensors, but the caller has a bug: a buffer freed "
+               "twice or a pointer that did not come from kernels::cuda::alloc");
 }
 
 AllocatorStats allocator_stats() {
   std::lock_guard<std::mutex> lock(allocator().mu);
-  return allocator().stats;
+  return allocator().cache.stats();
 }
 
 void reset_peak_stats() {
   std::lock_guard<std::mutex> lock(allocator().mu);
-  allocator().stats.peak_allocated_bytes = allocator().stats.allocated_bytes;
+  allocator().cache.reset_peak();
 }
 
 void empty_cache() {
+  bind_thread();
   std::lock_guard<std::mutex> lock(allocator().mu);
   allocator().release_cache();
 }

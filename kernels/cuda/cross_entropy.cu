@@ -1,15 +1,31 @@
 // CUDA softmax cross-entropy: one warp per row (rows are short: 10 classes here, 1000 at most in practice),
 // math in double as on the CPU; each row's loss goes to a scratch array that one block then sums in a fixed order
-// (deterministic, no atomics on the loss). A bad label sets the first bad row (atomicMin) in a device word that
-// the host reads back after the kernels: the one synchronisation of this op.
+// (deterministic, no atomics on the loss). A bad label sets the call's first bad row (atomicMin) in a scratch word;
+// the summing block copies it into the device's label-error record, which the host reads only when it asks
+// (take_label_error): the forward itself never waits for the device.
+#include <atomic>
 #include <cmath>
 
 #include "kernels/cross_entropy.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/device_buffer.h"
 #include "kernels/cuda/runtime.h"
 
 namespace kernels::cuda {
 namespace {
+
+// The first bad label since the last take_label_error(); zero (claimed == 0) when there is none. A module global
+// lives on the device it was loaded on: the process's one device (runtime.h, use_device).
+struct LabelRecord {
+  unsigned int claimed;
+  int label;
+  long long row, n, c;
+  unsigned long long call;
+};
+__device__ LabelRecord g_label_record;
+
+// Forward calls since the last take_label_error(), so that the error can say which call it was.
+std::atomic<unsigned long long> g_calls{0};
 
 constexpr int kRowsPerBlock = 8;  // warps per block in the row kernel
 constexpr int kSumBlock = 256;    // multiple of 32
@@ -32,10 +48,12 @@ __global__ void rows_kernel(const T* __restrict__ logits, const int32_t* __restr
   const int64_t row = (int64_t)blockIdx.x * kRowsPerBlock + (threadIdx.x >> 5);
   if (row >= s.n) return;
   const int32_t y = labels[row];
-  if (y < 0 || y >= s.c) {
+  if (y < 0 || y >= s.c) {  // as the CPU twin: zero gradient row, NaN loss
+    if (grad)
+      for (int64_t j = lane; j < s.c; j += 32) grad[row * s.c + j] = T(0);
     if (lane == 0) {
       atomicMin(bad_row, (unsigned long long)row);
-      row_loss[row] = 0;
+      row_loss[row] = NAN;
     }
     return;
   }
@@ -59,9 +77,21 @@ __global__ void rows_kernel(const T* __restrict__ logits, const int32_t* __restr
   if (lane == 0) row_loss[row] = mx + log(se) - (1.0 - eps) * double(z[y]) - off * sz;
 }
 
-// One block: loss = sum(row_loss) / n.
+// One block: loss = sum(row_loss) / n; thread 0 also files the call's first bad row (if any) in the record, unless
+// an earlier call already did.
 template <class T>
-__global__ void sum_rows_kernel(const double* __restrict__ row_loss, int64_t n, T* loss) {
+__global__ void sum_rows_kernel(const double* __restrict__ row_loss, const unsigned long long* bad_row,
+                                const int32_t* __restrict__ labels, CrossEntropyShape s, unsigned long long call,
+                                T* loss) {
+  const int64_t n = s.n;
+  if (threadIdx.x == 0 && *bad_row != ~0ull && atomicCAS(&g_label_record.claimed, 0u, 1u) == 0u) {
+    const long long row = (long long)*bad_row;
+    g_label_record.label = labels[row];
+    g_label_record.row = row;
+    g_label_record.n = s.n;
+    g_label_record.c = s.c;
+    g_label_record.call = call;
+  }
   __shared__ double partial[kSumBlock / 32];
   double v = 0;
   for (int64_t r = threadIdx.x; r < n; r += kSumBlock) v += row_loss[r];
@@ -86,27 +116,39 @@ __global__ void scale_by_scalar_kernel(const T* __restrict__ src, const T* __res
 }  // namespace
 
 template <class T>
-int64_t cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s) {
-  if (s.n == 0) return -1;
-  // Scratch: the bad-row word, then one double per row.
-  void* scratch = alloc(sizeof(unsigned long long) + sizeof(double) * s.n);
-  auto* bad_row = static_cast<unsigned long long*>(scratch);
-  double* row_loss = reinterpret_cast<double*>(bad_row + 1);
-  unsigned long long first_bad = 0;
-  try {
-    CUDA_CHECK(cudaMemsetAsync(bad_row, 0xff, sizeof(unsigned long long), stream()));  // "none" = ULLONG_MAX
-    const unsigned blocks = static_cast<unsigned>((s.n + kRowsPerBlock - 1) / kRowsPerBlock);
-    rows_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, stream()>>>(logits, labels, grad, row_loss, bad_row, s);
-    CUDA_CHECK_LAUNCH();
-    sum_rows_kernel<T><<<1, kSumBlock, 0, stream()>>>(row_loss, s.n, loss);
-    CUDA_CHECK_LAUNCH();
-    memcpy_d2h(&first_bad, bad_row, sizeof first_bad);  // synchronous: waits for both kernels
-  } catch (...) {
-    kernels::cuda::free(scratch);
-    throw;
-  }
-  kernels::cuda::free(scratch);
-  return first_bad == ~0ull ? -1 : static_cast<int64_t>(first_bad);
+void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s) {
+  const unsigned long long call = ++g_calls;
+  if (s.n == 0) return;
+  // Scratch: the bad-row word, then one double per row (both 8 bytes). Released at once: later work on the
+  // stream is what may reuse it, after these kernels.
+  DeviceBuffer<double> scratch(static_cast<std::size_t>(s.n) + 1);
+  auto* bad_row = reinterpret_cast<unsigned long long*>(scratch.get());
+  double* row_loss = scratch.get() + 1;
+  CUDA_CHECK(cudaMemsetAsync(bad_row, 0xff, sizeof(unsigned long long), stream()));  // "none" = ULLONG_MAX
+  const unsigned blocks = static_cast<unsigned>((s.n + kRowsPerBlock - 1) / kRowsPerBlock);
+  rows_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, stream()>>>(logits, labels, grad, row_loss, bad_row, s);
+  CUDA_CHECK_LAUNCH();
+  sum_rows_kernel<T><<<1, kSumBlock, 0, stream()>>>(row_loss, bad_row, labels, s, call, loss);
+  CUDA_CHECK_LAUNCH();
+}
+
+LabelError take_label_error() {
+  bind_thread();
+  LabelRecord rec{};
+  CUDA_CHECK(cudaMemcpyFromSymbolAsync(&rec, g_label_record, sizeof rec, 0, cudaMemcpyDeviceToHost, stream()));
+  CUDA_CHECK(cudaStreamSynchronize(stream()));  // every forward queued so far has filed its label
+  g_calls.store(0);
+  LabelError e;
+  if (!rec.claimed) return e;
+  static const LabelRecord kNone{};  // static: the asynchronous copy may read it after this returns
+  CUDA_CHECK(cudaMemcpyToSymbolAsync(g_label_record, &kNone, sizeof kNone, 0, cudaMemcpyHostToDevice, stream()));
+  e.found = true;
+  e.row = rec.row;
+  e.label = rec.label;
+  e.shape.n = rec.n;
+  e.shape.c = rec.c;
+  e.call = static_cast<int64_t>(rec.call);
+  return e;
 }
 
 template <class T>

@@ -22,8 +22,10 @@ namespace kernels::cuda {
 namespace {
 
 // One handle for the process, created on first use and never destroyed (destroying it during static
-// destruction can race the driver's own teardown). Bound to stream() at every call, which is cheap.
+// destruction can race the driver's own teardown). Created on the process's one device (bind_thread first, see
+// use_device in runtime.h); bound to stream() at every call, which is cheap.
 cublasHandle_t handle() {
+  bind_thread();
   static cublasHandle_t h = [] {
     cublasHandle_t created = nullptr;
     CUBLAS_CHECK(cublasCreate(&created));

@@ -1,5 +1,7 @@
-// CUDA runtime glue: device probing, error text, copies, the TF32 switch.
+// CUDA runtime glue: device probing and binding, error text, copies, the TF32 switch.
+#include <atomic>
 #include <cstdio>
+#include <mutex>
 
 #include "engine/error.h"
 #include "kernels/cuda/common.cuh"
@@ -42,24 +44,75 @@ int device_count() {
 }
 
 std::size_t free_device_memory() {
+  bind_thread();  // the free memory of the bound device
   std::size_t free_b = 0, total_b = 0;
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   return free_b;
 }
 
+namespace {
+std::mutex g_bind_mu;
+std::atomic<int> g_bound{-1};
+thread_local int t_current = -1;  // the device this thread has set current, -1 if none yet
+}  // namespace
+
+void use_device(int index) {
+  if (t_current == index) return;  // set on this thread, so it is the bound device
+  std::lock_guard<std::mutex> lock(g_bind_mu);
+  const std::string why = probe_device();
+  ENGINE_CHECK(why.empty(), "cuda:", index, " cannot be used: ", why);
+  const int n = device_count();
+  ENGINE_CHECK(index >= 0 && index < n, "cuda:", index, " does not exist: only ", n,
+               " CUDA device(s) are present (cuda:0 .. cuda:", n - 1,
+               "; CUDA_VISIBLE_DEVICES, if set, renumbers them)");
+  const int bound = g_bound.load();
+  ENGINE_CHECK(bound < 0 || index == bound, "cuda:", index,
+               " was asked for, but this process already runs on cuda:", bound,
+               ": the engine uses one CUDA device per process (its stream, memory cache and library handles live "
+               "there). Keep every tensor on cuda:",
+               bound, ", or run one process per GPU (--device cuda:N, or CUDA_VISIBLE_DEVICES=N).");
+  CUDA_CHECK(cudaSetDevice(index));  // binds the process, or makes the bound device current on this thread
+  g_bound.store(index);
+  t_current = index;
+}
+
+int bound_device() { return g_bound.load(); }
+
+void bind_thread() {
+  if (t_current >= 0) return;
+  const int bound = g_bound.load();
+  use_device(bound >= 0 ? bound : 0);
+}
+
+int current_device() {
+  int d = -1;
+  CUDA_CHECK(cudaGetDevice(&d));
+  return d;
+}
+
 void memcpy_h2d(void* dst, const void* src, std::size_t bytes) {
+  bind_thread();
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 void memcpy_d2h(void* dst, const void* src, std::size_t bytes) {
+  bind_thread();
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 void memcpy_d2d(void* dst, const void* src, std::size_t bytes) {
+  bind_thread();
   CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream()));
 }
-void memset_zero(void* dst, std::size_t bytes) { CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream())); }
-void synchronize() { CUDA_CHECK(cudaDeviceSynchronize()); }
+void memset_zero(void* dst, std::size_t bytes) {
+  bind_thread();
+  CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, stream()));
+}
+void synchronize() {
+  bind_thread();
+  CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 double time_on_stream_ms(const std::function<void()>& f) {
+  bind_thread();
   cudaEvent_t start = nullptr, stop = nullptr;
   CUDA_CHECK(cudaEventCreate(&start));
   CUDA_CHECK(cudaEventCreate(&stop));

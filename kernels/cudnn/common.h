@@ -21,7 +21,7 @@ namespace kernels::cudnn {
       "instead)"));
 }
 
-// The one cuDNN handle of the process, bound to kernels::cuda::stream() (kernels/cudnn/handle.cpp).
+// The one cuDNN handle of the process, on its one device, bound to kernels::cuda::stream() (kernels/cudnn/handle.cpp).
 cudnnHandle_t handle();
 
 template <class T>

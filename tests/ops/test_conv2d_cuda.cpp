@@ -1,8 +1,11 @@
 // conv2d and linear on CUDA against the CPU reference: forward and all gradients in float64 (round-off level)
 // and float32 (FP32 GEMMs, TF32 off), a batch split over several chunks, a float64 gradient check on the device,
-// TF32 with a looser stated tolerance, and cuDNN against the native kernels when cuDNN is compiled in.
+// TF32 shown to be in effect (and within its tolerance), and cuDNN against the native kernels when cuDNN is there.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <functional>
+#include <vector>
 
 #include "engine/autograd.h"
 #include "engine/ops/conv2d.h"
@@ -152,7 +155,80 @@ TEST_CASE("conv2d cuda: gradient check in float64 on the device", "[ops][conv][c
   REQUIRE_GRADCHECK(gradcheck([&] { return conv2d(x, w, b, params(2, 1, 1, 1)); }, {x, w, b}));
 }
 
-TEST_CASE("conv2d cuda: TF32 stays within its stated tolerance", "[ops][conv][cuda]") {
+namespace {
+
+// Inputs that show whether TF32 was in effect. Every value is 1 + j 2^-10 + 3 2^-13 (j from a fixed sequence):
+// exact in float32, while TF32 keeps 10 mantissa bits, i.e. steps of 2^-10 on [1, 2), and its conversion (round
+// to nearest or truncation, either way) drops the 3 2^-13 = 0.375 step. All terms of a product sum are positive,
+// so its relative error is a weighted mean of the products' relative errors, r (1/a + 1/b) with r = 3 2^-13 and
+// a, b in [1, 2): between r = 3.7e-4 and 2r, far above float32's own round-off on a sum of K positive terms,
+// (K + 1) 2^-24 relative (K + 1 roundings of at most 2^-24 each; 3.4e-5 at K = 576).
+constexpr double kTf32Residue = 3.0 / 8192.0;
+Tensor tf32_visible(const Shape& shape, uint32_t seed) {
+  Tensor h = Tensor::empty(shape, DType::f32, Device::cpu());
+  float* p = h.data<float>();
+  uint32_t s = seed * 2654435761u + 1u;
+  for (int64_t i = 0; i < h.numel(); ++i) {
+    s = s * 1664525u + 1013904223u;
+    p[i] = static_cast<float>(1.0 + double(s >> 22) / 1024.0 + kTf32Residue);  // s >> 22: j in 0..1023
+  }
+  return h;
+}
+
+// Relative errors of `got` (float32 on the device) against float64 references of the same values: `exact` and
+// `dropped` (the inputs with the residue removed, i.e. what TF32 multiplies). Worst and least over elements;
+// a NaN or Inf anywhere makes them NaN, which every comparison below rejects.
+struct RelErrors {
+  double worst_exact = 0, least_exact = INFINITY, worst_dropped = 0;
+};
+RelErrors rel_errors(const Tensor& got, const Tensor& exact, const Tensor& dropped) {
+  const std::vector<double> g = got.to_vector(), e = exact.to_vector(), d = dropped.to_vector();
+  REQUIRE(g.size() == e.size());
+  RelErrors r;
+  for (size_t i = 0; i < g.size(); ++i) {
+    const double re = std::abs(g[i] - e[i]) / std::abs(e[i]), rd = std::abs(g[i] - d[i]) / std::abs(d[i]);
+    if (!(std::isfinite(re) && std::isfinite(rd))) return {NAN, NAN, NAN};
+    r.worst_exact = std::max(r.worst_exact, re);
+    r.least_exact = std::min(r.least_exact, re);
+    r.worst_dropped = std::max(r.worst_dropped, rd);
+  }
+  return r;
+}
+
+// The inputs in float64 on the CPU, as they are and with the sub-TF32 residue removed.
+Tensor exact64(const Tensor& t) { return t.to(DType::f64); }
+Tensor dropped64(const Tensor& t) {
+  std::vector<double> v = t.to_vector();
+  for (double& x : v) x -= kTf32Residue;
+  return Tensor::from_vector(v, t.shape(), DType::f64);
+}
+
+// TF32 on: off from the exact result by more than float32 round-off can explain and by no more than TF32 can
+// (each factor within 2^-10 relative, plus float32 accumulation), and equal, to accumulation round-off, to the
+// product of the dropped inputs. TF32 off: within float32 round-off of the exact result.
+void check_tf32(const std::function<Tensor(const Tensor&, const Tensor&)>& op, const Tensor& a, const Tensor& b,
+                double terms) {
+  const Tensor exact = op(exact64(a), exact64(b)), dropped = op(dropped64(a), dropped64(b));
+  const double fp32 = (terms + 1) * std::ldexp(1.0, -24);
+  // Tensor-core accumulation may truncate rather than round: twice the float32 allowance there.
+  const double tf32_accumulate = 2 * fp32, tf32 = 2 * std::ldexp(1.0, -10) + tf32_accumulate;
+  set_tf32(true);
+  const RelErrors on = rel_errors(op(a.to(Device::cuda()), b.to(Device::cuda())), exact, dropped);
+  INFO("TF32 on: relative error vs exact " << on.least_exact << " .. " << on.worst_exact << ", vs dropped inputs "
+                                           << on.worst_dropped << "; float32 allows " << fp32 << ", TF32 " << tf32);
+  CHECK(on.least_exact > 4 * fp32);  // 0.9 r > 4 fp32 at these K: well clear of round-off
+  CHECK(on.least_exact >= 0.9 * kTf32Residue);
+  CHECK(on.worst_exact <= tf32);
+  CHECK(on.worst_dropped <= tf32_accumulate);
+  set_tf32(false);
+  const RelErrors off = rel_errors(op(a.to(Device::cuda()), b.to(Device::cuda())), exact, dropped);
+  INFO("TF32 off: relative error vs exact up to " << off.worst_exact);
+  CHECK(off.worst_exact <= fp32);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d cuda: TF32 stays within its stated tolerance, forward and backward", "[ops][conv][cuda]") {
   SKIP_WITHOUT_CUDA();
   SettingsGuard guard;
   set_conv_engine(ConvEngine::native);
@@ -160,6 +236,26 @@ TEST_CASE("conv2d cuda: TF32 stays within its stated tolerance", "[ops][conv][cu
   // TF32 keeps 10 mantissa bits: unit round-off 2^-11 ~ 4.9e-4 in each rounded factor of a product.
   const Case k{8, 32, 14, 14, 32, 3, 3, params(1, 1, 1, 1), true};
   require_close(run_case(k, DType::f32, Device::cuda()), run_case(k, DType::f64, Device::cpu()), k, 1e-3, true);
+}
+
+// The TF32 switch reaches the GEMMs: with it on, results carry TF32's input rounding (and no more); with it off,
+// float32's. Shapes are multiples of 16, so cuBLAS has tensor-core kernels for them.
+TEST_CASE("conv2d and linear cuda: TF32 is in effect when on, and float32 exact when off", "[ops][conv][cuda]") {
+  SKIP_WITHOUT_CUDA();
+  SettingsGuard guard;
+  set_conv_engine(ConvEngine::native);
+  {
+    INFO("linear [128, 512] x [64, 512]^T");
+    check_tf32([](const Tensor& x, const Tensor& w) { return linear(x, w, Tensor()); }, tf32_visible({128, 512}, 1),
+               tf32_visible({64, 512}, 2), 512);
+  }
+  {
+    // 64 channels x 3 x 3 = 576 terms per output; 16 x 16 output positions per image, no padding (every output
+    // sums all 576 terms, all positive).
+    INFO("conv2d [2, 64, 18, 18] * [64, 64, 3, 3]");
+    check_tf32([](const Tensor& x, const Tensor& w) { return conv2d(x, w, Tensor(), params(1, 1, 0, 0)); },
+               tf32_visible({2, 64, 18, 18}, 3), tf32_visible({64, 64, 3, 3}, 4), 576);
+  }
 }
 
 // cuDNN's first call of a shape searches its algorithms (writing the output while it times them); `fastest`
