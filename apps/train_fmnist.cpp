@@ -18,9 +18,14 @@ namespace {
 const char* kDescription =
     "Trains MODEL on Fashion-MNIST with SGD and writes, in --out: config.json, metrics.csv, metrics.jsonl,\n"
     "curves.png/.svg and last.safetensors / best.safetensors (torchvision parameter names, optimizer momentum,\n"
-    "epoch and metrics in the metadata). Ctrl-C finishes the current batch, saves last.safetensors and exits;\n"
-    "--resume continues exactly where it stopped. Exit codes: 0 done, 1 error during training, 2 bad usage or\n"
-    "data, 3 diverged (non-finite loss), 130 interrupted.";
+    "epoch and metrics in the metadata); only checkpoints whose every tensor is finite are written. Ctrl-C or\n"
+    "SIGTERM finishes the current batch, saves last.safetensors and exits; --resume continues exactly where it\n"
+    "stopped. A final training batch of a single example is dropped (batch norm needs two; --drop-last drops\n"
+    "every incomplete one). A run stops as diverged when a batch's training loss or the validation or test\n"
+    "loss is not finite or exceeds 100 x ln(10) = 230 (a uniform guess scores ln 10).\n"
+    "Exit codes: 0 done, 1 error during training, 2 bad usage or data (checked before training starts: options,\n"
+    "--device, --conv, --out, the data and the whole --resume checkpoint), 3 diverged, 130 interrupted by\n"
+    "Ctrl-C, 143 by SIGTERM.";
 
 std::string models_epilog() {
   std::string out = "models:\n  ";
@@ -79,6 +84,7 @@ int main(int argc, char** argv) {
     data = app::load_fashion_mnist(cfg.data);
     engine::default_generator().seed(static_cast<uint64_t>(cfg.seed));
     model = models::create(cfg.model, models::ModelConfig{});
+    app::check_before_training(cfg, data, *model);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_fmnist: error: %s\n", e.what());
     return 2;

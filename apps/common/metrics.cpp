@@ -15,8 +15,10 @@ namespace app {
 using engine::cat;
 using engine::Tensor;
 
-MetricsAccumulator::MetricsAccumulator(int classes, engine::Device device) : classes_(classes) {
+MetricsAccumulator::MetricsAccumulator(int classes, engine::Device device, double loss_bound)
+    : classes_(classes), loss_bound_(loss_bound) {
   ENGINE_CHECK(classes > 0, "MetricsAccumulator: classes must be positive");
+  ENGINE_CHECK(loss_bound > 0, "MetricsAccumulator: the loss bound must be positive");
   acc_ = Tensor::zeros({kernels::kMetricsHeader + 2 * classes}, engine::DType::f64, device);
   reset();
 }
@@ -33,6 +35,7 @@ void MetricsAccumulator::restore(double loss_sum, double correct, double count) 
   h[1] = correct;
   h[2] = count;
   h[3] = -1;
+  h[4] = 0;
   acc_.copy_(head);
 }
 
@@ -51,11 +54,11 @@ void MetricsAccumulator::add(const Tensor& logits, const Tensor& labels, const T
     const T* l = loss.defined() ? loss.data<T>() : nullptr;
     if (acc_.is_cuda()) {
       ENGINE_CUDA_ONLY("batch metrics", kernels::cuda::accumulate_batch_metrics<T>(
-                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l, step,
-                                            acc_.data<double>()));
+                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
+                                            loss_bound_, step, acc_.data<double>()));
     } else {
       kernels::cpu::accumulate_batch_metrics<T>(logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
-                                                step, acc_.data<double>());
+                                                loss_bound_, step, acc_.data<double>());
     }
   });
 }
@@ -66,7 +69,8 @@ MetricsAccumulator::Totals MetricsAccumulator::read() const {
   t.loss_sum = v[0];
   t.correct = v[1];
   t.count = v[2];
-  t.first_nonfinite_step = static_cast<int64_t>(v[3]);
+  t.first_bad_step = static_cast<int64_t>(v[3]);
+  t.first_bad_loss = v[4];
   const int h = kernels::kMetricsHeader;
   t.class_correct.assign(v.begin() + h, v.begin() + h + classes_);
   t.class_total.assign(v.begin() + h + classes_, v.begin() + h + 2 * classes_);

@@ -146,7 +146,7 @@ TEST_CASE("trainer: a non-finite loss stops the run naming epoch and step, keepi
   app::TrainResult r = app::train(cfg, tiny_net(5), tiny_data(), hooks);
   REQUIRE(r.status == app::TrainStatus::diverged);
   REQUIRE(r.exit_code() == 3);
-  REQUIRE_THAT(r.message, Catch::Contains("non-finite loss at epoch 2/3 step 2/4") &&
+  REQUIRE_THAT(r.message, Catch::Contains("non-finite loss (nan) at epoch 2/3 step 2/4") &&
                               Catch::Contains("last.safetensors (after epoch 1)"));
   engine::Metadata meta = engine::read_safetensors_metadata(dir / "last.safetensors");
   REQUIRE(meta["epoch"] == "1");
