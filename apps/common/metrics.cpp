@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "apps/common/png.h"
 #include "engine/error.h"
 #include "engine/ops/common.h"
 #include "kernels/batch_metrics.h"
@@ -176,14 +177,14 @@ std::vector<EpochRecord> read_metrics_csv(const std::string& path) {
 }
 
 void write_metrics_files(const std::string& dir, const std::vector<EpochRecord>& history) {
-  std::ofstream csv(dir + "/metrics.csv"), jsonl(dir + "/metrics.jsonl");
-  ENGINE_CHECK(csv && jsonl, "cannot write metrics files in ", dir);
-  csv << metrics_csv_header() << "\n";
+  std::string csv = metrics_csv_header() + "\n", jsonl;
   for (const auto& r : history) {
-    csv << to_csv_row(r) << "\n";
-    jsonl << to_json_line(r) << "\n";
+    csv += to_csv_row(r) + "\n";
+    jsonl += to_json_line(r) + "\n";
   }
-  ENGINE_CHECK(csv.good() && jsonl.good(), "writing metrics files in ", dir, " failed (disk full?)");
+  // Each file through a checked, atomic write: a failure (a full disk) names the file that failed.
+  write_file_atomic(dir + "/metrics.csv", csv);
+  write_file_atomic(dir + "/metrics.jsonl", jsonl);
 }
 
 }  // namespace app
