@@ -16,12 +16,23 @@
 
 namespace {
 
-const char* kDescription =
-    "Trains MODEL on Fashion-MNIST with SGD and writes, in --out: config.json, metrics.csv, metrics.jsonl,\n"
-    "curves.png/.svg and last.safetensors / best.safetensors (torchvision parameter names, optimizer momentum,\n"
-    "epoch and metrics in the metadata). Ctrl-C finishes the current batch, saves last.safetensors and exits;\n"
-    "--resume continues exactly where it stopped. Exit codes: 0 done, 1 error during training, 2 bad usage or\n"
-    "data, 3 diverged (non-finite loss), 130 interrupted.";
+std::string description() {
+  char bound[96];
+  std::snprintf(bound, sizeof bound, "%g x ln(%d) = %.1f", app::kDivergenceFactor, app::kNumClasses,
+                app::divergence_bound(app::kNumClasses));
+  return engine::cat(
+      "Trains MODEL on Fashion-MNIST with SGD and writes, in --out: config.json, metrics.csv, metrics.jsonl,\n"
+      "curves.png/.svg and last.safetensors / best.safetensors (torchvision parameter names, optimizer momentum,\n"
+      "epoch and metrics in the metadata); only checkpoints whose every tensor is finite are written. Ctrl-C or\n"
+      "SIGTERM finishes the current batch, saves last.safetensors and exits; --resume continues exactly where it\n"
+      "stopped. A final training batch of a single example is dropped (batch norm needs two; --drop-last drops\n"
+      "every incomplete one). A run stops as diverged when a batch's training loss or the validation or test\n"
+      "loss is not finite or exceeds ",
+      bound, " (a uniform guess scores ln 10).\n",
+      "Exit codes: 0 done, 1 error during training, 2 bad usage or data (checked before training starts: options,\n"
+      "--device, --conv, --out, the data and the whole --resume checkpoint), 3 diverged, 130 interrupted by\n"
+      "Ctrl-C, 143 by SIGTERM.");
+}
 
 std::string models_epilog() {
   std::string out = "models:\n  ";
@@ -45,7 +56,7 @@ int main(int argc, char** argv) {
   app::relaunch_with_passive_openmp(argv);
   app::TrainConfig cfg;
   app::Cli cli("train_fmnist", "train_fmnist MODEL [options]\n       train_fmnist --resume CKPT [options]",
-               kDescription);
+               description());
   app::add_train_options(cli, cfg);
   cli.set_epilog(models_epilog());
   std::shared_ptr<engine::nn::Module> model;
@@ -80,6 +91,7 @@ int main(int argc, char** argv) {
     data = app::load_fashion_mnist(cfg.data);
     engine::default_generator().seed(static_cast<uint64_t>(cfg.seed));
     model = models::create(cfg.model, models::ModelConfig{});
+    app::check_before_training(cfg, data, *model);
     // Refuse a step that cannot fit before anything large is allocated. Data still to come: the dataset on the
     // device (on the CPU two more host copies: the trainer's subsets and its DeviceDataset).
     const engine::Device device = engine::resolve_device(cfg.device);

@@ -230,13 +230,13 @@ int64_t dataset_bytes(int64_t examples, int64_t rows, int64_t cols) {
 MemoryFit check_step_memory(const nn::Module& model, const StepSpec& spec, int64_t available) {
   MemoryFit f;
   f.estimate = estimate_step_memory(model, spec);
-  f.needed = f.estimate.peak;
+  f.needed = with_headroom(f.estimate.peak);
   f.available = available;
   f.fits = f.needed <= available;
   auto fits_with = [&](int64_t batch) {
     StepSpec s = spec;
     s.input[0] = batch;
-    return estimate_step_memory(model, s).peak <= available;
+    return with_headroom(estimate_step_memory(model, s).peak) <= available;
   };
   if (f.fits) {
     f.largest_batch = spec.input[0];  // at least: larger batches are not searched
@@ -249,7 +249,9 @@ MemoryFit check_step_memory(const nn::Module& model, const StepSpec& spec, int64
     f.largest_batch = lo;
   }
   std::ostringstream os;
-  os << "memory: " << describe(f.estimate) << "; available " << format_bytes(available) << " on " << spec.device.str();
+  os << "memory: " << describe(f.estimate) << "; needs " << format_bytes(f.needed)
+     << " with 15% for the process beside its tensors; available " << format_bytes(available) << " on "
+     << spec.device.str();
   if (!f.fits) {
     os << ": does not fit. ";
     if (f.largest_batch > 0)

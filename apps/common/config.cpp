@@ -83,7 +83,11 @@ const std::vector<ConfigField>& train_config_fields() {
       dbl("lr", "LR", &C::lr, 1e-8, 100, false, "Peak learning rate of SGD (default 0.05)."),
       integer("epochs", "N", &C::epochs, 1, 100000, true,
               "Epochs to train (default 10). On --resume, a larger value extends the run."),
-      integer("batch-size", "N", &C::batch_size, 1, 65536, false, "Examples per step (default 128)."),
+      integer("batch-size", "N", &C::batch_size, 1, 65536, false,
+              "Examples per step (default 128). A final batch of a single example is dropped each epoch (batch "
+              "norm cannot normalise one value per channel); see --drop-last."),
+      flag("drop-last", &C::drop_last, false,
+           "Drop the incomplete final batch of every epoch, so that every step has --batch-size examples."),
       dbl("momentum", "M", &C::momentum, 0, 0.9999, false, "SGD momentum (default 0.9; 0 = plain SGD)."),
       dbl("weight-decay", "WD", &C::weight_decay, 0, 1, false, "L2 weight decay added to the gradient (default 5e-4)."),
       flag("nesterov", &C::nesterov, false, "Use Nesterov momentum."),
@@ -203,7 +207,9 @@ TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string
   for (const auto& f : train_config_fields()) {
     if (f.name == "resume") continue;
     auto v = meta.find("config." + f.name);
-    if (v == meta.end() && f.kind == Kind::boolean && f.may_change_on_resume) continue;  // older file: default
+    // Switches added after the first checkpoints were written: a file without them ran with them off.
+    static const std::set<std::string> added_later = {"drop-last", "detect-anomaly"};
+    if (v == meta.end() && added_later.count(f.name)) continue;
     ENGINE_CHECK(v != meta.end(), path, ": metadata lacks config.", f.name);
     try {
       f.set(cfg, v->second);

@@ -18,6 +18,7 @@ struct TrainConfig {
   double lr = 0.05;
   int64_t epochs = 10;
   int64_t batch_size = 128;
+  bool drop_last = false;  // drop every incomplete final batch (a final batch of one is always dropped)
   double momentum = 0.9;
   double weight_decay = 5e-4;
   bool nesterov = false;

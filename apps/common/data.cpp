@@ -80,12 +80,17 @@ std::vector<kernels::SampleSpec> make_eval_plan(int64_t n) {
   return plan;
 }
 
+int64_t validation_count(double fraction, int64_t count) {
+  ENGINE_CHECK(fraction > 0 && fraction < 1, "--val-split ", fraction, " must lie in (0, 1)");
+  const int64_t n_val = static_cast<int64_t>(std::llround(fraction * count));
+  ENGINE_CHECK(n_val >= 1 && n_val < count, "--val-split ", fraction, " of ", count,
+               " examples leaves an empty training or validation set");
+  return n_val;
+}
+
 void split_validation(const LabeledImages& all, double fraction, uint64_t seed, LabeledImages* train,
                       LabeledImages* val) {
-  ENGINE_CHECK(fraction > 0 && fraction < 1, "--val-split ", fraction, " must lie in (0, 1)");
-  const int64_t n_val = static_cast<int64_t>(std::llround(fraction * all.count));
-  ENGINE_CHECK(n_val >= 1 && n_val < all.count, "--val-split ", fraction, " of ", all.count,
-               " examples leaves an empty training or validation set");
+  const int64_t n_val = validation_count(fraction, all.count);
   Rng rng(seed, kStreamValSplit, 0);
   std::vector<int64_t> perm(all.count);
   for (int64_t i = 0; i < all.count; ++i) perm[i] = i;

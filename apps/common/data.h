@@ -51,7 +51,10 @@ std::vector<kernels::SampleSpec> make_epoch_plan(int64_t n, uint64_t seed, int64
 // Examples 0..n-1 in order, no augmentation (evaluation).
 std::vector<kernels::SampleSpec> make_eval_plan(int64_t n);
 
-// Holds out round(fraction * count) examples, chosen by a seeded permutation, as a validation set.
+// round(fraction * count): the size of the validation set split_validation() holds out; throws when that leaves
+// an empty training or validation set.
+int64_t validation_count(double fraction, int64_t count);
+// Holds out validation_count(fraction, count) examples, chosen by a seeded permutation, as a validation set.
 void split_validation(const LabeledImages& all, double fraction, uint64_t seed, LabeledImages* train,
                       LabeledImages* val);
 

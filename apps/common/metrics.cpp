@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "apps/common/png.h"
 #include "engine/error.h"
 #include "engine/ops/common.h"
 #include "kernels/batch_metrics.h"
@@ -15,8 +16,10 @@ namespace app {
 using engine::cat;
 using engine::Tensor;
 
-MetricsAccumulator::MetricsAccumulator(int classes, engine::Device device) : classes_(classes) {
+MetricsAccumulator::MetricsAccumulator(int classes, engine::Device device, double loss_bound)
+    : classes_(classes), loss_bound_(loss_bound) {
   ENGINE_CHECK(classes > 0, "MetricsAccumulator: classes must be positive");
+  ENGINE_CHECK(loss_bound > 0, "MetricsAccumulator: the loss bound must be positive");
   acc_ = Tensor::zeros({kernels::kMetricsHeader + 2 * classes}, engine::DType::f64, device);
   reset();
 }
@@ -33,6 +36,7 @@ void MetricsAccumulator::restore(double loss_sum, double correct, double count) 
   h[1] = correct;
   h[2] = count;
   h[3] = -1;
+  h[4] = 0;
   acc_.copy_(head);
 }
 
@@ -51,11 +55,11 @@ void MetricsAccumulator::add(const Tensor& logits, const Tensor& labels, const T
     const T* l = loss.defined() ? loss.data<T>() : nullptr;
     if (acc_.is_cuda()) {
       ENGINE_CUDA_ONLY("batch metrics", kernels::cuda::accumulate_batch_metrics<T>(
-                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l, step,
-                                            acc_.data<double>()));
+                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
+                                            loss_bound_, step, acc_.data<double>()));
     } else {
       kernels::cpu::accumulate_batch_metrics<T>(logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
-                                                step, acc_.data<double>());
+                                                loss_bound_, step, acc_.data<double>());
     }
   });
 }
@@ -67,7 +71,8 @@ MetricsAccumulator::Totals MetricsAccumulator::read() const {
   t.loss_sum = v[0];
   t.correct = v[1];
   t.count = v[2];
-  t.first_nonfinite_step = static_cast<int64_t>(v[3]);
+  t.first_bad_step = static_cast<int64_t>(v[3]);
+  t.first_bad_loss = v[4];
   const int h = kernels::kMetricsHeader;
   t.class_correct.assign(v.begin() + h, v.begin() + h + classes_);
   t.class_total.assign(v.begin() + h + classes_, v.begin() + h + 2 * classes_);
@@ -173,14 +178,14 @@ std::vector<EpochRecord> read_metrics_csv(const std::string& path) {
 }
 
 void write_metrics_files(const std::string& dir, const std::vector<EpochRecord>& history) {
-  std::ofstream csv(dir + "/metrics.csv"), jsonl(dir + "/metrics.jsonl");
-  ENGINE_CHECK(csv && jsonl, "cannot write metrics files in ", dir);
-  csv << metrics_csv_header() << "\n";
+  std::string csv = metrics_csv_header() + "\n", jsonl;
   for (const auto& r : history) {
-    csv << to_csv_row(r) << "\n";
-    jsonl << to_json_line(r) << "\n";
+    csv += to_csv_row(r) + "\n";
+    jsonl += to_json_line(r) + "\n";
   }
-  ENGINE_CHECK(csv.good() && jsonl.good(), "writing metrics files in ", dir, " failed (disk full?)");
+  // Each file through a checked, atomic write: a failure (a full disk) names the file that failed.
+  write_file_atomic(dir + "/metrics.csv", csv);
+  write_file_atomic(dir + "/metrics.jsonl", jsonl);
 }
 
 }  // namespace app

@@ -1,6 +1,7 @@
 // Loss/accuracy bookkeeping: a device-side accumulator (read only when someone wants numbers) and the per-epoch
 // records written to metrics.csv / metrics.jsonl.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,15 +13,17 @@ namespace app {
 
 class MetricsAccumulator {
  public:
-  MetricsAccumulator(int classes, engine::Device device);
+  // A batch loss that is not finite or exceeds `loss_bound` marks the step as bad (see divergence_bound()).
+  MetricsAccumulator(int classes, engine::Device device, double loss_bound = INFINITY);
   void reset();
   // Adds one batch: logits [n, classes], labels [n] int32, loss a one-element tensor (batch mean) or undefined.
-  // No host sync. `step` is remembered if the loss is not finite.
+  // No host sync. The first bad `step` and its loss are remembered.
   void add(const engine::Tensor& logits, const engine::Tensor& labels, const engine::Tensor& loss, int64_t step);
 
   struct Totals {
     double loss_sum = 0, correct = 0, count = 0;
-    int64_t first_nonfinite_step = -1;
+    int64_t first_bad_step = -1;  // first step whose loss was not finite or above the bound; -1: none
+    double first_bad_loss = 0;
     std::vector<double> class_correct, class_total;
     double loss() const { return count > 0 ? loss_sum / count : 0.0; }
     double accuracy() const { return count > 0 ? correct / count : 0.0; }
@@ -31,6 +34,7 @@ class MetricsAccumulator {
 
  private:
   int classes_;
+  double loss_bound_;
   engine::Tensor acc_;  // float64 [kMetricsHeader + 2 * classes]
 };
 

@@ -12,8 +12,8 @@
 namespace app {
 
 // Unless OMP_WAIT_POLICY is already set: sets it to "passive" (and GOMP_SPINCOUNT to 200000 unless set) and
-// re-executes /proc/self/exe with the same
-// arguments. Returns normally (doing nothing) when the variable was set or the re-exec failed.
+// re-executes the program (the file /proc/self/exe points to, so that it keeps its name) with the same arguments.
+// Returns normally (doing nothing) when the variable was set or the re-exec failed.
 void relaunch_with_passive_openmp(char** argv);
 
 }  // namespace app

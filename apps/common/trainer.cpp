@@ -2,7 +2,10 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <signal.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -31,17 +34,21 @@ namespace fs = std::filesystem;
 
 // ---------------- interrupt ----------------
 namespace {
-volatile std::sig_atomic_t g_interrupt = 0;
-extern "C" void on_sigint(int) {
-  g_interrupt = 1;
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+volatile std::sig_atomic_t g_interrupt = 0;  // the signal number
+extern "C" void on_signal(int sig) {
+  g_interrupt = sig;
+  std::signal(sig, SIG_DFL);  // a second Ctrl-C or SIGTERM ends the process at once
 }
 }  // namespace
 
-void install_interrupt_handler() { std::signal(SIGINT, on_sigint); }
-void request_interrupt() { g_interrupt = 1; }
+void install_interrupt_handler() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+void request_interrupt(int signal_number) { g_interrupt = signal_number; }
 void clear_interrupt() { g_interrupt = 0; }
 bool interrupt_requested() { return g_interrupt != 0; }
+int interrupt_signal() { return g_interrupt; }
 
 // ---------------- pieces ----------------
 Preprocess preprocess_of(const TrainConfig& cfg) {
@@ -52,21 +59,96 @@ Preprocess preprocess_of(const TrainConfig& cfg) {
   return pp;
 }
 
+namespace {
+// --device and --conv checked against this build and machine, without side effects. `quiet`: "auto" without the
+// notice resolve_device() prints when it falls back to the CPU (setup_runtime prints it once).
+engine::Device check_runtime(const TrainConfig& cfg, bool quiet) {
+  const engine::Device device = quiet && cfg.device == "auto"
+                                    ? (engine::cuda_available() ? engine::Device::cuda(0) : engine::Device::cpu())
+                                    : engine::resolve_device(cfg.device);
+  const engine::ConvEngine conv = engine::parse_conv_engine(cfg.conv);
+  ENGINE_CHECK(conv == engine::ConvEngine::native || engine::cudnn_compiled(), "--conv ", cfg.conv,
+               " needs cuDNN, but this engine was built without it (rebuild with -DENGINE_CUDA=ON -DENGINE_CUDNN=ON, "
+               "or use --conv native)");
+  ENGINE_CHECK(conv == engine::ConvEngine::native || device.is_cuda(), "--conv ", cfg.conv,
+               " needs a CUDA device, but training runs on the CPU");
+  return device;
+}
+
+void check_out_dir(const std::string& out) {
+  ENGINE_CHECK(!fs::exists(out) || fs::is_directory(out), "--out ", out,
+               " is an existing file, not a folder; name a new or existing folder");
+}
+}  // namespace
+
 engine::Device setup_runtime(const TrainConfig& cfg) {
   if (cfg.threads > 0) {
     omp_set_num_threads(static_cast<int>(cfg.threads));
     openblas_set_num_threads(static_cast<int>(cfg.threads));
   }
-  engine::Device device = engine::resolve_device(cfg.device);
+  const engine::Device device = check_runtime(cfg, false);
   engine::set_conv_engine(engine::parse_conv_engine(cfg.conv));
-  if (device.is_cuda()) {
 #if ENGINE_HAVE_CUDA
-    kernels::cuda::set_allow_tf32(cfg.tf32);
+  if (device.is_cuda()) kernels::cuda::set_allow_tf32(cfg.tf32);
 #endif
-  } else {
-    ENGINE_CHECK(cfg.conv == "native", "--conv ", cfg.conv, " needs a CUDA device, but training runs on the CPU");
-  }
   return device;
+}
+
+double divergence_bound(int64_t classes) { return kDivergenceFactor * std::log(static_cast<double>(classes)); }
+
+std::string first_nonfinite_tensor(const engine::nn::Module& model, const engine::optim::SGD* opt) {
+  auto finite = [](const Tensor& t) {
+    for (double v : t.to_vector())
+      if (!std::isfinite(v)) return false;
+    return true;
+  };
+  const engine::nn::NamedTensors params = model.named_parameters();
+  for (const auto& [name, t] : params)
+    if (!finite(t)) return name;
+  for (const auto& [name, t] : model.named_buffers())
+    if (!finite(t)) return name;
+  if (!opt) return "";
+  // SGD exposes its momentum buffers only mutably; they are only read here.
+  const auto& bufs = const_cast<engine::optim::SGD*>(opt)->momentum_buffers();
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    if (!bufs[i].defined() || finite(bufs[i])) continue;
+    for (const auto& [name, p] : params)
+      if (p.same(opt->params()[i])) return engine::kMomentumPrefix + name;
+    return cat(engine::kMomentumPrefix, "#", i);
+  }
+  return "";
+}
+
+int64_t steps_per_epoch(int64_t n, int64_t batch_size, bool drop_last) {
+  ENGINE_CHECK(n > 0 && batch_size > 0, "steps_per_epoch: ", n, " examples in batches of ", batch_size);
+  const int64_t rest = n % batch_size;
+  const int64_t steps = n / batch_size + (rest >= 2 && !drop_last ? 1 : 0);
+  ENGINE_CHECK(steps > 0, n == 1 ? std::string("a single training example makes no batch (batch norm needs two)")
+                                 : cat("--drop-last: the ", n, " training examples do not fill one batch of ",
+                                       batch_size, "; lower --batch-size"));
+  return steps;
+}
+
+int64_t training_examples(const TrainConfig& cfg, const FashionMnist& data) {
+  const int64_t all = cfg.limit_train > 0 ? std::min(cfg.limit_train, data.train.count) : data.train.count;
+  return cfg.val_split > 0 ? all - validation_count(cfg.val_split, all) : all;
+}
+
+std::vector<std::string> remove_orphan_temp_files(const std::string& dir) {
+  std::vector<std::string> removed;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t at = name.rfind(".tmp-");
+    if (at == std::string::npos || at == 0) continue;
+    const std::string digits = name.substr(at + 5);
+    if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    // kill(pid, 0) probes without signalling: ESRCH means no such process; EPERM means it runs as another user.
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (fs::remove(entry.path(), ec)) removed.push_back(name);
+  }
+  return removed;
 }
 
 EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const Preprocess& pp, int64_t batch_size) {
@@ -218,44 +300,96 @@ engine::Metadata state_metadata(const TrainConfig& cfg, const RunState& s, const
   return m;
 }
 
-RunState state_from_metadata(const engine::Metadata& m, const std::string& path) {
+// The run state saved in a checkpoint, every value checked against the range a run of `cfg` on n training
+// examples can produce, so an edited or corrupt file is refused naming the file and the key instead of training
+// from a fake position.
+RunState state_from_metadata(const engine::Metadata& m, const std::string& path, const TrainConfig& cfg, int64_t n) {
   auto get = [&](const char* key) -> const std::string& {
     auto it = m.find(key);
     ENGINE_CHECK(it != m.end(), path, ": metadata lacks '", key, "' (not a train_fmnist checkpoint?)");
     return it->second;
   };
-  auto i64 = [&](const char* key) {
+  auto out_of_range = [&](const char* key, const std::string& range) {
+    engine::fail(cat(path, ": metadata '", key, "' = '", get(key), "' is out of range: ", range,
+                     " (a corrupt or edited checkpoint?)"));
+  };
+  auto i64 = [&](const char* key, int64_t lo, int64_t hi) {
+    int64_t v = 0;
     try {
-      return static_cast<int64_t>(std::stoll(get(key)));
-    } catch (const std::logic_error&) {
+      size_t used = 0;
+      v = static_cast<int64_t>(std::stoll(get(key), &used));
+      ENGINE_CHECK(used == get(key).size(), "trailing characters");
+    } catch (const std::exception&) {
       engine::fail(cat(path, ": metadata '", key, "' = '", get(key), "' is not an integer"));
     }
+    if (v < lo || v > hi) out_of_range(key, cat("expected ", lo, " to ", hi));
+    return v;
   };
-  auto f64 = [&](const char* key) {
+  auto f64 = [&](const char* key, double lo, double hi) {
+    double v = 0;
     try {
-      return std::stod(get(key));
+      v = std::stod(get(key));
     } catch (const std::logic_error&) {
       engine::fail(cat(path, ": metadata '", key, "' = '", get(key), "' is not a number"));
     }
+    if (!(v >= lo && v <= hi)) out_of_range(key, cat("expected ", lo, " to ", hi));
+    return v;
   };
+  ENGINE_CHECK(get("format") == "train_fmnist checkpoint v1", path, ": metadata 'format' = '", get("format"),
+               "' is not 'train_fmnist checkpoint v1'");
   RunState s;
-  s.epoch = i64("epoch");
-  s.step = i64("step");
-  s.partial_loss_sum = f64("partial_loss_sum");
-  s.partial_correct = f64("partial_correct");
-  s.partial_count = f64("partial_count");
-  s.partial_seconds = f64("partial_seconds");
-  s.global_step = i64("global_step");
-  s.best_metric = f64("best_metric");
-  s.best_epoch = i64("best_epoch");
-  s.epochs_since_best = i64("epochs_since_best");
-  s.elapsed_seconds = f64("elapsed_seconds");
-  s.train_examples = i64("train_examples");
+  s.train_examples = i64("train_examples", 1, INT64_MAX);
+  ENGINE_CHECK(s.train_examples == n, "--resume: the checkpoint was trained on ", s.train_examples,
+               " examples per epoch but this run has ", n, " (different --data, --limit-train or --val-split?)");
+  const int64_t steps = steps_per_epoch(n, cfg.batch_size, cfg.drop_last);
+  const int64_t saved_epochs = i64("config.epochs", 1, INT64_MAX);
+  s.epoch = i64("epoch", 0, saved_epochs);
+  s.step = i64("step", 0, s.epoch < saved_epochs ? steps : 0);
+  s.global_step = i64("global_step", 0, INT64_MAX);
+  if (s.global_step != s.epoch * steps + s.step)
+    out_of_range("global_step", cat("epoch ", s.epoch, " and step ", s.step, " at ", steps, " steps per epoch make ",
+                                    s.epoch * steps + s.step));
+  // The running sums of a mid-epoch checkpoint: every example seen so far once, each batch loss within the bound
+  // (a run with a worse batch stops as diverged and saves nothing).
+  const double seen = static_cast<double>(std::min(s.step * cfg.batch_size, n));
+  s.partial_count = f64("partial_count", seen, seen);
+  s.partial_correct = f64("partial_correct", 0, seen);
+  s.partial_loss_sum = f64("partial_loss_sum", 0, seen * divergence_bound(kNumClasses));
+  const double kMaxSeconds = 1e10;  // three centuries: anything more is corruption
+  s.partial_seconds = f64("partial_seconds", 0, kMaxSeconds);
+  s.elapsed_seconds = f64("elapsed_seconds", 0, kMaxSeconds);
+  if (get("best_metric") != "-1") s.best_metric = f64("best_metric", 0, 1);
+  s.best_epoch = i64("best_epoch", 0, s.epoch);
+  s.epochs_since_best = i64("epochs_since_best", 0, s.epoch);
   std::istringstream lines(get("history"));
   std::string line;
-  while (std::getline(lines, line))
-    if (!line.empty()) s.history.push_back(record_from_json(engine::json::parse(line)));
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    try {
+      s.history.push_back(record_from_json(engine::json::parse(line)));
+    } catch (const engine::EngineError& e) {
+      engine::fail(cat(path, ": metadata 'history' line ", s.history.size() + 1, ": ", e.what()));
+    }
+    ENGINE_CHECK(s.history.back().epoch == static_cast<int64_t>(s.history.size()), path, ": metadata 'history' line ",
+                 s.history.size(), " records epoch ", s.history.back().epoch, " (a corrupt or edited checkpoint?)");
+  }
+  ENGINE_CHECK(static_cast<int64_t>(s.history.size()) == s.epoch, path, ": metadata 'history' holds ", s.history.size(),
+               " epochs but 'epoch' = ", s.epoch, " (a corrupt or edited checkpoint?)");
   return s;
+}
+
+// Loads a checkpoint to resume from into `model` and `opt` and returns its run state; refuses one holding a
+// non-finite value (it would diverge again at once).
+RunState load_for_resume(const TrainConfig& cfg, int64_t n, engine::nn::Module& model, engine::optim::SGD& opt) {
+  engine::Metadata meta = engine::load_checkpoint(cfg.resume, model, &opt);
+  const std::string bad = first_nonfinite_tensor(model, &opt);
+  ENGINE_CHECK(bad.empty(), cfg.resume, ": tensor '", bad,
+               "' holds a non-finite value; resume from an earlier checkpoint (train_fmnist writes only finite ones)");
+  return state_from_metadata(meta, cfg.resume, cfg, n);
+}
+
+engine::optim::SgdOptions sgd_options(const TrainConfig& cfg) {
+  return {cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov};
 }
 
 std::string fixed(const char* label, double v, int digits) {
@@ -268,13 +402,35 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// "non-finite loss (nan)" or "loss 1e+17 above the divergence bound 230.3 (100 x ln 10)".
+std::string bad_loss(const char* what, double loss) {
+  if (!std::isfinite(loss)) return cat("non-finite ", what, " (", loss, ")");
+  return cat(what, " ", loss, " above the divergence bound ", fixed("", divergence_bound(kNumClasses), 1), " (",
+             kDivergenceFactor, " x ln ", kNumClasses, ")");
+}
+
+bool loss_ok(double loss) { return std::isfinite(loss) && loss <= divergence_bound(kNumClasses); }
+
 }  // namespace
+
+void check_before_training(const TrainConfig& cfg, const FashionMnist& data, engine::nn::Module& model) {
+  validate(cfg);
+  check_runtime(cfg, true);
+  check_out_dir(cfg.out);
+  const int64_t n = training_examples(cfg, data);
+  steps_per_epoch(n, cfg.batch_size, cfg.drop_last);
+  if (!cfg.resume.empty()) {
+    engine::optim::SGD opt(model.parameters(), sgd_options(cfg));
+    load_for_resume(cfg, n, model, opt);
+  }
+}
 
 static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> model,
                              const FashionMnist& data, const TrainHooks& hooks) {
   ENGINE_CHECK(model, "train: no model");
   ENGINE_CHECK(!cfg.out.empty(), "train: no output folder (--out)");
   validate(cfg);
+  check_out_dir(cfg.out);
   FILE* log = hooks.log;
   auto session_start = std::chrono::steady_clock::now();
   const engine::Device device = setup_runtime(cfg);
@@ -292,32 +448,58 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   std::unique_ptr<DeviceDataset> val_data;
   if (cfg.val_split > 0) val_data = std::make_unique<DeviceDataset>(val_set, device);
   BatchBuilder builder(train_data, batch_params(pp, train_data.rows(), train_data.cols(), true));
-  const int64_t n = train_data.size(), bs = cfg.batch_size, steps = (n + bs - 1) / bs;
+  const int64_t n = train_data.size(), bs = cfg.batch_size, steps = steps_per_epoch(n, bs, cfg.drop_last);
   const std::string monitor = val_data ? "val_acc" : "test_acc";
 
   // ---- model, optimizer, state ----
   if (cfg.resume.empty() && cfg.init == "xavier") xavier_uniform_init(*model, engine::default_generator());
   model->to(device);
   model->train();
-  engine::optim::SGD opt(model->parameters(), {cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov});
+  engine::optim::SGD opt(model->parameters(), sgd_options(cfg));
   RunState st;
   st.train_examples = n;
+  // The newest checkpoint known to be good (all finite): what a diverged run points the user to.
+  std::string good_path, good_when;
+  auto when = [&](const RunState& s) {
+    return s.step == 0 ? cat("after epoch ", s.epoch) : cat("epoch ", s.epoch + 1, " step ", s.step, "/", steps);
+  };
   if (!cfg.resume.empty()) {
-    engine::Metadata meta = engine::load_checkpoint(cfg.resume, *model, &opt);
-    st = state_from_metadata(meta, cfg.resume);
-    ENGINE_CHECK(st.train_examples == n, "--resume: the checkpoint was trained on ", st.train_examples,
-                 " examples per epoch but this run has ", n, " (different --data, --limit-train or --val-split?)");
+    st = load_for_resume(cfg, n, *model, opt);
+    good_path = cfg.resume;
+    good_when = when(st);
   }
   fs::create_directories(cfg.out);
+  std::vector<std::string> orphans = remove_orphan_temp_files(cfg.out);
+  if (log && !orphans.empty())
+    std::fprintf(log, "removed %zu temporary file(s) left in %s by a killed run: %s\n", orphans.size(), cfg.out.c_str(),
+                 join(orphans).c_str());
   write_file_atomic(cfg.out + "/config.json", config_to_json(cfg));
   const std::string last_path = cfg.out + "/last.safetensors", best_path = cfg.out + "/best.safetensors";
-  auto save = [&](const std::string& path) {
-    engine::save_checkpoint(path, *model, &opt, state_metadata(cfg, st, monitor), st.global_step);
-  };
 
   TrainResult result;
   result.out_dir = cfg.out;
   result.history = st.history;
+  auto diverged = [&](const std::string& what) {
+    result.status = TrainStatus::diverged;
+    result.history = st.history;
+    result.message = cat("training diverged: ", what, ". ",
+                         good_path.empty() ? std::string("No checkpoint had been written yet.")
+                                           : cat("The last good checkpoint, ", good_path, " (", good_when,
+                                                 "), is kept; every tensor in it is finite."),
+                         " Try a smaller --lr, --warmup-epochs or --normalize.");
+    return result;
+  };
+  // Writes the checkpoints for the state `st` unless a tensor is not finite; returns what is wrong or "".
+  auto save_if_finite = [&](bool best, const std::string& when_text) -> std::string {
+    const std::string bad = first_nonfinite_tensor(*model, &opt);
+    if (!bad.empty()) return cat("tensor '", bad, "' holds a non-finite value ", when_text);
+    const engine::Metadata meta = state_metadata(cfg, st, monitor);
+    if (best) engine::save_checkpoint(best_path, *model, &opt, meta, st.global_step);
+    engine::save_checkpoint(last_path, *model, &opt, meta, st.global_step);
+    good_path = last_path;
+    good_when = when(st);
+    return "";
+  };
   if (log) {
     std::fprintf(log,
                  "%s %s: %lld parameters on %s; %lld training examples%s, %lld test; %lldx%lld px, batch %lld, "
@@ -330,7 +512,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     std::fflush(log);
   }
 
-  MetricsAccumulator acc(kNumClasses, device);
+  MetricsAccumulator acc(kNumClasses, device, divergence_bound(kNumClasses));
   bool ran_epoch = false;
   for (int64_t e = st.epoch; e < cfg.epochs; ++e) {
     const int64_t first_step = e == st.epoch ? st.step : 0;
@@ -359,28 +541,23 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       ++st.global_step;
       if (hooks.after_step) hooks.after_step(e, step, *model);
 
-      // Reading metrics is a host sync on CUDA: only for the bar, every 50 steps, at the end or on Ctrl-C.
+      // Reading metrics is a host sync on CUDA: only for the bar, every 50 steps, at the end or on Ctrl-C. The
+      // accumulator has recorded the first bad step on the device meanwhile.
       const bool draw = hooks.progress && bar.due(step + 1);
       const bool stop = interrupt_requested();
       if (device.is_cpu() || draw || stop || (step + 1) % 50 == 0 || step + 1 == steps) {
         totals = acc.read();
-        if (totals.first_nonfinite_step >= 0) {
+        if (totals.first_bad_step >= 0) {
           bar.finish();
-          result.status = TrainStatus::diverged;
-          result.history = st.history;
-          result.message = cat("training diverged: non-finite loss at epoch ", e + 1, "/", cfg.epochs, " step ",
-                               totals.first_nonfinite_step + 1, "/", steps, " (lr ", lr, "). ",
-                               fs::exists(last_path) ? cat("The last good checkpoint, ", last_path, " (after epoch ",
-                                                           st.epoch, "), is kept.")
-                                                     : std::string("No checkpoint had been written yet."),
-                               " Try a smaller --lr, --warmup-epochs or --normalize.");
-          return result;
+          return diverged(cat(bad_loss("loss", totals.first_bad_loss), " at epoch ", e + 1, "/", cfg.epochs, " step ",
+                              totals.first_bad_step + 1, "/", steps, " (lr ", lr, ")"));
         }
         const double secs = seconds_since(epoch_start);
         if (draw)
           bar.update(step + 1, totals.loss(), totals.accuracy(), secs > 0 ? (totals.count - carried_count) / secs : 0);
         if (stop) {
           bar.finish();
+          const RunState before = st;
           st.epoch = e;
           st.step = step + 1;
           st.partial_loss_sum = totals.loss_sum;
@@ -388,11 +565,18 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
           st.partial_count = totals.count;
           st.partial_seconds = carried_seconds + secs;
           st.elapsed_seconds += seconds_since(session_start);
-          save(last_path);
+          const std::string bad = save_if_finite(false, cat("at epoch ", e + 1, "/", cfg.epochs, " step ", step + 1,
+                                                            "/", steps, " (the losses were finite)"));
+          if (!bad.empty()) {
+            st = before;
+            return diverged(bad);
+          }
           result.status = TrainStatus::interrupted;
+          result.signal = interrupt_signal();
           result.history = st.history;
-          result.message = cat("interrupted at epoch ", e + 1, "/", cfg.epochs, " step ", step + 1, "/", steps,
-                               "; saved ", last_path, ". Continue with: train_fmnist --resume ", last_path);
+          result.message = cat("interrupted", result.signal == SIGTERM ? " by SIGTERM" : "", " at epoch ", e + 1, "/",
+                               cfg.epochs, " step ", step + 1, "/", steps, "; saved ", last_path,
+                               ". Continue with: train_fmnist --resume ", last_path);
           return result;
         }
       }
@@ -401,7 +585,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     const double train_seconds = seconds_since(epoch_start);
     bar.finish();
 
-    // ---- evaluate, record, save ----
+    // ---- evaluate, check, record, save ----
     EpochRecord r;
     r.epoch = e + 1;
     r.train_loss = totals.loss();
@@ -415,13 +599,16 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     result.final_test = evaluate(*model, test_data, pp, bs);
     r.test_loss = result.final_test.loss;
     r.test_acc = result.final_test.accuracy;
+    const std::string after = cat("after epoch ", e + 1, "/", cfg.epochs);
+    if (val_data && !loss_ok(r.val_loss)) return diverged(cat(bad_loss("validation loss", r.val_loss), " ", after));
+    if (!loss_ok(r.test_loss)) return diverged(cat(bad_loss("test loss", r.test_loss), " ", after));
     r.lr = lr;
     r.examples_per_sec = train_seconds > 0 ? (totals.count - carried_count) / train_seconds : 0;
     r.epoch_seconds = carried_seconds + seconds_since(epoch_start);
+    const RunState before = st;
     st.elapsed_seconds += seconds_since(session_start);
     r.elapsed_seconds = st.elapsed_seconds;
     st.history.push_back(r);
-    ran_epoch = true;
 
     st.epoch = e + 1;
     st.step = 0;
@@ -432,11 +619,15 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       st.best_metric = metric;
       st.best_epoch = e + 1;
       st.epochs_since_best = 0;
-      save(best_path);
     } else {
       ++st.epochs_since_best;
     }
-    save(last_path);
+    const std::string bad = save_if_finite(improved, cat(after, " (the losses were finite)"));
+    if (!bad.empty()) {
+      st = before;
+      return diverged(bad);
+    }
+    ran_epoch = true;
     write_metrics_files(cfg.out, st.history);
     if (hooks.plots) plot_run_curves(cfg.out, cfg.model, st.history);
     if (log) {

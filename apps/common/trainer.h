@@ -14,6 +14,7 @@
 #include "apps/common/fmnist.h"
 #include "apps/common/metrics.h"
 #include "engine/nn/module.h"
+#include "engine/optim/sgd.h"
 #include "engine/random.h"
 
 namespace app {
@@ -39,11 +40,45 @@ Preprocess preprocess_of(const TrainConfig& cfg);
 // Applies --threads, --conv and --tf32 and returns the --device choice.
 engine::Device setup_runtime(const TrainConfig& cfg);
 
-// Ctrl-C: the handler only sets a flag; the loop finishes its batch, saves last.safetensors and returns.
+// Ctrl-C (SIGINT) and SIGTERM (what `timeout`, schedulers and containers send): the handler only records the
+// signal; the loop finishes its batch, saves last.safetensors and returns. A second signal ends the process.
 void install_interrupt_handler();
-void request_interrupt();
+void request_interrupt(int signal_number = 2 /* SIGINT */);
 void clear_interrupt();
 bool interrupt_requested();
+int interrupt_signal();  // the signal recorded, 0 if none
+
+// A run has diverged when the loss of a training batch, or the mean validation or test loss, is not finite or
+// exceeds kDivergenceFactor * ln(classes). ln(classes) is the loss of a uniform guess, where a fresh network
+// starts; a network that averages 100 times that assigns the true class a probability below classes^-100, i.e.
+// its logits are off by hundreds: no run recovers from that, while ordinary early spikes (a few times ln C)
+// stay far below it. 230 for Fashion-MNIST's 10 classes.
+constexpr double kDivergenceFactor = 100;
+double divergence_bound(int64_t classes);
+
+// The name of the first tensor that holds a NaN or Inf among the model's parameters and buffers (BN running
+// statistics) and the optimizer's momentum buffers (as named in a checkpoint), or "" when all are finite.
+// Only such a state may be written as a checkpoint. Copies every tensor to the host.
+std::string first_nonfinite_tensor(const engine::nn::Module& model, const engine::optim::SGD* opt);
+
+// Optimizer steps per epoch for n training examples: full batches plus the final incomplete one, except that a
+// final batch of a single example is always dropped (batch norm cannot normalise one value per channel) and,
+// with --drop-last, every incomplete final batch. Throws when that leaves no step.
+int64_t steps_per_epoch(int64_t n, int64_t batch_size, bool drop_last);
+
+// The number of training examples per epoch that `cfg` takes from `data` (--limit-train, minus --val-split).
+int64_t training_examples(const TrainConfig& cfg, const FashionMnist& data);
+
+// Checks that would otherwise fail only once training has begun, so that the app reports them as usage or data
+// errors (exit 2) before it starts: the device and convolution engine exist in this build and machine, --out is
+// not a file, and on --resume the whole checkpoint (every tensor loads into `model` with its momentum, every
+// value finite, the metadata in range and consistent with this configuration and data). train() makes the same
+// checks. Throws EngineError naming the file and the key or flag.
+void check_before_training(const TrainConfig& cfg, const FashionMnist& data, engine::nn::Module& model);
+
+// Removes files named <name>.tmp-<pid> in `dir` (what an atomic write leaves when its process is killed) whose
+// process no longer runs. Returns the names removed.
+std::vector<std::string> remove_orphan_temp_files(const std::string& dir);
 
 struct TrainHooks {
   // After every optimizer step (0-based epoch and step); tests inject interruptions and faults here.
@@ -61,7 +96,11 @@ struct TrainResult {
   std::vector<EpochRecord> history;
   EvalResult final_test;  // the last test evaluation
   std::string out_dir;
-  int exit_code() const { return status == TrainStatus::diverged ? 3 : status == TrainStatus::interrupted ? 130 : 0; }
+  int signal = 0;  // interrupted: the signal that asked for it
+  // 0 finished, 3 diverged, 128 + signal when interrupted (130 Ctrl-C, 143 SIGTERM), as shells report.
+  int exit_code() const {
+    return status == TrainStatus::diverged ? 3 : status == TrainStatus::interrupted ? 128 + signal : 0;
+  }
 };
 
 // Runs training. `model` was created (and seeded) by the caller, on the CPU; it is moved to the device here.

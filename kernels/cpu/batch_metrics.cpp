@@ -6,7 +6,7 @@ namespace kernels::cpu {
 
 template <class T>
 void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
-                              int64_t step, double* acc) {
+                              double loss_bound, int64_t step, double* acc) {
   double* class_correct = acc + kMetricsHeader;
   double* class_total = class_correct + classes;
   int64_t correct = 0;
@@ -28,7 +28,10 @@ void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n,
   if (loss) {
     const double l = static_cast<double>(*loss);
     acc[0] += l * static_cast<double>(n);
-    if (!std::isfinite(l) && acc[3] < 0) acc[3] = static_cast<double>(step);
+    if (!(std::isfinite(l) && l <= loss_bound) && acc[3] < 0) {
+      acc[3] = static_cast<double>(step);
+      acc[4] = l;
+    }
   }
 }
 

@@ -193,7 +193,7 @@ TEST_CASE("preprocess: batch plans out of range are rejected", "[app][preprocess
   REQUIRE_THROWS_WITH(b.make(2, 3), Catch::Contains("outside the plan"));
 }
 
-TEST_CASE("metrics: accuracy, per-class counts, loss sum and the first non-finite step", "[app][metrics]") {
+TEST_CASE("metrics: accuracy, per-class counts, loss sum and the first bad step", "[app][metrics]") {
   app::MetricsAccumulator acc(3, engine::Device::cpu());
   // Predictions 0, 2, 0 (a tie goes to the first maximum) against labels 0, 1, 0.
   Tensor logits = Tensor::from_vector({5, 1, 1, 0, 1, 2, 3, 3, 0}, {3, 3}, DType::f32);
@@ -205,17 +205,38 @@ TEST_CASE("metrics: accuracy, per-class counts, loss sum and the first non-finit
   REQUIRE(t.loss_sum == Approx(1.5));
   REQUIRE(t.class_correct == std::vector<double>{2, 0, 0});
   REQUIRE(t.class_total == std::vector<double>{2, 1, 0});
-  REQUIRE(t.first_nonfinite_step == -1);
+  REQUIRE(t.first_bad_step == -1);
+  acc.add(logits, labels, Tensor::from_vector({1e30}, {1}, DType::f32), 6);  // no bound: a finite loss is fine
+  REQUIRE(acc.read().first_bad_step == -1);
   acc.add(logits, labels, Tensor::from_vector({NAN}, {1}, DType::f32), 7);
   acc.add(logits, labels, Tensor::from_vector({INFINITY}, {1}, DType::f32), 9);
-  REQUIRE(acc.read().first_nonfinite_step == 7);
+  REQUIRE(acc.read().first_bad_step == 7);
+  REQUIRE(std::isnan(acc.read().first_bad_loss));
   acc.restore(10, 4, 8);
   t = acc.read();
   REQUIRE(t.loss() == Approx(10.0 / 8));
   REQUIRE(t.accuracy() == Approx(0.5));
-  REQUIRE(t.first_nonfinite_step == -1);
+  REQUIRE(t.first_bad_step == -1);
   REQUIRE_THROWS_WITH(acc.add(logits, Tensor::from_vector({0, 1}, {2}, DType::i32), Tensor(), 0),
                       Catch::Contains("labels"));
+}
+
+TEST_CASE("metrics: a finite loss above the bound is a bad step, as is infinity", "[app][metrics]") {
+  Tensor logits = Tensor::from_vector({1, 0, 0, 1}, {2, 2}, DType::f32);
+  Tensor labels = Tensor::from_vector({0, 1}, {2}, DType::i32);
+  auto loss = [](double v) { return Tensor::from_vector({v}, {1}, DType::f32); };
+  app::MetricsAccumulator acc(2, engine::Device::cpu(), 10.0);
+  acc.add(logits, labels, loss(10.0), 0);  // at the bound: still fine
+  REQUIRE(acc.read().first_bad_step == -1);
+  acc.add(logits, labels, loss(1e17), 3);
+  acc.add(logits, labels, loss(NAN), 4);
+  REQUIRE(acc.read().first_bad_step == 3);
+  REQUIRE(acc.read().first_bad_loss == Approx(1e17));
+  acc.reset();
+  REQUIRE(acc.read().first_bad_step == -1);
+  app::MetricsAccumulator unbounded(2, engine::Device::cpu());
+  unbounded.add(logits, labels, loss(INFINITY), 2);
+  REQUIRE(unbounded.read().first_bad_step == 2);
 }
 
 TEST_CASE("preprocess+metrics: CUDA batches and metrics match the CPU", "[app][preprocess][cuda]") {
@@ -239,11 +260,16 @@ TEST_CASE("preprocess+metrics: CUDA batches and metrics match the CPU", "[app][p
   REQUIRE(b.y.to(engine::Device::cpu()).to(DType::f64).to_vector() == a.y.to(DType::f64).to_vector());
 
   Tensor logits = engine::randn({30, 10}, DType::f32);
-  app::MetricsAccumulator ma(10, engine::Device::cpu()), mb(10, engine::Device::cuda());
-  Tensor loss = Tensor::from_vector({0.25}, {1}, DType::f32);
+  app::MetricsAccumulator ma(10, engine::Device::cpu(), 1.0), mb(10, engine::Device::cuda(), 1.0);
+  Tensor loss = Tensor::from_vector({0.25}, {1}, DType::f32), big = Tensor::from_vector({2.5}, {1}, DType::f32);
   ma.add(logits, a.y, loss, 0);
   mb.add(logits.to(engine::Device::cuda()), b.y, loss.to(engine::Device::cuda()), 0);
+  ma.add(logits, a.y, big, 1);  // above the bound of 1: both record step 1
+  mb.add(logits.to(engine::Device::cuda()), b.y, big.to(engine::Device::cuda()), 1);
   auto ta = ma.read(), tb = mb.read();
+  REQUIRE(ta.first_bad_step == 1);
+  REQUIRE(tb.first_bad_step == 1);
+  REQUIRE(tb.first_bad_loss == ta.first_bad_loss);
   REQUIRE(ta.correct == tb.correct);
   REQUIRE(ta.class_total == tb.class_total);
   REQUIRE(ta.class_correct == tb.class_correct);

@@ -8,58 +8,16 @@
 #include "engine/random.h"
 #include "tests/app/app_test_util.h"
 #include "tests/compare.h"
+#include "tests/app/tiny_run.h"
 
 using engine::Tensor;
 
+using apptest::quiet;
+using apptest::tiny_config;
+using apptest::tiny_data;
+using apptest::tiny_net;
+
 namespace {
-
-// conv -> BN -> ReLU -> max pool -> linear at 14 px: every kind of state a checkpoint must carry (weights, BN
-// running statistics, momentum), small enough for a few epochs in a second.
-// Without BN (child "1" is then an identity ReLU), nothing moves when the learning rate is ~0.
-std::shared_ptr<engine::nn::Module> tiny_net(uint64_t seed, bool batch_norm = true) {
-  engine::default_generator().seed(seed);
-  using namespace engine::nn;
-  std::shared_ptr<Module> norm = batch_norm ? std::shared_ptr<Module>(std::make_shared<BatchNorm2d>(4))
-                                            : std::shared_ptr<Module>(std::make_shared<ReLU>());
-  return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-      std::make_shared<Conv2d>(1, 4, 3, 1, 1, false), norm, std::make_shared<ReLU>(), std::make_shared<MaxPool2d>(2, 2),
-      std::make_shared<Flatten>(), std::make_shared<Linear>(4 * 7 * 7, 10)});
-}
-
-app::FashionMnist tiny_data() {
-  app::FashionMnist d;
-  d.train = apptest::synthetic_images(64, 1);
-  d.test = apptest::synthetic_images(32, 2);
-  return d;
-}
-
-app::TrainConfig tiny_config(const std::string& out) {
-  app::TrainConfig c;
-  c.model = "tiny";
-  c.lr = 0.05;
-  c.epochs = 3;
-  c.batch_size = 16;
-  c.nesterov = true;
-  c.schedule = "cosine";
-  c.warmup_epochs = 0.5;
-  c.label_smoothing = 0.1;
-  c.augment = true;
-  c.normalize = true;
-  c.resize = 14;
-  c.val_split = 0.25;  // 48 training examples: 3 steps per epoch
-  c.device = "cpu";
-  c.seed = 11;
-  c.out = out;
-  return c;
-}
-
-app::TrainHooks quiet() {
-  app::TrainHooks h;
-  h.progress = false;
-  h.log = nullptr;
-  h.plots = false;
-  return h;
-}
 
 void require_same_history(const std::vector<app::EpochRecord>& a, const std::vector<app::EpochRecord>& b) {
   REQUIRE(a.size() == b.size());
@@ -147,7 +105,7 @@ TEST_CASE("trainer: a non-finite loss stops the run naming epoch and step, keepi
   app::TrainResult r = app::train(cfg, tiny_net(5), tiny_data(), hooks);
   REQUIRE(r.status == app::TrainStatus::diverged);
   REQUIRE(r.exit_code() == 3);
-  REQUIRE_THAT(r.message, Catch::Contains("non-finite loss at epoch 2/3 step 2/4") &&
+  REQUIRE_THAT(r.message, Catch::Contains("non-finite loss (nan) at epoch 2/3 step 2/4") &&
                               Catch::Contains("last.safetensors (after epoch 1)"));
   engine::Metadata meta = engine::read_safetensors_metadata(dir / "last.safetensors");
   REQUIRE(meta["epoch"] == "1");
