@@ -28,7 +28,9 @@ for src in tests/fuzz/fuzz_*.cpp; do
   t=${t#fuzz_}
   mkdir -p "$asan/fuzz/$t"
   log=$asan/fuzz/$t.log
-  if ! "$asan/fuzz_$t" -max_total_time="${FUZZ_SECONDS:-10}" -artifact_prefix="$asan/fuzz/crash-$t-" \
+  dict=()
+  [[ -f tests/fuzz/$t.dict ]] && dict=(-dict="tests/fuzz/$t.dict")
+  if ! "$asan/fuzz_$t" -max_total_time="${FUZZ_SECONDS:-10}" -artifact_prefix="$asan/fuzz/crash-$t-" "${dict[@]}" \
     "$asan/fuzz/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1; then
     cat "$log"
     echo "fuzz: $t failed; the input is in $asan/fuzz/crash-$t-* (docs/testing.md says how to keep it)" >&2
