@@ -16,8 +16,15 @@ ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$jobs"
 # One clang tree holds both the sanitized suite and the fuzz targets, so the engine is compiled once for them.
 asan=${ASAN_BUILD_DIR:-build-asan}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+cxx=$(command -v clang++-14)
+# A tree configured with another compiler would make CMake drop its cache and reconfigure without our options.
+if [[ -f $asan/CMakeCache.txt ]] && ! grep -qx "CMAKE_CXX_COMPILER:[A-Z]*=$cxx" "$asan/CMakeCache.txt"; then
+  echo "test: $asan was configured with another compiler; configuring it afresh"
+  rm "$asan/CMakeCache.txt"
+fi
 # shellcheck disable=SC2086
-cmake -S . -B "$asan" -G Ninja -DCMAKE_CXX_COMPILER=clang++-14 -DENGINE_CUDA=OFF -DENGINE_FUZZ=ON ${ASAN_CMAKE_ARGS:-}
+cmake -S . -B "$asan" -G Ninja -DCMAKE_CXX_COMPILER="$cxx" -DENGINE_CUDA=OFF -DENGINE_FUZZ=ON ${ASAN_CMAKE_ARGS:-}
+grep -qx "ENGINE_FUZZ:BOOL=ON" "$asan/CMakeCache.txt" || { echo "test: $asan is not a fuzz build" >&2; exit 1; }
 cmake --build "$asan" -j "$jobs"
 ctest --test-dir "$asan" --output-on-failure -j "$jobs"
 
