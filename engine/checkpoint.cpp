@@ -1,11 +1,13 @@
 #include "engine/checkpoint.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <set>
 
 #include "engine/error.h"
@@ -61,26 +63,27 @@ std::string list_some(const std::vector<std::string>& names, size_t max = 5) {
   return out;
 }
 
-// Reads the 8-byte length and the header text; leaves `in` at the start of the data.
-json::Value read_header(std::ifstream& in, const std::string& path, uint64_t file_size, uint64_t* header_len) {
-  ENGINE_CHECK(file_size >= 8, "checkpoint ", path, ": file is ", file_size,
-               " bytes, too short to be a safetensors file (needs an 8-byte header length)");
-  unsigned char len_bytes[8];
-  in.read(reinterpret_cast<char*>(len_bytes), 8);
+// The header length from the file's first 8 bytes (little-endian), checked against the file's size.
+uint64_t header_length(const unsigned char* first8, uint64_t file_size, const std::string& name) {
   uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | len_bytes[i];
-  ENGINE_CHECK(n <= kMaxHeader && n <= file_size - 8, "checkpoint ", path, ": header length ", n,
+  for (int i = 7; i >= 0; --i) n = (n << 8) | first8[i];
+  ENGINE_CHECK(n <= kMaxHeader && n <= file_size - 8, "checkpoint ", name, ": header length ", n,
                " does not fit the file (", file_size, " bytes); the file is truncated or not safetensors");
-  std::string header(n, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(n));
-  ENGINE_CHECK(in.good(), "checkpoint ", path, ": could not read the ", n, "-byte header");
-  *header_len = n;
+  return n;
+}
+
+void check_size(uint64_t file_size, const std::string& name) {
+  ENGINE_CHECK(file_size >= 8, "checkpoint ", name, ": file is ", file_size,
+               " bytes, too short to be a safetensors file (needs an 8-byte header length)");
+}
+
+json::Value parse_header(const std::string& text, const std::string& name) {
   try {
-    json::Value v = json::parse(header);
+    json::Value v = json::parse(text);
     ENGINE_CHECK(v.is_object(), "the header is not a JSON object");
     return v;
   } catch (const EngineError& e) {
-    fail(cat("checkpoint ", path, ": bad safetensors header: ", e.what()));
+    fail(cat("checkpoint ", name, ": bad safetensors header: ", e.what()));
   }
 }
 
@@ -97,12 +100,52 @@ Metadata metadata_of(const json::Value& header, const std::string& path) {
   return meta;
 }
 
-uint64_t file_size_of(std::ifstream& in) {
-  in.seekg(0, std::ios::end);
-  uint64_t size = static_cast<uint64_t>(in.tellg());
-  in.seekg(0, std::ios::beg);
-  return size;
-}
+// A file opened for reading that is known to be a regular file. Opening with O_NONBLOCK and checking with fstat
+// on the open descriptor (not stat, then open: the path could change in between) means a FIFO is refused
+// instead of blocking forever on a writer that never comes; for a regular file O_NONBLOCK changes nothing.
+class RegularFile {
+ public:
+  explicit RegularFile(const std::string& path) : path_(path) {
+    fd_ = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    ENGINE_CHECK(fd_ >= 0, "checkpoint ", path, ": cannot open: ", std::strerror(errno));
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) fail(cat("checkpoint ", path, ": cannot stat: ", std::strerror(errno)));
+    const char* kind = S_ISREG(st.st_mode)                          ? nullptr
+                       : S_ISDIR(st.st_mode)                        ? "a directory"
+                       : S_ISFIFO(st.st_mode)                       ? "a FIFO (named pipe)"
+                       : S_ISSOCK(st.st_mode)                       ? "a socket"
+                       : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                                                                    : "not a regular file";
+    if (kind) {
+      ::close(fd_);
+      fail(cat("checkpoint ", path, ": is ", kind, ", not a safetensors file (give the path of a regular file)"));
+    }
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+  ~RegularFile() { ::close(fd_); }
+  RegularFile(const RegularFile&) = delete;
+  RegularFile& operator=(const RegularFile&) = delete;
+
+  uint64_t size() const { return size_; }
+
+  // Exactly n bytes at `offset`, or an error naming the file (a short read means it shrank while we read).
+  void read(uint64_t offset, char* out, uint64_t n) const {
+    uint64_t done = 0;
+    while (done < n) {
+      const ssize_t got = ::pread(fd_, out + done, n - done, static_cast<off_t>(offset + done));
+      if (got < 0 && errno == EINTR) continue;
+      if (got < 0) fail(cat("checkpoint ", path_, ": read error: ", std::strerror(errno)));
+      ENGINE_CHECK(got > 0, "checkpoint ", path_, ": the file ended after ", offset + done, " of ", offset + n,
+                   " bytes (was it truncated while being read?)");
+      done += static_cast<uint64_t>(got);
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
 
 }  // namespace
 
@@ -196,31 +239,39 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file) {
 }
 
 Metadata read_safetensors_metadata(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ENGINE_CHECK(in, "checkpoint ", path, ": cannot open: ", std::strerror(errno));
-  uint64_t header_len = 0;
-  json::Value header = read_header(in, path, file_size_of(in), &header_len);
-  return metadata_of(header, path);
+  RegularFile in(path);
+  check_size(in.size(), path);
+  unsigned char first8[8];
+  in.read(0, reinterpret_cast<char*>(first8), 8);
+  std::string header(header_length(first8, in.size(), path), '\0');
+  in.read(8, header.data(), header.size());
+  return metadata_of(parse_header(header, path), path);
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
+  RegularFile in(path);
+  std::string bytes(in.size(), '\0');
+  in.read(0, bytes.data(), bytes.size());
+  return parse_safetensors(bytes, path);
+}
+
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& name) {
   ENGINE_CHECK(little_endian_host(), "checkpoint: safetensors needs a little-endian host");
-  std::ifstream in(path, std::ios::binary);
-  ENGINE_CHECK(in, "checkpoint ", path, ": cannot open: ", std::strerror(errno));
-  uint64_t size = file_size_of(in), header_len = 0;
-  json::Value header = read_header(in, path, size, &header_len);
-  const uint64_t data_size = size - 8 - header_len;
+  check_size(bytes.size(), name);
+  const uint64_t header_len = header_length(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name);
+  const json::Value header = parse_header(std::string(bytes.substr(8, header_len)), name);
+  const std::string_view data = bytes.substr(8 + header_len);
 
   SafetensorsFile file;
-  file.metadata = metadata_of(header, path);
+  file.metadata = metadata_of(header, name);
   struct Range {
     uint64_t begin, end;
     std::string name;
   };
   std::vector<Range> ranges;
-  for (const auto& [name, v] : header.as_object()) {
-    if (name == "__metadata__") continue;
-    const std::string what = cat("checkpoint ", path, ": tensor '", name, "'");
+  for (const auto& [tensor_name, v] : header.as_object()) {
+    if (tensor_name == "__metadata__") continue;
+    const std::string what = cat("checkpoint ", name, ": tensor '", tensor_name, "'");
     ENGINE_CHECK(v.is_object(), what, ": entry is not an object");
     const json::Value* dt = v.find("dtype");
     const json::Value* sh = v.find("shape");
@@ -228,34 +279,40 @@ SafetensorsFile read_safetensors(const std::string& path) {
     ENGINE_CHECK(dt && sh && off, what, ": entry needs dtype, shape and data_offsets");
     StoredTensor t;
     t.dtype = dt->as_string(what + " dtype");
-    int64_t es = element_size(t.dtype);
+    const int64_t es = element_size(t.dtype);
     ENGINE_CHECK(es > 0, what, ": unknown dtype ", t.dtype);
     for (const auto& d : sh->as_array(what + " shape")) {
-      int64_t n = d.as_int(what + " shape entry");
-      ENGINE_CHECK(n >= 0, what, ": negative dimension in shape");
+      const int64_t n = d.as_int(what + " shape entry");
+      ENGINE_CHECK(n >= 0, what, ": negative dimension ", n, " in shape");
       t.shape.push_back(n);
     }
+    int64_t numel = 0, needed = 0;
+    try {
+      numel = numel_of(t.shape);
+    } catch (const EngineError& e) {
+      fail(cat(what, ": ", e.what()));
+    }
+    ENGINE_CHECK(!__builtin_mul_overflow(numel, es, &needed), what, ": shape ", shape_str(t.shape), " of ", t.dtype,
+                 " needs more than 2^63 bytes");
     const auto& o = off->as_array(what + " data_offsets");
     ENGINE_CHECK(o.size() == 2, what, ": data_offsets needs [begin, end]");
-    int64_t b = o[0].as_int(what + " offset"), e = o[1].as_int(what + " offset");
-    ENGINE_CHECK(b >= 0 && b <= e && static_cast<uint64_t>(e) <= data_size, what, ": byte range [", b, ", ", e,
-                 ") lies outside the ", data_size, " data bytes (file truncated?)");
-    ENGINE_CHECK(e - b == numel_of(t.shape) * es, what, ": byte range holds ", e - b, " bytes but shape ",
-                 shape_str(t.shape), " of ", t.dtype, " needs ", numel_of(t.shape) * es);
-    ranges.push_back({static_cast<uint64_t>(b), static_cast<uint64_t>(e), name});
-    file.tensors.emplace_back(name, std::move(t));
+    const uint64_t b = o[0].as_uint64(what + " begin offset"), e = o[1].as_uint64(what + " end offset");
+    ENGINE_CHECK(b <= e && e <= data.size(), what, ": byte range [", b, ", ", e, ") lies outside the ", data.size(),
+                 " data bytes (file truncated?)");
+    ENGINE_CHECK(e - b == static_cast<uint64_t>(needed), what, ": byte range holds ", e - b, " bytes but shape ",
+                 shape_str(t.shape), " of ", t.dtype, " needs ", needed);
+    t.bytes.assign(data.begin() + b, data.begin() + e);
+    ranges.push_back({b, e, tensor_name});
+    file.tensors.emplace_back(tensor_name, std::move(t));
   }
-  std::vector<Range> sorted = ranges;
+  // An empty range holds no byte, so it overlaps nothing, wherever it starts.
+  std::vector<Range> sorted;
+  for (const Range& r : ranges)
+    if (r.begin < r.end) sorted.push_back(r);
   std::sort(sorted.begin(), sorted.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
   for (size_t i = 1; i < sorted.size(); ++i)
-    ENGINE_CHECK(sorted[i].begin >= sorted[i - 1].end, "checkpoint ", path, ": tensors '", sorted[i - 1].name,
+    ENGINE_CHECK(sorted[i].begin >= sorted[i - 1].end, "checkpoint ", name, ": tensors '", sorted[i - 1].name,
                  "' and '", sorted[i].name, "' overlap");
-
-  std::vector<char> data(data_size);
-  in.read(data.data(), static_cast<std::streamsize>(data_size));
-  ENGINE_CHECK(in.good() || data_size == 0, "checkpoint ", path, ": could not read the ", data_size, " data bytes");
-  for (size_t i = 0; i < ranges.size(); ++i)
-    file.tensors[i].second.bytes.assign(data.begin() + ranges[i].begin, data.begin() + ranges[i].end);
   // File order: by offset.
   std::vector<size_t> order(ranges.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -37,8 +38,11 @@ struct SafetensorsFile {
 // Writes atomically (temp file + fsync + rename). Tensor names must be unique and not "__metadata__".
 void write_safetensors(const std::string& path, const SafetensorsFile& file);
 // Reads and validates (header JSON, dtypes, shapes against byte ranges, ranges inside the file, no overlap);
-// errors name the file and what is wrong.
+// errors name the file and what is wrong. Anything but a regular file (a directory, a FIFO) is refused.
 SafetensorsFile read_safetensors(const std::string& path);
+// The same from a whole file's bytes in memory (read_safetensors reads the file, then calls this); `name`
+// stands for the file in errors.
+SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& name);
 // Only the header's __metadata__ (cheap: does not read the tensor bytes).
 Metadata read_safetensors_metadata(const std::string& path);
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <set>
 
 #include "engine/error.h"
 
@@ -78,6 +79,7 @@ class Parser {
   Value object(int depth) {
     expect('{');
     std::vector<std::pair<std::string, Value>> members;
+    std::set<std::string> keys;  // a header may hold 100k tensors: a linear scan per key would be quadratic
     if (peek() == '}') {
       ++pos_;
       return Value::make_object(std::move(members));
@@ -85,8 +87,7 @@ class Parser {
     for (;;) {
       if (peek() != '"') error("expected a string key");
       std::string key = string();
-      for (const auto& m : members)
-        if (m.first == key) error(cat("duplicate key \"", key, "\""));
+      if (!keys.insert(key).second) error(cat("duplicate key \"", key, "\""));
       expect(':');
       members.emplace_back(std::move(key), value(depth + 1));
       char c = peek();
@@ -212,9 +213,13 @@ class Parser {
           break;
         case 'u': {
           uint32_t cp = hex4();
-          if (cp >= 0xD800 && cp < 0xDC00 && s_.compare(pos_, 2, "\\u") == 0) {
+          // UTF-16 surrogates come in pairs (high, low); a lone one encodes no character.
+          if (cp >= 0xDC00 && cp < 0xE000) error("lone low surrogate in \\u escape");
+          if (cp >= 0xD800 && cp < 0xDC00) {
+            if (s_.compare(pos_, 2, "\\u") != 0) error("high surrogate not followed by a \\u low surrogate");
             pos_ += 2;
             uint32_t lo = hex4();
+            if (lo < 0xDC00 || lo >= 0xE000) error("high surrogate not followed by a low surrogate");
             cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
           }
           put_utf8(out, cp);
@@ -243,12 +248,43 @@ double Value::as_double(const std::string& what) const {
   JSON_EXPECT(Type::number);
   return std::strtod(text_.c_str(), nullptr);
 }
+namespace {
+// The magnitude of an integer written as [-]digits, exactly; false when it is not such a text or exceeds 2^64-1.
+// strtoll would saturate silently and accept "1e3" as 1; doubles round above 2^53.
+bool decimal_magnitude(const std::string& text, bool* negative, uint64_t* magnitude) {
+  size_t i = 0;
+  *negative = !text.empty() && text[0] == '-';
+  if (*negative) ++i;
+  if (i == text.size()) return false;
+  uint64_t v = 0;
+  for (; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    const uint64_t digit = static_cast<uint64_t>(text[i] - '0');
+    if (v > (UINT64_MAX - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  *magnitude = v;
+  return true;
+}
+}  // namespace
+
 int64_t Value::as_int(const std::string& what) const {
   JSON_EXPECT(Type::number);
-  char* end = nullptr;
-  long long v = std::strtoll(text_.c_str(), &end, 10);
-  ENGINE_CHECK(end && *end == '\0', "json: ", what, " should be an integer but is ", text_);
-  return static_cast<int64_t>(v);
+  bool negative = false;
+  uint64_t m = 0;
+  const bool ok =
+      decimal_magnitude(text_, &negative, &m) && m <= (negative ? uint64_t{1} << 63 : static_cast<uint64_t>(INT64_MAX));
+  ENGINE_CHECK(ok, "json: ", what, " should be an integer in [-2^63, 2^63-1] written with digits only, but is ", text_);
+  if (!negative || m == 0) return static_cast<int64_t>(m);
+  return -static_cast<int64_t>(m - 1) - 1;  // -2^63 has no positive twin in int64
+}
+uint64_t Value::as_uint64(const std::string& what) const {
+  JSON_EXPECT(Type::number);
+  bool negative = false;
+  uint64_t m = 0;
+  const bool ok = decimal_magnitude(text_, &negative, &m) && !negative;
+  ENGINE_CHECK(ok, "json: ", what, " should be an integer in [0, 2^64-1] written with digits only, but is ", text_);
+  return m;
 }
 const std::string& Value::as_string(const std::string& what) const {
   JSON_EXPECT(Type::string);

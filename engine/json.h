@@ -23,7 +23,9 @@ class Value {
   // Typed access; each throws EngineError naming `what` when the value has another type.
   bool as_bool(const std::string& what = "value") const;
   double as_double(const std::string& what = "value") const;
-  int64_t as_int(const std::string& what = "value") const;  // integral numbers only
+  // Integers written as plain decimal digits (no fraction, no exponent), read exactly; out of range throws.
+  int64_t as_int(const std::string& what = "value") const;
+  uint64_t as_uint64(const std::string& what = "value") const;  // non-negative, up to 2^64 - 1
   const std::string& as_string(const std::string& what = "value") const;
   const std::vector<Value>& as_array(const std::string& what = "value") const;
   const std::vector<std::pair<std::string, Value>>& as_object(const std::string& what = "value") const;

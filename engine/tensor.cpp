@@ -28,8 +28,14 @@ const char* dtype_name(DType d) {
 }
 
 int64_t numel_of(const Shape& s) {
+  for (int64_t v : s) ENGINE_CHECK(v >= 0, "negative dimension in shape ", shape_str(s));
+  // A zero anywhere makes the product 0, even where the other dimensions alone would overflow.
+  for (int64_t v : s)
+    if (v == 0) return 0;
   int64_t n = 1;
-  for (int64_t v : s) n *= v;
+  for (int64_t v : s)
+    ENGINE_CHECK(!__builtin_mul_overflow(n, v, &n), "shape ", shape_str(s),
+                 " has more elements than a 64-bit count can hold (2^63 - 1)");
   return n;
 }
 

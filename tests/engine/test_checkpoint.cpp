@@ -1,3 +1,6 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <filesystem>
@@ -157,4 +160,169 @@ TEST_CASE("checkpoint: resnet20 is saved under torchvision-style names", "[check
   auto fresh = models::create("resnet20");
   load_checkpoint(dir / "r.safetensors", *fresh);
   REQUIRE(fresh->find("layer2.1.conv2.weight").to_vector() == net->find("layer2.1.conv2.weight").to_vector());
+}
+
+namespace {
+// A safetensors file written byte by byte: the 8-byte little-endian header length, `header`, then `data`.
+void write_raw(const std::string& path, const std::string& header, const std::string& data) {
+  std::string len(8, '\0');
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>(static_cast<uint64_t>(header.size()) >> (8 * i));
+  std::ofstream(path, std::ios::binary) << len << header << data;
+}
+
+// Every reader of a checkpoint path must refuse `path` with a message holding `problem` and the path;
+// read_safetensors_metadata too unless the fault lies in the tensor entries, which it does not read.
+enum class Fault { file, tensors };
+void require_refused(const std::string& path, const std::string& problem, Fault fault = Fault::file) {
+  auto net = small_net(1);
+  using Catch::Contains;
+  REQUIRE_THROWS_AS(read_safetensors(path), EngineError);
+  REQUIRE_THROWS_WITH(read_safetensors(path), Contains(path) && Contains(problem));
+  if (fault == Fault::file) REQUIRE_THROWS_WITH(read_safetensors_metadata(path), Contains(path) && Contains(problem));
+  REQUIRE_THROWS_WITH(load_checkpoint(path, *net), Contains(path) && Contains(problem));
+}
+}  // namespace
+
+TEST_CASE("checkpoint: a directory, a FIFO or an unopenable path is refused by name, without blocking",
+          "[checkpoint]") {
+  apptest::TempDir dir;
+  require_refused(dir.str(), "is a directory");
+
+  const std::string fifo = dir / "pipe.safetensors";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  // A reader that opened the FIFO plainly would wait forever for a writer: the alarm turns that hang into a
+  // failure (the test binary dies of SIGALRM) instead of a stuck suite.
+  ::alarm(20);
+  require_refused(fifo, "is a FIFO");
+  ::alarm(0);
+
+  const std::string loop = dir / "loop.safetensors";
+  std::filesystem::create_symlink(loop, loop);
+  require_refused(loop, "cannot open: Too many levels of symbolic links");
+
+  const std::string locked = dir / "locked.safetensors";
+  write_raw(locked, "{}", "");
+  std::filesystem::permissions(locked, std::filesystem::perms::none);
+  if (::geteuid() == 0) {
+    WARN(
+        "running as root: mode 000 does not stop root from reading, so the permission case is not checked here "
+        "(the symlink loop above is the unopenable case)");
+  } else {
+    require_refused(locked, "cannot open: Permission denied");
+  }
+}
+
+TEST_CASE("checkpoint: a file shorter than its header is refused by name", "[checkpoint]") {
+  apptest::TempDir dir;
+  const std::string tiny = dir / "tiny.safetensors";
+  std::ofstream(tiny, std::ios::binary) << std::string("\x10\0\0", 3);
+  require_refused(tiny, "3 bytes, too short to be a safetensors file");
+
+  const std::string cut = dir / "cut.safetensors";
+  write_raw(cut, "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", "\1\2\3\4");
+  std::filesystem::resize_file(cut, 20);  // the length still announces the whole header
+  require_refused(cut, "header length 54 does not fit the file (20 bytes)");
+}
+
+TEST_CASE("checkpoint: crafted shapes and offsets give named errors, never overflow", "[checkpoint]") {
+  apptest::TempDir dir;
+  const std::string path = dir / "crafted.safetensors";
+  auto refused = [&](const std::string& shape, const std::string& offsets, const std::string& problem) {
+    INFO("shape " << shape << ", data_offsets " << offsets);
+    write_raw(path, "{\"w\":{\"dtype\":\"F32\",\"shape\":" + shape + ",\"data_offsets\":" + offsets + "}}",
+              std::string(16, '\0'));
+    require_refused(path, problem, Fault::tensors);
+  };
+  // 2^32 * 2^32 elements overflow int64.
+  refused("[4294967296,4294967296]", "[0,16]", "has more elements than a 64-bit count can hold");
+  // 2^31 * 2^31 = 2^62 elements fit, their 2^64 bytes of F32 do not.
+  refused("[2147483648,2147483648]", "[0,16]", "needs more than 2^63 bytes");
+  // 2^62 bytes fit in the arithmetic but not in the 16-byte file.
+  refused("[1073741824,1073741824]", "[0,16]",
+          "byte range holds 16 bytes but shape [1073741824, 1073741824] of F32 "
+          "needs 4611686018427387904");
+  refused("[1073741824,1073741824]", "[0,4611686018427387904]", "lies outside the 16 data bytes");
+  refused("[-1]", "[0,16]", "negative dimension -1 in shape");
+  refused("[4.0]", "[0,16]", "shape entry should be an integer");
+  // Offsets are exact unsigned 64-bit integers: no exponent, no fraction, no sign, no rounding above 2^64 - 1.
+  refused("[4]", "[0,1.6e1]", "end offset should be an integer in [0, 2^64-1] written with digits only, but is 1.6e1");
+  refused("[4]", "[0,16.0]", "but is 16.0");
+  refused("[4]", "[-0,16]", "begin offset should be an integer");
+  refused("[4]", "[-16,16]", "but is -16");
+  refused("[4]", "[18446744073709551616,16]", "but is 18446744073709551616");
+  refused("[4]", "[18446744073709551615,18446744073709551615]", "lies outside the 16 data bytes");
+}
+
+TEST_CASE("checkpoint: empty tensors overlap nothing and load beside others", "[checkpoint]") {
+  apptest::TempDir dir;
+  const std::string path = dir / "empty.safetensors";
+  // "e" and "z" start inside "a"'s bytes, but hold none; "big" has a zero dimension beside two that alone
+  // would overflow the element count.
+  write_raw(path,
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+            "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+            "\"big\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296,0],\"data_offsets\":[2,2]},"
+            "\"z\":{\"dtype\":\"I32\",\"shape\":[3,0],\"data_offsets\":[8,8]}}",
+            std::string("\0\0\x80\x3f\0\0\0\x40", 8));
+  SafetensorsFile f = read_safetensors(path);
+  REQUIRE(f.tensors.size() == 4);
+  REQUIRE(f.find("a")->to_tensor().to_vector() == std::vector<double>{1, 2});
+  REQUIRE(f.find("e")->shape == Shape{0});
+  REQUIRE(f.find("e")->to_tensor().numel() == 0);
+  REQUIRE(f.find("big")->bytes.empty());
+  REQUIRE(f.find("z")->to_tensor().shape() == Shape{3, 0});
+
+  // Two non-empty ranges sharing a byte still overlap.
+  write_raw(path,
+            "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+            "\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[7,8]}}",
+            std::string(8, '\0'));
+  require_refused(path, "tensors 'a' and 'b' overlap", Fault::tensors);
+}
+
+TEST_CASE("checkpoint: a tensor named twice in the header is refused by name", "[checkpoint]") {
+  apptest::TempDir dir;
+  const std::string path = dir / "dup.safetensors";
+  const std::string entry = "{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}";
+  write_raw(path, "{\"w\":" + entry + ",\"v\":" + entry + ",\"w\":" + entry + "}", "x");
+  require_refused(path, "bad safetensors header: json: duplicate key \"w\"");
+}
+
+TEST_CASE("json: duplicate keys are found among 100k, in linearithmic time", "[checkpoint][json]") {
+  // A linear scan per key made this quadratic (about 30 s for 100k keys); a set makes it well under a second.
+  const int n = 100000;
+  std::string text = "{";
+  for (int i = 0; i < n; ++i) text += cat(i ? "," : "", "\"layer", i, ".weight\":", i);
+  json::Value v = json::parse(text + "}");
+  REQUIRE(v.as_object().size() == n);
+  REQUIRE(v.as_object()[n - 1].first == cat("layer", n - 1, ".weight"));
+  REQUIRE(v.as_object()[n - 1].second.as_int() == n - 1);
+  REQUIRE_THROWS_WITH(json::parse(text + ",\"layer12345.weight\":0}"),
+                      Catch::Contains("duplicate key \"layer12345.weight\""));
+  REQUIRE_THROWS_WITH(json::parse(text + ",\"layer99999.weight\":0}"),
+                      Catch::Contains("duplicate key \"layer99999.weight\""));
+}
+
+TEST_CASE("json: integers are read exactly or refused", "[checkpoint][json]") {
+  auto num = [](const std::string& text) { return json::parse(text); };
+  REQUIRE(num("9223372036854775807").as_int() == INT64_MAX);
+  REQUIRE(num("-9223372036854775808").as_int() == INT64_MIN);
+  REQUIRE(num("-0").as_int() == 0);
+  REQUIRE(num("18446744073709551615").as_uint64() == UINT64_MAX);
+  REQUIRE(num("9007199254740993").as_uint64() == 9007199254740993ull);  // 2^53 + 1: a double would round it
+  for (const char* bad : {"9223372036854775808", "-9223372036854775809", "1e3", "1.0", "1E0"}) {
+    INFO(bad);
+    REQUIRE_THROWS_WITH(num(bad).as_int("n"), Catch::Contains("n should be an integer") && Catch::Contains(bad));
+  }
+  for (const char* bad : {"18446744073709551616", "-1", "1e3", "0.5"}) {
+    INFO(bad);
+    REQUIRE_THROWS_WITH(num(bad).as_uint64("n"), Catch::Contains("n should be an integer") && Catch::Contains(bad));
+  }
+}
+
+TEST_CASE("json: surrogate escapes must pair up", "[checkpoint][json]") {
+  REQUIRE(json::parse("\"\\ud83d\\ude00\"").as_string() == "\xF0\x9F\x98\x80");
+  REQUIRE_THROWS_WITH(json::parse("\"\\ud83d\\u0041\""), Catch::Contains("not followed by a low surrogate"));
+  REQUIRE_THROWS_WITH(json::parse("\"\\ud83dx\""), Catch::Contains("not followed by a \\u low surrogate"));
+  REQUIRE_THROWS_WITH(json::parse("\"\\ude00\""), Catch::Contains("lone low surrogate"));
 }
