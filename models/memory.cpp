@@ -32,11 +32,6 @@ struct StepOp {
   bool merges = false;  // the block's first op: its input gradient is added to the pending one
 };
 
-void name_modules(const nn::Module& m, const std::string& prefix, std::map<const nn::Module*, std::string>& out) {
-  out[&m] = prefix.empty() ? "(model)" : prefix;
-  for (const auto& [name, child] : m.children()) name_modules(*child, prefix.empty() ? name : prefix + "." + name, out);
-}
-
 const char* kind_name(TracedOpKind k) {
   switch (k) {
     case TracedOpKind::conv2d:
@@ -97,8 +92,6 @@ MemoryEstimate estimate_step_memory(const nn::Module& model, const StepSpec& spe
                engine::shape_str(spec.input));
   const std::size_t elem = engine::dtype_size(spec.dtype);
   const bool cuda = spec.device.is_cuda();
-  std::map<const nn::Module*, std::string> names;
-  name_modules(model, "", names);
 
   // ---- the ops, from the trace ----
   struct Block {
@@ -114,7 +107,7 @@ MemoryEstimate estimate_step_memory(const nn::Module& model, const StepSpec& spe
     if (t.kind == TracedOpKind::end) return blocks.pop_back();
     StepOp op;
     op.mem.op = kind_name(t.kind);
-    op.mem.name = names.count(t.module) ? names[t.module] : "?";
+    op.mem.name = !t.module ? "?" : t.module->path().empty() ? "(model)" : t.module->path();
     op.mem.in = t.in;
     op.mem.out = t.out;
     op.out_bytes = bytes_of(t.out, elem);
