@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "engine/error.h"
+#include "kernels/cpu/blas_info.h"
 
 #if ENGINE_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -239,17 +240,6 @@ inline void reset_vm_hwm() {
   f << "5";
 }
 
-inline std::string cpu_model() {
-  std::ifstream f("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("model name", 0) == 0) {
-      auto p = line.find(':');
-      return p == std::string::npos ? line : line.substr(p + 2);
-    }
-  return "unknown CPU";
-}
-
 // The environment that decides how threads wait and how many BLAS runs: printed with every result.
 inline std::string thread_env() {
   std::string o;
@@ -259,6 +249,9 @@ inline std::string thread_env() {
   }
   return o;
 }
+
+// The BLAS and the kernel set the CPU GEMMs run on: printed with every result.
+inline std::string blas_note() { return "BLAS: " + kernels::cpu::blas_description(); }
 
 inline double load_average() {
   std::ifstream f("/proc/loadavg");

@@ -545,7 +545,7 @@ int main(int argc, char** argv) {
     o.tf32 = a.i64("tf32", 0) != 0;
     const bool json = a.flag("json");
 
-    std::string devname = bench::cpu_model(), peak_note;
+    std::string devname = kernels::cpu::cpu_description(), peak_note;
     if (g_cuda) {
 #if ENGINE_HAVE_CUDA
       kernels::cuda::set_allow_tf32(o.tf32);
@@ -574,6 +574,7 @@ int main(int argc, char** argv) {
     out.note(engine::cat("bench_kernels on ", o.dev.str(), ": ", devname, ", ", bench::threads(),
                          " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
+    out.note(bench::blas_note());
     out.note(engine::cat(
         o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", float32", g_cuda && o.tf32 ? " (TF32 GEMMs)" : "",
         "; warm-up ", o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",

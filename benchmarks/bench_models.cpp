@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
                                                                 {"gflops", "GFLOP/s"},
                                                                 {"pct_peak", "%peak"},
                                                                 {"peak_mem_mb", "peak MB"}};
-    std::string devname = bench::cpu_model();
+    std::string devname = kernels::cpu::cpu_description();
 #if ENGINE_HAVE_CUDA
     if (cuda) {
       cudaDeviceProp prop;
@@ -212,6 +212,7 @@ int main(int argc, char** argv) {
     out.note(engine::cat("ours (engine) on ", dev.str(), ": ", devname, ", ", bench::threads(),
                          " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
+    out.note(bench::blas_note());
     out.note(engine::cat("warm-up ", warmup, " steps, timed ", steps,
                          " steps; peak MB = ", cuda ? "caching-allocator peak" : "VmHWM minus RSS at start-up"));
     if (a.has("peak-gflops"))

@@ -66,7 +66,7 @@ def main():
     if args.steps is not None:
         common += ["--steps", str(args.steps)]
 
-    all_recs, rows = [], []
+    all_recs, rows, machine = [], [], []
     for model in args.models.split(","):
         for res in res_list:
             for batch in batch_list:
@@ -75,6 +75,8 @@ def main():
                 theirs, n2 = run_json([py, os.path.join(HERE, "pytorch_reference.py")] + shape + common)
                 for n in n1 + n2:
                     print(n)
+                # bench_models' CPU and BLAS lines (kernels::cpu::cpu_description, blas_description), repeated under the table.
+                machine += [n for n in n1 if (n.startswith("# ours") or n.startswith("# BLAS")) and n not in machine]
                 all_recs += ours + theirs
                 by_math = {t["math"]: t for t in theirs}
                 for o in ours:
@@ -101,6 +103,8 @@ def main():
     for c in cells:
         print("  ".join(c[i].ljust(widths[i]) if i == 0 else c[i].rjust(widths[i]) for i in range(len(c))))
     print("\ntorch/ours = PyTorch step time / our step time (> 1: we are faster)")
+    for n in machine:
+        print(n)
     if args.save:
         with open(args.save, "w") as f:
             for r in all_recs:
