@@ -28,7 +28,7 @@ namespace {
 // it by more than 1%. CUDA: 25%, because the caching allocator rounds every block to 512 B and may hand out a
 // cached block up to twice the size asked for.
 constexpr double kCpuFactor = 1.01;
-constexpr double kCudaFactor = 1.25;
+[[maybe_unused]] constexpr double kCudaFactor = 1.25;  // used only in CUDA builds
 
 struct Counters {
   std::function<int64_t()> live, peak;
