@@ -11,6 +11,7 @@
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/random.h"
+#include "kernels/cpu/blas_info.h"
 #include "models/memory.h"
 #include "models/registry.h"
 
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
     // Refuse a step that cannot fit before anything large is allocated. Data still to come: the dataset on the
     // device (on the CPU two more host copies: the trainer's subsets and its DeviceDataset).
     const engine::Device device = engine::resolve_device(cfg.device);
+    if (device.is_cpu()) std::printf("%s\n", kernels::cpu::machine_description().c_str());  // what runs, first
     const int64_t data_bytes =
         models::dataset_bytes(data.train.count + data.test.count, data.train.rows, data.train.cols);
     const models::MemoryFit fit = models::check_step_memory(*model,

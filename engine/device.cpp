@@ -1,5 +1,6 @@
 #include "engine/device.h"
 
+#include <atomic>
 #include <iostream>
 
 #include "engine/error.h"
@@ -45,7 +46,8 @@ Device resolve_device(const std::string& spec) {
   if (spec == "auto") {
     std::string why = cuda_unavailable_reason();
     if (why.empty()) return Device::cuda(0);
-    std::cerr << "notice: --device auto: using the CPU because " << why << "\n";
+    static std::atomic<bool> told{false};  // resolved more than once per run; said once
+    if (!told.exchange(true)) std::cerr << "notice: --device auto: using the CPU because " << why << "\n";
     return Device::cpu();
   }
   Device d = Device::parse(spec);

@@ -22,7 +22,6 @@
 #include "engine/json.h"
 #include "engine/ops.h"
 #include "engine/optim/sgd.h"
-#include "kernels/cpu/blas_info.h"
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/runtime.h"
 #endif
@@ -435,7 +434,6 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   FILE* log = hooks.log;
   auto session_start = std::chrono::steady_clock::now();
   const engine::Device device = setup_runtime(cfg);
-  if (log && !device.is_cuda()) std::fprintf(log, "%s\n", kernels::cpu::machine_description().c_str());
   const Preprocess pp = preprocess_of(cfg);
 
   // ---- data: limit, split, upload once ----
