@@ -80,6 +80,10 @@ TEST_CASE("every program: --help, unknown options, bad and missing values", "[ap
     CHECK(missing.code == 2);
     CHECK_THAT(missing.output, Catch::Contains("--" + p.needs_value + " needs a value"));
   }
+  // Several positionals, options between them.
+  Run runs = run(PLOT_RUNS_BIN, "a --labels x b");
+  REQUIRE(runs.code == 2);
+  REQUIRE_THAT(runs.output, Catch::Contains("--labels has 1 names for 2 runs"));
   // --name=VALUE and --name VALUE reach the program alike.
   Run eq = run(MODEL_SUMMARY_BIN, "resnet20 --depth=2 --input=1x28x28");
   Run sp = run(MODEL_SUMMARY_BIN, "resnet20 --depth 2 --input 1x28x28");
