@@ -582,10 +582,8 @@ int main(int argc, char** argv) {
             ? (g_cuda ? "L2 flushed (256 MB written) before each call" : "flushed (2 x LLC written) before each call")
             : "NOT flushed"));
     if (o.peak_gflops > 0 || o.peak_gbps > 0) {
-      char peak[200];
-      std::snprintf(peak, sizeof peak, "peaks for %%peak: %.0f GFLOP/s, %.1f GB/s (%s; 0 = unknown, no %%peak)",
-                    o.peak_gflops, o.peak_gbps, peak_note.c_str());
-      out.note(peak);
+      out.note(fmt::format("peaks for %peak: {:.0f} GFLOP/s, {:.1f} GB/s ({}; 0 = unknown, no %peak)", o.peak_gflops,
+                           o.peak_gbps, peak_note));
     } else {
       out.note(engine::cat("peak unknown for ", devname,
                            " (not in the table of benchmarks/bench_common.h): no %peak column; give --peak-gflops "
