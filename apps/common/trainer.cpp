@@ -1,6 +1,8 @@
 #include "apps/common/trainer.h"
 
 #include <cblas.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <omp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -209,22 +211,18 @@ std::string default_out_dir(const std::string& model) {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
   localtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return "runs/" + model + "-" + buf;
+  return fmt::format("runs/{}-{:%Y%m%d-%H%M%S}", model, tm);
 }
 
 std::string per_class_table(const EvalResult& r) {
-  std::ostringstream os;
+  std::string out;
   const auto& names = fashion_class_names();
   for (size_t c = 0; c < r.class_total.size() && c < names.size(); ++c) {
-    char line[96];
     double acc = r.class_total[c] > 0 ? r.class_correct[c] / r.class_total[c] : NAN;
-    std::snprintf(line, sizeof line, "  %-12s  %.3f  (%.0f/%.0f)\n", names[c].c_str(), acc, r.class_correct[c],
-                  r.class_total[c]);
-    os << line;
+    fmt::format_to(std::back_inserter(out), "  {:<12}  {:.3f}  ({:.0f}/{:.0f})\n", names[c], acc, r.class_correct[c],
+                   r.class_total[c]);
   }
-  return os.str();
+  return out;
 }
 
 void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history) {
@@ -392,11 +390,7 @@ engine::optim::SgdOptions sgd_options(const TrainConfig& cfg) {
   return {cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov};
 }
 
-std::string fixed(const char* label, double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%.*f", label, digits, v);
-  return buf;
-}
+std::string fixed(const char* label, double v, int digits) { return fmt::format("{}{:.{}f}", label, v, digits); }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -471,8 +465,8 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   fs::create_directories(cfg.out);
   std::vector<std::string> orphans = remove_orphan_temp_files(cfg.out);
   if (log && !orphans.empty())
-    std::fprintf(log, "removed %zu temporary file(s) left in %s by a killed run: %s\n", orphans.size(), cfg.out.c_str(),
-                 join(orphans).c_str());
+    fmt::print(log, "removed {} temporary file(s) left in {} by a killed run: {}\n", orphans.size(), cfg.out,
+               join(orphans));
   write_file_atomic(cfg.out + "/config.json", config_to_json(cfg));
   const std::string last_path = cfg.out + "/last.safetensors", best_path = cfg.out + "/best.safetensors";
 
@@ -501,14 +495,11 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     return "";
   };
   if (log) {
-    std::fprintf(log,
-                 "%s %s: %lld parameters on %s; %lld training examples%s, %lld test; %lldx%lld px, batch %lld, "
-                 "%lld steps/epoch%s\n",
-                 cfg.resume.empty() ? "training" : "resuming", cfg.model.c_str(), (long long)model->num_parameters(),
-                 device.str().c_str(), (long long)n,
-                 val_data ? cat(" (+", val_data->size(), " validation)").c_str() : "", (long long)test_data.size(),
-                 (long long)cfg.resize, (long long)cfg.resize, (long long)bs, (long long)steps,
-                 cfg.resume.empty() ? "" : cat(" from epoch ", st.epoch + 1, " step ", st.step + 1).c_str());
+    fmt::print(
+        log, "{} {}: {} parameters on {}; {} training examples{}, {} test; {}x{} px, batch {}, {} steps/epoch{}\n",
+        cfg.resume.empty() ? "training" : "resuming", cfg.model, model->num_parameters(), device.str(), n,
+        val_data ? fmt::format(" (+{} validation)", val_data->size()) : "", test_data.size(), cfg.resize, cfg.resize,
+        bs, steps, cfg.resume.empty() ? "" : fmt::format(" from epoch {} step {}", st.epoch + 1, st.step + 1));
     std::fflush(log);
   }
 
@@ -631,10 +622,10 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     write_metrics_files(cfg.out, st.history);
     if (hooks.plots) plot_run_curves(cfg.out, cfg.model, st.history);
     if (log) {
-      std::fprintf(log, "epoch %lld/%lld  loss %.3f  train acc %.3f%s  test acc %.3f  %.1f examples/sec on %s  (%s)\n",
-                   (long long)(e + 1), (long long)cfg.epochs, r.train_loss, r.train_acc,
-                   val_data ? fixed("  val acc ", r.val_acc, 3).c_str() : "", r.test_acc, r.examples_per_sec,
-                   device.str().c_str(), ProgressBar::format_duration(r.epoch_seconds).c_str());
+      fmt::print(log,
+                 "epoch {}/{}  loss {:.3f}  train acc {:.3f}{}  test acc {:.3f}  {:.1f} examples/sec on {}  ({})\n",
+                 e + 1, cfg.epochs, r.train_loss, r.train_acc, val_data ? fixed("  val acc ", r.val_acc, 3) : "",
+                 r.test_acc, r.examples_per_sec, device.str(), ProgressBar::format_duration(r.epoch_seconds));
       std::fflush(log);
     }
     // Restart the session clock: elapsed_seconds now includes everything up to here.
@@ -653,7 +644,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     result.message = cat("finished ", cfg.epochs, " epochs; best ", monitor, " ", fixed("", st.best_metric, 4),
                          " at epoch ", st.best_epoch, "; outputs in ", cfg.out);
   if (log) {
-    std::fprintf(log, "per-class test accuracy:\n%s", per_class_table(result.final_test).c_str());
+    fmt::print(log, "per-class test accuracy:\n{}", per_class_table(result.final_test));
     std::fflush(log);
   }
   return result;
