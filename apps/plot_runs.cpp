@@ -46,13 +46,15 @@ int main(int argc, char** argv) {
                "default is the paper's Fig. 6: thin dashed training error (every K steps) and bold test error (per\n"
                "epoch) against iterations.");
   // ---- options (a compact block: the CLI11 port maps each line to one add_option) ----
-  cli.add({"out", "FILE", "Output file; .png, .svg or .pdf (default runs.png).", [&](const std::string& v) { out = v; }});
+  cli.add(
+      {"out", "FILE", "Output file; .png, .svg or .pdf (default runs.png).", [&](const std::string& v) { out = v; }});
   cli.add({"metric", "M,M,...",
            "Metrics to draw (default train_error,test_error). Choices: " + app::join(app::run_metric_names()) +
                ". Errors and accuracies in %.",
            [&](const std::string& v) { metrics_arg = v; }});
-  cli.add({"x", "iterations|epochs", "The x axis (default iterations).",
-           [&](const std::string& v) { opt.x = app::parse_choice(v, "x", {"iterations", "epochs"}); }});
+  cli.add({"x", "iterations|epochs", "The x axis (default iterations).", [&](const std::string& v) {
+             opt.x = app::parse_choice(v, "x", {"iterations", "epochs"});
+           }});
   cli.add({"log-y", "", "Logarithmic y axis.", [&](const std::string&) { opt.log_y = true; }});
   cli.add({"panels", "N,N,...",
            "Split the runs, in order, into panels of these sizes side by side with the same axes (e.g. 4,4: plain "
@@ -102,8 +104,8 @@ int main(int argc, char** argv) {
     ENGINE_CHECK(total == static_cast<int64_t>(dirs.size()), "--panels ", panels_arg, " adds up to ", total,
                  " runs but ", dirs.size(), " run folders were given");
     const std::vector<std::string> titles = split(panel_titles_arg);
-    ENGINE_CHECK(titles.empty() || titles.size() == sizes.size(), "--panel-titles has ", titles.size(),
-                 " titles for ", sizes.size(), " panels");
+    ENGINE_CHECK(titles.empty() || titles.size() == sizes.size(), "--panel-titles has ", titles.size(), " titles for ",
+                 sizes.size(), " panels");
     std::vector<std::vector<app::RunData>> panels;
     size_t next = 0;
     for (int64_t n : sizes) {

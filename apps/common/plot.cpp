@@ -211,7 +211,7 @@ void draw_axes(cairo_t* cr, const Axes& ax, const Range& rg, double left, double
   for (double t : yt) ytick_w = std::max(ytick_w, text_width(cr, tick_label(t, ystep, ax.log_y)));
   const double pl = left + 10 + (ax.ylabel.empty() ? 0 : kLabel + 8) + ytick_w + 8;
   const double pt = top + (ax.title.empty() ? 10 : kPanelTitle + 16);
-  const double pr = left + width - 16;
+  const double pr = left + width - 22;
   const double pb = top + height - (kTick + 14) - (ax.xlabel.empty() ? 0 : kLabel + 10);
   if (pr - pl < 20 || pb - pt < 20) return;  // no room: a figure far too small for its panels
   auto X = [&](double v) { return pl + (v - rg.x0) / (rg.x1 - rg.x0) * (pr - pl); };
@@ -249,9 +249,9 @@ void draw_axes(cairo_t* cr, const Axes& ax, const Range& rg, double left, double
   font(cr, kPanelTitle, true);
   if (!ax.title.empty()) text(cr, (pl + pr) / 2, top + 8 + kPanelTitle / 2, ax.title, 1, kText);
 
-  // Data, clipped to the plot rectangle.
+  // Data, clipped a few pixels outside the plot rectangle so that markers on its edges stay round.
   cairo_save(cr);
-  cairo_rectangle(cr, pl, pt, pr - pl, pb - pt);
+  cairo_rectangle(cr, pl - 5, pt - 5, pr - pl + 10, pb - pt + 10);
   cairo_clip(cr);
   for (const auto& s : ax.series) {
     line_style(cr, s.width, s.dash);
@@ -305,7 +305,8 @@ void draw_axes(cairo_t* cr, const Axes& ax, const Range& rg, double left, double
   for (double cy : {pt + 8, (pt + pb - lh) / 2, pb - lh - 8})
     for (double cx : {pr - lw - 8, pl + 8, (pl + pr - lw) / 2}) {
       long count = 0;
-      for (const auto& [qx, qy] : samples) count += qx >= cx - 4 && qx <= cx + lw + 4 && qy >= cy - 4 && qy <= cy + lh + 4;
+      for (const auto& [qx, qy] : samples)
+        count += qx >= cx - 4 && qx <= cx + lw + 4 && qy >= cy - 4 && qy <= cy + lh + 4;
       if (best < 0 || count < best) best = count, best_x = cx, best_y = cy;
     }
   cairo_rectangle(cr, crisp(best_x), crisp(best_y), std::round(lw), std::round(lh));

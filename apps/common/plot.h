@@ -91,7 +91,9 @@ Figure runs_figure(const std::vector<std::vector<RunData>>& panels, const std::v
 std::string run_title(const TrainConfig& cfg);
 // Writes <dir>/curves.png and curves.svg for one run, as d2l's animator: train loss and train accuracy every K
 // steps (from <dir>/steps.csv, else per epoch), validation and test accuracy per epoch, against the epoch.
-// `title`: first line the title, the rest a subtitle.
-void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history);
+// `title`: first line the title, the rest a subtitle. `epochs`: the x axis spans the whole run from its first
+// epoch on (0: only the epochs done).
+void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history,
+                     int64_t epochs = 0);
 
 }  // namespace app

@@ -28,8 +28,8 @@ RunData load_run(const std::string& dir, const std::string& label) {
 }
 
 const std::vector<std::string>& run_metric_names() {
-  static const std::vector<std::string> names = {"train_loss", "train_error", "train_acc", "val_loss", "val_error",
-                                                 "val_acc",    "test_loss",   "test_error", "test_acc",  "lr"};
+  static const std::vector<std::string> names = {"train_loss", "train_error", "train_acc",  "val_loss", "val_error",
+                                                 "val_acc",    "test_loss",   "test_error", "test_acc", "lr"};
   return names;
 }
 
@@ -60,20 +60,23 @@ struct Style {
   Dash dash;
 };
 
-// The paper's Fig. 6: training thin and dashed, test bold; validation in between. A second metric of the same
-// kind takes the next style not yet used.
+// The paper's Fig. 6: training thin and dashed, test bold; validation dotted, lr dash-dot. The first metric of
+// each kind takes its kind's style, any further one the first style no other metric uses.
 std::vector<Style> metric_styles(const std::vector<std::string>& metrics) {
-  const Style thin_dashed{1.2, Dash::dashed}, bold{2.6, Dash::solid}, dotted{1.8, Dash::dotted},
-      dashdot{1.6, Dash::dashdot};
-  const std::vector<Style> all = {thin_dashed, bold, dotted, dashdot, {1.2, Dash::solid}, {2.4, Dash::dashed}};
-  std::vector<Style> out;
-  std::set<size_t> used;
-  for (const std::string& m : metrics) {
-    size_t want = m.rfind("train", 0) == 0 ? 0 : m.rfind("test", 0) == 0 ? 1 : m.rfind("val", 0) == 0 ? 2 : 3;
-    for (size_t k = 0; k < all.size() && used.count(want); ++k) want = (want + 1) % all.size();
-    used.insert(want);
-    out.push_back(all[want]);
+  const std::vector<Style> all = {{1.2, Dash::dashed},  {2.6, Dash::solid}, {1.8, Dash::dotted},
+                                  {1.6, Dash::dashdot}, {1.2, Dash::solid}, {2.4, Dash::dashed}};
+  std::vector<int> pick(metrics.size(), -1);
+  std::set<int> used;
+  for (size_t i = 0; i < metrics.size(); ++i) {
+    const std::string& m = metrics[i];
+    const int kind = m.rfind("train", 0) == 0 ? 0 : m.rfind("test", 0) == 0 ? 1 : m.rfind("val", 0) == 0 ? 2 : 3;
+    if (used.insert(kind).second) pick[i] = kind;
   }
+  for (size_t i = 0; i < metrics.size(); ++i)
+    for (int k : {4, 5, 3, 2, 1, 0})
+      if (pick[i] < 0 && used.insert(k).second) pick[i] = k;
+  std::vector<Style> out;
+  for (int k : pick) out.push_back(all[k < 0 ? 0 : k]);
   return out;
 }
 
@@ -117,6 +120,7 @@ Figure runs_figure(const std::vector<std::vector<RunData>>& panels, const std::v
     ax.xlabel = by_iter ? "iterations" : "epoch";
     ax.ylabel = y_label(opt.metrics);
     ax.integer_x = !by_iter;
+    ax.x_min = 0;
     ax.log_y = opt.log_y;
     if (!opt.log_y) ax.y_min = 0;
     for (size_t i = 0; i < panels[p].size(); ++i) {
@@ -138,8 +142,14 @@ Figure runs_figure(const std::vector<std::vector<RunData>>& panels, const std::v
           for (const EpochRecord& r : run.epochs) {
             s.x.push_back(by_iter ? static_cast<double>(r.epoch * run.steps_per_epoch) : r.epoch);
             const bool train = m.rfind("train", 0) == 0, val = m.rfind("val", 0) == 0;
-            s.y.push_back(metric_value(m, train ? r.train_loss : val ? r.val_loss : r.test_loss,
-                                       train ? r.train_acc : val ? r.val_acc : r.test_acc, r.lr));
+            s.y.push_back(metric_value(m,
+                                       train ? r.train_loss
+                                       : val ? r.val_loss
+                                             : r.test_loss,
+                                       train ? r.train_acc
+                                       : val ? r.val_acc
+                                             : r.test_acc,
+                                       r.lr));
           }
           s.markers = run.epochs.size() < 12;
         }
@@ -161,8 +171,8 @@ std::string run_title(const TrainConfig& cfg) {
   // What the figure's reader needs to know about the recipe: the essentials always, anything else that differs
   // from the default; nothing about where or how fast it ran.
   static const std::set<std::string> always = {"lr", "epochs", "batch-size", "momentum", "weight-decay", "resize"};
-  static const std::set<std::string> never = {"data",    "out",  "resume",         "device",   "conv",
-                                              "tf32",    "threads", "detect-anomaly", "log-every"};
+  static const std::set<std::string> never = {"data", "out",     "resume",         "device",   "conv",
+                                              "tf32", "threads", "detect-anomaly", "log-every"};
   const TrainConfig defaults;
   std::vector<std::string> parts;
   for (const ConfigField& f : train_config_fields()) {
@@ -177,7 +187,8 @@ std::string run_title(const TrainConfig& cfg) {
   return cfg.model + "\n" + join(parts);
 }
 
-void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history) {
+void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history,
+                     int64_t epochs) {
   std::vector<StepRecord> steps;
   if (fs::exists(dir + "/steps.csv")) steps = read_steps_csv(dir + "/steps.csv");
   Axes ax;
@@ -213,7 +224,7 @@ void plot_run_curves(const std::string& dir, const std::string& title, const std
     xmax = std::max(xmax, static_cast<double>(r.epoch));
     has_val = has_val || std::isfinite(r.val_acc);
   }
-  ax.x_max = std::ceil(xmax - 1e-9);
+  ax.x_max = std::max(static_cast<double>(epochs), std::ceil(xmax - 1e-9));
   ax.y_max = std::ceil(ymax * 10 - 1e-9) / 10;
   ax.series = {loss, train_acc};
   if (has_val) ax.series.push_back(val_acc);

@@ -19,8 +19,8 @@ std::string steps_csv_header() { return "iteration,epoch,train_loss,train_acc,lr
 
 std::string to_csv_row(const StepRecord& r) {
   // exact(): a resumed run writes the same text as an uninterrupted one, and readers get the doubles back.
-  return cat(r.iteration, ",", exact(r.epoch), ",", exact(r.train_loss), ",", exact(r.train_acc), ",", exact(r.lr),
-             ",", r.steps, ",", r.examples, ",", exact(std::round(r.elapsed_seconds * 100) / 100));
+  return cat(r.iteration, ",", exact(r.epoch), ",", exact(r.train_loss), ",", exact(r.train_acc), ",", exact(r.lr), ",",
+             r.steps, ",", r.examples, ",", exact(std::round(r.elapsed_seconds * 100) / 100));
 }
 
 std::vector<StepRecord> read_steps_csv(const std::string& path) {

@@ -11,13 +11,13 @@ namespace app {
 
 // One row of steps.csv.
 struct StepRecord {
-  int64_t iteration = 0;  // optimizer steps done in the run, counting this window's last
-  double epoch = 0;       // fractional: 1.5 = half-way through the second epoch
+  int64_t iteration = 0;                 // optimizer steps done in the run, counting this window's last
+  double epoch = 0;                      // fractional: 1.5 = half-way through the second epoch
   double train_loss = 0, train_acc = 0;  // means over the window's examples
-  double lr = 0;                          // of the window's last step
-  int64_t steps = 0;                      // steps in the window
-  int64_t examples = 0;                   // examples in the window
-  double elapsed_seconds = 0;             // since the run started, across resumes
+  double lr = 0;                         // of the window's last step
+  int64_t steps = 0;                     // steps in the window
+  int64_t examples = 0;                  // examples in the window
+  double elapsed_seconds = 0;            // since the run started, across resumes
   double train_error() const { return 1 - train_acc; }
 };
 
@@ -53,8 +53,8 @@ class StepLog {
   void start_epoch(const WindowStart& w) { start_ = w; }
   const WindowStart& window_start() const { return start_; }
   // Appends the record of the window ending at 0-based (epoch, step), given the accumulator's sums now.
-  void record(int64_t epoch, int64_t step, int64_t iteration, double lr, double loss_sum, double correct,
-              double count, double elapsed_seconds);
+  void record(int64_t epoch, int64_t step, int64_t iteration, double lr, double loss_sum, double correct, double count,
+              double elapsed_seconds);
   const std::string& path() const { return path_; }
   const std::string& note() const { return note_; }
 

@@ -13,8 +13,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "apps/common/plot.h"
 #include "apps/common/files.h"
+#include "apps/common/plot.h"
 #include "apps/common/progress.h"
 #include "apps/common/step_log.h"
 #include "engine/autograd.h"
@@ -620,7 +620,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     }
     ran_epoch = true;
     write_metrics_files(cfg.out, st.history);
-    if (hooks.plots) plot_run_curves(cfg.out, run_title(cfg), st.history);
+    if (hooks.plots) plot_run_curves(cfg.out, run_title(cfg), st.history, cfg.epochs);
     if (log) {
       std::fprintf(log, "epoch %lld/%lld  loss %.3f  train acc %.3f%s  test acc %.3f  %.1f examples/sec on %s  (%s)\n",
                    (long long)(e + 1), (long long)cfg.epochs, r.train_loss, r.train_acc,

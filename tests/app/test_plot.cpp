@@ -140,7 +140,7 @@ TEST_CASE("plot: titles, labels and the legend are drawn as text", "[app][plot]"
   REQUIRE(inked(a, w, 0, 24, 0, h) == 0);
   REQUIRE(inked(b, w, 0, 24, 0, h) > 100);  // the rotated y label
   REQUIRE(inked(a, w, 0, w, h - 20, h) == 0);
-  REQUIRE(inked(b, w, 0, w, h - 20, h) > 100);  // the x label
+  REQUIRE(inked(b, w, 0, w, h - 20, h) > 100);                       // the x label
   REQUIRE(inked(c, w, 0, w, 0, h) > inked(a, w, 0, w, 0, h) + 300);  // the legend's box, lines and names
   // Tick labels are text as well: the bare figure has them, left of the plot.
   REQUIRE(inked(a, w, 24, 60, 40, h - 60) > 100);
