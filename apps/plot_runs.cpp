@@ -56,6 +56,9 @@ int main(int argc, char** argv) {
              opt.x = app::parse_choice(v, "x", {"iterations", "epochs"});
            }});
   cli.add({"log-y", "", "Logarithmic y axis.", [&](const std::string&) { opt.log_y = true; }});
+  cli.add({"y-max", "V",
+           "Top of the y axis, e.g. 20 to show errors below 20% as the paper's Fig. 6 (default: the data).",
+           [&](const std::string& v) { opt.y_max = app::parse_double(v, "y-max", 1e-12, 1e12); }});
   cli.add({"panels", "N,N,...",
            "Split the runs, in order, into panels of these sizes side by side with the same axes (e.g. 4,4: plain "
            "nets left, residual nets right). Default: one panel.",

@@ -75,6 +75,7 @@ struct RunPlotOptions {
   std::vector<std::string> metrics = {"train_error", "test_error"};
   std::string x = "iterations";  // iterations | epochs
   bool log_y = false;
+  double y_min = NAN, y_max = NAN;  // NaN: from the data (a linear axis starts at 0)
   std::string title, subtitle;
   int panel_width = 560, height = 440;
 };

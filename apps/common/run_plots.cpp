@@ -122,7 +122,8 @@ Figure runs_figure(const std::vector<std::vector<RunData>>& panels, const std::v
     ax.integer_x = !by_iter;
     ax.x_min = 0;
     ax.log_y = opt.log_y;
-    if (!opt.log_y) ax.y_min = 0;
+    ax.y_min = std::isnan(opt.y_min) && !opt.log_y ? 0 : opt.y_min;
+    ax.y_max = opt.y_max;
     for (size_t i = 0; i < panels[p].size(); ++i) {
       const RunData& run = panels[p][i];
       const uint32_t rgb = palette(i);

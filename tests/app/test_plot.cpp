@@ -195,6 +195,10 @@ TEST_CASE("plot: runs_figure puts epochs on the iteration axis and shares axes b
   REQUIRE(test.x == std::vector<double>{10, 20, 30});
   REQUIRE(std::fabs(test.y[0] - 29) < 1e-9);  // error in %: 100 * (1 - 0.71)
   REQUIRE(app::render_rgb(f).size() == static_cast<size_t>(f.width) * f.height * 3);
+  app::RunPlotOptions capped;
+  capped.y_max = 20;  // the paper's Fig. 6 shows errors up to 20%
+  REQUIRE(app::runs_figure({{a}}, {}, capped).panels[0].y_max == 20);
+  REQUIRE(app::runs_figure({{a}}, {}, capped).panels[0].y_min == 0);
 
   REQUIRE_THROWS_WITH(app::runs_figure({{old}}, {}, {}), Catch::Contains("old") && Catch::Contains("--x epochs"));
   app::RunPlotOptions by_epoch;
