@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -74,14 +75,14 @@ int64_t log_interval(int64_t log_every, int64_t steps_per_epoch) {
   return std::max<int64_t>(1, steps_per_epoch / 25);
 }
 
-StepLog::StepLog(const std::string& dir, int64_t steps_per_epoch, int64_t interval, const std::string& resume_dir,
+StepLog::StepLog(const std::string& dir, int64_t steps_per_epoch, int64_t interval, const std::string& resume,
                  int64_t iteration)
     : path_(dir + "/steps.csv"), steps_per_epoch_(steps_per_epoch), interval_(interval) {
   ENGINE_CHECK(steps_per_epoch > 0 && interval > 0, "StepLog: ", steps_per_epoch, " steps per epoch, a record every ",
                interval);
   std::string text = steps_csv_header() + "\n";
-  if (!resume_dir.empty()) {
-    const std::string from = resume_dir + "/steps.csv";
+  if (!resume.empty()) {
+    const std::string from = (std::filesystem::path(resume).parent_path() / "steps.csv").string();
     std::ifstream probe(from);
     if (!probe) {
       note_ = cat(from, " is missing: ", path_, " starts at iteration ", iteration + 1);

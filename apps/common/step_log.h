@@ -39,10 +39,10 @@ struct WindowStart {
 class StepLog {
  public:
   // Opens <dir>/steps.csv for a run with `steps_per_epoch` steps, one record every `interval` steps. A fresh run
-  // (resume_dir empty) starts the file; a resumed one keeps the records of <resume_dir>/steps.csv up to
-  // `iteration` (the checkpoint's) and drops later ones (written after that checkpoint), then continues. If that
-  // file is missing, note() says so and the new file starts empty.
-  StepLog(const std::string& dir, int64_t steps_per_epoch, int64_t interval, const std::string& resume_dir,
+  // (`resume` empty) starts the file; one resumed from checkpoint `resume` keeps the records of the steps.csv
+  // beside that checkpoint up to `iteration` (the checkpoint's) and drops later ones (written after that
+  // checkpoint was), then continues. If that file is missing, note() says so and the new file starts empty.
+  StepLog(const std::string& dir, int64_t steps_per_epoch, int64_t interval, const std::string& resume,
           int64_t iteration);
   ~StepLog();
   StepLog(const StepLog&) = delete;

@@ -457,8 +457,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
                  join(orphans).c_str());
   write_file_atomic(cfg.out + "/config.json", config_to_json(cfg));
   const std::string last_path = cfg.out + "/last.safetensors", best_path = cfg.out + "/best.safetensors";
-  StepLog step_log(cfg.out, steps, log_interval(cfg.log_every, steps),
-                   cfg.resume.empty() ? "" : fs::path(cfg.resume).parent_path().string(), st.global_step);
+  StepLog step_log(cfg.out, steps, log_interval(cfg.log_every, steps), cfg.resume, st.global_step);
   if (log && !step_log.note().empty()) std::fprintf(log, "note: %s\n", step_log.note().c_str());
 
   TrainResult result;
