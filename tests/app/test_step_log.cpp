@@ -68,8 +68,12 @@ TEST_CASE("steps.csv: every K steps, windows within an epoch, their means make t
   cfg = tiny_config(d2.str());
   cfg.epochs = 1;
   cfg.warmup_epochs = 0;
-  REQUIRE(app::train(cfg, tiny_net(5), tiny_data(), quiet()).status == app::TrainStatus::finished);
+  app::TrainHooks plots = quiet();
+  plots.plots = true;
+  REQUIRE(app::train(cfg, tiny_net(5), tiny_data(), plots).status == app::TrainStatus::finished);
   REQUIRE(app::read_steps_csv(d2 / "steps.csv").size() == 3);
+  REQUIRE(fs::file_size(d2 / "curves.png") > 5000);  // drawn from steps.csv at the end of the epoch
+  REQUIRE(fs::file_size(d2 / "curves.svg") > 5000);
 }
 
 TEST_CASE("steps.csv: a resumed run holds the records up to its checkpoint, then continues", "[app][trainer]") {
@@ -112,4 +116,13 @@ TEST_CASE("steps.csv: a resumed run holds the records up to its checkpoint, then
   resumed.out = dir / "elsewhere";
   REQUIRE(app::train(resumed, tiny_net(7), data, quiet()).status == app::TrainStatus::finished);
   REQUIRE(without_times(dir / "elsewhere/steps.csv") == full);
+
+  // Without the file beside the checkpoint the new one starts at the checkpoint (iteration 8 of 9 here).
+  fs::remove(dir / "cut2/steps.csv");
+  resumed.out = dir / "lost";
+  REQUIRE(app::train(resumed, tiny_net(7), data, quiet()).status == app::TrainStatus::finished);
+  const std::vector<app::StepRecord> rest = app::read_steps_csv(dir / "lost/steps.csv");
+  REQUIRE(rest.size() == 1);
+  REQUIRE(rest[0].iteration == 9);
+  REQUIRE(rest[0].steps == 1);
 }
