@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
            [&](const std::string& v) { opt.panel_width = static_cast<int>(app::parse_int(v, "width", 200, 8192)); }});
   cli.add({"height", "PX", "Figure height (default 440).",
            [&](const std::string& v) { opt.height = static_cast<int>(app::parse_int(v, "height", 200, 8192)); }});
+  cli.add({"scale", "S", "PNG pixels per unit, e.g. 2 for a sharp figure on high-density screens (default 1).",
+           [&](const std::string& v) { opt.scale = app::parse_double(v, "scale", 0.25, 8); }});
   cli.set_epilog(
       "Examples:\n"
       "  plot_runs runs/plain20 runs/plain56 runs/resnet20 runs/resnet56 --panels 2,2 --panel-titles plain,ResNet\n"

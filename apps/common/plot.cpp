@@ -371,7 +371,11 @@ cairo_status_t append(void* closure, const unsigned char* data, unsigned int len
 void check_size(const Figure& fig) {
   ENGINE_CHECK(fig.width >= 100 && fig.height >= 100 && fig.width <= 8192 && fig.height <= 8192, "figure size ",
                fig.width, "x", fig.height, " outside [100, 8192]");
+  ENGINE_CHECK(fig.scale >= 0.25 && fig.scale * fig.width <= 8192 && fig.scale * fig.height <= 8192, "figure scale ",
+               fig.scale, " outside [0.25, 8192 / the larger side]");
 }
+
+int scaled(int v, double scale) { return static_cast<int>(std::lround(v * scale)); }
 
 using SurfacePtr = std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)>;
 
@@ -389,8 +393,11 @@ void paint(cairo_surface_t* surface, const Figure& fig) {
 
 SurfacePtr raster(const Figure& fig) {
   check_size(fig);
-  SurfacePtr s(cairo_image_surface_create(CAIRO_FORMAT_RGB24, fig.width, fig.height), cairo_surface_destroy);
+  SurfacePtr s(
+      cairo_image_surface_create(CAIRO_FORMAT_RGB24, scaled(fig.width, fig.scale), scaled(fig.height, fig.scale)),
+      cairo_surface_destroy);
   cairo_t* cr = cairo_create(s.get());
+  cairo_scale(cr, fig.scale, fig.scale);
   draw(cr, fig);
   const cairo_status_t st = cairo_status(cr);
   cairo_destroy(cr);
@@ -432,12 +439,13 @@ std::vector<uint8_t> render_rgb(const Figure& fig) {
   SurfacePtr s = raster(fig);
   const unsigned char* data = cairo_image_surface_get_data(s.get());
   const int stride = cairo_image_surface_get_stride(s.get());
-  std::vector<uint8_t> rgb(static_cast<size_t>(fig.width) * fig.height * 3);
-  for (int y = 0; y < fig.height; ++y)
-    for (int x = 0; x < fig.width; ++x) {
+  const int w = cairo_image_surface_get_width(s.get()), h = cairo_image_surface_get_height(s.get());
+  std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
       uint32_t px;  // native-endian 0x00RRGGBB
       std::memcpy(&px, data + static_cast<size_t>(y) * stride + 4 * x, 4);
-      uint8_t* o = &rgb[(static_cast<size_t>(y) * fig.width + x) * 3];
+      uint8_t* o = &rgb[(static_cast<size_t>(y) * w + x) * 3];
       o[0] = static_cast<uint8_t>(px >> 16), o[1] = static_cast<uint8_t>(px >> 8), o[2] = static_cast<uint8_t>(px);
     }
   return rgb;

@@ -37,7 +37,8 @@ struct Axes {
 
 // Panels side by side under an optional title (bold) and subtitle (smaller, wrapped to the width).
 struct Figure {
-  int width = 640, height = 440;  // pixels of the PNG; points of the SVG and PDF
+  int width = 640, height = 440;  // pixels of the PNG (times `scale`); points of the SVG and PDF
+  double scale = 1;               // PNG pixels per unit: 2 for sharp figures on high-density screens
   std::string title, subtitle;
   std::vector<Axes> panels;
   bool share_x = false, share_y = false;  // the same ranges in every panel (ranges not fixed by a panel)
@@ -55,7 +56,7 @@ std::vector<double> log_ticks(double lo, double hi);
 std::string render_figure(const Figure& fig, const std::string& format);
 // Writes `fig` atomically; the format follows the extension of `path` (.png, .svg or .pdf).
 void save_figure(const Figure& fig, const std::string& path);
-// The PNG rendering as width * height * 3 RGB bytes (for tests).
+// The PNG rendering as (scale * width) * (scale * height) * 3 RGB bytes (for tests).
 std::vector<uint8_t> render_rgb(const Figure& fig);
 
 // ---------------- runs (train_fmnist output folders) ----------------
@@ -78,6 +79,7 @@ struct RunPlotOptions {
   double y_min = NAN, y_max = NAN;  // NaN: from the data (a linear axis starts at 0)
   std::string title, subtitle;
   int panel_width = 560, height = 440;
+  double scale = 1;  // Figure::scale
 };
 const std::vector<std::string>& run_metric_names();
 

@@ -111,6 +111,7 @@ Figure runs_figure(const std::vector<std::vector<RunData>>& panels, const std::v
   Figure fig;
   fig.width = static_cast<int>(std::clamp<int64_t>(opt.panel_width * static_cast<int64_t>(panels.size()), 100, 8192));
   fig.height = opt.height;
+  fig.scale = opt.scale;
   fig.title = opt.title;
   fig.subtitle = opt.subtitle;
   fig.share_x = fig.share_y = true;

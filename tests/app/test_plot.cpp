@@ -166,6 +166,12 @@ TEST_CASE("plot: PNG, SVG and PDF from one drawing", "[app][plot]") {
   REQUIRE_THAT(read_all(dir / "f.svg"), Catch::Contains("<svg") && Catch::Contains("stroke"));
   REQUIRE(read_all(dir / "f.pdf").substr(0, 5) == "%PDF-");
   REQUIRE_THROWS_WITH(app::save_figure(fig, dir / "f.jpg"), Catch::Contains(".png, .svg or .pdf"));
+  const app::Figure fig_at_1 = fig;
+  fig.scale = 2;  // twice the pixels, the same drawing
+  const std::vector<uint8_t> sharp = app::render_rgb(fig);
+  REQUIRE(sharp.size() == 4 * static_cast<size_t>(fig.width) * fig.height * 3);
+  REQUIRE(inked(sharp, 2 * fig.width, 0, 2 * fig.width, 0, 2 * fig.height) >
+          3 * inked(app::render_rgb(fig_at_1), fig.width, 0, fig.width, 0, fig.height));
   fig.width = 50;
   REQUIRE_THROWS_WITH(app::render_figure(fig, "png"), Catch::Contains("outside [100, 8192]"));
 }
