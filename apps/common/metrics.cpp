@@ -7,7 +7,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/png.h"
+#include "apps/common/files.h"
 #include "engine/error.h"
 #include "engine/ops/common.h"
 #include "kernels/batch_metrics.h"
