@@ -326,218 +326,102 @@ void backward_linear(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   if (gx) gemm<T>(false, false, s.n, K, s.oc, T(1), gy, s.oc, w, K, T(0), gx, K);  // gx [N, K] = gy W
 }
 
-// Small maps with padding: at 4x4 and 2x2 outputs a 3x3, pad-1 kernel reads padding with 31% and 56% of its
-// taps, and im2col + one GEMM multiplies all those zeros. Output pixels whose window covers the same kernel
-// rows [i0, i1) and columns [j0, j1) form a class (a 4x4 map: 4 corners, 4 edges, the interior); each class is
-// its own im2col of the live taps only (no padding entries, so no bounds checks), a GEMM with the weight cropped
-// to those taps, and a scatter into NCHW. Backward mirrors it: gy gathered per class, gW accumulated per class
-// and added into its taps, gx scatter-added plane by plane (one thread per (image, channel) plane: no races).
-struct TapClass {
-  int64_t i0, i1, j0, j1;
-  std::vector<int32_t> pix;  // output pixels oh*OW + ow
-  std::vector<int32_t> off;  // [taps][pix]: offset in the input plane read by tap t at pixel k
-  int64_t taps() const { return (i1 - i0) * (j1 - j0); }
+// Tiny maps (ResNet's 2x2 at 28 px input): when every output pixel's window, padding removed, covers about the
+// whole input plane, the convolution is a dense matrix: y [N, OC*P] = x [N, C*H*W] Wd^T, with
+// Wd[(oc, p), (c, q)] = w[oc, c, tap] for the tap that takes input pixel q to output pixel p (0 where none does).
+// Its FLOPs are those of the live taps only (a 3x3, pad-1 kernel on a 2x2 map reads padding with 5 of its 9
+// taps, which im2col + GEMM would multiply), and x, y and gx are used in NCHW as they are: no im2col, permute or
+// col2im. Backward: gx = gy Wd; gWd = gy^T x, folded back onto the taps.
+struct DenseMap {
+  std::vector<int32_t> tap;  // [P][H*W]: the tap that takes input pixel q to output pixel p, -1 if none
+  int64_t pairs = 0;         // (p, q) pairs joined by a tap
 };
 
-struct TapClasses {
-  std::vector<TapClass> live;  // classes with at least one tap
-  std::vector<int32_t> dead;   // pixels that only read padding (output = bias; no gradient flows)
-  int64_t useful = 0;          // sum over output pixels of the taps read inside the image
-};
-
-TapClasses tap_classes(const Conv2dShape& s) {
-  // Per output row (column), the kernel rows (columns) that read inside the image.
-  auto ranges = [](int64_t out, int64_t stride, int64_t pad, int64_t k, int64_t in) {
-    std::vector<std::pair<int64_t, int64_t>> r(out);
-    for (int64_t o = 0; o < out; ++o) {
-      const int64_t base = o * stride - pad;  // input index of tap 0
-      r[o] = {std::max<int64_t>(0, -base), std::min<int64_t>(k, in - base)};
-    }
-    return r;
-  };
-  const auto rows = ranges(s.oh, s.stride_h, s.pad_h, s.kh, s.h);
-  const auto cols = ranges(s.ow, s.stride_w, s.pad_w, s.kw, s.w);
-  TapClasses tc;
-  std::vector<int64_t> key_of;  // class index per (row range, col range) seen, searched linearly (<= 9 here)
+DenseMap dense_map(const Conv2dShape& s) {
+  const int64_t HW = s.h * s.w;
+  DenseMap d;
+  d.tap.assign(s.out_pixels() * HW, -1);
   for (int64_t oh = 0; oh < s.oh; ++oh)
-    for (int64_t ow = 0; ow < s.ow; ++ow) {
-      const auto [i0, i1] = rows[oh];
-      const auto [j0, j1] = cols[ow];
-      const int32_t p = int32_t(oh * s.ow + ow);
-      if (i1 <= i0 || j1 <= j0) {
-        tc.dead.push_back(p);
-        continue;
-      }
-      tc.useful += (i1 - i0) * (j1 - j0);
-      auto it = std::find_if(tc.live.begin(), tc.live.end(),
-                             [&](const TapClass& c) { return c.i0 == i0 && c.i1 == i1 && c.j0 == j0 && c.j1 == j1; });
-      if (it == tc.live.end()) it = tc.live.insert(tc.live.end(), TapClass{i0, i1, j0, j1, {}, {}});
-      it->pix.push_back(p);
-    }
-  for (TapClass& c : tc.live) {
-    const int64_t Pc = int64_t(c.pix.size()), tj = c.j1 - c.j0;
-    c.off.resize(c.taps() * Pc);
-    for (int64_t t = 0; t < c.taps(); ++t)
-      for (int64_t k = 0; k < Pc; ++k) {
-        const int64_t oh = c.pix[k] / s.ow, ow = c.pix[k] % s.ow;
-        const int64_t ih = oh * s.stride_h - s.pad_h + c.i0 + t / tj, iw = ow * s.stride_w - s.pad_w + c.j0 + t % tj;
-        c.off[t * Pc + k] = int32_t(ih * s.w + iw);
-      }
-  }
-  return tc;
-}
-
-// Worth it when at least a quarter of the dense GEMM work would multiply padding (ResNet's 4x4 and 2x2 maps; a
-// 7x7 map wastes 18% and keeps the one large GEMM).
-bool use_classes(const Conv2dShape& s, const TapClasses& tc) {
-  const int64_t dense = s.out_pixels() * s.kh * s.kw;
-  return s.h * s.w < (int64_t(1) << 31) && tc.useful * 4 <= dense * 3;
-}
-
-// w [OC, C, KH, KW] -> [OC, C, class taps]
-template <class T>
-void class_weight(const Conv2dShape& s, const TapClass& c, const T* w, T* wc) {
-  const int64_t tj = c.j1 - c.j0, ti = c.i1 - c.i0;
-#pragma omp parallel for schedule(static) if (s.oc * s.ckk() > kParallelMin)
-  for (int64_t q = 0; q < s.oc * s.c; ++q)
-    for (int64_t a = 0; a < ti; ++a)
-      for (int64_t b = 0; b < tj; ++b) wc[(q * ti + a) * tj + b] = w[(q * s.kh + c.i0 + a) * s.kw + c.j0 + b];
-}
-
-// x [nb, C, H, W] -> col [C*taps, nb*Pc] of one class
-template <class T>
-void class_im2col(const Conv2dShape& s, const TapClass& c, const T* x, int64_t nb, T* col) {
-  const int64_t Pc = int64_t(c.pix.size()), NPc = nb * Pc, taps = c.taps(), HW = s.h * s.w;
-  const int32_t* off = c.off.data();
-#pragma omp parallel for collapse(2) schedule(static) if (s.c * taps * NPc > kParallelMin)
-  for (int64_t ch = 0; ch < s.c; ++ch)
-    for (int64_t img = 0; img < nb; ++img) {
-      const T* xp = x + (img * s.c + ch) * HW;
-      T* dst = col + ch * taps * NPc + img * Pc;
-      for (int64_t t = 0; t < taps; ++t, dst += NPc) {
-        const int32_t* o = off + t * Pc;
-        for (int64_t k = 0; k < Pc; ++k) dst[k] = xp[o[k]];
-      }
-    }
-}
-
-// gx [nb, C, H, W] += the class's col entries (the adjoint of class_im2col)
-template <class T>
-void class_col2im_add(const Conv2dShape& s, const TapClass& c, const T* col, int64_t nb, T* gx) {
-  const int64_t Pc = int64_t(c.pix.size()), NPc = nb * Pc, taps = c.taps(), HW = s.h * s.w;
-  const int32_t* off = c.off.data();
-#pragma omp parallel for collapse(2) schedule(static) if (s.c * taps * NPc > kParallelMin)
-  for (int64_t img = 0; img < nb; ++img)
-    for (int64_t ch = 0; ch < s.c; ++ch) {
-      T* xp = gx + (img * s.c + ch) * HW;
-      const T* src = col + ch * taps * NPc + img * Pc;
-      for (int64_t t = 0; t < taps; ++t, src += NPc) {
-        const int32_t* o = off + t * Pc;
-        for (int64_t k = 0; k < Pc; ++k) xp[o[k]] += src[k];
-      }
-    }
-}
-
-template <class T>
-void forward_classes(const Conv2dShape& s, const TapClasses& tc, const T* x, const T* w, const T* bias, T* y) {
-  const int64_t P = s.out_pixels(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
-  std::vector<std::vector<T>> wcs(tc.live.size());
-  for (size_t i = 0; i < tc.live.size(); ++i) {
-    wcs[i].resize(s.oc * s.c * tc.live[i].taps());
-    class_weight(s, tc.live[i], w, wcs[i].data());
-  }
-  const int64_t chunk = conv_chunk_images(s, kChunkElems);
-  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
-    const int64_t nb = std::min(chunk, s.n - n0);
-    const T* xc = x + n0 * in_img;
-    T* yc = y + n0 * out_img;
-    for (int32_t p : tc.dead)
-      for (int64_t img = 0; img < nb; ++img)
-        for (int64_t oc = 0; oc < s.oc; ++oc) yc[(img * s.oc + oc) * P + p] = bias ? bias[oc] : T(0);
-    for (size_t i = 0; i < tc.live.size(); ++i) {
-      const TapClass& c = tc.live[i];
-      const int64_t Pc = int64_t(c.pix.size()), NPc = nb * Pc, K = s.c * c.taps();
-      T* col = scratch<T>(0, K * NPc);
-      class_im2col(s, c, xc, nb, col);
-      T* out = scratch<T>(1, s.oc * NPc);
-      gemm<T>(false, false, s.oc, NPc, K, T(1), wcs[i].data(), K, col, NPc, T(0), out, NPc);
-      const int32_t* pix = c.pix.data();
-#pragma omp parallel for collapse(2) schedule(static) if (s.oc * NPc > kParallelMin)
-      for (int64_t img = 0; img < nb; ++img)
-        for (int64_t oc = 0; oc < s.oc; ++oc) {
-          const T* src = out + oc * NPc + img * Pc;
-          T* dst = yc + (img * s.oc + oc) * P;
-          const T b = bias ? bias[oc] : T(0);
-          for (int64_t k = 0; k < Pc; ++k) dst[pix[k]] = src[k] + b;
+    for (int64_t ow = 0; ow < s.ow; ++ow)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const int64_t ih = oh * s.stride_h - s.pad_h + i, iw = ow * s.stride_w - s.pad_w + j;
+          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+          d.tap[(oh * s.ow + ow) * HW + ih * s.w + iw] = int32_t(i * s.kw + j);
+          ++d.pairs;
         }
+  return d;
+}
+
+// The dense matrix costs P*H*W multiply-adds per (oc, c) pair against KH*KW*P for im2col + GEMM: used only when
+// every entry is a live tap (each output reads its whole input plane, so it multiplies no padding), for
+// matrices of a few million elements.
+bool use_dense(const Conv2dShape& s) {
+  const int64_t P = s.out_pixels(), HW = s.h * s.w;
+  if (P * HW > 64 || s.oc * P * s.c * HW > (int64_t(1) << 24)) return false;
+  return dense_map(s).pairs == P * HW;
+}
+
+// kHW > 0: input planes of exactly kHW pixels (the 2x2 maps: 4), so the per-channel loop unrolls.
+template <int kHW, class T>
+void dense_weight_hw(const Conv2dShape& s, const DenseMap& d, const T* w, T* wd) {
+  const int64_t P = s.out_pixels(), HW = kHW > 0 ? kHW : s.h * s.w, KK = s.kh * s.kw, CHW = s.c * HW;
+#pragma omp parallel for collapse(2) schedule(static) if (s.oc * P * CHW > kParallelMin)
+  for (int64_t oc = 0; oc < s.oc; ++oc)
+    for (int64_t p = 0; p < P; ++p) {
+      const int32_t* tp = d.tap.data() + p * HW;
+      const T* wo = w + oc * s.c * KK;
+      T* row = wd + (oc * P + p) * CHW;
+      for (int64_t c = 0; c < s.c; ++c)
+        for (int64_t q = 0; q < HW; ++q) row[c * HW + q] = wo[c * KK + tp[q]];
     }
-  }
 }
 
 template <class T>
-void backward_classes(const Conv2dShape& s, const TapClasses& tc, const T* x, const T* w, const T* gy, T* gx, T* gw) {
-  const int64_t P = s.out_pixels(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
-  const size_t nc = tc.live.size();
-  std::vector<std::vector<T>> wcs(gx ? nc : 0), gwcs(gw ? nc : 0);
-  for (size_t i = 0; i < nc; ++i) {
-    const int64_t size = s.oc * s.c * tc.live[i].taps();
-    if (gx) {
-      wcs[i].resize(size);
-      class_weight(s, tc.live[i], w, wcs[i].data());
-    }
-    if (gw) gwcs[i].resize(size);
-  }
-  const int64_t chunk = conv_chunk_images(s, kChunkElems);
-  for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
-    const int64_t nb = std::min(chunk, s.n - n0);
-    const T* xc = x + n0 * in_img;
-    const T* gyc = gy + n0 * out_img;
-    T* gxc = gx ? gx + n0 * in_img : nullptr;
-    if (gxc) std::fill(gxc, gxc + nb * in_img, T(0));
-    for (size_t i = 0; i < nc; ++i) {
-      const TapClass& c = tc.live[i];
-      const int64_t Pc = int64_t(c.pix.size()), NPc = nb * Pc, K = s.c * c.taps();
-      T* gyt = scratch<T>(1, s.oc * NPc);
-      const int32_t* pix = c.pix.data();
-#pragma omp parallel for collapse(2) schedule(static) if (s.oc * NPc > kParallelMin)
-      for (int64_t oc = 0; oc < s.oc; ++oc)
-        for (int64_t img = 0; img < nb; ++img) {
-          const T* src = gyc + (img * s.oc + oc) * P;
-          T* dst = gyt + oc * NPc + img * Pc;
-          for (int64_t k = 0; k < Pc; ++k) dst[k] = src[pix[k]];
-        }
-      if (gw) {
-        T* col = scratch<T>(0, K * NPc);
-        class_im2col(s, c, xc, nb, col);
-        gemm<T>(false, true, s.oc, K, NPc, T(1), gyt, NPc, col, NPc, n0 == 0 ? T(0) : T(1), gwcs[i].data(), K);
-      }
-      if (gx) {
-        T* gcol = scratch<T>(0, K * NPc);
-        gemm<T>(true, false, K, NPc, s.oc, T(1), wcs[i].data(), K, gyt, NPc, T(0), gcol, NPc);
-        class_col2im_add(s, c, gcol, nb, gxc);
-      }
-    }
+void dense_weight(const Conv2dShape& s, const DenseMap& d, const T* w, T* wd) {
+  if (s.h * s.w == 4) return dense_weight_hw<4>(s, d, w, wd);
+  dense_weight_hw<0>(s, d, w, wd);
+}
+
+template <class T>
+void forward_dense(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t OP = s.oc * s.out_pixels(), CHW = s.c * s.h * s.w;
+  const DenseMap d = dense_map(s);
+  T* wd = scratch<T>(0, OP * CHW);
+  dense_weight(s, d, w, wd);
+  gemm<T>(false, true, s.n, OP, CHW, T(1), x, CHW, wd, CHW, T(0), y, OP);
+  if (bias) conv2d_add_bias(s, bias, y);
+}
+
+template <class T>
+void backward_dense(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
+  const int64_t P = s.out_pixels(), OP = s.oc * P, HW = s.h * s.w, CHW = s.c * HW, KK = s.kh * s.kw;
+  const DenseMap d = dense_map(s);
+  if (gx) {
+    T* wd = scratch<T>(0, OP * CHW);
+    dense_weight(s, d, w, wd);
+    gemm<T>(false, false, s.n, CHW, OP, T(1), gy, OP, wd, CHW, T(0), gx, CHW);
   }
   if (!gw) return;
-  std::fill(gw, gw + s.oc * s.ckk(), T(0));
-  for (size_t i = 0; i < nc; ++i) {
-    const TapClass& c = tc.live[i];
-    const int64_t ti = c.i1 - c.i0, tj = c.j1 - c.j0;
-    const T* g = gwcs[i].data();
-#pragma omp parallel for schedule(static) if (s.oc * s.ckk() > kParallelMin)
-    for (int64_t q = 0; q < s.oc * s.c; ++q)
-      for (int64_t a = 0; a < ti; ++a)
-        for (int64_t b = 0; b < tj; ++b) gw[(q * s.kh + c.i0 + a) * s.kw + c.j0 + b] += g[(q * ti + a) * tj + b];
-  }
+  T* gwd = scratch<T>(1, OP * CHW);
+  gemm<T>(true, false, OP, CHW, s.n, T(1), gy, OP, x, CHW, T(0), gwd, CHW);
+#pragma omp parallel for collapse(2) schedule(static) if (s.oc * s.ckk() > kParallelMin)
+  for (int64_t oc = 0; oc < s.oc; ++oc)
+    for (int64_t c = 0; c < s.c; ++c) {
+      T* g = gw + (oc * s.c + c) * KK;
+      for (int64_t t = 0; t < KK; ++t) g[t] = T(0);
+      for (int64_t p = 0; p < P; ++p) {
+        const T* src = gwd + (oc * P + p) * CHW + c * HW;
+        const int32_t* tp = d.tap.data() + p * HW;
+        for (int64_t q = 0; q < HW; ++q) g[tp[q]] += src[q];
+      }
+    }
 }
 
 template <class T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   if (linear_like(s)) return forward_linear(s, x, w, bias, y);
-  if (!s.pointwise()) {
-    const TapClasses tc = tap_classes(s);
-    if (use_classes(s, tc)) return forward_classes(s, tc, x, w, bias, y);
-  }
+  if (use_dense(s)) return forward_dense(s, x, w, bias, y);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
@@ -569,10 +453,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
 template <class T>
 void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   if (linear_like(s)) return backward_linear(s, x, w, gy, gx, gw);
-  if (!s.pointwise()) {
-    const TapClasses tc = tap_classes(s);
-    if (use_classes(s, tc)) return backward_classes(s, tc, x, w, gy, gx, gw);
-  }
+  if (use_dense(s)) return backward_dense(s, x, w, gy, gx, gw);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
