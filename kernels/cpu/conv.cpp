@@ -354,11 +354,12 @@ DenseMap dense_map(const Conv2dShape& s) {
 }
 
 // The dense matrix costs P*H*W multiply-adds per (oc, c) pair against KH*KW*P for im2col + GEMM: used only when
-// every entry is a live tap (each output reads its whole input plane, so it multiplies no padding), for
-// matrices of a few million elements.
+// every entry is a live tap (each output reads its whole input plane, so it multiplies no padding), and only
+// when the matrix is no larger than the column buffer im2col would fill (at small batches building it would cost
+// more than the GEMM saves; and models/memory.h sizes the CPU scratch from the im2col buffers).
 bool use_dense(const Conv2dShape& s) {
   const int64_t P = s.out_pixels(), HW = s.h * s.w;
-  if (P * HW > 64 || s.oc * P * s.c * HW > (int64_t(1) << 24)) return false;
+  if (P * HW > 64 || s.oc * P * s.c * HW > s.ckk() * P * conv_chunk_images(s, kChunkElems)) return false;
   return dense_map(s).pairs == P * HW;
 }
 
@@ -403,7 +404,7 @@ void backward_dense(const Conv2dShape& s, const T* x, const T* w, const T* gy, T
     gemm<T>(false, false, s.n, CHW, OP, T(1), gy, OP, wd, CHW, T(0), gx, CHW);
   }
   if (!gw) return;
-  T* gwd = scratch<T>(1, OP * CHW);
+  T* gwd = scratch<T>(0, OP * CHW);  // the dense weight is no longer needed
   gemm<T>(true, false, OP, CHW, s.n, T(1), gy, OP, x, CHW, T(0), gwd, CHW);
 #pragma omp parallel for collapse(2) schedule(static) if (s.oc * s.ckk() > kParallelMin)
   for (int64_t oc = 0; oc < s.oc; ++oc)
