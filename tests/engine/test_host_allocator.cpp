@@ -59,7 +59,7 @@ TEST_CASE("host allocator: a steady-state training step allocates no tensor stor
   CHECK(system_allocs_in_steps("resnet20", 2, 1) > 100);
 }
 
-TEST_CASE("host allocator: freed blocks serve requests they fit within 2x; the cache can be emptied",
+TEST_CASE("host allocator: freed blocks serve requests they fit within 2x, and the cache can be emptied",
           "[allocator][host]") {
   CacheSetting keep;
   set_host_cache_enabled(true);
