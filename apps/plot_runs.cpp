@@ -21,7 +21,7 @@ std::string run_model(const std::string& dir) {
   ss << in.rdbuf();
   try {
     const nlohmann::json v = engine::parse_json(ss.str());
-    if (v.is_object() && v.contains("model")) return engine::json_string(v["model"], "model");
+    if (v.is_object() && v.contains("model")) return engine::json_string(v.at("model"), "model");
   } catch (const engine::EngineError&) {
   }
   return "";

@@ -10,6 +10,12 @@ namespace {
 using nlohmann::json;
 
 constexpr int kMaxDepth = 64;
+constexpr size_t kMaxShown = 200;  // a message quotes at most this much of the input (a header may be 100 MB)
+
+std::string clipped(std::string s) {
+  if (s.size() > kMaxShown) s = s.substr(0, kMaxShown) + cat("... (", s.size() - kMaxShown, " more bytes)");
+  return s;
+}
 
 // nlohmann's what() starts with "[json.exception.parse_error.101] ": the id helps no reader of our errors.
 std::string message_of(const json::exception& e) {
@@ -18,13 +24,13 @@ std::string message_of(const json::exception& e) {
     const size_t end = m.find("] ");
     if (end != std::string::npos) m.erase(0, end + 2);
   }
-  return m;
+  return clipped(m);
 }
 
 // A value as it reads in an error message: numbers and literals as nlohmann writes them, strings quoted.
 std::string shown(const json& v) {
   try {
-    return v.dump(-1, ' ', false, json::error_handler_t::replace);
+    return clipped(v.dump(-1, ' ', false, json::error_handler_t::replace));
   } catch (const json::exception&) {
     return "?";
   }

@@ -348,6 +348,23 @@ TEST_CASE("json: malformed text, deep nesting and overflowing numbers are refuse
     REQUIRE_THROWS_AS(parse_json(bad), EngineError);
     REQUIRE_THROWS_WITH(parse_json(bad), Catch::StartsWith("json: "));
   }
+  // A message quotes little of a long input (nlohmann's names the whole token it stopped in).
+  try {
+    parse_json("\"" + std::string(1000000, 'a'));
+    FAIL("an unterminated string parsed");
+  } catch (const EngineError& e) {
+    REQUIRE(std::string(e.what()).size() < 1000);
+    REQUIRE_THAT(e.what(), Catch::Contains("more bytes)"));
+  }
+  std::string many = "[0";
+  for (int i = 0; i < 100000; ++i) many += ",1";
+  try {
+    json_int64(parse_json(many + "]"), "n");
+    FAIL("an array read as an integer");
+  } catch (const EngineError& e) {
+    REQUIRE(std::string(e.what()).size() < 1000);
+    REQUIRE_THAT(e.what(), Catch::Contains("n should be an integer") && Catch::Contains("but is array [0,1,1"));
+  }
   REQUIRE(parse_json(std::string(64, '[') + std::string(64, ']')).is_array());
   REQUIRE_THROWS_WITH(parse_json(std::string(65, '[') + std::string(65, ']')),
                       Catch::Contains("nesting deeper than 64 levels"));
