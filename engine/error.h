@@ -1,35 +1,14 @@
 // Errors are values a user can read: every failure in the library throws EngineError with what went wrong,
-// where, and (when we know) what to do. Only apps catch and exit.
+// where, and (when we know) what to do. Only apps catch and exit. The type lives with the kernels
+// (kernels/check.h), the lowest layer, so that kernels throw the same error without including the engine.
 #pragma once
-#include <sstream>
-#include <stdexcept>
-#include <string>
+#include "kernels/check.h"
 
 namespace engine {
 
-class EngineError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
-
-namespace detail {
-inline void append(std::ostringstream&) {}
-template <class A, class... R>
-void append(std::ostringstream& os, const A& a, const R&... r) {
-  os << a;
-  append(os, r...);
-}
-}  // namespace detail
-
-// Builds a message from any streamable pieces: cat("conv2d: expected ", 4, "-d input").
-template <class... A>
-std::string cat(const A&... a) {
-  std::ostringstream os;
-  detail::append(os, a...);
-  return os.str();
-}
-
-[[noreturn]] inline void fail(const std::string& msg) { throw EngineError(msg); }
+using EngineError = kernels::Error;
+using kernels::cat;  // cat("conv2d: expected ", 4, "-d input")
+using kernels::fail;
 
 }  // namespace engine
 
