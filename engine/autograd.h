@@ -102,7 +102,6 @@ class AnomalyError : public EngineError {
  public:
   explicit AnomalyError(const std::string& msg) : EngineError(msg), msg_("detect-anomaly: " + msg) {}
   const char* what() const noexcept override { return msg_.c_str(); }
-  bool has_note() const { return noted_; }
   void add_note(const std::string& note);
 
  private:

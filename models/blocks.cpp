@@ -23,18 +23,6 @@ void he_init(Conv2d& conv) {
   if (conv.bias.defined()) conv.bias.fill_(0.0);
 }
 
-const char* shortcut_kind_name(ShortcutKind k) {
-  switch (k) {
-    case ShortcutKind::projection:
-      return "projection";
-    case ShortcutKind::zero_pad:
-      return "zero_pad";
-    case ShortcutKind::none:
-      return "none";
-  }
-  return "?";
-}
-
 ResidualBlock::ResidualBlock(int in, int out, int s, ShortcutKind k)
     : in_channels(in), out_channels(out), stride(s), kind(k) {
   ENGINE_CHECK(in > 0 && out > 0 && s >= 1, "residual block: bad sizes (in ", in, ", out ", out, ", stride ", s, ")");

@@ -21,7 +21,6 @@ enum class ShortcutKind { projection, zero_pad, none };
 // build resnet152.
 std::shared_ptr<engine::nn::Conv2d> make_conv(int in, int out, int kernel, int stride, int padding);
 void he_init(engine::nn::Conv2d& conv);
-const char* shortcut_kind_name(ShortcutKind k);
 
 // Base of both blocks: the shortcut branch and the parts the initialiser needs.
 class ResidualBlock : public engine::nn::Module {

@@ -100,10 +100,4 @@ void reset_peak_stats() {
   allocator().cache.reset_peak();
 }
 
-void empty_cache() {
-  bind_thread();
-  std::lock_guard<std::mutex> lock(allocator().mu);
-  allocator().release_cache();
-}
-
 }  // namespace kernels::cuda

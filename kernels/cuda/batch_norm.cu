@@ -5,7 +5,7 @@
 //     mean/invstd (forward) or sum_gy/sum_gy_xhat (backward).
 // The element-wise passes (normalise, input gradient) walk the flat NCHW index in 16-byte packs (see
 // vectorized.cuh) and find each pack's channel by one division, so small planes (3x3 in ResNet-50's last stage)
-// fill the GPU as well as large ones; one block per (n, c) plane ran 32-thread blocks at 5% of bandwidth there.
+// fill the GPU as well as large ones (one block per (n, c) plane ran 32-thread blocks there: docs/benchmarks.md).
 // Forward statistics use shifted sums in double: d = x - K with K = x[n=0, c, 0], s1 = sum d, s2 = sum d^2,
 // var = s2/m - (s1/m)^2, which merge by addition across blocks and lose little to cancellation because K is a
 // sample of the channel.

@@ -44,7 +44,6 @@ struct AllocatorStats {
 };
 AllocatorStats allocator_stats();
 void reset_peak_stats();
-void empty_cache();  // returns cached blocks to the driver
 
 void memcpy_h2d(void* dst, const void* src, std::size_t bytes);
 void memcpy_d2h(void* dst, const void* src, std::size_t bytes);
