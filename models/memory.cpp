@@ -6,11 +6,9 @@
 #include <map>
 #include <sstream>
 
+#include "engine/device.h"
 #include "engine/nn/layers.h"
 #include "kernels/conv.h"
-#if ENGINE_HAVE_CUDA
-#include "kernels/cuda/runtime.h"
-#endif
 
 namespace models {
 
@@ -304,7 +302,7 @@ int64_t available_memory(engine::Device device, std::string* source) {
   if (device.is_cuda()) {
 #if ENGINE_HAVE_CUDA
     if (source) *source = "cudaMemGetInfo free";
-    return static_cast<int64_t>(kernels::cuda::free_device_memory());
+    return engine::cuda_free_memory(device);
 #else
     engine::fail("available_memory: " + device.str() + " asked for, but this engine was built without CUDA");
 #endif

@@ -3,8 +3,8 @@
 // threads, though, sleep at the end of every parallel region and take tens of microseconds to wake for the next,
 // and a training step has hundreds of regions (every BN pass, im2col, GEMM): so passive with a bounded spin,
 // GOMP_SPINCOUNT=200000 (well under a millisecond before sleeping). Timings: docs/benchmarks.md, "Measurements
-// behind code choices". libgomp reads the variables once, before main(), so an app that wants them re-executes itself with
-// them set; values the user set are always kept.
+// behind code choices". libgomp reads the variables once, before main(), so an app that wants them re-executes
+// itself with them set; values the user set are always kept.
 #pragma once
 
 namespace app {
