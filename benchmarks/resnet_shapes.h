@@ -1,15 +1,16 @@
-// The layer shapes a ResNet really sees in one training step, derived from the architecture (He et al. 2016,
-// Table 1; torchvision layout: stride on the 3x3 of a bottleneck) for a given batch and input size. bench_kernels
-// times each distinct shape once and multiplies by how often it occurs, which gives a per-op estimate of the full
-// step; bench_models uses the FLOP count for the achieved-GFLOP/s column. Kept in sync with models/ by hand: the
-// same stage counts and widths as the registry (see models/registry.h).
+// The layer shapes a ResNet really sees in one training step, read from a trace of the model's own forward
+// (models/trace.h) for a given batch and input size, so they follow models/ by construction. bench_kernels times
+// each distinct shape once and multiplies by how often it occurs, which gives a per-op estimate of the full step;
+// bench_models uses the FLOP count for the achieved-GFLOP/s column.
 #pragma once
 #include <cstdint>
-#include <map>
-#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "engine/nn/layers.h"
+#include "models/registry.h"
+#include "models/trace.h"
 
 namespace bench {
 
@@ -50,7 +51,7 @@ struct NetShapes {
   std::vector<PoolShape> maxpools;
   Act avgpool_in{0, 0, 0, 0};
   int64_t fc_in = 0, classes = 10, batch = 0;
-  int64_t params = 0;  // elements updated by SGD
+  int64_t params = 0;  // elements updated by SGD: the model's parameters
 
   // Forward multiply-add FLOPs (conv + linear); a training step is about 3x (fwd, bwd-data, bwd-weight),
   // less the stem's backward-data, which nobody computes.
@@ -66,95 +67,63 @@ struct NetShapes {
   }
 };
 
-namespace detail {
-struct Builder {
-  NetShapes s;
-  Act cur;
-  void conv_bn(int64_t oc, int k, int stride, int pad, bool relu, bool first = false) {
-    ConvShape c{cur.n, cur.c, cur.h, cur.w, oc, k, stride, pad, first};
-    s.convs.push_back(c);
-    s.params += oc * cur.c * k * k + 2 * oc;  // conv weight (no bias) + BN gamma, beta
-    cur = {cur.n, oc, c.oh(), c.ow()};
-    s.bns.push_back(cur);
-    if (relu) s.relus.push_back(cur);
-  }
-};
-}  // namespace detail
-
 inline bool is_imagenet_resnet(const std::string& m) {
   return m == "resnet18" || m == "resnet34" || m == "resnet50" || m == "resnet101" || m == "resnet152";
 }
 
-// ImageNet-style ResNets (resnet18..152) and the CIFAR family (resnet20/32/44/56/110, plain20..110).
-inline NetShapes net_shapes(const std::string& model, int64_t batch, int64_t res, int64_t in_channels = 1,
-                            int64_t classes = 10) {
-  detail::Builder b;
-  b.s.model = model;
-  b.s.batch = batch;
-  b.s.classes = classes;
-  b.cur = {batch, in_channels, res, res};
-  if (is_imagenet_resnet(model)) {
-    static const std::map<std::string, std::pair<bool, std::vector<int>>> cfg = {{"resnet18", {false, {2, 2, 2, 2}}},
-                                                                                 {"resnet34", {false, {3, 4, 6, 3}}},
-                                                                                 {"resnet50", {true, {3, 4, 6, 3}}},
-                                                                                 {"resnet101", {true, {3, 4, 23, 3}}},
-                                                                                 {"resnet152", {true, {3, 8, 36, 3}}}};
-    const bool bottleneck = cfg.at(model).first;
-    const auto& blocks = cfg.at(model).second;
-    b.conv_bn(64, 7, 2, 3, true, /*first=*/true);
-    PoolShape mp{b.cur, 3, 2, 1};
-    b.s.maxpools.push_back(mp);
-    b.cur = {b.cur.n, b.cur.c, mp.oh(), mp.ow()};
-    const int expansion = bottleneck ? 4 : 1;
-    for (int stage = 0; stage < 4; ++stage) {
-      const int64_t width = 64 << stage;
-      for (int i = 0; i < blocks[stage]; ++i) {
-        const int stride = (stage > 0 && i == 0) ? 2 : 1;
-        const Act in = b.cur;
-        const bool downsample = stride != 1 || in.c != width * expansion;
-        if (bottleneck) {
-          b.conv_bn(width, 1, 1, 0, true);
-          b.conv_bn(width, 3, stride, 1, true);
-          b.conv_bn(width * expansion, 1, 1, 0, false);
-        } else {
-          b.conv_bn(width, 3, stride, 1, true);
-          b.conv_bn(width, 3, 1, 1, false);
-        }
-        const Act out = b.cur;
-        if (downsample) {
-          b.cur = in;
-          b.conv_bn(width * expansion, 1, stride, 0, false);
-          b.cur = out;
-        }
-        b.s.adds.push_back(out);
-        b.s.relus.push_back(out);
+// The shapes of one step of `model` at a batch of `batch` images of in_channels x res x res.
+inline NetShapes net_shapes(engine::nn::Module& model, int64_t batch, int64_t res, int64_t in_channels = 1) {
+  const models::Trace t = models::trace_forward(model, {batch, in_channels, res, res});
+  NetShapes s;
+  s.batch = batch;
+  s.params = model.num_parameters();
+  auto act = [](const engine::Shape& x) { return Act{x[0], x[1], x[2], x[3]}; };
+  for (const models::TracedOp& o : t.ops) {
+    switch (o.kind) {
+      case models::TracedOpKind::conv2d: {
+        const auto& c = dynamic_cast<const engine::nn::Conv2d&>(*o.module);
+        s.convs.push_back({o.in[0], o.in[1], o.in[2], o.in[3], o.out[1], c.kernel, c.stride, c.padding, o.reads_input});
+        break;
       }
-    }
-  } else {
-    const bool plain = model.rfind("plain", 0) == 0;
-    const std::string digits = model.substr(plain ? 5 : 6);
-    if ((!plain && model.rfind("resnet", 0) != 0) || digits.empty() ||
-        digits.find_first_not_of("0123456789") != std::string::npos)
-      throw std::runtime_error("net_shapes: unknown model '" + model + "'");
-    const int depth = std::stoi(digits);
-    if ((depth - 2) % 6 != 0) throw std::runtime_error("net_shapes: CIFAR depth must be 6n+2, got " + model);
-    const int n = (depth - 2) / 6;
-    b.conv_bn(16, 3, 1, 1, true, /*first=*/true);
-    for (int stage = 0; stage < 3; ++stage) {
-      const int64_t width = 16 << stage;
-      for (int i = 0; i < n; ++i) {
-        const int stride = (stage > 0 && i == 0) ? 2 : 1;
-        b.conv_bn(width, 3, stride, 1, true);
-        b.conv_bn(width, 3, 1, 1, false);
-        if (!plain) b.s.adds.push_back(b.cur);  // option A: strided identity + zero channels, no conv
-        b.s.relus.push_back(b.cur);
+      case models::TracedOpKind::batch_norm:
+        s.bns.push_back(act(o.out));
+        if (o.op == "batch_norm2d_relu") s.relus.push_back(act(o.out));  // fused: timed as BN and ReLU kernels
+        break;
+      case models::TracedOpKind::relu:
+        s.relus.push_back(act(o.out));
+        break;
+      case models::TracedOpKind::add:
+        s.adds.push_back(act(o.out));
+        break;
+      case models::TracedOpKind::max_pool: {
+        const auto& p = dynamic_cast<const engine::nn::MaxPool2d&>(*o.module).params;
+        s.maxpools.push_back({act(o.in), p.kernel_h, p.stride_h, p.pad_h});
+        break;
       }
+      case models::TracedOpKind::avg_pool:
+        s.avgpool_in = act(o.in);
+        break;
+      case models::TracedOpKind::linear:
+        s.fc_in = o.in[1];
+        s.classes = o.out[1];
+        break;
+      default:  // begin/end, the flatten view, option A's shortcut (no kernel of its own here)
+        break;
     }
   }
-  b.s.avgpool_in = b.cur;
-  b.s.fc_in = b.cur.c;
-  b.s.params += b.s.fc_in * classes + classes;
-  return b.s;
+  return s;
+}
+
+// The registry's model of that name (one input channel by default, `classes` outputs).
+inline NetShapes net_shapes(const std::string& model, int64_t batch, int64_t res, int64_t in_channels = 1,
+                            int64_t classes = 10) {
+  models::ModelConfig cfg;
+  cfg.in_channels = static_cast<int>(in_channels);
+  cfg.num_classes = static_cast<int>(classes);
+  auto m = models::create(model, cfg);
+  NetShapes s = net_shapes(*m, batch, res, in_channels);
+  s.model = model;
+  return s;
 }
 
 // Distinct shapes with their multiplicity, in first-seen order.

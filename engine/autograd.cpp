@@ -13,7 +13,12 @@ thread_local bool g_grad_enabled = true;
 thread_local bool g_detect_anomaly = false;
 thread_local bool g_in_backward = false;         // ops run by backward closures: their results are checked as gradients
 thread_local std::vector<std::string> g_scopes;  // module paths, innermost last
+thread_local OpObserver* g_observer = nullptr;
 }  // namespace
+
+OpObserver* op_observer() { return g_observer; }
+ObserveOpsGuard::ObserveOpsGuard(OpObserver& o) : prev_(g_observer) { g_observer = &o; }
+ObserveOpsGuard::~ObserveOpsGuard() { g_observer = prev_; }
 
 bool grad_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : prev_(g_grad_enabled) { g_grad_enabled = false; }
@@ -112,6 +117,7 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 
 void record(Tensor& out, const std::string& name, std::vector<Tensor> inputs, BackwardFn backward) {
   if (g_detect_anomaly && !g_in_backward) check_forward(out, name, inputs);
+  if (g_observer && !g_in_backward) g_observer->op(name, inputs, out);
   if (!needs_grad(inputs)) return;
   auto node = std::make_shared<Node>();
   node->name = name;

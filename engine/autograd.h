@@ -10,6 +10,10 @@
 
 namespace engine {
 
+namespace nn {
+class Module;
+}
+
 // Returns one gradient per input (undefined where `need[i]` is false or the input is undefined).
 using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_out, const std::vector<bool>& need)>;
 
@@ -40,6 +44,30 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 // `out` itself (that would be a reference cycle); capture inputs or separate saved tensors instead.
 // Every op front-end calls it, also when nothing needs grad: it is where detect-anomaly checks forward outputs.
 void record(Tensor& out, const std::string& name, std::vector<Tensor> inputs, BackwardFn backward);
+
+// ---- op observation ----
+// An observer sees every module call and every op of a forward, in order: what models/trace.h records to derive
+// shapes, multiply-adds and memory from the modules' real forward() instead of a hand-written copy of it. Off
+// (no observer), each op and module call pays one pointer test. Ops run inside backward closures are not seen.
+class OpObserver {
+ public:
+  virtual ~OpObserver() = default;
+  virtual void module_begin(const nn::Module& m, const Tensor& in) = 0;
+  virtual void module_end(const nn::Module& m, const Tensor& out) = 0;
+  // `out` as produced by op `name` (the name given to record()) from `inputs`.
+  virtual void op(const std::string& name, const std::vector<Tensor>& inputs, const Tensor& out) = 0;
+};
+OpObserver* op_observer();
+class ObserveOpsGuard {  // installs `o` on this thread for a scope
+ public:
+  explicit ObserveOpsGuard(OpObserver& o);
+  ~ObserveOpsGuard();
+  ObserveOpsGuard(const ObserveOpsGuard&) = delete;
+  ObserveOpsGuard& operator=(const ObserveOpsGuard&) = delete;
+
+ private:
+  OpObserver* prev_;
+};
 
 // Runs backward from `root` with seed gradient `grad` (same shape as root).
 void run_backward(const Tensor& root, const Tensor& grad);
@@ -74,7 +102,6 @@ class AnomalyError : public EngineError {
  public:
   explicit AnomalyError(const std::string& msg) : EngineError(msg), msg_("detect-anomaly: " + msg) {}
   const char* what() const noexcept override { return msg_.c_str(); }
-  bool has_note() const { return noted_; }
   void add_note(const std::string& note);
 
  private:

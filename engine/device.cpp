@@ -82,4 +82,14 @@ void check_device_errors(Device d) {
 #endif
 }
 
+int64_t cuda_free_memory(Device d) {
+  ENGINE_CHECK(d.is_cuda(), "cuda_free_memory: ", d.str(), " is not a CUDA device");
+#if ENGINE_HAVE_CUDA
+  return static_cast<int64_t>(kernels::cuda::free_device_memory());
+#else
+  require_cuda("cuda_free_memory on " + d.str());
+  return 0;
+#endif
+}
+
 }  // namespace engine

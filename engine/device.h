@@ -1,5 +1,6 @@
 // Device: where a tensor's storage lives. CUDA availability is a run-time question with a readable answer.
 #pragma once
+#include <cstdint>
 #include <string>
 
 namespace engine {
@@ -41,5 +42,9 @@ void use_device(Device d);
 // A copy to the host, so call it where results are read anyway (MetricsAccumulator::read); no-op for the CPU,
 // whose kernels report at once.
 void check_device_errors(Device d);
+
+// Free bytes on the bound CUDA device (cudaMemGetInfo), for the memory check before a run; excludes the caching
+// allocator's cached blocks. A CPU device or a CPU-only build is a named error.
+int64_t cuda_free_memory(Device d);
 
 }  // namespace engine

@@ -17,19 +17,45 @@
 //                 separate ReLU passes (2 forward, 3 backward) disappear. The CUDA kernels compute y with explicit
 //                 FMAs in both directions, so the mask is exactly the forward's.
 //
-// Sums accumulate in double on both devices. The CPU runs one OpenMP task per channel; CUDA reduces in two stages
-// (blocks of one channel's slice write partial sums, one thread per channel adds them in a fixed order, so
-// results are deterministic). Forward statistics use shifted sums: s1 = sum(x - K), s2 = sum((x - K)^2) with
-// K = the channel's first value, var = s2/m - (s1/m)^2; the shift keeps the cancellation small when the mean is
-// large against the spread, and the sums merge by plain addition across blocks.
+// Sums accumulate in double on both devices. The CPU splits the work by (n, c) plane in memory order and adds the
+// per-plane partial sums over n in a fixed order; CUDA reduces in two stages (blocks over slices of one channel
+// write partial sums, one thread per channel adds them in a fixed order). Both are deterministic. Forward
+// statistics: the CPU is two-pass (mean, then squared deviations), the exact reference; CUDA uses shifted sums
+// s1 = sum(x - K), s2 = sum((x - K)^2) with K = the channel's first value, var = s2/m - (s1/m)^2, which merge
+// by plain addition across blocks and keep the cancellation small when the mean is large against the spread.
+// The per-channel formulas (invstd, the running-statistics update) and the input gradient are written once below.
+// The affine map stays each twin's own on purpose: the CPU computes it in double as the reference, CUDA in T with
+// explicit FMAs so that the fused-ReLU backward recomputes exactly the forward's y.
 #pragma once
+#include <cmath>
 #include <cstdint>
+
+#include "kernels/host_device.h"
 
 namespace kernels {
 
 struct BatchNormShape {
   int64_t n = 0, c = 0, hw = 0;  // x is [n, c, hw] (H*W flattened)
 };
+
+KERNELS_HOST_DEVICE inline double batch_norm_invstd(double var, double eps) { return 1.0 / sqrt(var + eps); }
+
+// Channel c's running statistics after a training batch of m values per channel with biased variance var (either
+// pointer may be null): r = (1 - momentum) * r + momentum * stat, the variance unbiased.
+template <class T>
+KERNELS_HOST_DEVICE inline void batch_norm_update_running(T* running_mean, T* running_var, int64_t c, double mean,
+                                                          double var, double m, double momentum) {
+  if (running_mean) running_mean[c] = T((1 - momentum) * double(running_mean[c]) + momentum * mean);
+  if (running_var) running_var[c] = T((1 - momentum) * double(running_var[c]) + momentum * var * m / (m - 1));
+}
+
+// The training-mode input gradient of one element, in the compute type A (CPU: double; CUDA: T):
+// gx = k * (g - mean_gy - (x - mean) * coef) with k = gamma * invstd, mean_gy = sum_gy / m and
+// coef = invstd * sum_gy_xhat / m; g is gy, or 0 where the fused ReLU's output was 0.
+template <class A>
+KERNELS_HOST_DEVICE inline A batch_norm_input_grad(A k, A g, A mean_gy, A x_centered, A coef) {
+  return k * (g - mean_gy - x_centered * coef);
+}
 
 namespace cpu {
 template <class T>

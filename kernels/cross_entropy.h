@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/host_device.h"
+
 namespace kernels {
 
 struct CrossEntropyShape {
@@ -24,6 +26,26 @@ struct CrossEntropyShape {
 inline std::string bad_label_text(int64_t label, int64_t row, const CrossEntropyShape& s) {
   return "label " + std::to_string(label) + " at row " + std::to_string(row) + " is outside [0, " +
          std::to_string(s.c) + ") for logits [" + std::to_string(s.n) + ", " + std::to_string(s.c) + "]";
+}
+
+// The row formulas both twins run, in double. A row's reductions (its max mx, sum_j exp(z_j - mx) = se and
+// sum_j z_j = sz) are each device's own (a loop, a warp).
+struct CrossEntropyTargets {
+  double eps, off, on, inv_n;  // smoothing, target of a wrong class, of the label's class, 1/n
+};
+KERNELS_HOST_DEVICE inline CrossEntropyTargets cross_entropy_targets(const CrossEntropyShape& s) {
+  const double off = s.label_smoothing / double(s.c);
+  return {s.label_smoothing, off, 1.0 - s.label_smoothing + off, 1.0 / double(s.n)};
+}
+// logsumexp(z) - sum_j target_j * z_j, with z_y the label's logit.
+KERNELS_HOST_DEVICE inline double cross_entropy_row_loss(const CrossEntropyTargets& t, double mx, double log_se,
+                                                         double sz, double z_y) {
+  return mx + log_se - (1.0 - t.eps) * z_y - t.off * sz;
+}
+// (softmax_j - target_j) / n, with e_j = exp(z_j - mx).
+KERNELS_HOST_DEVICE inline double cross_entropy_grad(const CrossEntropyTargets& t, double e_j, double se,
+                                                     bool is_label) {
+  return (e_j / se - (is_label ? t.on : t.off)) * t.inv_n;
 }
 
 namespace cpu {

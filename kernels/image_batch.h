@@ -11,6 +11,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/host_device.h"
+
 namespace kernels {
 
 struct ImageBatchParams {
@@ -28,16 +30,10 @@ struct SampleSpec {
   int32_t flip = 0;
 };
 
-#ifdef __CUDACC__
-#define IMAGE_BATCH_HD __host__ __device__
-#else
-#define IMAGE_BATCH_HD
-#endif
-
 // One output pixel (y, x) of one sample: the single source of the math for the CPU and CUDA versions.
 template <class T>
-IMAGE_BATCH_HD inline T image_batch_pixel(const uint8_t* img, const SampleSpec& s, int y, int x,
-                                          const ImageBatchParams& p) {
+KERNELS_HOST_DEVICE inline T image_batch_pixel(const uint8_t* img, const SampleSpec& s, int y, int x,
+                                               const ImageBatchParams& p) {
   const int xf = s.flip ? p.out_w - 1 - x : x;
   const int ry = y + s.off_y - p.pad, rx = xf + s.off_x - p.pad;  // pixel of the resized image
   T v = T(0);                                                     // RandomCrop pads with zeros

@@ -9,11 +9,7 @@
 #pragma once
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define KERNELS_HOST_DEVICE __host__ __device__
-#else
-#define KERNELS_HOST_DEVICE
-#endif
+#include "kernels/host_device.h"
 
 namespace kernels {
 

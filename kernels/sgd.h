@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/host_device.h"
+
 namespace kernels {
 
 struct SgdParams {
@@ -21,6 +23,19 @@ struct SgdTensor {
   void* buf = nullptr;
   int64_t n = 0;
 };
+
+// Element i's update, the formula above: both twins run it. buf is read only when momentum != 0.
+template <class T>
+KERNELS_HOST_DEVICE inline void sgd_step(T* w, const T* grad, T* buf, int64_t i, T lr, T momentum, T weight_decay,
+                                         bool nesterov, bool first_step) {
+  T g = grad[i] + weight_decay * w[i];
+  if (momentum != T(0)) {
+    const T b = first_step ? g : momentum * buf[i] + g;
+    buf[i] = b;
+    g = nesterov ? g + momentum * b : b;
+  }
+  w[i] -= lr * g;
+}
 
 namespace cpu {
 template <class T>

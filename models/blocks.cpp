@@ -7,7 +7,6 @@
 
 namespace models {
 
-using engine::Shape;
 using engine::Tensor;
 using engine::nn::BatchNorm2d;
 using engine::nn::Conv2d;
@@ -22,18 +21,6 @@ void he_init(Conv2d& conv) {
   const double fan_out = static_cast<double>(conv.out_channels) * conv.kernel * conv.kernel;
   engine::normal_(conv.weight, 0.0, std::sqrt(2.0 / fan_out));
   if (conv.bias.defined()) conv.bias.fill_(0.0);
-}
-
-const char* shortcut_kind_name(ShortcutKind k) {
-  switch (k) {
-    case ShortcutKind::projection:
-      return "projection";
-    case ShortcutKind::zero_pad:
-      return "zero_pad";
-    case ShortcutKind::none:
-      return "none";
-  }
-  return "?";
 }
 
 ResidualBlock::ResidualBlock(int in, int out, int s, ShortcutKind k)
@@ -62,27 +49,6 @@ Tensor ResidualBlock::join(const Tensor& main, const Tensor& x) {
   return engine::relu(engine::add(main, sc));
 }
 
-Shape ResidualBlock::trace_join(const Shape& main, const Shape& in, Cost& cost) const {
-  if (kind == ShortcutKind::none) {
-    cost.report(TracedOpKind::relu, *this, main, main);
-    return main;
-  }
-  Shape sc = in;
-  if (changes_shape()) {
-    if (kind == ShortcutKind::projection) {
-      sc = models::trace(*downsample, in, cost);
-    } else {
-      sc = {in[0], out_channels, (in[2] + stride - 1) / stride, (in[3] + stride - 1) / stride};
-      cost.report(TracedOpKind::shortcut, *this, in, sc);
-    }
-  }
-  ENGINE_CHECK(sc == main, "residual block: shortcut shape ", engine::shape_str(sc), " differs from the branch's ",
-               engine::shape_str(main));
-  cost.report(TracedOpKind::add, *this, in, main);
-  cost.report(TracedOpKind::relu, *this, main, main);
-  return main;
-}
-
 BasicBlock::BasicBlock(int in, int planes, int s, ShortcutKind k) : ResidualBlock(in, planes, s, k) {
   conv1 = register_module("conv1", make_conv(in, planes, 3, s, 1));
   bn1 = register_module("bn1", std::make_shared<BatchNorm2d>(planes));
@@ -95,14 +61,6 @@ Tensor BasicBlock::forward(const Tensor& x) {
   Tensor y = bn1->forward_relu((*conv1)(x));
   y = (*bn2)((*conv2)(y));
   return join(y, x);
-}
-
-Shape BasicBlock::trace(const Shape& in, Cost& cost) const {
-  Shape s = models::trace(*conv1, in, cost);
-  s = models::trace(*bn1, s, cost);
-  s = models::trace(*conv2, s, cost);
-  s = models::trace(*bn2, s, cost);
-  return trace_join(s, in, cost);
 }
 
 Bottleneck::Bottleneck(int in, int planes, int s, ShortcutKind k, bool stride_on_first_1x1)
@@ -122,16 +80,6 @@ Tensor Bottleneck::forward(const Tensor& x) {
   y = bn2->forward_relu((*conv2)(y));
   y = (*bn3)((*conv3)(y));
   return join(y, x);
-}
-
-Shape Bottleneck::trace(const Shape& in, Cost& cost) const {
-  Shape s = models::trace(*conv1, in, cost);
-  s = models::trace(*bn1, s, cost);
-  s = models::trace(*conv2, s, cost);
-  s = models::trace(*bn2, s, cost);
-  s = models::trace(*conv3, s, cost);
-  s = models::trace(*bn3, s, cost);
-  return trace_join(s, in, cost);
 }
 
 }  // namespace models

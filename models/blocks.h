@@ -10,7 +10,6 @@
 #include <string>
 
 #include "engine/nn/layers.h"
-#include "models/trace.h"
 
 namespace models {
 
@@ -22,10 +21,9 @@ enum class ShortcutKind { projection, zero_pad, none };
 // build resnet152.
 std::shared_ptr<engine::nn::Conv2d> make_conv(int in, int out, int kernel, int stride, int padding);
 void he_init(engine::nn::Conv2d& conv);
-const char* shortcut_kind_name(ShortcutKind k);
 
 // Base of both blocks: the shortcut branch and the parts the initialiser needs.
-class ResidualBlock : public engine::nn::Module, public Traceable {
+class ResidualBlock : public engine::nn::Module {
  public:
   ResidualBlock(int in_channels, int out_channels, int stride, ShortcutKind kind);
   int in_channels, out_channels, stride;
@@ -40,7 +38,6 @@ class ResidualBlock : public engine::nn::Module, public Traceable {
   void make_downsample();  // registers "downsample" when kind is projection and the shape changes
   // relu(main + shortcut(x)), or relu(main) without a shortcut.
   engine::Tensor join(const engine::Tensor& main, const engine::Tensor& x);
-  engine::Shape trace_join(const engine::Shape& main, const engine::Shape& in, Cost& cost) const;
 };
 
 class BasicBlock : public ResidualBlock {
@@ -48,7 +45,6 @@ class BasicBlock : public ResidualBlock {
   static constexpr int expansion = 1;
   BasicBlock(int in_channels, int planes, int stride, ShortcutKind kind);
   engine::Tensor forward(const engine::Tensor& x) override;
-  engine::Shape trace(const engine::Shape& in, Cost& cost) const override;
   engine::nn::BatchNorm2d& last_bn() override { return *bn2; }
   std::shared_ptr<engine::nn::Conv2d> conv1, conv2;
   std::shared_ptr<engine::nn::BatchNorm2d> bn1, bn2;
@@ -60,7 +56,6 @@ class Bottleneck : public ResidualBlock {
   static constexpr int expansion = 4;
   Bottleneck(int in_channels, int planes, int stride, ShortcutKind kind, bool stride_on_first_1x1);
   engine::Tensor forward(const engine::Tensor& x) override;
-  engine::Shape trace(const engine::Shape& in, Cost& cost) const override;
   engine::nn::BatchNorm2d& last_bn() override { return *bn3; }
   std::shared_ptr<engine::nn::Conv2d> conv1, conv2, conv3;
   std::shared_ptr<engine::nn::BatchNorm2d> bn1, bn2, bn3;

@@ -8,11 +8,9 @@
 #include <map>
 #include <sstream>
 
+#include "engine/device.h"
 #include "engine/nn/layers.h"
 #include "kernels/conv.h"
-#if ENGINE_HAVE_CUDA
-#include "kernels/cuda/runtime.h"
-#endif
 
 namespace models {
 
@@ -34,32 +32,8 @@ struct StepOp {
   bool merges = false;  // the block's first op: its input gradient is added to the pending one
 };
 
-const char* kind_name(TracedOpKind k) {
-  switch (k) {
-    case TracedOpKind::conv2d:
-      return "conv2d";
-    case TracedOpKind::batch_norm:
-      return "batch_norm2d";
-    case TracedOpKind::relu:
-      return "relu";
-    case TracedOpKind::max_pool:
-      return "max_pool2d";
-    case TracedOpKind::avg_pool:
-      return "adaptive_avg_pool2d";
-    case TracedOpKind::flatten:
-      return "flatten";
-    case TracedOpKind::linear:
-      return "linear";
-    case TracedOpKind::add:
-      return "add";
-    case TracedOpKind::shortcut:
-      return "shortcut_a";
-    case TracedOpKind::begin:
-    case TracedOpKind::end:
-      break;
-  }
-  return "?";
-}
+// The engine op's name ("batch_norm2d_relu" stays itself), except flatten's view, which records as reshape.
+std::string op_name(const TracedOp& t) { return t.kind == TracedOpKind::flatten ? "flatten" : t.op; }
 
 // The scratch of one convolution, from the chunking of kernels/cpu/conv.cpp and kernels/cuda/conv.cu: a column
 // buffer [C*KH*KW, nb*OH*OW] and a GEMM output / permuted gradient [OC, nb*OH*OW].
@@ -88,10 +62,23 @@ int64_t bytes_of(const Shape& s, std::size_t elem) { return engine::numel_of(s) 
 
 }  // namespace
 
-MemoryEstimate estimate_step_memory(const nn::Module& model, const StepSpec& spec) {
+namespace {
+void check_spec(const StepSpec& spec) {
   ENGINE_CHECK(spec.input.size() == 4 && spec.input[0] > 0,
                "estimate_step_memory: the batch must be [N, C, H, W] with ", "N > 0, got ",
                engine::shape_str(spec.input));
+}
+}  // namespace
+
+MemoryEstimate estimate_step_memory(nn::Module& model, const StepSpec& spec) {
+  check_spec(spec);
+  return estimate_step_memory(model, trace_forward(model, spec.input), spec);
+}
+
+MemoryEstimate estimate_step_memory(const nn::Module& model, const Trace& trace, const StepSpec& spec) {
+  check_spec(spec);
+  ENGINE_CHECK(trace.input == spec.input, "estimate_step_memory: the trace is of ", engine::shape_str(trace.input),
+               " but the step's batch is ", engine::shape_str(spec.input));
   const std::size_t elem = engine::dtype_size(spec.dtype);
   const bool cuda = spec.device.is_cuda();
 
@@ -103,12 +90,17 @@ MemoryEstimate estimate_step_memory(const nn::Module& model, const StepSpec& spe
   std::vector<Block> blocks;
   std::vector<StepOp> ops;
   int64_t scratch_col = 0, scratch_out = 0;  // the CPU's per-thread buffers grow to the largest conv's
-  Cost cost;
-  cost.on_op = [&](const TracedOp& t) {
-    if (t.kind == TracedOpKind::begin) return blocks.push_back({t.in, ops.size()});
-    if (t.kind == TracedOpKind::end) return blocks.pop_back();
+  for (const TracedOp& t : trace.ops) {
+    if (t.kind == TracedOpKind::begin) {
+      blocks.push_back({t.in, ops.size()});
+      continue;
+    }
+    if (t.kind == TracedOpKind::end) {
+      blocks.pop_back();
+      continue;
+    }
     StepOp op;
-    op.mem.op = kind_name(t.kind);
+    op.mem.op = op_name(t);
     op.mem.name = !t.module ? "?" : t.module->path().empty() ? "(model)" : t.module->path();
     op.mem.in = t.in;
     op.mem.out = t.out;
@@ -153,8 +145,8 @@ MemoryEstimate estimate_step_memory(const nn::Module& model, const StepSpec& spe
     if (ops.empty()) op.grad_in = 0;  // the batch does not require grad
     op.mem.saved_bytes = op.out_bytes + op.extra_bytes;
     ops.push_back(op);
-  };
-  const Shape logits = trace(model, spec.input, cost);
+  }
+  const Shape& logits = trace.output;
   ENGINE_CHECK(logits.size() == 2, "estimate_step_memory: the model's output ", engine::shape_str(logits),
                " is not [N, classes]");
   {  // the loss: a scalar, with the gradient softmax - target computed in the forward and kept
@@ -222,16 +214,18 @@ int64_t dataset_bytes(int64_t examples, int64_t rows, int64_t cols) {
   return examples * (rows * cols + static_cast<int64_t>(sizeof(int32_t)) * (1 + 4));
 }
 
-MemoryFit check_step_memory(const nn::Module& model, const StepSpec& spec, int64_t available) {
+MemoryFit check_step_memory(nn::Module& model, const StepSpec& spec, int64_t available) {
+  check_spec(spec);
+  const Trace trace = trace_forward(model, spec.input);  // once: the bisection relabels its batch
   MemoryFit f;
-  f.estimate = estimate_step_memory(model, spec);
+  f.estimate = estimate_step_memory(model, trace, spec);
   f.needed = with_headroom(f.estimate.peak);
   f.available = available;
   f.fits = f.needed <= available;
   auto fits_with = [&](int64_t batch) {
     StepSpec s = spec;
     s.input[0] = batch;
-    return with_headroom(estimate_step_memory(model, s).peak) <= available;
+    return with_headroom(estimate_step_memory(model, with_batch(trace, batch), s).peak) <= available;
   };
   if (f.fits) {
     f.largest_batch = spec.input[0];  // at least: larger batches are not searched
@@ -307,7 +301,7 @@ int64_t available_memory(engine::Device device, std::string* source) {
   if (device.is_cuda()) {
 #if ENGINE_HAVE_CUDA
     if (source) *source = "cudaMemGetInfo free";
-    return static_cast<int64_t>(kernels::cuda::free_device_memory());
+    return engine::cuda_free_memory(device);
 #else
     engine::fail("available_memory: " + device.str() + " asked for, but this engine was built without CUDA");
 #endif

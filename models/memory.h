@@ -1,5 +1,5 @@
-// Peak memory of one training step (forward, cross-entropy, backward, SGD update), estimated from the analytic
-// shape pass (models/trace.h) and what each op's backward keeps alive (engine/ops/*.cpp), so that a run that
+// Peak memory of one training step (forward, cross-entropy, backward, SGD update), estimated from a trace of the
+// model's forward (models/trace.h) and what each op's backward keeps alive (engine/ops/*.cpp), so that a run that
 // cannot fit is refused before it allocates anything.
 //
 // The model of a step, as the engine runs it:
@@ -61,7 +61,10 @@ struct MemoryEstimate {
   int64_t cpu_scratch = 0;  // inside peak on the CPU, 0 on CUDA
 };
 
-MemoryEstimate estimate_step_memory(const engine::nn::Module& model, const StepSpec& spec);
+// Traces the model's forward at spec.input (one batch-1 forward, see models/trace.h), then estimates.
+MemoryEstimate estimate_step_memory(engine::nn::Module& model, const StepSpec& spec);
+// The same from a trace already taken at spec.input (the summary's, or with_batch of one).
+MemoryEstimate estimate_step_memory(const engine::nn::Module& model, const Trace& trace, const StepSpec& spec);
 
 // Bytes of a uint8 image set with int32 labels and the trainer's per-example plan (4 int32: index, crop, flip).
 int64_t dataset_bytes(int64_t examples, int64_t rows, int64_t cols);
@@ -81,7 +84,7 @@ inline int64_t with_headroom(int64_t peak) { return peak + peak / 100 * 15; }
 
 // Whether a step of `spec` fits in `available` bytes (with_headroom of its estimate), and the largest batch that does
 // (the estimate grows with the batch, so a bisection finds it).
-MemoryFit check_step_memory(const engine::nn::Module& model, const StepSpec& spec, int64_t available);
+MemoryFit check_step_memory(engine::nn::Module& model, const StepSpec& spec, int64_t available);
 
 // Memory a run on `device` may still take. CPU: MemAvailable from /proc/meminfo, lowered to what the cgroup
 // limit (/sys/fs/cgroup/memory.max less memory.current) leaves, if one applies. CUDA: cudaMemGetInfo's free

@@ -6,27 +6,8 @@
 
 namespace models {
 
-using engine::Shape;
 using engine::Tensor;
 namespace nn = engine::nn;
-
-Tensor Network::forward(const Tensor& x) {
-  Tensor y = x;
-  for (auto& [child_name, m] : children()) {
-    if (dynamic_cast<nn::Linear*>(m.get()) && y.dim() > 2) y = engine::flatten(y);
-    y = (*m)(y);
-  }
-  return y;
-}
-
-Shape Network::trace(const Shape& in, Cost& cost) const {
-  Shape s = in;
-  for (auto& [child_name, m] : children()) {
-    if (dynamic_cast<const nn::Linear*>(m.get()) && s.size() > 2) s = {s[0], engine::numel_of(s) / s[0]};
-    s = models::trace(*m, s, cost);
-  }
-  return s;
-}
 
 namespace {
 
@@ -72,6 +53,7 @@ std::shared_ptr<Network> imagenet_resnet(const std::string& name, const ResNetSp
                         ShortcutKind::projection, cfg.stride_on_first_1x1));
   }
   net->add("avgpool", std::make_shared<nn::AdaptiveAvgPool2d>(1, 1));
+  net->add("flatten", std::make_shared<nn::Flatten>());
   net->add("fc", std::make_shared<nn::Linear>(channels, cfg.num_classes));
   init_rec(*net, /*redraw=*/false, cfg.zero_init_residual);  // convs, BN and fc were initialised when built
   return net;
@@ -91,6 +73,7 @@ std::shared_ptr<Network> cifar_resnet(const std::string& name, int n, bool plain
     net->add("layer" + std::to_string(i + 1),
              make_stage(BlockType::basic, channels, widths[i], n, i == 0 ? 1 : 2, kind, false));
   net->add("avgpool", std::make_shared<nn::AdaptiveAvgPool2d>(1, 1));
+  net->add("flatten", std::make_shared<nn::Flatten>());
   net->add("fc", std::make_shared<nn::Linear>(channels, cfg.num_classes));
   init_rec(*net, /*redraw=*/false, cfg.zero_init_residual);  // convs, BN and fc were initialised when built
   return net;

@@ -1,9 +1,10 @@
 // The networks of He et al. 2016, built from a runtime description (block type + blocks per stage):
-//   ImageNet-style (Table 1): conv1 7x7/2 (no bias) bn1 relu maxpool 3x3/2 (pad 1), layer1..layer4, avgpool, fc.
+//   ImageNet-style (Table 1): conv1 7x7/2 (no bias) bn1 relu maxpool 3x3/2 (pad 1), layer1..layer4, avgpool,
+//     flatten, fc.
 //     Stage widths 64/128/256/512 (x4 for bottlenecks); layer2..4 down-sample in their first block.
 //   CIFAR-style (Sec. 4.2, 6n+2 layers): conv1 3x3 (16 filters, no bias) bn1 relu, layer1..layer3 of n basic
 //     blocks with 16/32/64 filters (layer2/3 down-sample in their first block), avgpool, fc. Residual nets use
-//     option-A (zero-padding) shortcuts; plain nets have none.
+//     option-A (zero-padding) shortcuts; plain nets have none. avgpool, flatten, fc as above.
 // Child and parameter names follow torchvision's ResNet, so state_dicts cross to PyTorch by name.
 #pragma once
 #include <memory>
@@ -14,17 +15,15 @@
 #include "engine/nn/layers.h"
 #include "models/blocks.h"
 #include "models/registry.h"
-#include "models/trace.h"
 
 namespace models {
 
-// A chain of named children run in order; a Linear child gets its input flattened to [N, features] first
-// (torchvision's `torch.flatten(x, 1)` before fc).
-class Network : public engine::nn::Module, public Traceable {
+// A chain of named children run in order (Sequential's forward, with torchvision's names instead of 0, 1, ...).
+// The flatten before fc (torchvision's `torch.flatten(x, 1)`) is a child of its own, an nn::Flatten without
+// parameters, so the state_dict names stay torchvision's.
+class Network : public engine::nn::Sequential {
  public:
   explicit Network(std::string name) : name(std::move(name)) {}
-  engine::Tensor forward(const engine::Tensor& x) override;
-  engine::Shape trace(const engine::Shape& in, Cost& cost) const override;
   void add(const std::string& child_name, std::shared_ptr<engine::nn::Module> m) {
     register_module(child_name, std::move(m));
   }

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <iterator>
+#include <map>
 
 #include "engine/nn/layers.h"
 #include "models/memory.h"
-#include "models/resnet.h"
 #include "models/trace.h"
 
 namespace models {
@@ -17,28 +17,30 @@ namespace nn = engine::nn;
 
 namespace {
 
-// Emits rows for `m` (named `name`) fed with `in`; returns its output shape. Chains (Network, Sequential) are
-// opened while depth allows, otherwise the module is one row.
-Shape emit(const nn::Module& m, const std::string& name, const Shape& in, int depth, Summary& out) {
-  const bool is_network = dynamic_cast<const Network*>(&m) != nullptr;
-  const bool is_chain = is_network || dynamic_cast<const nn::Sequential*>(&m) != nullptr;
-  if (is_chain && depth > 0) {
-    Shape s = in;
-    for (const auto& [child_name, child] : m.children()) {
-      if (is_network && dynamic_cast<const nn::Linear*>(child.get()) && s.size() > 2)
-        s = {s[0], engine::numel_of(s) / s[0]};  // Network::forward flattens before fc
-      s = emit(*child, name.empty() ? child_name : name + "." + child_name, s, depth - 1, out);
-    }
-    return s;
+// Where each module's call begins and ends in the trace (its first call).
+struct Span {
+  size_t begin = 0, end = 0;
+};
+
+// Emits rows for `m` (named `name`): chains (Network, Sequential) are opened while depth allows, otherwise the
+// module is one row with its output, parameters and the MACs of the ops between its begin and end. A Flatten
+// gets no row: a view with no parameters, no MACs and no memory, so the table keeps torchvision's layers.
+void emit(const nn::Module& m, const std::string& name, int depth, const Trace& t,
+          const std::map<const nn::Module*, Span>& spans, Summary& out) {
+  if (dynamic_cast<const nn::Sequential*>(&m) && depth > 0) {
+    for (const auto& [child_name, child] : m.children())
+      emit(*child, name.empty() ? child_name : name + "." + child_name, depth - 1, t, spans, out);
+    return;
   }
-  Cost cost;
+  if (dynamic_cast<const nn::Flatten*>(&m)) return;
+  const auto it = spans.find(&m);
+  ENGINE_CHECK(it != spans.end(), "summarize: ", name, " is never called by the model's forward");
   SummaryRow row;
   row.name = name.empty() ? "(model)" : name;
-  row.output = trace(m, in, cost);
+  row.output = t.ops[it->second.end].out;
   row.params = m.num_parameters();
-  row.macs = cost.macs;
+  for (size_t i = it->second.begin; i < it->second.end; ++i) row.macs += t.ops[i].macs;
   out.rows.push_back(row);
-  return row.output;
 }
 
 }  // namespace
@@ -52,13 +54,21 @@ std::string with_commas(int64_t v) {
   return v < 0 ? "-" + out : out;
 }
 
-Summary summarize(const nn::Module& model, const Shape& input, int depth) {
+Summary summarize(nn::Module& model, const Shape& input, int depth) {
   ENGINE_CHECK(input.size() == 3 || input.size() == 4, "summarize: input must be [C, H, W] or [N, C, H, W], got ",
                engine::shape_str(input));
   ENGINE_CHECK(depth >= 1, "summarize: depth must be >= 1, got ", depth);
   Summary s;
   s.input = input.size() == 3 ? Shape{1, input[0], input[1], input[2]} : input;
-  s.output = emit(model, "", s.input, depth, s);
+  const Trace t = trace_forward(model, s.input);
+  std::map<const nn::Module*, Span> spans;
+  for (size_t i = 0; i < t.ops.size(); ++i) {
+    const TracedOp& o = t.ops[i];
+    if (o.kind == TracedOpKind::begin) spans.emplace(o.module, Span{i, 0});
+    if (o.kind == TracedOpKind::end && spans.at(o.module).end == 0) spans[o.module].end = i;
+  }
+  s.output = t.output;
+  emit(model, "", depth, t, spans, s);
   for (const auto& r : s.rows) s.total_macs += r.macs;
   s.total_params = model.num_parameters();
   // Each op of the step belongs to the row whose name is its module's or a prefix of it ("layer1" holds
@@ -66,7 +76,7 @@ Summary summarize(const nn::Module& model, const Shape& input, int depth) {
   if (s.output.size() != 2) return s;  // not a classifier: no training step to model
   StepSpec spec;
   spec.input = s.input;
-  const MemoryEstimate m = estimate_step_memory(model, spec);
+  const MemoryEstimate m = estimate_step_memory(model, t, spec);
   for (const auto& op : m.ops)
     for (auto& r : s.rows)
       if (op.name == r.name || op.name.compare(0, r.name.size() + 1, r.name + ".") == 0 || r.name == "(model)") {

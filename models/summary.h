@@ -1,6 +1,6 @@
 // A per-stage table of a model: output shape, parameters, multiply-accumulates (convs + fc, as the paper's
-// FLOPs) and the activation memory a training step keeps for backward, from the analytic shape pass in
-// models/trace.h and the step model of models/memory.h (no forward is run).
+// FLOPs) and the activation memory a training step keeps for backward, from a trace of the model's forward
+// (models/trace.h: one batch-1 forward without grad) and the step model of models/memory.h.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -30,7 +30,7 @@ struct Summary {
 
 // input: [C, H, W] (a batch of 1 is assumed) or [N, C, H, W]. depth 1 gives one row per top-level child
 // (conv1, bn1, relu, maxpool, layer1..4, avgpool, fc); depth 2 splits each stage into its blocks.
-Summary summarize(const engine::nn::Module& model, const engine::Shape& input, int depth = 1);
+Summary summarize(engine::nn::Module& model, const engine::Shape& input, int depth = 1);
 
 // The table as text, with thousands separators and a total line.
 std::string format_summary(const Summary& s, const std::string& title);

@@ -1,88 +1,119 @@
 #include "models/trace.h"
 
-#include "engine/nn/layers.h"
+#include <utility>
+
+#include "engine/autograd.h"
 
 namespace models {
 
 using engine::Shape;
-using engine::shape_str;
+using engine::Tensor;
 namespace nn = engine::nn;
 
 namespace {
 
-int64_t out_size(int64_t in, int kernel, int stride, int pad) { return (in + 2 * pad - kernel) / stride + 1; }
-
-void check_4d(const char* what, const Shape& in) {
-  ENGINE_CHECK(in.size() == 4, "trace: ", what, " expects an [N, C, H, W] input, got ", shape_str(in));
+TracedOpKind kind_of(const std::string& op) {
+  if (op == "conv2d") return TracedOpKind::conv2d;
+  if (op == "batch_norm2d" || op == "batch_norm2d_relu") return TracedOpKind::batch_norm;
+  if (op == "relu") return TracedOpKind::relu;
+  if (op == "max_pool2d") return TracedOpKind::max_pool;
+  if (op == "adaptive_avg_pool2d") return TracedOpKind::avg_pool;
+  if (op == "reshape") return TracedOpKind::flatten;
+  if (op == "linear") return TracedOpKind::linear;
+  if (op == "add") return TracedOpKind::add;
+  if (op == "shortcut_a") return TracedOpKind::shortcut;
+  return TracedOpKind::other;
 }
+
+class Recorder : public engine::OpObserver {
+ public:
+  Recorder(Trace& t, const Tensor& input) : t_(t), input_(input) {}
+
+  void module_begin(const nn::Module& m, const Tensor& in) override {
+    stack_.push_back({&m, in.shape()});
+    t_.ops.push_back({TracedOpKind::begin, "", &m, in.shape(), in.shape()});
+  }
+  void module_end(const nn::Module& m, const Tensor& out) override {
+    const Shape in = stack_.back().second;
+    stack_.pop_back();
+    t_.ops.push_back({TracedOpKind::end, "", &m, in, out.shape()});
+  }
+  void op(const std::string& name, const std::vector<Tensor>& inputs, const Tensor& out) override {
+    TracedOp o{kind_of(name), name, stack_.empty() ? nullptr : stack_.back().first, {}, out.shape()};
+    if (!inputs.empty() && inputs[0].defined()) o.in = inputs[0].shape();
+    o.reads_input = !inputs.empty() && inputs[0].same(input_);
+    // conv2d: N*OC*OH*OW outputs, each C*KH*KW products; linear: N*out outputs of in_features products.
+    if (o.kind == TracedOpKind::conv2d) o.macs = out.numel() * (inputs[1].numel() / inputs[1].size(0));
+    if (o.kind == TracedOpKind::linear) o.macs = out.numel() * inputs[1].size(1);
+    t_.ops.push_back(std::move(o));
+  }
+
+ private:
+  Trace& t_;
+  const Tensor& input_;
+  std::vector<std::pair<const nn::Module*, Shape>> stack_;
+};
+
+// Every module's training flag, in pre-order, so that restoring them in the same order (train() is recursive)
+// gives each module its own flag back.
+void collect_modes(nn::Module& m, std::vector<std::pair<nn::Module*, bool>>& out) {
+  out.emplace_back(&m, m.is_training());
+  for (const auto& [name, child] : m.children()) collect_modes(*child, out);
+}
+
+struct ModesRestorer {
+  std::vector<std::pair<nn::Module*, bool>> modes;
+  ~ModesRestorer() {
+    for (auto& [m, on] : modes) m->train(on);
+  }
+};
 
 }  // namespace
 
-Shape trace(const nn::Module& m, const Shape& in, Cost& cost) {
-  if (auto* t = dynamic_cast<const Traceable*>(&m)) {
-    cost.report(TracedOpKind::begin, m, in, in);
-    Shape out = t->trace(in, cost);
-    cost.report(TracedOpKind::end, m, in, out);
-    return out;
+int64_t Trace::macs() const {
+  int64_t n = 0;
+  for (const auto& o : ops) n += o.macs;
+  return n;
+}
+
+Trace trace_forward(nn::Module& model, const Shape& input) {
+  ENGINE_CHECK(input.size() == 4 && input[0] > 0, "trace: the input must be [N, C, H, W] with N > 0, got ",
+               engine::shape_str(input));
+  engine::DType dtype = engine::DType::f32;
+  engine::Device device = engine::Device::cpu();
+  const auto params = model.parameters();
+  if (!params.empty()) dtype = params[0].dtype(), device = params[0].device();
+
+  Trace t;
+  ModesRestorer restore;
+  collect_modes(model, restore.modes);
+  model.eval();
+  {
+    engine::NoGradGuard no_grad;
+    const Tensor x = Tensor::zeros({1, input[1], input[2], input[3]}, dtype, device);
+    Recorder rec(t, x);
+    engine::ObserveOpsGuard observe(rec);
+    t.input = x.shape();
+    t.output = model(x).shape();
   }
-  if (auto* c = dynamic_cast<const nn::Conv2d*>(&m)) {
-    check_4d("Conv2d", in);
-    ENGINE_CHECK(in[1] == c->in_channels, "trace: Conv2d expects ", c->in_channels, " input channels, got ",
-                 shape_str(in));
-    const int64_t oh = out_size(in[2], c->kernel, c->stride, c->padding);
-    const int64_t ow = out_size(in[3], c->kernel, c->stride, c->padding);
-    ENGINE_CHECK(oh > 0 && ow > 0, "trace: Conv2d kernel ", c->kernel, " does not fit input ", shape_str(in));
-    cost.macs += in[0] * c->out_channels * oh * ow * int64_t{c->in_channels} * c->kernel * c->kernel;
-    const Shape out{in[0], c->out_channels, oh, ow};
-    cost.report(TracedOpKind::conv2d, m, in, out);
-    return out;
+  return with_batch(t, input[0]);
+}
+
+Trace with_batch(const Trace& trace, int64_t n) {
+  ENGINE_CHECK(n > 0, "trace: the batch must be positive, got ", n);
+  const int64_t from = trace.input.at(0);
+  Trace t = trace;
+  auto relabel = [&](Shape& s) {
+    if (!s.empty()) s[0] = s[0] / from * n;
+  };
+  relabel(t.input);
+  relabel(t.output);
+  for (auto& o : t.ops) {
+    relabel(o.in);
+    relabel(o.out);
+    o.macs = o.macs / from * n;
   }
-  if (auto* bn = dynamic_cast<const nn::BatchNorm2d*>(&m)) {
-    check_4d("BatchNorm2d", in);
-    ENGINE_CHECK(in[1] == bn->channels, "trace: BatchNorm2d expects ", bn->channels, " channels, got ", shape_str(in));
-    cost.report(TracedOpKind::batch_norm, m, in, in);
-    return in;
-  }
-  if (dynamic_cast<const nn::ReLU*>(&m)) {
-    cost.report(TracedOpKind::relu, m, in, in);
-    return in;
-  }
-  if (auto* p = dynamic_cast<const nn::MaxPool2d*>(&m)) {
-    check_4d("MaxPool2d", in);
-    const auto& q = p->params;
-    const int64_t oh = out_size(in[2], q.kernel_h, q.stride_h, q.pad_h);
-    const int64_t ow = out_size(in[3], q.kernel_w, q.stride_w, q.pad_w);
-    ENGINE_CHECK(oh > 0 && ow > 0, "trace: MaxPool2d window does not fit input ", shape_str(in));
-    const Shape out{in[0], in[1], oh, ow};
-    cost.report(TracedOpKind::max_pool, m, in, out);
-    return out;
-  }
-  if (auto* a = dynamic_cast<const nn::AdaptiveAvgPool2d*>(&m)) {
-    check_4d("AdaptiveAvgPool2d", in);
-    const Shape out{in[0], in[1], a->out_h, a->out_w};
-    cost.report(TracedOpKind::avg_pool, m, in, out);
-    return out;
-  }
-  if (dynamic_cast<const nn::Flatten*>(&m)) {
-    ENGINE_CHECK(!in.empty(), "trace: Flatten needs at least one dimension");
-    const Shape out{in[0], engine::numel_of(in) / in[0]};
-    cost.report(TracedOpKind::flatten, m, in, out);
-    return out;
-  }
-  if (auto* l = dynamic_cast<const nn::Linear*>(&m)) {
-    ENGINE_CHECK(in.size() == 2 && in[1] == l->in_features, "trace: Linear expects [N, ", l->in_features, "], got ",
-                 shape_str(in));
-    cost.macs += in[0] * int64_t{l->in_features} * l->out_features;
-    const Shape out{in[0], l->out_features};
-    cost.report(TracedOpKind::linear, m, in, out);
-    return out;
-  }
-  if (dynamic_cast<const nn::Sequential*>(&m)) {
-    Shape s = in;
-    for (const auto& [name, child] : m.children()) s = trace(*child, s, cost);
-    return s;
-  }
-  engine::fail("trace: no shape rule for this module type; implement models::Traceable next to its forward()");
+  return t;
 }
 
 }  // namespace models

@@ -1,48 +1,61 @@
-// An analytic shape-and-cost pass that mirrors forward() without touching any data: given an input shape it
-// returns the output shape and adds up multiply-accumulates. It is what the summary uses, so that counting the
-// MACs of resnet152 at 224x224 costs microseconds instead of a multi-second CPU forward; tests check that it
-// agrees with real forwards.
+// What a model's forward does, recorded from the modules' real forward(): every module call and every op, with
+// shapes and multiply-accumulates. It is the one description of an architecture that the summary
+// (models/summary.h), the step-memory estimate (models/memory.h) and the benchmarks' layer shapes
+// (benchmarks/resnet_shapes.h) read, so a change to a block's forward() reaches all of them.
 #pragma once
 #include <cstdint>
-#include <functional>
+#include <string>
+#include <vector>
 
 #include "engine/nn/module.h"
 #include "engine/tensor.h"
 
 namespace models {
 
-// One op that forward() would run, as the trace passes it. What a step keeps alive depends on each op, not only
-// on the shapes, so models/memory.h counts bytes from these. begin/end bracket a Traceable module (a block, a
-// network): `in` is its input, `out` (at end) its output. add is a block's residual join: `in` is the block's
-// input (its shortcut is added), `out` the sum; shortcut is the zero-padding shortcut_a.
-enum class TracedOpKind { conv2d, batch_norm, relu, max_pool, avg_pool, flatten, linear, add, shortcut, begin, end };
+// begin/end bracket a module call; the others are engine ops. other: an op with no rule of its own (a dtype or
+// device copy, scale); flatten is the reshape view of nn::Flatten.
+enum class TracedOpKind {
+  conv2d,
+  batch_norm,
+  relu,
+  max_pool,
+  avg_pool,
+  flatten,
+  linear,
+  add,
+  shortcut,
+  other,
+  begin,
+  end
+};
+
 struct TracedOp {
   TracedOpKind kind;
-  const engine::nn::Module* module;  // the layer, or the block for add, shortcut, begin and end
-  engine::Shape in, out;
+  std::string op;  // the engine op as it records itself ("conv2d", "batch_norm2d_relu", "reshape"); "" for begin/end
+  // begin/end: the module called; an op: the innermost module whose call it ran in (nullptr: outside any module).
+  const engine::nn::Module* module = nullptr;
+  engine::Shape in, out;     // an op: its first input and its output; begin/end: the module's input and output
+  int64_t macs = 0;          // conv2d and linear: multiply-accumulates of this call
+  bool reads_input = false;  // an op whose first input is the traced input (the stem: its input needs no gradient)
 };
 
-// Multiply-accumulates of the convolutions and fully connected layers, as the paper counts "FLOPs"
-// (Table 1): BN, ReLU, pooling and additions are not counted. on_op, when set, sees every op in forward order.
-struct Cost {
-  int64_t macs = 0;
-  std::function<void(const TracedOp&)> on_op;
-  void report(TracedOpKind kind, const engine::nn::Module& m, const engine::Shape& in, const engine::Shape& out) const {
-    if (on_op) on_op(TracedOp{kind, &m, in, out});
-  }
+struct Trace {
+  engine::Shape input, output;
+  std::vector<TracedOp> ops;  // in forward order
+  // Multiply-accumulates of the convolutions and fully connected layers, as the paper counts "FLOPs" (Table 1):
+  // BN, ReLU, pooling and additions are not counted.
+  int64_t macs() const;
 };
 
-// Modules whose forward is not a layer of engine/nn/layers.h (residual blocks, networks) describe their
-// shape flow by implementing this next to forward().
-class Traceable {
- public:
-  virtual ~Traceable() = default;
-  virtual engine::Shape trace(const engine::Shape& in, Cost& cost) const = 0;
-};
+// Runs `model`'s forward once on zeros of shape `input` ([N, C, H, W], on the device and in the dtype of its
+// parameters) and records it. The forward runs at batch 1 in eval mode without grad, and the trace is relabelled
+// to batch N (with_batch): every op of these networks works per example, so shapes and MACs scale with N, and a
+// trace of resnet152 at 224x224 costs one batch-1 forward, not a training step. Training modes are restored and
+// nothing of the model changes (eval-mode BN does not update its running statistics). Errors are the ops' own
+// (a wrong channel count, a kernel larger than its input).
+Trace trace_forward(engine::nn::Module& model, const engine::Shape& input);
 
-// Output shape of `m` for an input of shape `in` (with the batch dimension), adding its MACs to `cost`.
-// Knows Conv2d, BatchNorm2d, ReLU, MaxPool2d, AdaptiveAvgPool2d, Flatten, Linear, Sequential and any
-// Traceable; throws for other module types and for shapes the layer's forward would reject.
-engine::Shape trace(const engine::nn::Module& m, const engine::Shape& in, Cost& cost);
+// The same trace for a batch of n: the first dimension of every activation shape set to n, MACs scaled.
+Trace with_batch(const Trace& trace, int64_t n);
 
 }  // namespace models

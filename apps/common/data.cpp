@@ -4,10 +4,7 @@
 #include <cstring>
 
 #include "engine/error.h"
-#include "engine/ops/common.h"
-#if ENGINE_HAVE_CUDA
-#include "kernels/cuda/runtime.h"
-#endif
+#include "engine/ops/data.h"
 
 namespace app {
 
@@ -108,12 +105,7 @@ DeviceDataset::DeviceDataset(const LabeledImages& data, engine::Device device)
   ENGINE_CHECK(static_cast<int64_t>(data.pixels.size()) == count_ * rows_ * cols_, "dataset holds ", data.pixels.size(),
                " pixels for ", count_, " images of ", rows_, "x", cols_);
   images_ = std::make_shared<engine::Storage>(data.pixels.size(), device);
-  if (device.is_cpu()) {
-    std::memcpy(images_->data(), data.pixels.data(), data.pixels.size());
-  } else {
-    ENGINE_CUDA_ONLY("DeviceDataset",
-                     kernels::cuda::memcpy_h2d(images_->data(), data.pixels.data(), data.pixels.size()));
-  }
+  engine::copy_from_host(*images_, data.pixels.data(), data.pixels.size());
   engine::Tensor host = engine::Tensor::empty({count_}, engine::DType::i32, engine::Device::cpu());
   std::memcpy(host.raw_data(), data.labels.data(), count_ * sizeof(int32_t));
   labels_ = host.to(device);
@@ -146,17 +138,7 @@ Batch BatchBuilder::make(int64_t begin, int64_t count) const {
   b.x = engine::Tensor::empty({count, 1, params_.out_h, params_.out_w}, dtype_, data_.device());
   b.y = engine::Tensor::empty({count}, engine::DType::i32, data_.device());
   const auto* specs = reinterpret_cast<const kernels::SampleSpec*>(plan_.data<int32_t>()) + begin;
-  engine::dispatch_dtype(dtype_, [&](auto tag) {
-    using T = decltype(tag);
-    if (data_.device().is_cuda()) {
-      ENGINE_CUDA_ONLY("make_image_batch",
-                       kernels::cuda::make_image_batch<T>(data_.images(), data_.labels(), specs, count, params_,
-                                                          b.x.data<T>(), b.y.data<int32_t>()));
-    } else {
-      kernels::cpu::make_image_batch<T>(data_.images(), data_.labels(), specs, count, params_, b.x.data<T>(),
-                                        b.y.data<int32_t>());
-    }
-  });
+  engine::make_image_batch(data_.images(), data_.labels(), specs, count, params_, b.x, b.y);
   return b;
 }
 

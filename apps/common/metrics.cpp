@@ -12,7 +12,7 @@
 #include "engine/error.h"
 #include "engine/json_strict.h"
 #include "engine/ops/common.h"
-#include "kernels/batch_metrics.h"
+#include "engine/ops/data.h"
 
 namespace app {
 
@@ -53,18 +53,7 @@ void MetricsAccumulator::add(const Tensor& logits, const Tensor& labels, const T
   if (loss.defined())
     ENGINE_CHECK(loss.numel() == 1 && loss.dtype() == logits.dtype() && loss.device() == acc_.device(),
                  "metrics: loss ", loss.str(), " should be one value like the logits");
-  engine::dispatch_dtype(logits.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* l = loss.defined() ? loss.data<T>() : nullptr;
-    if (acc_.is_cuda()) {
-      ENGINE_CUDA_ONLY("batch metrics", kernels::cuda::accumulate_batch_metrics<T>(
-                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
-                                            loss_bound_, step, acc_.data<double>()));
-    } else {
-      kernels::cpu::accumulate_batch_metrics<T>(logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes_, l,
-                                                loss_bound_, step, acc_.data<double>());
-    }
-  });
+  engine::accumulate_batch_metrics(logits, labels, loss, loss_bound_, step, acc_);
 }
 
 MetricsAccumulator::Totals MetricsAccumulator::read() const {

@@ -46,7 +46,7 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
   return scoped(
-      [&] { return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps); });
+      x, [&] { return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps); });
 }
 
 MaxPool2d::MaxPool2d(int kernel, int stride, int padding) {

@@ -37,25 +37,32 @@ std::string Module::nonfinite_note(const std::string& path) const {
   return note;
 }
 
-Tensor Module::scoped_checked(const std::function<Tensor()>& f) {
-  const std::string where = path();
-  AnomalyScope scope(where);
+Tensor Module::scoped_checked(const Tensor& x, const std::function<Tensor()>& f) {
+  OpObserver* observer = op_observer();
+  if (observer) observer->module_begin(*this, x);
   Tensor y;
-  try {
+  if (!detect_anomaly()) {
     y = f();
-  } catch (AnomalyError& e) {
-    e.add_note(nonfinite_note(where));  // the innermost module, where the op ran
-    throw;
+  } else {
+    const std::string where = path();
+    AnomalyScope scope(where);
+    try {
+      y = f();
+    } catch (AnomalyError& e) {
+      e.add_note(nonfinite_note(where));  // the innermost module, where the op ran
+      throw;
+    }
+    // Buffers change in place (BN's running statistics), not through an op's output.
+    for (const auto& [name, t] : buffers_) {
+      const std::string bad = describe_nonfinite(*t);
+      if (!bad.empty())
+        throw AnomalyError(cat("forward: buffer ", join_name(where, name),
+                               " was left non-finite by its module's forward (it changes "
+                               "in place): ",
+                               bad));
+    }
   }
-  // Buffers change in place (BN's running statistics), not through an op's output.
-  for (const auto& [name, t] : buffers_) {
-    const std::string bad = describe_nonfinite(*t);
-    if (!bad.empty())
-      throw AnomalyError(cat("forward: buffer ", join_name(where, name),
-                             " was left non-finite by its module's forward (it changes "
-                             "in place): ",
-                             bad));
-  }
+  if (observer) observer->module_end(*this, y);
   return y;
 }
 

@@ -23,9 +23,9 @@ class Module {
 
   virtual Tensor forward(const Tensor& x) = 0;
   // Call modules as m(x), not m.forward(x): with detect-anomaly on (engine/autograd.h) the call names the module
-  // that ops run in, and checks the module's buffers afterwards.
+  // that ops run in, and checks the module's buffers afterwards; an OpObserver sees the call (models/trace.h).
   Tensor operator()(const Tensor& x) {
-    return scoped([&] { return forward(x); });
+    return scoped(x, [&] { return forward(x); });
   }
 
   // "layer3.1.bn2": the names this module and its ancestors were registered under, as in named_parameters() of
@@ -60,17 +60,17 @@ class Module {
     return m;
   }
 
-  // Runs f() as this module's work: what operator() does around forward(), for other entry points
-  // (BatchNorm2d::forward_relu). With detect-anomaly off, one flag test.
+  // Runs f() as this module's work on input x: what operator() does around forward(), for other entry points
+  // (BatchNorm2d::forward_relu). With detect-anomaly off and no observer, a flag and a pointer test.
   template <class F>
-  Tensor scoped(F&& f) {
-    if (!detect_anomaly()) return f();
-    return scoped_checked(f);
+  Tensor scoped(const Tensor& x, F&& f) {
+    if (!detect_anomaly() && !op_observer()) return f();
+    return scoped_checked(x, f);
   }
 
  private:
   void adopt(const std::string& name, Module& child);
-  Tensor scoped_checked(const std::function<Tensor()>& f);
+  Tensor scoped_checked(const Tensor& x, const std::function<Tensor()>& f);
   std::string nonfinite_note(const std::string& path) const;
   void collect(const std::string& prefix, bool params, NamedTensors& out) const;
   template <class F>

@@ -32,10 +32,4 @@ void check_dim(const char* op, const char* what, const Tensor& t, int64_t dim) {
   ENGINE_CHECK(t.dim() == dim, op, ": expected ", what, " with ", dim, " dimensions, got ", shape_str(t.shape()));
 }
 
-void check_shape(const char* op, const char* what, const Tensor& t, const Shape& expected) {
-  check_defined(op, what, t);
-  ENGINE_CHECK(t.shape() == expected, op, ": expected ", what, " of shape ", shape_str(expected), ", got ",
-               shape_str(t.shape()));
-}
-
 }  // namespace engine

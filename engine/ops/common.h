@@ -14,7 +14,6 @@ namespace engine {
 void check_same(const char* op, const std::vector<std::pair<const char*, Tensor>>& named);
 void check_dim(const char* op, const char* what, const Tensor& t, int64_t dim);
 void check_defined(const char* op, const char* what, const Tensor& t);
-void check_shape(const char* op, const char* what, const Tensor& t, const Shape& expected);
 
 }  // namespace engine
 

@@ -1,6 +1,6 @@
 // CPU batch norm, sums in double. Work is split by (n, c) plane, in memory order: each thread walks a contiguous
-// run of planes, so every pass streams through memory whatever H*W is (splitting by channel, as before, read one
-// float per 64-byte line at 1x1 and ran at 1-14 GB/s). Per-plane partial sums are then added over n in a fixed
+// run of planes, so every pass streams through memory whatever H*W is (a split by channel reads one float per
+// 64-byte line at 1x1; docs/benchmarks.md). Per-plane partial sums are then added over n in a fixed
 // order, so results do not depend on the thread count. Forward statistics are two-pass (mean, then the sum of
 // squared deviations): the exact reference the CUDA shifted sums are compared against.
 #include "kernels/batch_norm.h"
@@ -110,9 +110,8 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T
   for (int64_t c = 0; c < s.c; ++c) {
     const double var = sq[2 * c] / m;  // biased: what normalises
     save_mean[c] = T(mean[c]);
-    save_invstd[c] = T(1.0 / std::sqrt(var + eps));
-    if (running_mean) running_mean[c] = T((1 - momentum) * double(running_mean[c]) + momentum * mean[c]);
-    if (running_var) running_var[c] = T((1 - momentum) * double(running_var[c]) + momentum * var * m / (m - 1));
+    save_invstd[c] = T(batch_norm_invstd(var, eps));
+    batch_norm_update_running(running_mean, running_var, c, mean[c], var, m, momentum);
   }
   // Normalise with the saved (rounded to T) statistics, as CUDA does and as backward will.
   normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu);
@@ -123,7 +122,7 @@ void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T*
                              T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps, bool relu) {
   for (int64_t c = 0; c < s.c; ++c) {
     save_mean[c] = running_mean[c];
-    save_invstd[c] = T(1.0 / std::sqrt(double(running_var[c]) + eps));
+    save_invstd[c] = T(batch_norm_invstd(double(running_var[c]), eps));
   }
   normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu);
 }
@@ -163,11 +162,9 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
       const T *xp = x + p * s.hw, *gp = gy + p * s.hw;
       T* op = gx + p * s.hw;
       if (training) {
-        const double mean_gy = sums[2 * c] / m, mean_gy_xhat = sums[2 * c + 1] / m;
-        for (int64_t i = 0; i < s.hw; ++i) {
-          const double xhat = (double(xp[i]) - af.mean) * invstd;
-          op[i] = T(k_c * (g_at(af, xp[i], gp[i]) - mean_gy - xhat * mean_gy_xhat));
-        }
+        const double mean_gy = sums[2 * c] / m, coef = invstd * (sums[2 * c + 1] / m);
+        for (int64_t i = 0; i < s.hw; ++i)
+          op[i] = T(batch_norm_input_grad(k_c, g_at(af, xp[i], gp[i]), mean_gy, double(xp[i]) - af.mean, coef));
       } else {
         for (int64_t i = 0; i < s.hw; ++i) op[i] = T(k_c * g_at(af, xp[i], gp[i]));
       }

@@ -17,7 +17,7 @@ int64_t first_bad_label(const int32_t* labels, const CrossEntropyShape& s) {
 
 template <class T>
 void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s) {
-  const double eps = s.label_smoothing, off = eps / double(s.c), on = 1.0 - eps + off, inv_n = 1.0 / double(s.n);
+  const CrossEntropyTargets t = cross_entropy_targets(s);
   std::vector<double> row_loss(s.n);
 #pragma omp parallel for schedule(static) if (s.n * s.c > 32768)
   for (int64_t r = 0; r < s.n; ++r) {
@@ -35,15 +35,15 @@ void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* g
       se += std::exp(double(z[j]) - mx);
       sz += double(z[j]);
     }
-    row_loss[r] = mx + std::log(se) - (1.0 - eps) * double(z[y]) - off * sz;
+    row_loss[r] = cross_entropy_row_loss(t, mx, std::log(se), sz, double(z[y]));
     if (grad) {
       T* g = grad + r * s.c;
-      for (int64_t j = 0; j < s.c; ++j) g[j] = T((std::exp(double(z[j]) - mx) / se - (j == y ? on : off)) * inv_n);
+      for (int64_t j = 0; j < s.c; ++j) g[j] = T(cross_entropy_grad(t, std::exp(double(z[j]) - mx), se, j == y));
     }
   }
   double total = 0;
   for (int64_t r = 0; r < s.n; ++r) total += row_loss[r];
-  *loss = T(total * inv_n);
+  *loss = T(total * t.inv_n);
 }
 
 template <class T>

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include "engine/error.h"
+#include "kernels/check.h"
 #include "kernels/cpu/blas_info.h"
 
 namespace kernels::cpu {
@@ -130,7 +130,7 @@ std::string cpuinfo_field(const std::string& text, const char* key) {
 
 void check_blas_range(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
   constexpr int64_t kMax = std::numeric_limits<blasint>::max();
-  ENGINE_CHECK(
+  KERNELS_CHECK(
       m >= 0 && n >= 0 && k >= 0 && m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax,
       "gemm: sizes m=", m, " n=", n, " k=", k, " (lda ", lda, ", ldb ", ldb, ", ldc ", ldc,
       ") do not fit the BLAS integer type; split the problem");
@@ -190,11 +190,11 @@ BlasInfo blas_info() {
     i.chosen_by = std::string("set by the user: OPENBLAS_CORETYPE=") + (v ? v : "");
   } else if (s.switched) {
     i.wanted = s.wanted;
-    i.chosen_by = engine::cat("chosen by the engine for the CPU's ", s.flags, "; OpenBLAS's own choice was ", s.own);
+    i.chosen_by = kernels::cat("chosen by the engine for the CPU's ", s.flags, "; OpenBLAS's own choice was ", s.own);
     if (strcasecmp(s.wanted.c_str(), i.core.c_str()) != 0)
-      i.chosen_by += engine::cat("; the engine asked for ", s.wanted, ", OpenBLAS did not take it");
+      i.chosen_by += kernels::cat("; the engine asked for ", s.wanted, ", OpenBLAS did not take it");
   } else if (!s.cannot.empty()) {
-    i.chosen_by = engine::cat("OpenBLAS's own choice: the CPU has ", s.flags, ", but ", s.cannot);
+    i.chosen_by = kernels::cat("OpenBLAS's own choice: the CPU has ", s.flags, ", but ", s.cannot);
   } else {
     i.chosen_by = "OpenBLAS's own choice";
   }
@@ -203,7 +203,7 @@ BlasInfo blas_info() {
 
 std::string blas_description() {
   const BlasInfo i = blas_info();
-  return engine::cat(i.library, " ", i.version, " ", i.core, " kernels, ", i.threads, " threads (", i.chosen_by, ")");
+  return kernels::cat(i.library, " ", i.version, " ", i.core, " kernels, ", i.threads, " threads (", i.chosen_by, ")");
 }
 
 std::string cpu_description() {
@@ -213,8 +213,8 @@ std::string cpu_description() {
   if (name.empty()) name = "unknown CPU";
   const std::string family = cpuinfo_field(text, "cpu family"), model = cpuinfo_field(text, "model\t");
   // The family and model say which generation it is when the name is as generic as "Intel(R) Xeon(R) Processor".
-  if (!family.empty() && !model.empty()) name += engine::cat(" (family ", family, " model ", model, ")");
-  return engine::cat(name, ", ", std::thread::hardware_concurrency(), " logical CPUs");
+  if (!family.empty() && !model.empty()) name += kernels::cat(" (family ", family, " model ", model, ")");
+  return kernels::cat(name, ", ", std::thread::hardware_concurrency(), " logical CPUs");
 }
 
 std::string machine_description() { return cpu_description() + "; " + blas_description(); }

@@ -21,8 +21,7 @@ void max_pool2d_forward(const T* x, T* y, int32_t* argmax, const MaxPool2dShape&
         const int64_t w1 = std::min<int64_t>(ow * s.stride_w - s.pad_w + s.kernel_w, s.w);
         // The maximum without branches (a max instruction; NaN is noted on the side and wins, as in PyTorch),
         // then the first tap that holds it. Tracking value and index in one loop branched on every tap, which
-        // real activations mispredict often: 11 ms for ResNet-18's 28-px max pool on one core, 8 ms this way
-        // (finding the index by selects instead of the early exit measured 10 ms).
+        // real activations mispredict often (timings in docs/benchmarks.md, "Measurements behind code choices").
         T best = -std::numeric_limits<T>::infinity();
         bool any_nan = false;
         for (int64_t ih = h0; ih < h1; ++ih)

@@ -11,15 +11,7 @@ void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p) {
     T* buf = static_cast<T*>(tensors[t].buf);
     const int64_t n = tensors[t].n;
 #pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) {
-      T g = grad[i] + wd * w[i];
-      if (mom != T(0)) {
-        T b = p.first_step ? g : mom * buf[i] + g;
-        buf[i] = b;
-        g = p.nesterov ? g + mom * b : b;
-      }
-      w[i] -= lr * g;
-    }
+    for (int64_t i = 0; i < n; ++i) sgd_step(w, grad, buf, i, lr, mom, wd, p.nesterov, p.first_step);
   }
 }
 

@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <mutex>
 
-#include "engine/error.h"
+#include "kernels/check.h"
 #include "kernels/cuda/block_cache.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/runtime.h"
@@ -32,7 +32,7 @@ Allocator& allocator() {
   return *a;
 }
 
-std::string mib(std::size_t b) { return engine::cat(b / (1024 * 1024), " MiB"); }
+std::string mib(std::size_t b) { return kernels::cat(b / (1024 * 1024), " MiB"); }
 
 }  // namespace
 
@@ -53,10 +53,10 @@ void* alloc(std::size_t bytes) {
     cudaGetLastError();
     std::size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
-    engine::fail(engine::cat("CUDA out of memory: asked for ", mib(size), " (", size, " bytes); the engine holds ",
-                             mib(a.cache.stats().allocated_bytes), " in tensors, the device has ", mib(free_b),
-                             " free of ", mib(total_b), " (", cudaGetErrorString(err),
-                             "). Try a smaller --batch-size or a smaller --resize."));
+    kernels::fail(kernels::cat("CUDA out of memory: asked for ", mib(size), " (", size, " bytes); the engine holds ",
+                               mib(a.cache.stats().allocated_bytes), " in tensors, the device has ", mib(free_b),
+                               " free of ", mib(total_b), " (", cudaGetErrorString(err),
+                               "). Try a smaller --batch-size or a smaller --resize."));
   }
   a.cache.add_new(p, size);
   return p;
@@ -84,10 +84,10 @@ void check_allocator() {
     std::lock_guard<std::mutex> lock(a.mu);
     first = a.cache.take_bad_frees(&count);
   }
-  ENGINE_CHECK(count == 0, "CUDA caching allocator: ", count,
-               " free(s) of pointers that were not live blocks; the first: ", first,
-               ". They were ignored, so no block went to two tensors, but the caller has a bug: a buffer freed "
-               "twice or a pointer that did not come from kernels::cuda::alloc");
+  KERNELS_CHECK(count == 0, "CUDA caching allocator: ", count,
+                " free(s) of pointers that were not live blocks; the first: ", first,
+                ". They were ignored, so no block went to two tensors, but the caller has a bug: a buffer freed "
+                "twice or a pointer that did not come from kernels::cuda::alloc");
 }
 
 AllocatorStats allocator_stats() {
@@ -98,12 +98,6 @@ AllocatorStats allocator_stats() {
 void reset_peak_stats() {
   std::lock_guard<std::mutex> lock(allocator().mu);
   allocator().cache.reset_peak();
-}
-
-void empty_cache() {
-  bind_thread();
-  std::lock_guard<std::mutex> lock(allocator().mu);
-  allocator().release_cache();
 }
 
 }  // namespace kernels::cuda

@@ -5,7 +5,7 @@
 //     mean/invstd (forward) or sum_gy/sum_gy_xhat (backward).
 // The element-wise passes (normalise, input gradient) walk the flat NCHW index in 16-byte packs (see
 // vectorized.cuh) and find each pack's channel by one division, so small planes (3x3 in ResNet-50's last stage)
-// fill the GPU as well as large ones; one block per (n, c) plane ran 32-thread blocks at 5% of bandwidth there.
+// fill the GPU as well as large ones (one block per (n, c) plane ran 32-thread blocks there: docs/benchmarks.md).
 // Forward statistics use shifted sums in double: d = x - K with K = x[n=0, c, 0], s1 = sum d, s2 = sum d^2,
 // var = s2/m - (s1/m)^2, which merge by addition across blocks and lose little to cancellation because K is a
 // sample of the channel.
@@ -142,9 +142,8 @@ __global__ void finalize_train_kernel(const T* __restrict__ x, const double* __r
     const double var = fmax(s2 / m - dm * dm, 0.0);  // biased
     const double mean = double(x[c * s.hw]) + dm;
     save_mean[c] = T(mean);
-    save_invstd[c] = T(1.0 / sqrt(var + eps));
-    if (running_mean) running_mean[c] = T((1 - momentum) * double(running_mean[c]) + momentum * mean);
-    if (running_var) running_var[c] = T((1 - momentum) * double(running_var[c]) + momentum * var * m / (m - 1));
+    save_invstd[c] = T(batch_norm_invstd(var, eps));
+    batch_norm_update_running(running_mean, running_var, c, mean, var, m, momentum);
   }
 }
 
@@ -153,7 +152,7 @@ __global__ void finalize_eval_kernel(const T* running_mean, const T* running_var
                                      T* save_invstd) {
   CUDA_KERNEL_LOOP(c, C) {
     save_mean[c] = running_mean[c];
-    save_invstd[c] = T(1.0 / sqrt(double(running_var[c]) + eps));
+    save_invstd[c] = T(batch_norm_invstd(double(running_var[c]), eps));
   }
 }
 
@@ -257,7 +256,7 @@ struct InputGradOp {
   }
   __device__ T operator()(const K& k, T x, T gy) const {
     const T g = !kRelu || k.affine(x) > T(0) ? gy : T(0);
-    return k.k * (g - k.mean_gy - (x - k.mu) * k.coef);
+    return batch_norm_input_grad(k.k, g, k.mean_gy, x - k.mu, k.coef);
   }
 };
 

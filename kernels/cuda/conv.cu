@@ -7,7 +7,7 @@
 // offsets are 64-bit.
 #include <climits>
 
-#include "engine/error.h"
+#include "kernels/check.h"
 #include "kernels/conv.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/device_buffer.h"
@@ -22,9 +22,9 @@ constexpr int64_t kChunkElems = kCudaConvChunkElems;  // kernels/conv.h
 void check_index_range(const Conv2dShape& s, int64_t nb) {
   const int64_t P = s.out_pixels();
   const int64_t largest = std::max({s.ckk() * nb * P, s.oc * nb * P, nb * s.c * s.h * s.w, s.n * P});
-  ENGINE_CHECK(largest <= INT_MAX, "conv2d (CUDA): one image of input [", s.c, ", ", s.h, ", ", s.w, "] with kernel ",
-               s.kh, "x", s.kw, " needs ", largest,
-               " scratch elements, more than the 32-bit indexing of these kernels allows; use smaller images");
+  KERNELS_CHECK(largest <= INT_MAX, "conv2d (CUDA): one image of input [", s.c, ", ", s.h, ", ", s.w, "] with kernel ",
+                s.kh, "x", s.kw, " needs ", largest,
+                " scratch elements, more than the 32-bit indexing of these kernels allows; use smaller images");
 }
 
 template <class T>
@@ -339,7 +339,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   if (!t.crops(s)) return forward_impl(s, x, w, bias, y);
   const Conv2dShape sc = cropped(s, t);
   const int64_t count = sc.oc * sc.ckk();
-  ENGINE_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
+  KERNELS_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
   DeviceBuffer<T> wc(count);
   crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
                                                                        int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
@@ -359,7 +359,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   if (!t.crops(s)) return backward_impl(s, x, w, gy, gx, gw);
   const Conv2dShape sc = cropped(s, t);
   const int64_t count = sc.oc * sc.ckk(), full = s.oc * s.ckk();
-  ENGINE_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
+  KERNELS_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
   DeviceBuffer<T> wc(count), gwc;
   crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
                                                                        int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));

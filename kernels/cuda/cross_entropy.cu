@@ -69,12 +69,12 @@ __global__ void rows_kernel(const T* __restrict__ logits, const int32_t* __restr
   }
   se = warp_sum(se);
   sz = warp_sum(sz);
-  const double eps = s.label_smoothing, off = eps / double(s.c), on = 1.0 - eps + off, inv_n = 1.0 / double(s.n);
+  const CrossEntropyTargets t = cross_entropy_targets(s);
   if (grad) {
     T* g = grad + row * s.c;
-    for (int64_t j = lane; j < s.c; j += 32) g[j] = T((exp(double(z[j]) - mx) / se - (j == y ? on : off)) * inv_n);
+    for (int64_t j = lane; j < s.c; j += 32) g[j] = T(cross_entropy_grad(t, exp(double(z[j]) - mx), se, j == y));
   }
-  if (lane == 0) row_loss[row] = mx + log(se) - (1.0 - eps) * double(z[y]) - off * sz;
+  if (lane == 0) row_loss[row] = cross_entropy_row_loss(t, mx, log(se), sz, double(z[y]));
 }
 
 // One block: loss = sum(row_loss) / n; thread 0 also files the call's first bad row (if any) in the record, unless

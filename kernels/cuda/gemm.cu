@@ -4,7 +4,7 @@
 
 #include <climits>
 
-#include "engine/error.h"
+#include "kernels/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/runtime.h"
 #include "kernels/gemm.h"
@@ -36,10 +36,10 @@ cublasHandle_t handle() {
 }
 
 void check_range(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc, int64_t batch = 1) {
-  ENGINE_CHECK(m >= 0 && n >= 0 && k >= 0 && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && lda <= INT_MAX &&
-                   ldb <= INT_MAX && ldc <= INT_MAX && batch <= INT_MAX,
-               "gemm (cuBLAS): sizes m=", m, " n=", n, " k=", k, " batch=", batch, " (lda ", lda, ", ldb ", ldb,
-               ", ldc ", ldc, ") do not fit cuBLAS's 32-bit integers; split the problem");
+  KERNELS_CHECK(m >= 0 && n >= 0 && k >= 0 && m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && lda <= INT_MAX &&
+                    ldb <= INT_MAX && ldc <= INT_MAX && batch <= INT_MAX,
+                "gemm (cuBLAS): sizes m=", m, " n=", n, " k=", k, " batch=", batch, " (lda ", lda, ", ldb ", ldb,
+                ", ldc ", ldc, ") do not fit cuBLAS's 32-bit integers; split the problem");
 }
 
 cublasOperation_t op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }

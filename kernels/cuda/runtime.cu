@@ -3,14 +3,14 @@
 #include <cstdio>
 #include <mutex>
 
-#include "engine/error.h"
+#include "kernels/check.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/runtime.h"
 
 namespace kernels::cuda {
 
 void throw_cuda_error(const char* expr, const char* file, int line, const std::string& msg) {
-  engine::fail(engine::cat("CUDA error: ", msg, "\n  in ", expr, "\n  at ", file, ":", line));
+  kernels::fail(kernels::cat("CUDA error: ", msg, "\n  in ", expr, "\n  at ", file, ":", line));
 }
 
 std::string probe_device() {
@@ -23,14 +23,14 @@ std::string probe_device() {
       cudaRuntimeGetVersion(&rt);
       if (drv == 0)  // no libcuda at all: a machine without an NVIDIA driver (or GPU)
         return std::string("no NVIDIA driver is installed, so no CUDA device can be used: use --device cpu");
-      return engine::cat("the NVIDIA driver (CUDA ", drv / 1000, ".", (drv % 1000) / 10,
-                         ") is older than this build's CUDA runtime (", rt / 1000, ".", (rt % 1000) / 10,
-                         "): update the driver or use --device cpu");
+      return kernels::cat("the NVIDIA driver (CUDA ", drv / 1000, ".", (drv % 1000) / 10,
+                          ") is older than this build's CUDA runtime (", rt / 1000, ".", (rt % 1000) / 10,
+                          "): update the driver or use --device cpu");
     }
     if (err == cudaErrorNoDevice || (err == cudaSuccess && count == 0))
       return std::string("no CUDA device was found on this machine: use --device cpu");
     if (err != cudaSuccess)
-      return engine::cat("the CUDA runtime could not start (", cudaGetErrorString(err), "): use --device cpu");
+      return kernels::cat("the CUDA runtime could not start (", cudaGetErrorString(err), "): use --device cpu");
     return std::string();
   }();
   return reason;
@@ -60,17 +60,17 @@ void use_device(int index) {
   if (t_current == index) return;  // set on this thread, so it is the bound device
   std::lock_guard<std::mutex> lock(g_bind_mu);
   const std::string why = probe_device();
-  ENGINE_CHECK(why.empty(), "cuda:", index, " cannot be used: ", why);
+  KERNELS_CHECK(why.empty(), "cuda:", index, " cannot be used: ", why);
   const int n = device_count();
-  ENGINE_CHECK(index >= 0 && index < n, "cuda:", index, " does not exist: only ", n,
-               " CUDA device(s) are present (cuda:0 .. cuda:", n - 1,
-               "; CUDA_VISIBLE_DEVICES, if set, renumbers them)");
+  KERNELS_CHECK(index >= 0 && index < n, "cuda:", index, " does not exist: only ", n,
+                " CUDA device(s) are present (cuda:0 .. cuda:", n - 1,
+                "; CUDA_VISIBLE_DEVICES, if set, renumbers them)");
   const int bound = g_bound.load();
-  ENGINE_CHECK(bound < 0 || index == bound, "cuda:", index,
-               " was asked for, but this process already runs on cuda:", bound,
-               ": the engine uses one CUDA device per process (its stream, memory cache and library handles live "
-               "there). Keep every tensor on cuda:",
-               bound, ", or run one process per GPU (--device cuda:N, or CUDA_VISIBLE_DEVICES=N).");
+  KERNELS_CHECK(bound < 0 || index == bound, "cuda:", index,
+                " was asked for, but this process already runs on cuda:", bound,
+                ": the engine uses one CUDA device per process (its stream, memory cache and library handles live "
+                "there). Keep every tensor on cuda:",
+                bound, ", or run one process per GPU (--device cuda:N, or CUDA_VISIBLE_DEVICES=N).");
   CUDA_CHECK(cudaSetDevice(index));  // binds the process, or makes the bound device current on this thread
   g_bound.store(index);
   t_current = index;

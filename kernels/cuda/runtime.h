@@ -16,9 +16,9 @@ std::size_t free_device_memory();
 
 // One CUDA device per process. The first use binds the process to a device (cudaSetDevice): the stream, the
 // caching allocator's blocks and the cuBLAS/cuDNN handles are all created on it afterwards, so nothing can mix
-// devices. use_device(i) binds to cuda:i (or checks that cuda:i is the bound device, else a named EngineError)
-// and makes it the calling thread's current device. Work that reaches the runtime without a device named
-// (kernels called directly, as bench_kernels does) binds to cuda:0, the runtime's own default.
+// devices. use_device(i) binds to cuda:i (or checks that cuda:i is the bound device, else a named kernels::Error,
+// which is engine::EngineError) and makes it the calling thread's current device. Work that reaches the runtime without
+// a device named (kernels called directly, as bench_kernels does) binds to cuda:0, the runtime's own default.
 void use_device(int index);
 int bound_device();  // -1 before the first use
 // Makes the bound device (cuda:0 if none yet) current on the calling thread; cheap after the first call.
@@ -31,7 +31,8 @@ void* alloc(std::size_t bytes);
 // Never throws (it runs in destructors): a pointer that is not a live block of this allocator (never allocated
 // here, or freed twice) is left alone, reported on stderr and recorded; check_allocator() raises the record.
 void free(void* p);
-// Throws an EngineError naming the first bad free since the last check (and how many there were); clears them.
+// Throws a kernels::Error (engine::EngineError) naming the first bad free since the last check (and how many
+// there were); clears them.
 void check_allocator();
 struct AllocatorStats {
   std::size_t allocated_bytes = 0;       // handed out now
@@ -43,7 +44,6 @@ struct AllocatorStats {
 };
 AllocatorStats allocator_stats();
 void reset_peak_stats();
-void empty_cache();  // returns cached blocks to the driver
 
 void memcpy_h2d(void* dst, const void* src, std::size_t bytes);
 void memcpy_d2h(void* dst, const void* src, std::size_t bytes);

@@ -18,15 +18,8 @@ __global__ void sgd_kernel(Table table, T lr, T mom, T wd, bool nesterov, bool f
   T* w = static_cast<T*>(st.w);
   const T* grad = static_cast<const T*>(st.g);
   T* buf = static_cast<T*>(st.buf);
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < st.n; i += (int64_t)blockDim.x * gridDim.x) {
-    T g = grad[i] + wd * w[i];
-    if (mom != T(0)) {
-      T b = first_step ? g : mom * buf[i] + g;
-      buf[i] = b;
-      g = nesterov ? g + mom * b : b;
-    }
-    w[i] -= lr * g;
-  }
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < st.n; i += (int64_t)blockDim.x * gridDim.x)
+    sgd_step(w, grad, buf, i, lr, mom, wd, nesterov, first_step);
 }
 }  // namespace
 

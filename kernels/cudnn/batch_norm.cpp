@@ -43,8 +43,8 @@ template <class T>
 void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
                               T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps) {
   if (s.n * s.c * s.hw == 0) return;
-  ENGINE_CHECK(eps >= CUDNN_BN_MIN_EPSILON, "batch_norm2d (cuDNN): eps ", eps, " is below CUDNN_BN_MIN_EPSILON (",
-               CUDNN_BN_MIN_EPSILON, "); use the native engine");
+  KERNELS_CHECK(eps >= CUDNN_BN_MIN_EPSILON, "batch_norm2d (cuDNN): eps ", eps, " is below CUDNN_BN_MIN_EPSILON (",
+                CUDNN_BN_MIN_EPSILON, "); use the native engine");
   Descriptors d(s, data_type<T>());
   kernels::cuda::DeviceBuffer<T> scratch_mean, scratch_var;
   T* rm = or_scratch(running_mean, scratch_mean, s.c);

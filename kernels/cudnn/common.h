@@ -6,7 +6,7 @@
 
 #include <string>
 
-#include "engine/error.h"
+#include "kernels/check.h"
 #include "kernels/cuda/common.cuh"
 
 namespace kernels::cudnn {
@@ -14,7 +14,7 @@ namespace kernels::cudnn {
 [[noreturn]] inline void throw_cudnn_error(const char* expr, const char* file, int line, cudnnStatus_t st) {
   char detail[512] = {0};
   cudnnGetLastErrorString(detail, sizeof(detail));
-  engine::fail(engine::cat(
+  kernels::fail(kernels::cat(
       "cuDNN error: ", cudnnGetErrorString(st), (detail[0] ? ": " : ""), detail, "\n  in ", expr, "\n  at ", file, ":",
       line,
       "\n  (set_conv_engine(ConvEngine::native) / set_batch_norm_engine(...native) run the engine's own kernels "

@@ -77,16 +77,16 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& s) {
   // Our shape arithmetic and cuDNN's must agree, or the buffers we allocated are the wrong size.
   int n = 0, c = 0, h = 0, w = 0;
   CUDNN_CHECK(cudnnGetConvolution2dForwardOutputDim(plan->fwd, plan->x, plan->w, &n, &c, &h, &w));
-  ENGINE_CHECK(n == s.n && c == s.oc && h == s.oh && w == s.ow, "conv2d (cuDNN): cuDNN computes output [", n, ", ", c,
-               ", ", h, ", ", w, "], the engine [", s.n, ", ", s.oc, ", ", s.oh, ", ", s.ow, "]");
+  KERNELS_CHECK(n == s.n && c == s.oc && h == s.oh && w == s.ow, "conv2d (cuDNN): cuDNN computes output [", n, ", ", c,
+                ", ", h, ", ", w, "], the engine [", s.n, ", ", s.oc, ", ", s.oh, ", ", s.ow, "]");
   return plan;
 }
 
 template <class T>
 Plan& plan_for(const Conv2dShape& s) {
   const int64_t largest = std::max(s.n * s.c * s.h * s.w, s.n * s.oc * s.oh * s.ow);
-  ENGINE_CHECK(largest <= INT_MAX, "conv2d (cuDNN): a tensor of ", largest,
-               " elements is beyond cuDNN's 32-bit descriptors; use the native convolution engine or a smaller batch");
+  KERNELS_CHECK(largest <= INT_MAX, "conv2d (cuDNN): a tensor of ", largest,
+                " elements is beyond cuDNN's 32-bit descriptors; use the native convolution engine or a smaller batch");
   static std::mutex mu;
   static auto* cache = new std::map<Key, std::unique_ptr<Plan>>;  // never destroyed, as the handle
   const Key key{s.n,
@@ -132,9 +132,9 @@ void choose(Choice<Algo>& out, cudnnConvolutionDescriptor_t conv, int max_count,
     if (acceptable(found[i], strict) && found[i].memory <= ws) pick = &found[i];
   for (int i = 0; i < n_heur && !pick; ++i)
     if (acceptable(heur[i], strict)) pick = &heur[i];
-  ENGINE_CHECK(pick, "conv2d (cuDNN): no ", direction, " algorithm for input [", s.n, ", ", s.c, ", ", s.h, ", ", s.w,
-               "], weight [", s.oc, ", ", s.c, ", ", s.kh, ", ", s.kw, "] in this math mode",
-               strict ? " (strict FP32)" : "", "; use the native convolution engine");
+  KERNELS_CHECK(pick, "conv2d (cuDNN): no ", direction, " algorithm for input [", s.n, ", ", s.c, ", ", s.h, ", ", s.w,
+                "], weight [", s.oc, ", ", s.c, ", ", s.kh, ", ", s.kw, "] in this math mode",
+                strict ? " (strict FP32)" : "", "; use the native convolution engine");
   CUDNN_CHECK(cudnnSetConvolutionMathType(conv, pick->mathType));
   out.algo = pick->algo;
   CUDNN_CHECK(workspace_size(pick->algo, &out.workspace));

@@ -42,16 +42,13 @@ TEST_CASE("summary: rows per stage or per block, totals, formatting", "[models][
 TEST_CASE("summary: errors name the problem", "[models][summary]") {
   auto model = models::create("resnet20");
   REQUIRE_THROWS_WITH(models::summarize(*model, {1, 28}), Catch::Contains("[C, H, W] or [N, C, H, W]"));
-  REQUIRE_THROWS_WITH(models::summarize(*model, {3, 64, 64}), Catch::Contains("Conv2d expects 1 input channels"));
+  // The trace runs the real forward, so shape errors are the ops' own.
+  REQUIRE_THROWS_WITH(models::summarize(*model, {3, 64, 64}), Catch::Contains("input has 3 channels"));
   REQUIRE_THROWS_WITH(models::summarize(*model, {1, 28, 28}, 0), Catch::Contains("depth must be >= 1"));
-  models::Cost cost;
   nn::Conv2d conv(1, 1, 3, 1, 0);
-  REQUIRE_THROWS_WITH(models::trace(conv, {1, 1, 2, 2}, cost), Catch::Contains("does not fit"));
-  REQUIRE(models::trace(conv, {2, 1, 4, 5}, cost) == Shape{2, 1, 2, 3});
-  REQUIRE(cost.macs == 2 * 2 * 3 * 9);
-  // A module type the pass does not know is an error, not a silent guess.
-  struct Odd : nn::Module {
-    Tensor forward(const Tensor& x) override { return x; }
-  } odd;
-  REQUIRE_THROWS_WITH(models::trace(odd, {1, 1, 2, 2}, cost), Catch::Contains("no shape rule"));
+  REQUIRE_THROWS_WITH(models::trace_forward(conv, {1, 1, 2, 2}), Catch::Contains("larger than the padded input"));
+  const models::Trace t = models::trace_forward(conv, {2, 1, 4, 5});
+  REQUIRE(t.output == Shape{2, 1, 2, 3});
+  REQUIRE(t.macs() == 2 * 2 * 3 * 9);
+  REQUIRE_THROWS_WITH(models::trace_forward(conv, {1, 4, 5}), Catch::Contains("[N, C, H, W]"));
 }

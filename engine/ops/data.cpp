@@ -1,0 +1,52 @@
+#include "engine/ops/data.h"
+
+#include <cstring>
+
+#include "engine/ops/common.h"
+#if ENGINE_HAVE_CUDA
+#include "kernels/cuda/runtime.h"
+#endif
+
+namespace engine {
+
+void copy_from_host(Storage& dst, const void* src, std::size_t bytes) {
+  ENGINE_CHECK(bytes <= dst.bytes(), "copy_from_host: ", bytes, " bytes do not fit a storage of ", dst.bytes());
+  if (bytes == 0) return;
+  if (dst.device().is_cpu()) {
+    std::memcpy(dst.data(), src, bytes);
+  } else {
+    ENGINE_CUDA_ONLY("copy_from_host", kernels::cuda::memcpy_h2d(dst.data(), src, bytes));
+  }
+}
+
+void make_image_batch(const uint8_t* images, const int32_t* labels, const kernels::SampleSpec* specs, int64_t count,
+                      const kernels::ImageBatchParams& p, Tensor& x, Tensor& y) {
+  dispatch_dtype(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if (x.is_cuda()) {
+      ENGINE_CUDA_ONLY("make_image_batch", kernels::cuda::make_image_batch<T>(images, labels, specs, count, p,
+                                                                              x.data<T>(), y.data<int32_t>()));
+    } else {
+      kernels::cpu::make_image_batch<T>(images, labels, specs, count, p, x.data<T>(), y.data<int32_t>());
+    }
+  });
+}
+
+void accumulate_batch_metrics(const Tensor& logits, const Tensor& labels, const Tensor& loss, double loss_bound,
+                              int64_t step, Tensor& acc) {
+  const int64_t classes = logits.size(1);
+  dispatch_dtype(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* l = loss.defined() ? loss.data<T>() : nullptr;
+    if (acc.is_cuda()) {
+      ENGINE_CUDA_ONLY("batch metrics", kernels::cuda::accumulate_batch_metrics<T>(
+                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes, l,
+                                            loss_bound, step, acc.data<double>()));
+    } else {
+      kernels::cpu::accumulate_batch_metrics<T>(logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes, l,
+                                                loss_bound, step, acc.data<double>());
+    }
+  });
+}
+
+}  // namespace engine
