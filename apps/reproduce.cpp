@@ -1,0 +1,135 @@
+// reproduce: the experiments of He et al. 2016 on Fashion-MNIST, one command each, resumable, with a report.
+// `reproduce degradation --scale quick`, `reproduce report reproduction`. See docs/reproduction.md or --help.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "apps/common/cli.h"
+#include "apps/common/experiments.h"
+#include "apps/common/fmnist.h"
+#include "apps/common/omp_env.h"
+#include "apps/common/trainer.h"
+#include "engine/error.h"
+#include "git_commit.h"  // REPRODUCE_GIT_COMMIT, generated at build time (cmake/git_commit.cmake)
+#include "kernels/cpu/blas_info.h"
+
+namespace {
+
+std::string description() {
+  std::string out =
+      "Trains the runs of each named EXPERIMENT in this process (the trainer of train_fmnist), one folder per run\n"
+      "in --out DIR/<experiment>-<scale>/<run>/, then writes DIR/report.md. Invoking it again skips finished runs\n"
+      "and resumes an interrupted one from its last.safetensors, so an experiment can be completed over several\n"
+      "invocations or machines (copy DIR along). Ctrl-C or SIGTERM (or --time-limit) stops the current run with a\n"
+      "checkpoint. A diverged run is recorded and skipped afterwards (delete its folder to retry).\n"
+      "`reproduce report DIR` rebuilds DIR/report.md from whatever runs exist and names the missing ones.\n"
+      "Exit codes: 0 done, 1 error, 2 bad usage, 3 a run diverged, 75 time limit reached, 130/143 interrupted.\n\n"
+      "experiments (all: every one, in this order):\n";
+  for (const auto& d : app::experiment_defs()) out += "  " + d.name + ": " + d.title + "\n" + d.help + "\n\n";
+  out +=
+      "scales: quick (the default) fits 2 CPU cores: a training subset and few epochs; full is the paper's size,\n"
+      "for a GPU. Accuracy is always reported at the last epoch, never the best epoch on the test set.";
+  return out;
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  size_t begin = 0;
+  while (begin <= s.size()) {
+    size_t end = s.find(',', begin);
+    if (end == std::string::npos) end = s.size();
+    if (end > begin) out.push_back(s.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  app::relaunch_with_passive_openmp(argv);
+  app::RunnerOptions opt;
+  opt.commit = REPRODUCE_GIT_COMMIT;
+  for (int i = 0; i < argc; ++i) opt.command += (i ? " " : "") + std::string(i ? argv[i] : "reproduce");
+  app::Cli cli("reproduce", "reproduce EXPERIMENT[,...] [options]\n       reproduce report DIR", description());
+  cli.add({"scale", "quick|full", "Size of every run (default quick).",
+           [&](const std::string& v) { opt.scale = app::parse_scale(v); }});
+  cli.add({"only", "RUN,...", "Only these runs of the experiments (e.g. plain20,plain56, or degradation/resnet56).",
+           [&](const std::string& v) { opt.only = split_commas(v); }});
+  cli.add({"out", "DIR", "Where the runs and report.md go (default reproduction).",
+           [&](const std::string& v) { opt.out = v; }});
+  cli.add({"device", "DEV", "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto).",
+           [&](const std::string& v) { opt.device = v; }});
+  cli.add({"conv", "ENGINE", "Convolution engine on CUDA: native, cudnn or fastest (default native).",
+           [&](const std::string& v) {
+             opt.conv = app::parse_choice(v, "conv", {"native", "cudnn", "fastest"});
+           }});
+  cli.add(
+      {"tf32", "", "Allow TF32 tensor cores for float32 GEMMs on CUDA.", [&](const std::string&) { opt.tf32 = true; }});
+  cli.add({"threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: their defaults).",
+           [&](const std::string& v) { opt.threads = app::parse_int(v, "threads", 0, 1024); }});
+  cli.add({"data", "DIR", "Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist).",
+           [&](const std::string& v) { opt.data = v; }});
+  cli.add({"time-limit", "MIN",
+           "Stop after MIN minutes (the current run checkpointed; run the same command again to go on), e.g. to "
+           "fit a machine's time slot. Default 0: no limit.",
+           [&](const std::string& v) { opt.time_limit_seconds = 60 * app::parse_double(v, "time-limit", 0, 1e6); }});
+
+  std::vector<std::string> experiments;
+  try {
+    std::vector<std::string> positional = cli.parse(argc, argv);
+    if (cli.help_requested()) {
+      std::fputs(cli.help().c_str(), stdout);
+      return 0;
+    }
+    if (!positional.empty() && positional[0] == "report") {
+      ENGINE_CHECK(positional.size() == 2, "usage: reproduce report DIR (the --out folder of earlier runs)");
+      const std::string path = app::write_report(positional[1]);
+      std::printf("wrote %s\n", path.c_str());
+      return 0;
+    }
+    ENGINE_CHECK(!positional.empty(), "name an experiment: ", app::join(app::experiment_names()),
+                 " or all (see reproduce --help)");
+    for (const auto& p : positional)
+      for (const auto& name : split_commas(p)) {
+        if (name == "all") {
+          experiments = app::experiment_names();
+          continue;
+        }
+        app::experiment_runs(name, opt.scale);  // throws naming the experiments
+        experiments.push_back(name);
+      }
+    for (const auto& e : experiments) app::select_runs(e, experiments, opt);  // checks --only
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "reproduce: error: %s\n", e.what());
+    return 2;
+  }
+
+  app::FashionMnist data;
+  try {
+    data = app::load_fashion_mnist(opt.data);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "reproduce: error: %s\n", e.what());
+    return 2;
+  }
+  std::printf("%s\n", kernels::cpu::machine_description().c_str());
+  int exit_code = 0;
+  try {
+    app::install_interrupt_handler();
+    for (const auto& e : experiments) {
+      const std::vector<app::RunSpec> runs = app::select_runs(e, experiments, opt);
+      if (runs.empty()) continue;
+      const app::RunnerResult r = app::run_experiment(e, runs, opt, data, app::TrainHooks{});
+      if (r.stopped) {
+        exit_code = r.exit_code;
+        break;
+      }
+      if (exit_code == 0) exit_code = r.exit_code;  // 3: a run diverged; the others still ran
+    }
+    std::printf("reproduce: report in %s\n", app::write_report(opt.out).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "reproduce: error: %s\n", e.what());
+    return 1;
+  }
+  return exit_code;
+}
