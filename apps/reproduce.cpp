@@ -1,5 +1,6 @@
 // reproduce: the experiments of He et al. 2016 on Fashion-MNIST, one command each, resumable, with a report.
 // `reproduce degradation --scale quick`, `reproduce report reproduction`. See docs/reproduction.md or --help.
+#include <climits>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -25,7 +26,11 @@ std::string description() {
       "`reproduce report DIR` rebuilds DIR/report.md from whatever runs exist and names the missing ones.\n"
       "Exit codes: 0 done, 1 error, 2 bad usage, 3 a run diverged, 75 time limit reached, 130/143 interrupted.\n\n"
       "experiments (all: every one, in this order):\n";
-  for (const auto& d : app::experiment_defs()) out += "  " + d.name + ": " + d.title + "\n" + d.help + "\n\n";
+  for (const auto& d : app::experiment_defs()) {
+    out += "  " + d.name + ": " + d.title + "\n    ";
+    for (char c : d.help) out += c == '\n' ? std::string("\n    ") : std::string(1, c);
+    out += "\n\n";
+  }
   out +=
       "scales: quick (the default) fits 2 CPU cores: a training subset and few epochs; full is the paper's size,\n"
       "for a GPU. Accuracy is always reported at the last epoch, never the best epoch on the test set.";
@@ -74,6 +79,13 @@ int main(int argc, char** argv) {
            "Stop after MIN minutes (the current run checkpointed; run the same command again to go on), e.g. to "
            "fit a machine's time slot. Default 0: no limit.",
            [&](const std::string& v) { opt.time_limit_seconds = 60 * app::parse_double(v, "time-limit", 0, 1e6); }});
+
+  cli.add({"epochs", "N", "Smoke tests: train every run for N epochs instead of its definition's.",
+           [&](const std::string& v) { opt.epochs = app::parse_int(v, "epochs", 1, 100000); }});
+  cli.add({"limit-train", "N", "Smoke tests: every run on the first N training images (0: all).",
+           [&](const std::string& v) { opt.limit_train = app::parse_int(v, "limit-train", 0, INT64_MAX); }});
+  cli.add({"limit-test", "N", "Smoke tests: every run evaluated on the first N test images (0: all).",
+           [&](const std::string& v) { opt.limit_test = app::parse_int(v, "limit-test", 0, INT64_MAX); }});
 
   std::vector<std::string> experiments;
   try {

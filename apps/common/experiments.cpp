@@ -37,14 +37,15 @@ Scale parse_scale(const std::string& s) {
 }
 
 namespace {
-// Sizes of the quick scale, chosen from step times measured on this 2-core machine (docs/reproduction.md):
-// degradation: 8 nets x 16 epochs x 40 steps of 128 (5120 examples) plus a 2000-image test pass per epoch.
-constexpr int64_t kDegradationQuickTrain = 5120, kDegradationQuickTest = 2000, kDegradationQuickEpochs = 16;
+// Sizes of the quick scale, from step times measured at batch 128 and 28 px on this shared 2-core machine
+// (docs/reproduction.md): the 8 degradation nets take about 11 s for one step each, so 300 steps (10 epochs of 30)
+// plus a 1000-image test pass per epoch is about an hour.
+constexpr int64_t kDegradationQuickTrain = 3840, kDegradationQuickTest = 1000, kDegradationQuickEpochs = 10;
 // The paper's 64k iterations at batch 128 on the 60000 training images: 469 steps per epoch, 136.5 epochs.
 constexpr int64_t kDegradationFullEpochs = 137;
 constexpr int64_t kDepthQuickTrain = 5120, kDepthQuickTest = 2000, kDepthQuickEpochs = 3;
 constexpr int64_t kDepthFullEpochs = 30;
-constexpr int64_t kRecipeQuickEpochs = 10, kRecipeFullEpochs = 60;
+constexpr int64_t kRecipeQuickEpochs = 15, kRecipeFullEpochs = 60;
 
 bool has_field(const std::string& name) {
   for (const auto& f : train_config_fields())
@@ -135,9 +136,9 @@ const std::vector<ExperimentDef>& experiment_defs() {
            "cosine with 1 warmup epoch, label smoothing 0.1, crop + flip, normalisation, plus random erasing, an\n"
            "EMA of the weights and no weight decay on BN/bias once those flags exist in this build",
            recipe_flags_missing().empty() ? std::string(".")
-                                          : cat(" (missing here: ", join(recipe_flags_missing()), ")."),
-           "\n  quick: ", kRecipeQuickEpochs, " epochs (CPU, some 1.5 hours).\n  full:  ", kRecipeFullEpochs,
-           " epochs.")},
+                                          : cat("\n  (missing here: ", join(recipe_flags_missing()), ")."),
+           "\n  quick: ", kRecipeQuickEpochs,
+           " epochs (CPU: about 5 minutes an epoch on 2 cores).\n  full:  ", kRecipeFullEpochs, " epochs.")},
   };
   return defs;
 }
@@ -362,7 +363,11 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
       if (out_of_time()) result.exit_code = 75, result.runs.push_back({id, RunOutcome::time_limit});
       break;
     }
-    TrainConfig cfg = spec.cfg;
+    TrainConfig base = spec.cfg;
+    if (opt.epochs > 0) base.epochs = opt.epochs;
+    if (opt.limit_train >= 0) base.limit_train = opt.limit_train;
+    if (opt.limit_test >= 0) base.limit_test = opt.limit_test;
+    TrainConfig cfg = base;
     cfg.out = exp_dir + "/" + spec.name;
     cfg.device = opt.device;
     cfg.conv = opt.conv;
@@ -404,7 +409,7 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
     rj["family"] = spec.family;
     rj["depth"] = spec.depth;
     rj["epochs"] = cfg.epochs;
-    rj["train_command"] = train_command(spec.cfg);
+    rj["train_command"] = train_command(base);
     if (from_epoch >= cfg.epochs && from_step == 0) {  // stopped after its last epoch, before run.json was written
       rj["status"] = "finished";
       write_atomic(run_json_path, rj.dump(2) + "\n");
@@ -416,8 +421,9 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
     if (!cfg.resume.empty())
       say(cat(id, ": resuming from ", last, " (epoch ", from_epoch + 1, " step ", from_step + 1, ")"));
     else
-      say(cat(id, ": starting (", train_command(spec.cfg), ")"));
-    log.line(id, cfg.resume.empty() ? std::string("start") : cat("resume epoch ", from_epoch, " step ", from_step));
+      say(cat(id, ": starting (", train_command(base), ")"));
+    log.line(id, cfg.resume.empty() ? std::string("start")
+                                    : cat("resume from epoch ", from_epoch + 1, " step ", from_step + 1));
 
     engine::default_generator().seed(static_cast<uint64_t>(cfg.seed));
     std::shared_ptr<engine::nn::Module> model = models::create(cfg.model, models::ModelConfig{});
@@ -499,7 +505,7 @@ RunRecord read_run(const std::string& exp_dir, const RunSpec& spec) {
   if (r.config.is_object()) {
     r.planned_epochs = r.config.value("epochs", spec.cfg.epochs);
     for (const auto& f : train_config_fields()) {
-      if (f.may_change_on_resume || f.name == "resume" || !r.config.contains(f.name)) continue;
+      if ((f.may_change_on_resume && f.name != "epochs") || f.name == "resume" || !r.config.contains(f.name)) continue;
       const Json& v = r.config[f.name];
       TrainConfig c = spec.cfg;
       try {
@@ -555,6 +561,9 @@ std::vector<std::string> session_values(const RunRecord& r, const char* key) {
 }
 
 std::string or_unknown(const std::vector<std::string>& v) { return v.empty() ? "not recorded" : join(v, "; "); }
+std::string recorded(const RunRecord& r, const char* key) {
+  return r.present ? or_unknown(session_values(r, key)) : std::string("—");
+}
 
 std::string epochs_cell(const RunRecord& r) {
   if (!r.present) return "—";
@@ -568,15 +577,18 @@ std::string provenance_table(const std::vector<RunRecord>& runs) {
   std::string out =
       "| run | status | epochs | wall time | device | commit | command (equivalent single run) |\n"
       "| --- | --- | --- | --- | --- | --- | --- |\n";
+  double total = 0;
   for (const auto& r : runs) {
     const double wall = r.present ? r.history.back().elapsed_seconds : NAN;
-    std::string cmd = train_command(r.spec.cfg);
-    if (!r.differs.empty()) cmd += cat(" — but this folder's run differs: ", join(r.differs));
-    out += cat("| ", r.spec.name, " | ", r.status, " | ", epochs_cell(r), " | ", duration(wall), " | ",
-               or_unknown(session_values(r, "device")), " | ", or_unknown(session_values(r, "commit")), " | `", cmd,
-               "` |\n");
+    if (r.present) total += wall;
+    std::string cmd = r.run_json.is_object() ? r.run_json.value("train_command", "") : "";
+    if (cmd.empty()) cmd = train_command(r.spec.cfg);
+    out +=
+        cat("| ", r.spec.name, " | ", r.status, " | ", epochs_cell(r), " | ", duration(wall), " | ",
+            recorded(r, "device"), " | ", recorded(r, "commit"), " | `", cmd, "`",
+            r.differs.empty() ? std::string() : cat(" (differs from the definition: ", join(r.differs), ")"), " |\n");
   }
-  return out;
+  return out + cat("\nWall time of the runs present, in all: ", duration(total), ".\n");
 }
 
 std::string missing_line(const std::vector<RunRecord>& runs) {
@@ -645,6 +657,10 @@ std::string degradation_section(const std::vector<RunRecord>& runs, Scale scale)
                         : " (the deeper residual net "
                           "trains worse here too).");
     }
+    if (!p20->differs.empty() || !p56->differs.empty())
+      out +=
+          " These runs differ from the definition (see the table below), so this is no verdict on the "
+          "definition's scale.";
     out += "\n\n";
   } else {
     out += cat("**Degradation at the ", scale_name(scale),
@@ -687,7 +703,7 @@ std::string depth_section(const std::vector<RunRecord>& runs) {
     const double speed = speeds.empty() ? NAN : speeds[speeds.size() / 2];
     out += cat("| ", r.spec.name, " | ", r.spec.cfg.resize, " | ", epochs_cell(r), " | ",
                last ? pct(last->test_acc, 4) : "—", " | ", pct(speed, 0), " | ",
-               duration(last ? last->elapsed_seconds : NAN), " | ", or_unknown(session_values(r, "device")), " | ",
+               duration(last ? last->elapsed_seconds : NAN), " | ", recorded(r, "device"), " | ",
                depth_reference(r.spec.depth), " | ", r.spec.depth == 18 ? "0.949" : "—", " |\n");
   }
   return out + "\n";
@@ -701,7 +717,7 @@ std::string recipe_section(const std::vector<RunRecord>& runs) {
     const EpochRecord* last = r.present ? &r.history.back() : nullptr;
     out += cat("| ", r.spec.name, " | ", epochs_cell(r), " | ", last ? pct(last->train_acc, 4) : "—", " | ",
                last ? pct(last->test_acc, 4) : "—", " | 0.94 | ", duration(last ? last->elapsed_seconds : NAN), " | ",
-               or_unknown(session_values(r, "device")), " |\n");
+               recorded(r, "device"), " |\n");
   }
   const std::vector<std::string> missing = recipe_flags_missing();
   out += missing.empty()
@@ -742,7 +758,7 @@ std::string build_report(const std::string& dir) {
         out += recipe_section(runs);
       }
       out += missing_line(runs) + "\n";
-      out += cat("Scale ", scale_name(scale), ": ", def.help, "\n\n");
+      out += cat("The definition (`reproduce --help`):\n\n```\n", def.help, "\n```\n\n");
       out += provenance_table(runs) + "\n";
       out += commands_used(runs);
     }

@@ -75,6 +75,9 @@ struct RunnerOptions {
   int64_t threads = 0;
   bool tf32 = false;
   double time_limit_seconds = 0;   // stop (checkpointed, resumable) once this much time has passed; 0: no limit
+  // Smoke tests: override every run's epochs and training / test subsets (0 = all images); -1 keeps the
+  // definition's. The report marks such runs as differing from the definition.
+  int64_t epochs = -1, limit_train = -1, limit_test = -1;
   std::string commit = "unknown";  // the build's git commit, recorded per run
   std::string command;             // the reproduce command line, recorded per run
   FILE* log = stdout;              // what the runner says; the trainer's epoch lines go to hooks.log

@@ -286,7 +286,7 @@ TEST_CASE("reproduce: a second invocation skips the finished run and resumes the
                                          "degradation-quick/resnet20 stopped (interrupted)",
                                          "degradation-quick/plain20 skipped (finished)",
                                          "degradation-quick/plain20 skipped (finished)",
-                                         "degradation-quick/resnet20 resume epoch 0 step 1",
+                                         "degradation-quick/resnet20 resume from epoch 1 step 2",
                                          "degradation-quick/resnet20 finished"};
   REQUIRE(log_lines(dir.str()) == want);
 
@@ -308,7 +308,9 @@ TEST_CASE("reproduce: a second invocation skips the finished run and resumes the
   REQUIRE(contains(report, "## recipe: not run"));
   REQUIRE(contains(report, "abc123"));
   // The tiny runs are not the definitions' runs, and the report says so.
-  REQUIRE(contains(report, "differs: batch-size 32"));
+  REQUIRE(contains(report,
+                   "differs from the definition: epochs 2, batch-size 32, resize 8, limit-train 64, "
+                   "limit-test 32)"));
 }
 
 TEST_CASE("reproduce: --time-limit stops with a checkpoint and exit 75", "[app][reproduce]") {
