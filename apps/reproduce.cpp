@@ -1,5 +1,5 @@
 // reproduce: the experiments of He et al. 2016 on Fashion-MNIST, one command each, resumable, with a report.
-// `reproduce degradation --scale quick`, `reproduce report reproduction`. See docs/reproduction.md or --help.
+// `reproduce degradation --scale quick`, `reproduce report reproduction`. See docs/reproduction-plan.md or --help.
 #include <climits>
 #include <cstdio>
 #include <string>
@@ -23,7 +23,8 @@ std::string description() {
       "and resumes an interrupted one from its last.safetensors, so an experiment can be completed over several\n"
       "invocations or machines (copy DIR along). Ctrl-C or SIGTERM (or --time-limit) stops the current run with a\n"
       "checkpoint. A diverged run is recorded and skipped afterwards (delete its folder to retry).\n"
-      "`reproduce report DIR` rebuilds DIR/report.md from whatever runs exist and names the missing ones.\n"
+      "`reproduce report DIR [FILE]` rebuilds DIR/report.md (or FILE, e.g. docs/reproduction.md) from whatever\n"
+      "runs exist in DIR and names the missing ones.\n"
       "Exit codes: 0 done, 1 error, 2 bad usage, 3 a run diverged, 75 time limit reached, 130/143 interrupted.\n\n"
       "experiments (all: every one, in this order):\n";
   for (const auto& d : app::experiment_defs()) {
@@ -56,7 +57,7 @@ int main(int argc, char** argv) {
   app::RunnerOptions opt;
   opt.commit = REPRODUCE_GIT_COMMIT;
   for (int i = 0; i < argc; ++i) opt.command += (i ? " " : "") + std::string(i ? argv[i] : "reproduce");
-  app::Cli cli("reproduce", "reproduce EXPERIMENT[,...] [options]\n       reproduce report DIR", description());
+  app::Cli cli("reproduce", "reproduce EXPERIMENT[,...] [options]\n       reproduce report DIR [FILE]", description());
   cli.add({"scale", "quick|full", "Size of every run (default quick).",
            [&](const std::string& v) { opt.scale = app::parse_scale(v); }});
   cli.add({"only", "RUN,...", "Only these runs of the experiments (e.g. plain20,plain56, or degradation/resnet56).",
@@ -95,8 +96,9 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (!positional.empty() && positional[0] == "report") {
-      ENGINE_CHECK(positional.size() == 2, "usage: reproduce report DIR (the --out folder of earlier runs)");
-      const std::string path = app::write_report(positional[1]);
+      ENGINE_CHECK(positional.size() == 2 || positional.size() == 3,
+                   "usage: reproduce report DIR [FILE] (DIR: the --out folder of earlier runs)");
+      const std::string path = app::write_report(positional[1], positional.size() == 3 ? positional[2] : "");
       std::printf("wrote %s\n", path.c_str());
       return 0;
     }

@@ -728,7 +728,7 @@ std::string recipe_section(const std::vector<RunRecord>& runs) {
 
 }  // namespace
 
-std::string build_report(const std::string& dir) {
+std::string build_report(const std::string& dir, const FigureWriter& figures) {
   ENGINE_CHECK(fs::is_directory(dir), "report: ", dir, " is not a folder (give the --out DIR of reproduce)");
   std::string out =
       "# Reproducing He et al. 2016 on Fashion-MNIST\n\n"
@@ -748,10 +748,18 @@ std::string build_report(const std::string& dir) {
       out += cat("## ", def.name, " (", scale_name(scale), " scale): ", def.title, "\n\n");
       if (def.name == "degradation") {
         out += degradation_section(runs, scale);
-        // Figures hook: Fig. 6 style panels (plain nets left, residual right, same axes; training error thin,
-        // test error bold, against iterations) go here once per-step metrics and the multi-panel plot API are in
-        // this build; they will read the run folders listed below.
-        out += "Figures (Fig. 6 style) are not drawn by this build yet.\n\n";
+        std::vector<FigureRun> present;
+        for (const auto& r : runs)
+          if (r.present) {
+            const int64_t n = r.config.is_object() ? r.config.value("limit-train", int64_t{0}) : 0;
+            const int64_t bs = r.config.is_object() ? r.config.value("batch-size", int64_t{128}) : 128;
+            present.push_back({r.spec.name, r.spec.family, r.dir, steps_per_epoch(n > 0 ? n : 60000, bs, false)});
+          }
+        if (figures && !present.empty()) {
+          for (const auto& f : figures(exp_dir, present)) out += cat("![", def.name, "](", group, "/", f, ")\n\n");
+        } else {
+          out += "Figures (Fig. 6 style) are not drawn by this build yet.\n\n";
+        }
       } else if (def.name == "depth") {
         out += depth_section(runs);
       } else {
@@ -769,10 +777,10 @@ std::string build_report(const std::string& dir) {
   return out;
 }
 
-std::string write_report(const std::string& dir) {
-  const std::string path = dir + "/report.md";
-  write_atomic(path, build_report(dir));
-  return path;
+std::string write_report(const std::string& dir, const std::string& path, const FigureWriter& figures) {
+  const std::string to = path.empty() ? dir + "/report.md" : path;
+  write_atomic(to, build_report(dir, figures));
+  return to;
 }
 
 }  // namespace app

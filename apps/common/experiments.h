@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -74,7 +75,7 @@ struct RunnerOptions {
   std::string device = "auto", conv = "native", data = kDefaultDataDir;
   int64_t threads = 0;
   bool tf32 = false;
-  double time_limit_seconds = 0;   // stop (checkpointed, resumable) once this much time has passed; 0: no limit
+  double time_limit_seconds = 0;  // stop (checkpointed, resumable) once this much time has passed; 0: no limit
   // Smoke tests: override every run's epochs and training / test subsets (0 = all images); -1 keeps the
   // definition's. The report marks such runs as differing from the definition.
   int64_t epochs = -1, limit_train = -1, limit_test = -1;
@@ -106,12 +107,23 @@ std::vector<RunSpec> select_runs(const std::string& experiment, const std::vecto
                                  const RunnerOptions& opt);
 
 // ---- report ----
+// Figures hook: given a degradation folder (e.g. DIR/degradation-quick) and its runs present, draws the Fig. 6
+// style figure (plain nets in one panel, residual in the other, same axes; training error thin, test error bold,
+// against iterations) and returns the image files written, relative to that folder. This build has no drawing
+// for it yet (per-step metrics and the multi-panel plot API come separately); pass one to build_report then.
+struct FigureRun {
+  std::string name, family, dir;  // dir: the run folder
+  int64_t steps_per_epoch = 0;    // epochs -> iterations
+};
+using FigureWriter =
+    std::function<std::vector<std::string>(const std::string& experiment_dir, const std::vector<FigureRun>& runs)>;
+
 // Markdown: for every experiment and scale with a folder under `dir`, its table beside the paper's numbers,
 // with scale, epochs, device, commit and command for every number, the runs still missing named, and the
 // degradation verdict. Experiments with no folder are listed as not run.
-std::string build_report(const std::string& dir);
-// Writes build_report(dir) to dir/report.md; returns the path.
-std::string write_report(const std::string& dir);
+std::string build_report(const std::string& dir, const FigureWriter& figures = nullptr);
+// Writes build_report(dir) to `path` (default dir/report.md; e.g. docs/reproduction.md); returns the path.
+std::string write_report(const std::string& dir, const std::string& path = "", const FigureWriter& figures = nullptr);
 
 // Paper numbers beside ours (He et al. 2016, CIFAR-10 test error in %, Table 6); NaN where not tabulated.
 double paper_cifar_test_error(const std::string& family, int depth);

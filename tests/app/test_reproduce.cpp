@@ -371,5 +371,23 @@ TEST_CASE("reproduce: the report says whether plain-56 trains worse than plain-2
     REQUIRE(contains(report, "| plain20 | 20 | "));
     REQUIRE(contains(report, "not tabulated"));
     REQUIRE(contains(slurp(app::write_report(dir.str())), "**Missing runs:** plain32"));
+    REQUIRE(contains(report, "Figures (Fig. 6 style) are not drawn by this build yet."));
+
+    // The figures hook gets the runs present, with their steps per epoch, and its images are embedded.
+    std::vector<app::FigureRun> seen;
+    const std::string with_figures =
+        app::build_report(dir.str(), [&](const std::string& exp_dir, const std::vector<app::FigureRun>& runs) {
+          REQUIRE(exp_dir == dir / "degradation-quick");
+          seen = runs;
+          return std::vector<std::string>{"fig6.png"};
+        });
+    REQUIRE(seen.size() == 3);
+    REQUIRE(seen[0].name == "plain20");
+    REQUIRE(seen[0].family == "plain");
+    REQUIRE(seen[0].dir == dir / "degradation-quick/plain20");
+    REQUIRE(seen[0].steps_per_epoch == 469);  // all 60000 images at batch 128
+    REQUIRE(seen[2].name == "resnet56");
+    REQUIRE(contains(with_figures, "![degradation](degradation-quick/fig6.png)"));
+    REQUIRE_FALSE(contains(with_figures, "not drawn by this build"));
   }
 }
