@@ -358,9 +358,15 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
 
   for (const RunSpec& spec : runs) {
     const std::string id = group + "/" + spec.name;
+    // A signal that came after the last step of the previous run (during its evaluation) stops here.
     if (interrupt_requested() || out_of_time()) {
       result.stopped = true;
-      if (out_of_time()) result.exit_code = 75, result.runs.push_back({id, RunOutcome::time_limit});
+      const bool signal = interrupt_requested();
+      result.exit_code = signal ? 128 + interrupt_signal() : 75;
+      result.runs.push_back({id, signal ? RunOutcome::interrupted : RunOutcome::time_limit});
+      clear_interrupt();
+      say(cat("stopped before ", id, signal ? " (interrupted)" : " (time limit)"));
+      log.line(id, signal ? "not started (interrupted)" : "not started (time limit)");
       break;
     }
     TrainConfig base = spec.cfg;
@@ -545,8 +551,12 @@ std::string duration(double seconds) {
 
 int64_t parameters_of(const RunRecord& r) {
   if (r.run_json.is_object() && r.run_json.contains("parameters")) return r.run_json["parameters"].get<int64_t>();
+  // Building a net to count its parameters takes a while for the big ones (He init draws every weight): once each.
+  static std::map<std::string, int64_t> counted;
+  auto it = counted.find(r.spec.cfg.model);
+  if (it != counted.end()) return it->second;
   engine::default_generator().seed(0);
-  return models::create(r.spec.cfg.model, models::ModelConfig{})->num_parameters();
+  return counted[r.spec.cfg.model] = models::create(r.spec.cfg.model, models::ModelConfig{})->num_parameters();
 }
 
 // Distinct values of one session field ("device", "commit", "command") over a run's invocations.

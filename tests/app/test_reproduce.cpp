@@ -333,6 +333,20 @@ TEST_CASE("reproduce: --time-limit stops with a checkpoint and exit 75", "[app][
   REQUIRE(r.exit_code == 75);
   REQUIRE(r.runs.size() == 1);  // plain20 stopped; resnet20 not started
   REQUIRE(r.runs.at(0).second == app::RunOutcome::time_limit);
+
+  // Out of time before a run starts: it is not started.
+  opt.time_limit_seconds = 1e-9;
+  app::RunnerResult r2 = app::run_experiment("degradation", {runs[1]}, opt, data, apptest::quiet());
+  REQUIRE(r2.exit_code == 75);
+  REQUIRE(r2.runs.at(0).second == app::RunOutcome::time_limit);
+  REQUIRE_FALSE(fs::exists(dir / "degradation-quick/resnet20"));
+  // A Ctrl-C that arrived after the last step of the previous run stops before the next one, with exit 130.
+  opt.time_limit_seconds = 0;
+  app::request_interrupt(SIGINT);
+  app::RunnerResult r3 = app::run_experiment("degradation", {runs[1]}, opt, data, apptest::quiet());
+  REQUIRE(r3.exit_code == 130);
+  REQUIRE(r3.runs.at(0).second == app::RunOutcome::interrupted);
+  REQUIRE_FALSE(fs::exists(dir / "degradation-quick/resnet20"));
   REQUIRE(fs::exists(dir / "degradation-quick/plain20/last.safetensors"));
   REQUIRE_FALSE(app::interrupt_requested());
 }
