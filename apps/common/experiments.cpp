@@ -37,13 +37,13 @@ Scale parse_scale(const std::string& s) {
 }
 
 namespace {
-// Sizes of the quick scale, from step times measured at batch 128 and 28 px on this shared 2-core machine
-// (docs/reproduction.md): the 8 degradation nets take about 11 s for one step each, so 300 steps (10 epochs of 30)
-// plus a 1000-image test pass per epoch is about an hour.
+// Sizes of the quick scale, from step times measured on this 2-core machine (docs/reproduction-plan.md): the 8
+// degradation nets take about 10 s for one training step each at batch 128 and 28 px, so 300 steps (10 epochs of
+// 30) plus a 1000-image test pass per epoch come to about an hour; the 5 depth nets about 4 s.
 constexpr int64_t kDegradationQuickTrain = 3840, kDegradationQuickTest = 1000, kDegradationQuickEpochs = 10;
 // The paper's 64k iterations at batch 128 on the 60000 training images: 469 steps per epoch, 136.5 epochs.
 constexpr int64_t kDegradationFullEpochs = 137;
-constexpr int64_t kDepthQuickTrain = 5120, kDepthQuickTest = 2000, kDepthQuickEpochs = 3;
+constexpr int64_t kDepthQuickTrain = 5120, kDepthQuickTest = 2000, kDepthQuickEpochs = 5;
 constexpr int64_t kDepthFullEpochs = 30;
 constexpr int64_t kRecipeQuickEpochs = 15, kRecipeFullEpochs = 60;
 
@@ -128,7 +128,7 @@ const std::vector<ExperimentDef>& experiment_defs() {
        cat("resnet18/34/50/101/152, the project's best recipe for all depths (see `recipe`).\n"
            "  quick: 28 px, the first ",
            kDepthQuickTrain, " training and ", kDepthQuickTest, " test images, ", kDepthQuickEpochs,
-           " epochs (CPU; only a smoke test of the trend).\n"
+           " epochs (about 15 minutes on 2 CPU cores;\n         a smoke test of the trend, not Table 1).\n"
            "  full:  96 px, all images, ",
            kDepthFullEpochs, " epochs (a GPU job).")},
       {"recipe", "the accuracy run: resnet20 at 28 px with the best recipe (goal: 0.94 last-epoch test accuracy)",
