@@ -10,6 +10,7 @@
 #include "apps/common/fmnist.h"
 #include "apps/common/omp_env.h"
 #include "apps/common/trainer.h"
+#include "engine/device.h"
 #include "engine/error.h"
 #include "git_commit.h"  // REPRODUCE_GIT_COMMIT, generated at build time (cmake/git_commit.cmake)
 #include "kernels/cpu/blas_info.h"
@@ -65,7 +66,10 @@ int main(int argc, char** argv) {
   cli.add({"out", "DIR", "Where the runs and report.md go (default reproduction).",
            [&](const std::string& v) { opt.out = v; }});
   cli.add({"device", "DEV", "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default auto).",
-           [&](const std::string& v) { opt.device = v; }});
+           [&](const std::string& v) {
+             if (v != "auto") engine::Device::parse(v);  // throws naming the valid forms
+             opt.device = v;
+           }});
   cli.add({"conv", "ENGINE", "Convolution engine on CUDA: native, cudnn or fastest (default native).",
            [&](const std::string& v) {
              opt.conv = app::parse_choice(v, "conv", {"native", "cudnn", "fastest"});
@@ -113,7 +117,8 @@ int main(int argc, char** argv) {
         app::experiment_runs(name, opt.scale);  // throws naming the experiments
         experiments.push_back(name);
       }
-    for (const auto& e : experiments) app::select_runs(e, experiments, opt);  // checks --only
+    for (const auto& e : experiments)  // checks --only and every run's configuration before anything runs
+      for (const auto& r : app::select_runs(e, experiments, opt)) app::run_config(e, r, opt);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "reproduce: error: %s\n", e.what());
     return 2;

@@ -331,6 +331,30 @@ class RunLog {
 
 }  // namespace
 
+TrainConfig definition_with_overrides(const RunSpec& spec, const RunnerOptions& opt) {
+  TrainConfig c = spec.cfg;
+  if (opt.epochs > 0) c.epochs = opt.epochs;
+  if (opt.limit_train >= 0) c.limit_train = opt.limit_train;
+  if (opt.limit_test >= 0) c.limit_test = opt.limit_test;
+  return c;
+}
+
+TrainConfig run_config(const std::string& experiment, const RunSpec& spec, const RunnerOptions& opt) {
+  TrainConfig c = definition_with_overrides(spec, opt);
+  c.out = opt.out + "/" + experiment + "-" + scale_name(opt.scale) + "/" + spec.name;
+  c.device = opt.device;
+  c.conv = opt.conv;
+  c.tf32 = opt.tf32;
+  c.threads = opt.threads;
+  c.data = opt.data;
+  try {
+    validate(c);
+  } catch (const engine::EngineError& e) {
+    engine::fail(cat(experiment, "/", spec.name, ": ", e.what()));
+  }
+  return c;
+}
+
 RunnerResult run_experiment(const std::string& experiment, const std::vector<RunSpec>& runs, const RunnerOptions& opt,
                             const FashionMnist& data, TrainHooks hooks) {
   RunnerResult result;
@@ -369,17 +393,8 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
       log.line(id, signal ? "not started (interrupted)" : "not started (time limit)");
       break;
     }
-    TrainConfig base = spec.cfg;
-    if (opt.epochs > 0) base.epochs = opt.epochs;
-    if (opt.limit_train >= 0) base.limit_train = opt.limit_train;
-    if (opt.limit_test >= 0) base.limit_test = opt.limit_test;
-    TrainConfig cfg = base;
-    cfg.out = exp_dir + "/" + spec.name;
-    cfg.device = opt.device;
-    cfg.conv = opt.conv;
-    cfg.tf32 = opt.tf32;
-    cfg.threads = opt.threads;
-    cfg.data = opt.data;
+    const TrainConfig base = definition_with_overrides(spec, opt);
+    TrainConfig cfg = run_config(experiment, spec, opt);
     const std::string run_json_path = cfg.out + "/run.json";
     const std::string last = cfg.out + "/last.safetensors";
     Json rj = read_json_file(run_json_path);
@@ -602,9 +617,11 @@ std::string provenance_table(const std::vector<RunRecord>& runs) {
 }
 
 std::string missing_line(const std::vector<RunRecord>& runs) {
-  std::vector<std::string> missing, partial;
+  std::vector<std::string> missing, partial, diverged;
   for (const auto& r : runs) {
-    if (!r.present)
+    if (r.status == "diverged")
+      diverged.push_back(r.spec.name);
+    else if (!r.present)
       missing.push_back(r.spec.name);
     else if (r.status == "partial")
       partial.push_back(cat(r.spec.name, " (", r.history.size(), " of ", r.planned_epochs, " epochs)"));
@@ -612,6 +629,9 @@ std::string missing_line(const std::vector<RunRecord>& runs) {
   std::string out;
   if (!missing.empty()) out += "**Missing runs:** " + join(missing) + ".\n";
   if (!partial.empty()) out += "**Unfinished runs** (numbers at their last epoch so far): " + join(partial) + ".\n";
+  if (!diverged.empty())
+    out += "**Diverged runs** (numbers at their last good epoch; see run.json; delete the folder to retry): " +
+           join(diverged) + ".\n";
   if (out.empty()) out = "All runs of this experiment are finished.\n";
   return out;
 }

@@ -92,6 +92,12 @@ struct RunnerResult {
   int exit_code = 0;  // 0 all done or skipped, 3 a run diverged (the others still ran), 130/143 signal, 75 time
 };
 
+// The definition with opt's smoke-test overrides (epochs, limits) applied.
+TrainConfig definition_with_overrides(const RunSpec& spec, const RunnerOptions& opt);
+// What the run trains with: that plus its folder and opt's device, conv, tf32, threads and data; validated
+// (throws naming the run, e.g. a warmup as long as --epochs).
+TrainConfig run_config(const std::string& experiment, const RunSpec& spec, const RunnerOptions& opt);
+
 // Runs (or skips, or resumes) every run of `runs` into opt.out/<experiment>-<scale>/<run>/. A finished run (its
 // run.json says so, or its last checkpoint holds all its epochs) is skipped; a run with a last.safetensors is
 // resumed from it after checking that its configuration is this definition's; otherwise it starts afresh. A

@@ -405,3 +405,27 @@ TEST_CASE("reproduce: the report says whether plain-56 trains worse than plain-2
     REQUIRE_FALSE(contains(with_figures, "not drawn by this build"));
   }
 }
+
+TEST_CASE("reproduce: a diverged run is recorded, reported and skipped afterwards", "[app][reproduce]") {
+  apptest::TempDir dir;
+  RestoreThreads restore;
+  app::FashionMnist data;
+  data.train = apptest::synthetic_images(64, 1);
+  data.test = apptest::synthetic_images(32, 2);
+  const app::RunnerOptions opt = tiny_options(dir.str());
+  app::clear_interrupt();
+  std::vector<app::RunSpec> runs = {tiny_degradation()[0]};
+  runs[0].cfg.lr = 100;  // blows up within the first steps
+  app::RunnerResult first = app::run_experiment("degradation", runs, opt, data, apptest::quiet());
+  REQUIRE(first.exit_code == 3);
+  REQUIRE_FALSE(first.stopped);
+  REQUIRE(first.runs.at(0).second == app::RunOutcome::diverged);
+  REQUIRE(contains(slurp(dir / "degradation-quick/plain20/run.json"), "\"status\": \"diverged\""));
+  app::RunnerResult second = app::run_experiment("degradation", runs, opt, data, apptest::quiet());
+  REQUIRE(second.exit_code == 0);
+  REQUIRE(second.runs.at(0).second == app::RunOutcome::skipped);
+  REQUIRE(log_lines(dir.str()).back() == "degradation-quick/plain20 skipped (diverged)");
+  const std::string report = app::build_report(dir.str());
+  REQUIRE(contains(report, "delete the folder to retry): plain20."));
+  REQUIRE(contains(report, "**Missing runs:** plain32, plain44, plain56, resnet20,"));  // plain20 is not missing
+}
