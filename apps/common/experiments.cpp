@@ -479,9 +479,13 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
     result.runs.push_back({id, outcome});
 
     if (outcome == RunOutcome::finished) {
-      const EpochRecord& r = tr.history.back();
-      say(cat(id, ": finished: train error ", 100 * (1 - r.train_acc), "%, test error ", 100 * (1 - r.test_acc),
-              "% after ", r.epoch, " epochs, ", r.elapsed_seconds, " s"));
+      if (!tr.history.empty()) {
+        const EpochRecord& r = tr.history.back();
+        char line[160];
+        std::snprintf(line, sizeof line, ": finished: train error %.2f%%, test error %.2f%% after %lld epochs, %.0f s",
+                      100 * (1 - r.train_acc), 100 * (1 - r.test_acc), (long long)r.epoch, r.elapsed_seconds);
+        say(id + line);
+      }
       log.line(id, "finished");
     } else if (outcome == RunOutcome::diverged) {
       say(cat(id, ": ", tr.message, " (recorded; delete ", cfg.out, " to retry)"));
