@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <CLI/CLI.hpp>
 #include <catch2/catch.hpp>
 #include <csignal>
 #include <filesystem>
@@ -158,11 +159,11 @@ TEST_CASE("reproduce: the equivalent train_fmnist command parses back to the sam
       std::vector<const char*> argv;
       for (const auto& w : words) argv.push_back(w.c_str());
       app::TrainConfig parsed;
-      app::Cli cli("train_fmnist", "", "");
+      CLI::App cli{"", "train_fmnist"};
+      app::configure_cli(cli, "train_fmnist MODEL [options]");
       app::add_train_options(cli, parsed);
-      const std::vector<std::string> pos = cli.parse(static_cast<int>(argv.size()), argv.data());
-      REQUIRE(pos.size() == 1);
-      parsed.model = pos[0];
+      app::parse_or_throw(cli, static_cast<int>(argv.size()), argv.data());
+      REQUIRE(parsed.model == r.cfg.model);
       REQUIRE(app::config_to_json(parsed) == app::config_to_json(r.cfg));
     }
 }
