@@ -115,8 +115,8 @@ std::vector<RunSpec> select_runs(const std::string& experiment, const std::vecto
 // ---- report ----
 // Figures hook: given a degradation folder (e.g. DIR/degradation-quick) and its runs present, draws the Fig. 6
 // style figure (plain nets in one panel, residual in the other, same axes; training error thin, test error bold,
-// against iterations) and returns the image files written, relative to that folder. This build has no drawing
-// for it yet (per-step metrics and the multi-panel plot API come separately); pass one to build_report then.
+// against iterations) and returns the image files written, relative to that folder. The app passes one drawn
+// with app::runs_figure (apps/reproduce.cpp); without one the report says that no figure was drawn.
 struct FigureRun {
   std::string name, family, dir;  // dir: the run folder
   int64_t steps_per_epoch = 0;    // epochs -> iterations
