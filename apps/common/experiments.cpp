@@ -1,0 +1,820 @@
+#include "apps/common/experiments.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "apps/common/cli.h"
+#include "apps/common/metrics.h"
+#include "engine/checkpoint.h"
+#include "engine/device.h"
+#include "engine/error.h"
+#include "engine/random.h"
+#include "kernels/cpu/blas_info.h"
+#include "models/registry.h"
+
+namespace app {
+
+using engine::cat;
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+// ---------------- scales and definitions ----------------
+std::string scale_name(Scale s) { return s == Scale::quick ? "quick" : "full"; }
+
+Scale parse_scale(const std::string& s) {
+  return parse_choice(s, "scale", {"quick", "full"}) == "quick" ? Scale::quick : Scale::full;
+}
+
+namespace {
+// Sizes of the quick scale, from step times measured on this 2-core machine (docs/reproduction-plan.md): the 8
+// degradation nets take about 10 s for one training step each at batch 128 and 28 px, so 300 steps (10 epochs of
+// 30) plus a 1000-image test pass per epoch come to about an hour; the 5 depth nets about 4 s.
+constexpr int64_t kDegradationQuickTrain = 3840, kDegradationQuickTest = 1000, kDegradationQuickEpochs = 10;
+// The paper's 64k iterations at batch 128 on the 60000 training images: 469 steps per epoch, 136.5 epochs.
+constexpr int64_t kDegradationFullEpochs = 137;
+constexpr int64_t kDepthQuickTrain = 5120, kDepthQuickTest = 2000, kDepthQuickEpochs = 5;
+constexpr int64_t kDepthFullEpochs = 30;
+constexpr int64_t kRecipeQuickEpochs = 15, kRecipeFullEpochs = 60;
+
+bool has_field(const std::string& name) {
+  for (const auto& f : train_config_fields())
+    if (f.name == name) return true;
+  return false;
+}
+void set_field(TrainConfig& cfg, const std::string& name, const std::string& value) {
+  for (const auto& f : train_config_fields())
+    if (f.name == name) return f.set(cfg, value);
+  engine::fail(cat("no configuration field '", name, "'"));
+}
+}  // namespace
+
+void apply_paper_recipe(TrainConfig& c) {
+  c.lr = 0.1;
+  c.momentum = 0.9;
+  c.nesterov = false;
+  c.weight_decay = 1e-4;
+  c.batch_size = 128;
+  c.schedule = "step";  // / 10 at 50% and 75% of all steps (trainer.cpp learning_rate)
+  c.warmup_epochs = 0;
+  c.label_smoothing = 0;
+  c.augment = true;  // 4-pixel zero-pad random crop + horizontal flip at 28 px
+  c.normalize = true;
+  c.resize = 28;
+  c.init = "model";  // He normal
+  c.val_split = 0;
+}
+
+const std::vector<PendingFlag>& recipe_flags_pending() {
+  static const std::vector<PendingFlag> flags = {
+      {"random-erasing", "0.5", "random erasing (Zhong et al.: p 0.5, area 0.02-0.4, aspect 0.3-3.3)"},
+      {"ema", "0.999", "evaluation with an exponential moving average of the weights"},
+      {"no-wd-bn", "true", "no weight decay on batch-norm and bias parameters"},
+  };
+  return flags;
+}
+
+std::vector<std::string> recipe_flags_missing() {
+  std::vector<std::string> out;
+  for (const auto& p : recipe_flags_pending())
+    if (!has_field(p.field)) out.push_back(p.field);
+  return out;
+}
+
+void apply_best_recipe(TrainConfig& c) {
+  c.lr = 0.1;
+  c.momentum = 0.9;
+  c.nesterov = true;
+  c.weight_decay = 5e-4;
+  c.batch_size = 128;
+  c.schedule = "cosine";
+  c.warmup_epochs = 1;
+  c.label_smoothing = 0.1;
+  c.augment = true;
+  c.normalize = true;
+  c.init = "model";
+  c.val_split = 0;
+  for (const auto& p : recipe_flags_pending())
+    if (has_field(p.field)) set_field(c, p.field, p.value);
+}
+
+const std::vector<ExperimentDef>& experiment_defs() {
+  static const std::vector<ExperimentDef> defs = {
+      {"degradation", "plain vs residual nets of growing depth (the paper's Sec. 4.2, Fig. 6 and Table 6)",
+       cat("plain20/32/44/56 and resnet20/32/44/56 (option-A shortcuts; + resnet110 at full scale), 28 px, the\n"
+           "paper's recipe: SGD momentum 0.9, weight decay 1e-4, lr 0.1, batch 128, lr / 10 at 50% and 75% of the\n"
+           "iterations, 4-pixel-pad random crop + horizontal flip, normalisation, He init.\n"
+           "  quick: the first ",
+           kDegradationQuickTrain, " training images, ", kDegradationQuickEpochs, " epochs (",
+           kDegradationQuickEpochs * kDegradationQuickTrain / 128, " iterations), the first ", kDegradationQuickTest,
+           " test images;\n"
+           "         about an hour on 2 CPU cores. Asks one question: is plain-56's training error above plain-20's?\n"
+           "  full:  all 60000 / 10000 images, ",
+           kDegradationFullEpochs,
+           " epochs = 64k iterations as the paper (drops at 32k and 48k), by when\n"
+           "         the paper's training error has flattened; resnet110 warms up over its first epoch (the paper\n"
+           "         used lr 0.01 for its first ~400 iterations). For a GPU, in chunks (--only, --time-limit).")},
+      {"depth", "ResNet-18/34/50/101/152 with one recipe (Table 1 depths; accuracy and speed)",
+       cat("resnet18/34/50/101/152, the project's best recipe for all depths (see `recipe`).\n"
+           "  quick: 28 px, the first ",
+           kDepthQuickTrain, " training and ", kDepthQuickTest, " test images, ", kDepthQuickEpochs,
+           " epochs (about 15 minutes on 2 CPU cores;\n         a smoke test of the trend, not Table 1).\n"
+           "  full:  96 px, all images, ",
+           kDepthFullEpochs, " epochs (a GPU job).")},
+      {"recipe", "the accuracy run: resnet20 at 28 px with the best recipe (goal: 0.94 last-epoch test accuracy)",
+       cat("resnet20, 28 px, all 60000 / 10000 images: SGD Nesterov 0.9, lr 0.1, weight decay 5e-4, batch 128,\n"
+           "cosine with 1 warmup epoch, label smoothing 0.1, crop + flip, normalisation, plus random erasing, an\n"
+           "EMA of the weights and no weight decay on BN/bias once those flags exist in this build",
+           recipe_flags_missing().empty() ? std::string(".")
+                                          : cat("\n  (missing here: ", join(recipe_flags_missing()), ")."),
+           "\n  quick: ", kRecipeQuickEpochs,
+           " epochs (CPU: about 5 minutes an epoch on 2 cores).\n  full:  ", kRecipeFullEpochs, " epochs.")},
+  };
+  return defs;
+}
+
+std::vector<std::string> experiment_names() {
+  std::vector<std::string> out;
+  for (const auto& d : experiment_defs()) out.push_back(d.name);
+  return out;
+}
+
+std::vector<RunSpec> experiment_runs(const std::string& experiment, Scale scale) {
+  const bool quick = scale == Scale::quick;
+  std::vector<RunSpec> runs;
+  if (experiment == "degradation") {
+    for (const char* family : {"plain", "residual"}) {
+      std::vector<int> depths = {20, 32, 44, 56};
+      if (!quick && std::string(family) == "residual") depths.push_back(110);
+      for (int d : depths) {
+        RunSpec r;
+        r.name = cat(std::string(family) == "plain" ? "plain" : "resnet", d);
+        r.family = family;
+        r.depth = d;
+        r.cfg.model = r.name;
+        apply_paper_recipe(r.cfg);
+        r.cfg.epochs = quick ? kDegradationQuickEpochs : kDegradationFullEpochs;
+        r.cfg.limit_train = quick ? kDegradationQuickTrain : 0;
+        r.cfg.limit_test = quick ? kDegradationQuickTest : 0;
+        if (d == 110) r.cfg.warmup_epochs = 1;
+        runs.push_back(r);
+      }
+    }
+  } else if (experiment == "depth") {
+    for (int d : {18, 34, 50, 101, 152}) {
+      RunSpec r;
+      r.name = cat("resnet", d);
+      r.depth = d;
+      r.cfg.model = r.name;
+      apply_best_recipe(r.cfg);
+      r.cfg.resize = quick ? 28 : 96;
+      r.cfg.epochs = quick ? kDepthQuickEpochs : kDepthFullEpochs;
+      r.cfg.limit_train = quick ? kDepthQuickTrain : 0;
+      r.cfg.limit_test = quick ? kDepthQuickTest : 0;
+      runs.push_back(r);
+    }
+  } else if (experiment == "recipe") {
+    RunSpec r;
+    r.name = "resnet20";
+    r.depth = 20;
+    r.cfg.model = r.name;
+    apply_best_recipe(r.cfg);
+    r.cfg.resize = 28;
+    r.cfg.epochs = quick ? kRecipeQuickEpochs : kRecipeFullEpochs;
+    runs.push_back(r);
+  } else {
+    engine::fail(cat("unknown experiment '", experiment, "'; choose from: ", join(experiment_names())));
+  }
+  return runs;
+}
+
+std::vector<RunSpec> select_runs(const std::string& experiment, const std::vector<std::string>& experiments,
+                                 const RunnerOptions& opt) {
+  std::vector<RunSpec> all = experiment_runs(experiment, opt.scale);
+  if (opt.only.empty()) return all;
+  for (const auto& want : opt.only) {
+    bool known = false;
+    for (const auto& e : experiments)
+      for (const auto& r : experiment_runs(e, opt.scale)) known = known || want == r.name || want == e + "/" + r.name;
+    if (!known) {
+      std::vector<std::string> names;
+      for (const auto& e : experiments)
+        for (const auto& r : experiment_runs(e, opt.scale)) names.push_back(r.name);
+      engine::fail(cat("--only: '", want, "' is no run of ", join(experiments), " at scale ", scale_name(opt.scale),
+                       "; its runs are: ", join(names)));
+    }
+  }
+  std::vector<RunSpec> out;
+  for (const auto& r : all)
+    for (const auto& want : opt.only)
+      if (want == r.name || want == experiment + "/" + r.name) {
+        out.push_back(r);
+        break;
+      }
+  return out;
+}
+
+std::string train_command(const TrainConfig& cfg) {
+  const TrainConfig defaults;
+  std::string out = "train_fmnist " + cfg.model;
+  for (const auto& f : train_config_fields()) {
+    if (f.name == "resume") continue;
+    const std::string v = f.get(cfg);
+    if (v == f.get(defaults)) continue;
+    if (f.kind == ConfigField::Kind::boolean)
+      out += v == "true" ? " --" + f.name : " --" + f.name + " false";
+    else
+      out += " --" + f.name + " " + v;
+  }
+  return out;
+}
+
+double paper_cifar_test_error(const std::string& family, int depth) {
+  if (family != "residual") return NAN;  // Table 6 lists residual nets only; Fig. 6 plots the plain ones
+  switch (depth) {
+    case 20:
+      return 8.75;
+    case 32:
+      return 7.51;
+    case 44:
+      return 7.17;
+    case 56:
+      return 6.97;
+    case 110:
+      return 6.43;
+    default:
+      return NAN;
+  }
+}
+
+// ---------------- running ----------------
+namespace {
+
+std::string utc_now() {
+  std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+void write_atomic(const std::string& path, const std::string& text) {
+  const std::string tmp = cat(path, ".tmp-", ::getpid());
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    f << text;
+    f.flush();
+    ENGINE_CHECK(f.good(), "cannot write ", tmp, " (disk full or no permission?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  ENGINE_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
+}
+
+Json read_json_file(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return Json();
+  try {
+    return Json::parse(f);
+  } catch (const std::exception& e) {
+    engine::fail(cat(path, ": not valid JSON (", e.what(), "); delete it to let reproduce rebuild it"));
+  }
+}
+
+// The name of the index-th GPU in the NVIDIA driver's /proc files (no CUDA call), else "". The driver lists GPUs by
+// PCI address, which is CUDA's order only where CUDA_DEVICE_ORDER=PCI_BUS_ID or for a single GPU.
+std::string nvidia_gpu_name(int index) {
+  std::vector<fs::path> gpus;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/driver/nvidia/gpus", ec)) gpus.push_back(e.path());
+  std::sort(gpus.begin(), gpus.end());
+  if (index < 0 || index >= static_cast<int>(gpus.size())) return "";
+  std::ifstream f(gpus[index] / "information");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("Model:", 0) == 0) {
+      std::string name = line.substr(6);
+      name.erase(0, name.find_first_not_of(" \t"));
+      return name;
+    }
+  return "";
+}
+
+std::string device_description(const engine::Device& d) {
+  if (d.is_cpu()) return cat("cpu: ", kernels::cpu::cpu_description());
+  const std::string gpu = nvidia_gpu_name(d.index);
+  return cat(d.str(), gpu.empty() ? std::string() : ": " + gpu);
+}
+
+class RunLog {
+ public:
+  explicit RunLog(const std::string& path) : path_(path) {}
+  void line(const std::string& run, const std::string& event) const {
+    std::ofstream f(path_, std::ios::app);
+    f << utc_now() << " " << run << " " << event << "\n";
+  }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace
+
+TrainConfig definition_with_overrides(const RunSpec& spec, const RunnerOptions& opt) {
+  TrainConfig c = spec.cfg;
+  if (opt.epochs > 0) c.epochs = opt.epochs;
+  if (opt.limit_train >= 0) c.limit_train = opt.limit_train;
+  if (opt.limit_test >= 0) c.limit_test = opt.limit_test;
+  return c;
+}
+
+TrainConfig run_config(const std::string& experiment, const RunSpec& spec, const RunnerOptions& opt) {
+  TrainConfig c = definition_with_overrides(spec, opt);
+  c.out = opt.out + "/" + experiment + "-" + scale_name(opt.scale) + "/" + spec.name;
+  c.device = opt.device;
+  c.conv = opt.conv;
+  c.tf32 = opt.tf32;
+  c.threads = opt.threads;
+  c.data = opt.data;
+  try {
+    validate(c);
+  } catch (const engine::EngineError& e) {
+    engine::fail(cat(experiment, "/", spec.name, ": ", e.what()));
+  }
+  return c;
+}
+
+RunnerResult run_experiment(const std::string& experiment, const std::vector<RunSpec>& runs, const RunnerOptions& opt,
+                            const FashionMnist& data, TrainHooks hooks) {
+  RunnerResult result;
+  const std::string group = experiment + "-" + scale_name(opt.scale);
+  const std::string exp_dir = opt.out + "/" + group;
+  fs::create_directories(exp_dir);
+  const RunLog log(opt.out + "/reproduce.log");
+  const auto start = std::chrono::steady_clock::now();
+  auto out_of_time = [&] {
+    return opt.time_limit_seconds > 0 &&
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() >= opt.time_limit_seconds;
+  };
+  bool timed_out = false;
+  const auto user_hook = hooks.after_step;
+  hooks.after_step = [&](int64_t e, int64_t s, engine::nn::Module& m) {
+    if (user_hook) user_hook(e, s, m);
+    if (!interrupt_requested() && out_of_time()) {
+      timed_out = true;
+      request_interrupt(SIGTERM);
+    }
+  };
+  auto say = [&](const std::string& text) {
+    if (opt.log) std::fprintf(opt.log, "reproduce: %s\n", text.c_str()), std::fflush(opt.log);
+  };
+
+  for (const RunSpec& spec : runs) {
+    const std::string id = group + "/" + spec.name;
+    // A signal that came after the last step of the previous run (during its evaluation) stops here.
+    if (interrupt_requested() || out_of_time()) {
+      result.stopped = true;
+      const bool signal = interrupt_requested();
+      result.exit_code = signal ? 128 + interrupt_signal() : 75;
+      result.runs.push_back({id, signal ? RunOutcome::interrupted : RunOutcome::time_limit});
+      clear_interrupt();
+      say(cat("stopped before ", id, signal ? " (interrupted)" : " (time limit)"));
+      log.line(id, signal ? "not started (interrupted)" : "not started (time limit)");
+      break;
+    }
+    const TrainConfig base = definition_with_overrides(spec, opt);
+    TrainConfig cfg = run_config(experiment, spec, opt);
+    const std::string run_json_path = cfg.out + "/run.json";
+    const std::string last = cfg.out + "/last.safetensors";
+    Json rj = read_json_file(run_json_path);
+    const std::string prior = rj.is_object() ? rj.value("status", "") : "";
+    if (prior == "finished" || prior == "diverged") {
+      say(cat(id, ": ", prior, " earlier; skipped"));
+      log.line(id, "skipped (" + prior + ")");
+      result.runs.push_back({id, RunOutcome::skipped});
+      continue;
+    }
+    int64_t from_epoch = 0, from_step = 0;
+    if (fs::exists(last)) {
+      const engine::Metadata meta = engine::read_safetensors_metadata(last);
+      const TrainConfig saved = config_from_metadata(meta, last);
+      std::set<std::string> every;
+      for (const auto& f : train_config_fields()) every.insert(f.name);
+      TrainConfig want = cfg;
+      want.resume = last;
+      try {
+        cfg = merge_for_resume(saved, want, every);
+      } catch (const engine::EngineError& e) {
+        engine::fail(cat(cfg.out, " holds a run made with another configuration than ", id, " defines (", e.what(),
+                         "). Use another --out, or delete that folder to start the run afresh."));
+      }
+      from_epoch = std::stoll(meta.at("epoch"));
+      from_step = std::stoll(meta.at("step"));
+    }
+    if (!rj.is_object()) rj = Json::object();
+    rj["experiment"] = experiment;
+    rj["scale"] = scale_name(opt.scale);
+    rj["run"] = spec.name;
+    rj["model"] = cfg.model;
+    rj["family"] = spec.family;
+    rj["depth"] = spec.depth;
+    rj["epochs"] = cfg.epochs;
+    rj["train_command"] = train_command(base);
+    if (from_epoch >= cfg.epochs && from_step == 0) {  // stopped after its last epoch, before run.json was written
+      rj["status"] = "finished";
+      write_atomic(run_json_path, rj.dump(2) + "\n");
+      say(cat(id, ": all ", cfg.epochs, " epochs in ", last, "; skipped"));
+      log.line(id, "skipped (finished)");
+      result.runs.push_back({id, RunOutcome::skipped});
+      continue;
+    }
+    if (!cfg.resume.empty())
+      say(cat(id, ": resuming from ", last, " (epoch ", from_epoch + 1, " step ", from_step + 1, ")"));
+    else
+      say(cat(id, ": starting (", train_command(base), ")"));
+    log.line(id, cfg.resume.empty() ? std::string("start")
+                                    : cat("resume from epoch ", from_epoch + 1, " step ", from_step + 1));
+
+    engine::default_generator().seed(static_cast<uint64_t>(cfg.seed));
+    std::shared_ptr<engine::nn::Module> model = models::create(cfg.model, models::ModelConfig{});
+    rj["parameters"] = model->num_parameters();
+    const engine::Device device = engine::resolve_device(cfg.device);
+    Json session = {{"started", utc_now()},     {"commit", opt.commit},
+                    {"command", opt.command},   {"device", device_description(device)},
+                    {"from_epoch", from_epoch}, {"from_step", from_step}};
+    rj["status"] = "running";
+    fs::create_directories(cfg.out);
+    write_atomic(run_json_path, rj.dump(2) + "\n");
+
+    timed_out = false;
+    const TrainResult tr = train(cfg, model, data, hooks);
+    session["ended"] = utc_now();
+    session["epochs_done"] = static_cast<int64_t>(tr.history.size());
+    RunOutcome outcome = RunOutcome::finished;
+    std::string status = "finished";
+    if (tr.status == TrainStatus::interrupted) {
+      outcome = timed_out ? RunOutcome::time_limit : RunOutcome::interrupted;
+      status = "partial";
+    } else if (tr.status == TrainStatus::diverged) {
+      outcome = RunOutcome::diverged;
+      status = "diverged";
+    }
+    session["outcome"] = timed_out ? "time limit" : status;
+    rj["status"] = status;
+    rj["message"] = tr.message;
+    if (!rj.contains("sessions")) rj["sessions"] = Json::array();
+    rj["sessions"].push_back(session);
+    write_atomic(run_json_path, rj.dump(2) + "\n");
+    result.runs.push_back({id, outcome});
+
+    if (outcome == RunOutcome::finished) {
+      if (!tr.history.empty()) {
+        const EpochRecord& r = tr.history.back();
+        char line[160];
+        std::snprintf(line, sizeof line, ": finished: train error %.2f%%, test error %.2f%% after %lld epochs, %.0f s",
+                      100 * (1 - r.train_acc), 100 * (1 - r.test_acc), (long long)r.epoch, r.elapsed_seconds);
+        say(id + line);
+      }
+      log.line(id, "finished");
+    } else if (outcome == RunOutcome::diverged) {
+      say(cat(id, ": ", tr.message, " (recorded; delete ", cfg.out, " to retry)"));
+      log.line(id, "diverged");
+      result.exit_code = 3;
+    } else {
+      clear_interrupt();
+      say(cat(id, timed_out ? ": stopped at the time limit" : ": interrupted", "; its checkpoint is ", last,
+              ". Run the same command again to continue."));
+      log.line(id, timed_out ? "stopped (time limit)" : "stopped (interrupted)");
+      result.stopped = true;
+      result.exit_code = timed_out ? 75 : 128 + tr.signal;
+      break;
+    }
+  }
+  return result;
+}
+
+// ---------------- report ----------------
+namespace {
+
+struct RunRecord {
+  RunSpec spec;
+  std::string dir;
+  bool present = false;  // a metrics.csv with at least one epoch
+  std::string status;    // finished | partial | diverged | missing
+  int64_t planned_epochs = 0;
+  std::vector<EpochRecord> history;
+  Json run_json, config;
+  std::vector<std::string> differs;  // configuration fields that differ from the current definition
+};
+
+RunRecord read_run(const std::string& exp_dir, const RunSpec& spec) {
+  RunRecord r;
+  r.spec = spec;
+  r.dir = exp_dir + "/" + spec.name;
+  r.planned_epochs = spec.cfg.epochs;
+  r.status = "missing";
+  const std::string csv = r.dir + "/metrics.csv";
+  r.run_json = read_json_file(r.dir + "/run.json");
+  r.config = read_json_file(r.dir + "/config.json");
+  if (r.config.is_object()) {
+    r.planned_epochs = r.config.value("epochs", spec.cfg.epochs);
+    for (const auto& f : train_config_fields()) {
+      if ((f.may_change_on_resume && f.name != "epochs") || f.name == "resume" || !r.config.contains(f.name)) continue;
+      const Json& v = r.config[f.name];
+      TrainConfig c = spec.cfg;
+      try {
+        f.set(c, v.is_string() ? v.get<std::string>() : v.dump());
+      } catch (const engine::EngineError&) {
+        r.differs.push_back(f.name);
+        continue;
+      }
+      if (f.get(c) != f.get(spec.cfg)) r.differs.push_back(f.name + " " + f.get(c));
+    }
+  }
+  if (fs::exists(csv)) r.history = read_metrics_csv(csv);
+  r.present = !r.history.empty();
+  const std::string s = r.run_json.is_object() ? r.run_json.value("status", "") : "";
+  if (s == "diverged")
+    r.status = "diverged";
+  else if (r.present)
+    r.status = static_cast<int64_t>(r.history.size()) >= r.planned_epochs ? "finished" : "partial";
+  return r;
+}
+
+std::string pct(double v, int digits = 2) {
+  if (!std::isfinite(v)) return "—";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
+}
+
+std::string duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds <= 0) return "—";
+  const int64_t s = static_cast<int64_t>(std::llround(seconds));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60),
+                (long long)(s % 60));
+  return buf;
+}
+
+int64_t parameters_of(const RunRecord& r) {
+  if (r.run_json.is_object() && r.run_json.contains("parameters")) return r.run_json["parameters"].get<int64_t>();
+  // Building a net to count its parameters takes a while for the big ones (He init draws every weight): once each.
+  static std::map<std::string, int64_t> counted;
+  auto it = counted.find(r.spec.cfg.model);
+  if (it != counted.end()) return it->second;
+  engine::default_generator().seed(0);
+  return counted[r.spec.cfg.model] = models::create(r.spec.cfg.model, models::ModelConfig{})->num_parameters();
+}
+
+// Distinct values of one session field ("device", "commit", "command") over a run's invocations.
+std::vector<std::string> session_values(const RunRecord& r, const char* key) {
+  std::vector<std::string> out;
+  if (!r.run_json.is_object() || !r.run_json.contains("sessions")) return out;
+  for (const auto& s : r.run_json["sessions"]) {
+    const std::string v = s.value(key, "");
+    if (!v.empty() && std::find(out.begin(), out.end(), v) == out.end()) out.push_back(v);
+  }
+  return out;
+}
+
+std::string or_unknown(const std::vector<std::string>& v) { return v.empty() ? "not recorded" : join(v, "; "); }
+std::string recorded(const RunRecord& r, const char* key) {
+  return r.present ? or_unknown(session_values(r, key)) : std::string("—");
+}
+
+std::string epochs_cell(const RunRecord& r) {
+  if (!r.present) return "—";
+  std::string s = cat(r.history.size());
+  if (r.status != "finished") s += cat(" of ", r.planned_epochs);
+  return s;
+}
+
+// Every number's provenance: one row per run.
+std::string provenance_table(const std::vector<RunRecord>& runs) {
+  std::string out =
+      "| run | status | epochs | wall time | device | commit | command (equivalent single run) |\n"
+      "| --- | --- | --- | --- | --- | --- | --- |\n";
+  double total = 0;
+  for (const auto& r : runs) {
+    const double wall = r.present ? r.history.back().elapsed_seconds : NAN;
+    if (r.present) total += wall;
+    std::string cmd = r.run_json.is_object() ? r.run_json.value("train_command", "") : "";
+    if (cmd.empty()) cmd = train_command(r.spec.cfg);
+    out +=
+        cat("| ", r.spec.name, " | ", r.status, " | ", epochs_cell(r), " | ", duration(wall), " | ",
+            recorded(r, "device"), " | ", recorded(r, "commit"), " | `", cmd, "`",
+            r.differs.empty() ? std::string() : cat(" (differs from the definition: ", join(r.differs), ")"), " |\n");
+  }
+  return out + cat("\nWall time of the runs present, in all: ", duration(total), ".\n");
+}
+
+std::string missing_line(const std::vector<RunRecord>& runs) {
+  std::vector<std::string> missing, partial, diverged;
+  for (const auto& r : runs) {
+    if (r.status == "diverged")
+      diverged.push_back(r.spec.name);
+    else if (!r.present)
+      missing.push_back(r.spec.name);
+    else if (r.status == "partial")
+      partial.push_back(cat(r.spec.name, " (", r.history.size(), " of ", r.planned_epochs, " epochs)"));
+  }
+  std::string out;
+  if (!missing.empty()) out += "**Missing runs:** " + join(missing) + ".\n";
+  if (!partial.empty()) out += "**Unfinished runs** (numbers at their last epoch so far): " + join(partial) + ".\n";
+  if (!diverged.empty())
+    out += "**Diverged runs** (numbers at their last good epoch; see run.json; delete the folder to retry): " +
+           join(diverged) + ".\n";
+  if (out.empty()) out = "All runs of this experiment are finished.\n";
+  return out;
+}
+
+std::string commands_used(const std::vector<RunRecord>& runs) {
+  std::vector<std::string> cmds;
+  for (const auto& r : runs)
+    for (const auto& c : session_values(r, "command"))
+      if (std::find(cmds.begin(), cmds.end(), c) == cmds.end()) cmds.push_back(c);
+  if (cmds.empty()) return "";
+  std::string out = "Commands that produced these runs:\n\n";
+  for (const auto& c : cmds) out += "    " + c + "\n";
+  return out + "\n";
+}
+
+const RunRecord* find_run(const std::vector<RunRecord>& runs, const std::string& name) {
+  for (const auto& r : runs)
+    if (r.spec.name == name) return &r;
+  return nullptr;
+}
+
+std::string degradation_section(const std::vector<RunRecord>& runs, Scale scale) {
+  std::string out =
+      "Our final training error (running error over the last epoch's augmented batches, in training mode: the "
+      "paper's thin curves) and test error at the last epoch, beside the paper's CIFAR-10 test error (Table 6; "
+      "the paper plots the plain nets in Fig. 6 but tabulates no numbers for them).\n\n"
+      "| net | depth | parameters | epochs | train error (%) | test error (%) | paper CIFAR-10 test error (%) |\n"
+      "| --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const auto& r : runs) {
+    const double paper = paper_cifar_test_error(r.spec.family, r.spec.depth);
+    const EpochRecord* last = r.present ? &r.history.back() : nullptr;
+    out += cat("| ", r.spec.name, " | ", r.spec.depth, " | ", parameters_of(r), " | ", epochs_cell(r), " | ",
+               last ? pct(100 * (1 - last->train_acc)) : "—", " | ", last ? pct(100 * (1 - last->test_acc)) : "—",
+               " | ", std::isfinite(paper) ? pct(paper) : std::string("not tabulated"), " |\n");
+  }
+  out += "\n";
+  const RunRecord *p20 = find_run(runs, "plain20"), *p56 = find_run(runs, "plain56");
+  const RunRecord *r20 = find_run(runs, "resnet20"), *r56 = find_run(runs, "resnet56");
+  auto finished = [](const RunRecord* r) { return r && r->status == "finished"; };
+  auto train_err = [](const RunRecord* r) { return 100 * (1 - r->history.back().train_acc); };
+  if (finished(p20) && finished(p56)) {
+    const double a = train_err(p20), b = train_err(p56);
+    out += cat("**Degradation at the ", scale_name(scale),
+               " scale: ", b > a ? std::string("the effect shows") : std::string("the effect does not show"),
+               ".** plain-56's final training error is ", pct(b), "% against plain-20's ", pct(a), "%",
+               b > a ? " (deeper is worse to train, as in the paper's Fig. 6)."
+                     : " (the deeper plain net trains "
+                       "no worse here).");
+    if (finished(r20) && finished(r56)) {
+      const double c = train_err(r20), d = train_err(r56);
+      out += cat(" With shortcuts: resnet56 ", pct(d), "% against resnet20 ", pct(c), "%",
+                 d <= c ? " (the deeper residual net trains at least as well)."
+                        : " (the deeper residual net "
+                          "trains worse here too).");
+    }
+    if (!p20->differs.empty() || !p56->differs.empty())
+      out +=
+          " These runs differ from the definition (see the table below), so this is no verdict on the "
+          "definition's scale.";
+    out += "\n\n";
+  } else {
+    out += cat("**Degradation at the ", scale_name(scale),
+               " scale: not decided yet** — plain20 and plain56 must both be finished.\n\n");
+  }
+  return out;
+}
+
+// Published figures the depth table is compared with.
+std::string depth_reference(int depth) {
+  switch (depth) {
+    case 18:
+      return "0.890";
+    case 34:
+      return "0.902";
+    case 50:
+      return "0.898";
+    case 101:
+      return "0.811 (basic blocks)";
+    case 152:
+      return "0.853 (basic blocks)";
+    default:
+      return "—";
+  }
+}
+
+std::string depth_section(const std::vector<RunRecord>& runs) {
+  std::string out =
+      "Test accuracy at the last epoch (never the best epoch), training speed (median examples/s over the "
+      "epochs) and wall time, beside published Fashion-MNIST figures: a students' reproduction of Table 1 "
+      "(the seeds: 18/34/50 with the paper's blocks; their \"101/152\" used basic blocks) and the "
+      "Fashion-MNIST benchmark's ResNet-18 (0.949).\n\n"
+      "| net | px | epochs | test acc (last epoch) | examples/s | wall time | device | published | benchmark |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const auto& r : runs) {
+    const EpochRecord* last = r.present ? &r.history.back() : nullptr;
+    std::vector<double> speeds;
+    for (const auto& h : r.history) speeds.push_back(h.examples_per_sec);
+    std::sort(speeds.begin(), speeds.end());
+    const double speed = speeds.empty() ? NAN : speeds[speeds.size() / 2];
+    out += cat("| ", r.spec.name, " | ", r.spec.cfg.resize, " | ", epochs_cell(r), " | ",
+               last ? pct(last->test_acc, 4) : "—", " | ", pct(speed, 0), " | ",
+               duration(last ? last->elapsed_seconds : NAN), " | ", recorded(r, "device"), " | ",
+               depth_reference(r.spec.depth), " | ", r.spec.depth == 18 ? "0.949" : "—", " |\n");
+  }
+  return out + "\n";
+}
+
+std::string recipe_section(const std::vector<RunRecord>& runs) {
+  std::string out =
+      "| net | epochs | train acc | test acc (last epoch) | goal | wall time | device |\n"
+      "| --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const auto& r : runs) {
+    const EpochRecord* last = r.present ? &r.history.back() : nullptr;
+    out += cat("| ", r.spec.name, " | ", epochs_cell(r), " | ", last ? pct(last->train_acc, 4) : "—", " | ",
+               last ? pct(last->test_acc, 4) : "—", " | 0.94 | ", duration(last ? last->elapsed_seconds : NAN), " | ",
+               recorded(r, "device"), " |\n");
+  }
+  const std::vector<std::string> missing = recipe_flags_missing();
+  out += missing.empty()
+             ? "\nEvery flag of the best recipe was available to this build.\n\n"
+             : cat("\nThe best recipe's flags not yet in this build (so not used): ", join(missing), ".\n\n");
+  return out;
+}
+
+}  // namespace
+
+std::string build_report(const std::string& dir, const FigureWriter& figures) {
+  ENGINE_CHECK(fs::is_directory(dir), "report: ", dir, " is not a folder (give the --out DIR of reproduce)");
+  std::string out =
+      "# Reproducing He et al. 2016 on Fashion-MNIST\n\n"
+      "Rebuilt by `reproduce report " +
+      dir + "` on " + utc_now() +
+      " from the run folders found there. Every accuracy is at the last epoch of its run (or the last epoch "
+      "reached, for an unfinished run), never the best epoch on the test set.\n\n";
+  for (const auto& def : experiment_defs()) {
+    bool any = false;
+    for (Scale scale : {Scale::quick, Scale::full}) {
+      const std::string group = def.name + "-" + scale_name(scale);
+      const std::string exp_dir = dir + "/" + group;
+      if (!fs::is_directory(exp_dir)) continue;
+      any = true;
+      std::vector<RunRecord> runs;
+      for (const auto& spec : experiment_runs(def.name, scale)) runs.push_back(read_run(exp_dir, spec));
+      out += cat("## ", def.name, " (", scale_name(scale), " scale): ", def.title, "\n\n");
+      if (def.name == "degradation") {
+        out += degradation_section(runs, scale);
+        std::vector<FigureRun> present;
+        for (const auto& r : runs)
+          if (r.present) {
+            const int64_t n = r.config.is_object() ? r.config.value("limit-train", int64_t{0}) : 0;
+            const int64_t bs = r.config.is_object() ? r.config.value("batch-size", int64_t{128}) : 128;
+            present.push_back({r.spec.name, r.spec.family, r.dir, steps_per_epoch(n > 0 ? n : 60000, bs, false)});
+          }
+        if (figures && !present.empty()) {
+          for (const auto& f : figures(exp_dir, present)) out += cat("![", def.name, "](", group, "/", f, ")\n\n");
+        } else {
+          out += "Figures (Fig. 6 style) are not drawn by this build yet.\n\n";
+        }
+      } else if (def.name == "depth") {
+        out += depth_section(runs);
+      } else {
+        out += recipe_section(runs);
+      }
+      out += missing_line(runs) + "\n";
+      out += cat("The definition (`reproduce --help`):\n\n```\n", def.help, "\n```\n\n");
+      out += provenance_table(runs) + "\n";
+      out += commands_used(runs);
+    }
+    if (!any)
+      out += cat("## ", def.name, ": not run\n\nNo folder ", def.name, "-quick or ", def.name, "-full in ", dir,
+                 "; run `reproduce ", def.name, " --out ", dir, "`.\n\n");
+  }
+  return out;
+}
+
+std::string write_report(const std::string& dir, const std::string& path, const FigureWriter& figures) {
+  const std::string to = path.empty() ? dir + "/report.md" : path;
+  write_atomic(to, build_report(dir, figures));
+  return to;
+}
+
+}  // namespace app
