@@ -1,6 +1,7 @@
 // evaluate: test-set accuracy of a checkpoint written by train_fmnist (or any safetensors file with the model's
 // torchvision names, given --model and the preprocessing).
 #include <cstdio>
+#include <memory>
 
 #include "apps/common/cli.h"
 #include "apps/common/config.h"
@@ -10,6 +11,7 @@
 #include "apps/common/trainer.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
+#include "engine/optim/ema.h"
 #include "models/registry.h"
 
 int main(int argc, char** argv) {
@@ -61,12 +63,19 @@ int main(int argc, char** argv) {
     auto model = models::create(cfg.model, models::ModelConfig{});
     model->to(device);
     engine::load_checkpoint(path, *model);
+    // A run trained with --ema was evaluated with its weight averages: so is its checkpoint.
+    std::unique_ptr<engine::optim::ModelEma> ema;
+    if (cfg.ema > 0) {
+      ema = std::make_unique<engine::optim::ModelEma>(*model, cfg.ema);
+      ENGINE_CHECK(ema->load(path), path, ": trained with --ema ", cfg.ema, " but holds no weight averages (ema.*)");
+      ema->swap(*model);
+    }
     app::FashionMnist data = app::load_fashion_mnist(data_dir);
     app::DeviceDataset test(data.test.head(limit_test), device);
     app::EvalResult r = app::evaluate(*model, test, app::preprocess_of(cfg), batch_size);
-    std::printf("%s (%s, %lld px%s) on %s: test loss %.4f  test acc %.4f  (%lld images)\n", path.c_str(),
-                cfg.model.c_str(), (long long)cfg.resize, cfg.normalize ? ", normalised" : "", device.str().c_str(),
-                r.loss, r.accuracy, (long long)r.count);
+    std::printf("%s (%s, %lld px%s%s) on %s: test loss %.4f  test acc %.4f  (%lld images)\n", path.c_str(),
+                cfg.model.c_str(), (long long)cfg.resize, cfg.normalize ? ", normalised" : "",
+                ema ? ", EMA weights" : "", device.str().c_str(), r.loss, r.accuracy, (long long)r.count);
     if (meta.count("epoch"))
       std::printf("checkpoint after epoch %s of %s\n", meta["epoch"].c_str(), meta["config.epochs"].c_str());
     std::printf("per-class test accuracy:\n%s", app::per_class_table(r).c_str());
