@@ -59,8 +59,8 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
 
 // Loads parameters and buffers into `model` (converted to each slot's dtype and device). Every model tensor must
 // be present with its shape; unknown names other than optimizer entries, weight averages ("ema.<model tensor>",
-// read by optim::ModelEma::load) and num_batches_tracked are an error (it is another model). With `opt`, its momentum buffers are restored (those absent stay undefined: the
-// parameter had not been stepped). Returns the metadata.
+// read by optim::ModelEma::load) and num_batches_tracked are an error (it is another model). With `opt`, its momentum
+// buffers are restored (those absent stay undefined: the parameter had not been stepped). Returns the metadata.
 Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::SGD* opt = nullptr);
 
 }  // namespace engine

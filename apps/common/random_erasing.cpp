@@ -37,10 +37,10 @@ uint64_t image_key(uint64_t seed, int64_t epoch, int64_t position) {
 void draw_erase_rect(const RandomErasing& re, uint64_t seed, int64_t epoch, int64_t position, int out_h, int out_w,
                      kernels::SampleSpec& spec) {
   ENGINE_CHECK(re.p >= 0 && re.p <= 1, "random erasing: probability ", re.p, " is outside [0, 1]");
-  ENGINE_CHECK(re.area_lo > 0 && re.area_lo <= re.area_hi && re.area_hi <= 1 && re.aspect_lo > 0 &&
-                   re.aspect_lo <= re.aspect_hi,
-               "random erasing: area [", re.area_lo, ", ", re.area_hi, "] or aspect [", re.aspect_lo, ", ",
-               re.aspect_hi, "] is not a valid range");
+  ENGINE_CHECK(
+      re.area_lo > 0 && re.area_lo <= re.area_hi && re.area_hi <= 1 && re.aspect_lo > 0 && re.aspect_lo <= re.aspect_hi,
+      "random erasing: area [", re.area_lo, ", ", re.area_hi, "] or aspect [", re.aspect_lo, ", ", re.aspect_hi,
+      "] is not a valid range");
   spec.erase_y = spec.erase_x = spec.erase_h = spec.erase_w = 0;
   CounterRng rng(image_key(seed, epoch, position));
   spec.erase_key = static_cast<uint32_t>(rng.next() >> 32);
@@ -61,8 +61,8 @@ void draw_erase_rect(const RandomErasing& re, uint64_t seed, int64_t epoch, int6
   }
 }
 
-void add_random_erasing(std::vector<kernels::SampleSpec>& plan, const RandomErasing& re, uint64_t seed,
-                        int64_t epoch, int out_h, int out_w) {
+void add_random_erasing(std::vector<kernels::SampleSpec>& plan, const RandomErasing& re, uint64_t seed, int64_t epoch,
+                        int out_h, int out_w) {
   if (re.p == 0) return;
   for (size_t i = 0; i < plan.size(); ++i)
     draw_erase_rect(re, seed, epoch, static_cast<int64_t>(i), out_h, out_w, plan[i]);

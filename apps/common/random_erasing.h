@@ -27,7 +27,7 @@ void draw_erase_rect(const RandomErasing& re, uint64_t seed, int64_t epoch, int6
                      kernels::SampleSpec& spec);
 
 // Draws the rectangle of every entry of an epoch plan (no-op when re.p == 0).
-void add_random_erasing(std::vector<kernels::SampleSpec>& plan, const RandomErasing& re, uint64_t seed,
-                        int64_t epoch, int out_h, int out_w);
+void add_random_erasing(std::vector<kernels::SampleSpec>& plan, const RandomErasing& re, uint64_t seed, int64_t epoch,
+                        int out_h, int out_w);
 
 }  // namespace app

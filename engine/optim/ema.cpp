@@ -30,8 +30,8 @@ void ModelEma::update(const nn::Module& model) {
   for (size_t i = 0; i < now.size(); ++i) {
     const Tensor& w = now[i].second;
     Tensor& e = shadow_[i].second;
-    ENGINE_CHECK(w.shape() == e.shape() && w.dtype() == e.dtype() && w.device() == e.device(), "EMA: '",
-                 now[i].first, "' is ", w.str(), " but its average ", e.str());
+    ENGINE_CHECK(w.shape() == e.shape() && w.dtype() == e.dtype() && w.device() == e.device(), "EMA: '", now[i].first,
+                 "' is ", w.str(), " but its average ", e.str());
     if (w.dtype() == DType::i32) {
       e.copy_(w);  // counters are not averaged
       continue;

@@ -27,7 +27,8 @@ bool inside(const kernels::SampleSpec& s, int y, int x) {
 }
 
 std::vector<float> make_batch(const app::LabeledImages& d, const app::Preprocess& pp,
-                              const std::vector<kernels::SampleSpec>& plan, engine::Device dev = engine::Device::cpu()) {
+                              const std::vector<kernels::SampleSpec>& plan,
+                              engine::Device dev = engine::Device::cpu()) {
   app::DeviceDataset dd(d, dev);
   app::BatchBuilder b(dd, app::batch_params(pp, 28, 28, true));
   b.set_plan(plan);

@@ -87,8 +87,7 @@ TEST_CASE("recipe: --ema, --erase and --no-wd-bn resume mid-epoch exactly", "[ap
   hooks.after_step = [](int64_t e, int64_t s, engine::nn::Module&) {
     if (e == 1 && s == 1) app::request_interrupt();
   };
-  REQUIRE(app::train(recipe_config(dir / "cut"), tiny_net(5), data, hooks).status ==
-          app::TrainStatus::interrupted);
+  REQUIRE(app::train(recipe_config(dir / "cut"), tiny_net(5), data, hooks).status == app::TrainStatus::interrupted);
   app::clear_interrupt();
   app::TrainConfig resumed = recipe_config(dir / "cut");
   resumed.resume = dir / "cut/last.safetensors";

@@ -77,6 +77,9 @@ TEST_CASE("param groups: a step with decay leaves the no-decay group's update fr
     const double lr = 0.1, wd = 0.01, mom = momentum ? 0.9 : 0.0;
     optim::SGD sgd(optim::weight_decay_groups(m, wd, true), {lr, mom, 0.0, false});
     REQUIRE(sgd.params().size() == 4);
+    REQUIRE(sgd.params()[0].same(m.fc->weight));  // the decayed group comes first
+    REQUIRE(sgd.weight_decay_of(0) == wd);
+    for (size_t i = 1; i < 4; ++i) REQUIRE(sgd.weight_decay_of(i) == 0.0);
     // Two steps with gradient 0.5 everywhere; by hand: g' = g + wd_i w, buf = g' then mom buf + g', w -= lr buf.
     auto expect = [&](double w0, double decay) {
       double w = w0, buf = 0;
@@ -123,8 +126,8 @@ TEST_CASE("EMA: ema = decay * ema + (1 - decay) * w for parameters and BN statis
   set_values(m.bn->running_mean, {1.5, 2.5});
   ema.update(m);
   // 0.75 and 0.25 are exact in binary: every value below is exact, so == is the test.
-  REQUIRE(get("fc.weight") == std::vector<double>{0.75 * 1 + 0.25 * 5, 0.75 * 2 + 0.25 * 6, 0.75 * 3 + 0.25 * 7,
-                                                  0.75 * 4 + 0.25 * 8});
+  REQUIRE(get("fc.weight") ==
+          std::vector<double>{0.75 * 1 + 0.25 * 5, 0.75 * 2 + 0.25 * 6, 0.75 * 3 + 0.25 * 7, 0.75 * 4 + 0.25 * 8});
   REQUIRE(get("bn.running_mean") == std::vector<double>{0.75 * 0.5 + 0.25 * 1.5, 0.75 * -0.5 + 0.25 * 2.5});
   REQUIRE(get("bn.running_var") == std::vector<double>{1, 1});  // unchanged weights: unchanged averages
   set_values(m.fc->weight, {0, 0, 0, 0});
