@@ -2,35 +2,20 @@
 // from the analytic shape pass (no forward is run, so resnet152 at 224x224 is instant apart from building its
 // weights).
 //   model_summary resnet50 --input 3x224x224 --classes 1000 [--batch 128] [--stride-on-first-1x1] [--depth 2]
-#include <cstdio>
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <exception>
-#include <iostream>
 #include <string>
 
+#include "apps/common/cli.h"
 #include "engine/error.h"
 #include "models/blocks.h"
 #include "models/registry.h"
 #include "models/summary.h"
 
 namespace {
-
-void usage(std::FILE* to) {
-  std::string list;
-  for (const auto& n : models::names()) list += (list.empty() ? "" : ", ") + n;
-  std::fprintf(to,
-               "usage: model_summary MODEL [--input CxHxW | NxCxHxW] [--batch N] [--classes K]\n"
-               "                           [--stride-on-first-1x1] [--depth D]\n"
-               "  --input                 input shape (default 1x28x28); C sets the stem's input channels\n"
-               "  --batch                 batch size N for mult-adds and activation memory (default 1, or the\n"
-               "                          N of --input)\n"
-               "  --classes               number of classes (default 10)\n"
-               "  --stride-on-first-1x1   bottleneck nets: down-sample in the first 1x1 (the paper) instead of the\n"
-               "                          3x3 (torchvision, the default)\n"
-               "  --depth                 1: one row per stage (default); 2: one row per block\n"
-               "models: %s\n",
-               list.c_str());
-}
 
 engine::Shape parse_shape(const std::string& s) {
   engine::Shape out;
@@ -56,66 +41,59 @@ bool has_bottleneck(const engine::nn::Module& m) {
   return false;
 }
 
-int parse_int(const std::string& flag, const std::string& v) {
-  char* end = nullptr;
-  long x = std::strtol(v.c_str(), &end, 10);
-  ENGINE_CHECK(!v.empty() && *end == '\0' && x > 0, flag, ": '", v, "' is not a positive integer");
-  return static_cast<int>(x);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::string name;
+  engine::Shape input{1, 28, 28};
+  models::ModelConfig cfg;
+  int64_t depth = 1, batch = 0;
+  CLI::App cli{
+      "Per-stage output shapes, parameters, multiply-adds and activation memory of MODEL, from the analytic\n"
+      "shape pass (no forward is run).",
+      "model_summary"};
+  app::configure_cli(cli, "model_summary MODEL [options]",
+                     "models:\n  " + app::join(models::names(), " ") +
+                         "\n\nexample:\n"
+                         "  model_summary resnet50 --input 3x224x224 --classes 1000");
+  cli.add_option("MODEL", name, "a name from the model zoo");
+  app::add_option(cli, "input", "[N]xCxHxW",
+                  "Input shape (default 1x28x28); C sets the stem's input channels, N the batch.",
+                  [&](const std::string& v) { input = parse_shape(v); });
+  app::add_option(cli, "batch", "N",
+                  "Batch size for mult-adds and activation memory (default 0: the N of --input, else 1).",
+                  [&](const std::string& v) { batch = app::parse_int(v, "batch", 0, 1 << 20); });
+  app::add_option(cli, "classes", "K", "Number of classes (default 10).", [&](const std::string& v) {
+    cfg.num_classes = static_cast<int>(app::parse_int(v, "classes", 1, 1 << 20));
+  });
+  app::add_option(cli, "stride-on-first-1x1", "",
+                  "Bottleneck nets: down-sample in the first 1x1 (the paper) instead of the 3x3 (torchvision, the "
+                  "default).",
+                  [&](const std::string&) { cfg.stride_on_first_1x1 = true; });
+  app::add_option(cli, "depth", "D", "1: one row per stage (default 1); 2: one row per block.",
+                  [&](const std::string& v) { depth = app::parse_int(v, "depth", 1, 16); });
+  if (std::optional<int> done = app::parse_cli(cli, argc, argv)) return *done;
+  if (name.empty()) {
+    fmt::print(stderr, "model_summary: error: no MODEL given; choose one of: {} (see model_summary --help)\n",
+               app::join(models::names()));
+    return 2;
+  }
   try {
-    std::string name;
-    engine::Shape input{1, 28, 28};
-    models::ModelConfig cfg;
-    int depth = 1, batch = 0;
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      auto value = [&]() -> std::string {
-        ENGINE_CHECK(i + 1 < argc, a, " needs a value");
-        return argv[++i];
-      };
-      if (a == "-h" || a == "--help") {
-        usage(stdout);
-        return 0;
-      } else if (a == "--input") {
-        input = parse_shape(value());
-      } else if (a == "--classes") {
-        cfg.num_classes = parse_int(a, value());
-      } else if (a == "--batch") {
-        batch = parse_int(a, value());
-      } else if (a == "--depth") {
-        depth = parse_int(a, value());
-      } else if (a == "--stride-on-first-1x1") {
-        cfg.stride_on_first_1x1 = true;
-      } else if (!a.empty() && a[0] == '-') {
-        engine::fail("unknown option " + a);
-      } else {
-        ENGINE_CHECK(name.empty(), "one model name expected, got '", name, "' and '", a, "'");
-        name = a;
-      }
-    }
-    if (name.empty()) {
-      usage(stderr);
-      return 2;
-    }
     if (batch > 0) {
       if (input.size() == 3) input.insert(input.begin(), batch);
       input[0] = batch;
     }
     cfg.in_channels = static_cast<int>(input[input.size() - 3]);
     auto model = models::create(name, cfg);
-    std::string title = name + " (" + std::to_string(cfg.num_classes) + " classes";
+    std::string title = fmt::format("{} ({} classes", name, cfg.num_classes);
     if (has_bottleneck(*model))
       title += cfg.stride_on_first_1x1 ? ", bottleneck stride on the first 1x1 (paper)"
                                        : ", bottleneck stride on the 3x3 (torchvision)";
     title += ")";
-    std::cout << models::format_summary(models::summarize(*model, input, depth), title);
+    fmt::print("{}", models::format_summary(models::summarize(*model, input, static_cast<int>(depth)), title));
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "model_summary: %s\n", e.what());
+    fmt::print(stderr, "model_summary: error: {}\n", e.what());
     return 1;
   }
 }

@@ -1,7 +1,9 @@
 // plot_runs: several runs' curves on one figure, as the paper's figures: training loss, and error (%) with thin
 // dashed training error and bold test error, one colour per run.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -31,26 +33,27 @@ std::string run_model(const std::string& dir) {
 
 int main(int argc, char** argv) {
   std::string out = "runs.png", title, labels_arg;
+  std::vector<std::string> dirs;
   int64_t width = 1100, height = 440;
-  app::Cli cli("plot_runs", "plot_runs RUN_DIR [RUN_DIR...] [options]",
-               "Reads metrics.csv (and the model name from config.json) of each run folder written by train_fmnist\n"
-               "and draws them on one figure: training loss, and error (%) with thin dashed training error and\n"
-               "bold test error. Writes a PNG and an SVG beside it.");
-  cli.add({"out", "FILE", "Output PNG (default runs.png; the SVG gets the same name with .svg).",
-           [&](const std::string& v) { out = v; }});
-  cli.add({"labels", "A,B,...", "Legend labels, one per run (default: model names, with the folder when repeated).",
-           [&](const std::string& v) { labels_arg = v; }});
-  cli.add({"title", "TEXT", "Title over the error panel.", [&](const std::string& v) { title = v; }});
-  cli.add({"width", "PX", "Figure width (default 1100).",
-           [&](const std::string& v) { width = app::parse_int(v, "width", 300, 8192); }});
-  cli.add({"height", "PX", "Figure height (default 440).",
-           [&](const std::string& v) { height = app::parse_int(v, "height", 200, 8192); }});
+  CLI::App cli{
+      "Reads metrics.csv (and the model name from config.json) of each run folder written by train_fmnist\n"
+      "and draws them on one figure: training loss, and error (%) with thin dashed training error and\n"
+      "bold test error. Writes a PNG and an SVG beside it.",
+      "plot_runs"};
+  app::configure_cli(cli, "plot_runs RUN_DIR [RUN_DIR...] [options]");
+  cli.add_option("RUN_DIR", dirs, "run folders");
+  app::add_option(cli, "out", "FILE", "Output PNG (default runs.png; the SVG gets the same name with .svg).",
+                  [&](const std::string& v) { out = v; });
+  app::add_option(cli, "labels", "A,B,...",
+                  "Legend labels, one per run (default: model names, with the folder when repeated).",
+                  [&](const std::string& v) { labels_arg = v; });
+  app::add_option(cli, "title", "TEXT", "Title over the error panel.", [&](const std::string& v) { title = v; });
+  app::add_option(cli, "width", "PX", "Figure width (default 1100).",
+                  [&](const std::string& v) { width = app::parse_int(v, "width", 300, 8192); });
+  app::add_option(cli, "height", "PX", "Figure height (default 440).",
+                  [&](const std::string& v) { height = app::parse_int(v, "height", 200, 8192); });
+  if (std::optional<int> done = app::parse_cli(cli, argc, argv)) return *done;
   try {
-    std::vector<std::string> dirs = cli.parse(argc, argv);
-    if (cli.help_requested()) {
-      std::fputs(cli.help().c_str(), stdout);
-      return 0;
-    }
     ENGINE_CHECK(!dirs.empty(), "no run folders given; see plot_runs --help");
     std::vector<std::string> labels;
     if (!labels_arg.empty()) {
@@ -103,10 +106,10 @@ int main(int argc, char** argv) {
     app::save_png(fig, out);
     std::string svg = std::filesystem::path(out).replace_extension(".svg").string();
     app::save_svg(fig, svg);
-    std::printf("wrote %s and %s (%zu runs)\n", out.c_str(), svg.c_str(), dirs.size());
+    fmt::print("wrote {} and {} ({} runs)\n", out, svg, dirs.size());
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "plot_runs: error: %s\n", e.what());
+    fmt::print(stderr, "plot_runs: error: {}\n", e.what());
     return 2;
   }
 }

@@ -1,6 +1,8 @@
 // train_fmnist: trains a model from the zoo on Fashion-MNIST. `train_fmnist resnet50 --lr 0.05`.
 // See docs/training.md, or run with --help.
-#include <cstdio>
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
 #include <filesystem>
 
 #include "apps/common/cli.h"
@@ -18,9 +20,8 @@
 namespace {
 
 std::string description() {
-  char bound[96];
-  std::snprintf(bound, sizeof bound, "%g x ln(%d) = %.1f", app::kDivergenceFactor, app::kNumClasses,
-                app::divergence_bound(app::kNumClasses));
+  const std::string bound = fmt::format("{:g} x ln({}) = {:.1f}", app::kDivergenceFactor, app::kNumClasses,
+                                        app::divergence_bound(app::kNumClasses));
   return engine::cat(
       "Trains MODEL on Fashion-MNIST with SGD and writes, in --out: config.json, metrics.csv, metrics.jsonl,\n"
       "curves.png/.svg and last.safetensors / best.safetensors (torchvision parameter names, optimizer momentum,\n"
@@ -56,33 +57,26 @@ std::string models_epilog() {
 int main(int argc, char** argv) {
   app::relaunch_with_passive_openmp(argv);
   app::TrainConfig cfg;
-  app::Cli cli("train_fmnist", "train_fmnist MODEL [options]\n       train_fmnist --resume CKPT [options]",
-               description());
+  CLI::App cli{description(), "train_fmnist"};
+  app::configure_cli(cli, "train_fmnist MODEL [options]\n       train_fmnist --resume CKPT [options]", models_epilog());
   app::add_train_options(cli, cfg);
-  cli.set_epilog(models_epilog());
+  if (std::optional<int> done = app::parse_cli(cli, argc, argv)) return *done;
+  const std::set<std::string> given = app::given_options(cli);
   std::shared_ptr<engine::nn::Module> model;
   app::FashionMnist data;
   try {
-    std::vector<std::string> positional = cli.parse(argc, argv);
-    if (cli.help_requested()) {
-      std::fputs(cli.help().c_str(), stdout);
-      return 0;
-    }
-    ENGINE_CHECK(positional.size() <= 1, "expected one MODEL, got ", positional.size(), ": ",
-                 app::join(positional, " "));
-    if (!positional.empty()) cfg.model = positional[0];
     const std::vector<std::string> names = models::names();
     if (!cfg.resume.empty()) {
       app::TrainConfig saved = app::config_from_metadata(engine::read_safetensors_metadata(cfg.resume), cfg.resume);
-      cfg = app::merge_for_resume(saved, cfg, cli.given_names());
-      if (!cli.given("out")) {
+      cfg = app::merge_for_resume(saved, cfg, given);
+      if (!given.count("out")) {
         std::string parent = std::filesystem::path(cfg.resume).parent_path().string();
         cfg.out = parent.empty() ? "." : parent;
       }
     } else {
       ENGINE_CHECK(!cfg.model.empty(), "no MODEL given; choose one of: ", app::join(names),
                    " (see train_fmnist --help)");
-      app::apply_recipe(cfg, cli.given_names());
+      app::apply_recipe(cfg, given);
       if (cfg.out.empty()) cfg.out = app::default_out_dir(cfg.model);
     }
     bool known = false;
@@ -96,7 +90,7 @@ int main(int argc, char** argv) {
     // Refuse a step that cannot fit before anything large is allocated. Data still to come: the dataset on the
     // device (on the CPU two more host copies: the trainer's subsets and its DeviceDataset).
     const engine::Device device = engine::resolve_device(cfg.device);
-    if (device.is_cpu()) std::printf("%s\n", kernels::cpu::machine_description().c_str());  // what runs, first
+    if (device.is_cpu()) fmt::print("{}\n", kernels::cpu::machine_description());  // what runs, first
     const int64_t data_bytes =
         models::dataset_bytes(data.train.count + data.test.count, data.train.rows, data.train.cols);
     const models::MemoryFit fit = models::check_step_memory(*model,
@@ -107,19 +101,19 @@ int main(int argc, char** argv) {
                                                              device.is_cpu() ? 2 * data_bytes : data_bytes},
                                                             models::available_memory(device));
     ENGINE_CHECK(fit.fits, fit.message);
-    std::printf("%s\n", fit.message.c_str());
+    fmt::print("{}\n", fit.message);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_fmnist: error: %s\n", e.what());
+    fmt::print(stderr, "train_fmnist: error: {}\n", e.what());
     return 2;
   }
 
   try {
     app::install_interrupt_handler();
     app::TrainResult result = app::train(cfg, model, data);
-    std::fprintf(result.status == app::TrainStatus::finished ? stdout : stderr, "%s\n", result.message.c_str());
+    fmt::print(result.status == app::TrainStatus::finished ? stdout : stderr, "{}\n", result.message);
     return result.exit_code();
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "train_fmnist: error: %s\n", e.what());
+    fmt::print(stderr, "train_fmnist: error: {}\n", e.what());
     return 1;
   }
 }

@@ -1,6 +1,6 @@
 // Shared by the benchmark executables: timing (steady clock on CPU, CUDA events on GPU), statistics over
-// repeats, cache flushing, thread control, memory high-water marks, a tiny argument parser and the output
-// (an aligned text table by default, JSON lines with --json).
+// repeats, cache flushing, thread control, memory high-water marks and the output (an aligned text table by
+// default, JSON lines with --json). Arguments are parsed by CLI11 through apps/common/cli.h, as in the apps.
 #pragma once
 #include <omp.h>
 
@@ -266,80 +266,6 @@ inline std::string now_utc() {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
   return buf;
 }
-
-// ---------------------------------------------------------------- arguments
-// --key value / --flag; unknown keys are an error naming the known ones.
-class Args {
- public:
-  Args(int argc, char** argv, const std::map<std::string, std::string>& known_with_help) : known_(known_with_help) {
-    for (int i = 1; i < argc; ++i) {
-      std::string a = argv[i];
-      if (a == "-h" || a == "--help") {
-        help = true;
-        continue;
-      }
-      ENGINE_CHECK(a.rfind("--", 0) == 0, "unexpected argument '", a, "' (options start with --; see --help)");
-      a = a.substr(2);
-      std::string v;
-      const auto eq = a.find('=');
-      if (eq != std::string::npos) {
-        v = a.substr(eq + 1);
-        a = a.substr(0, eq);
-      }
-      ENGINE_CHECK(known_.count(a), "unknown option --", a, " (see --help)");
-      const bool is_flag = known_.at(a).rfind("[flag]", 0) == 0;
-      if (!is_flag && eq == std::string::npos) {
-        ENGINE_CHECK(i + 1 < argc, "option --", a, " needs a value");
-        v = argv[++i];
-      }
-      values_[a] = is_flag && v.empty() ? "1" : v;
-    }
-  }
-  bool help = false;
-  bool has(const std::string& k) const { return values_.count(k) > 0; }
-  std::string str(const std::string& k, const std::string& def) const { return has(k) ? values_.at(k) : def; }
-  int64_t i64(const std::string& k, int64_t def) const {
-    if (!has(k)) return def;
-    char* end = nullptr;
-    const int64_t v = std::strtoll(values_.at(k).c_str(), &end, 10);
-    ENGINE_CHECK(end && *end == 0, "--", k, " expects an integer, got '", values_.at(k), "'");
-    return v;
-  }
-  double f64(const std::string& k, double def) const {
-    if (!has(k)) return def;
-    char* end = nullptr;
-    const double v = std::strtod(values_.at(k).c_str(), &end);
-    ENGINE_CHECK(end && *end == 0, "--", k, " expects a number, got '", values_.at(k), "'");
-    return v;
-  }
-  bool flag(const std::string& k) const { return has(k) && values_.at(k) != "0"; }
-  // Comma-separated list ("resnet18,resnet50"; "28,96").
-  std::vector<std::string> list(const std::string& k, const std::string& def) const {
-    std::vector<std::string> out;
-    std::stringstream ss(str(k, def));
-    std::string item;
-    while (std::getline(ss, item, ','))
-      if (!item.empty()) out.push_back(item);
-    return out;
-  }
-  std::vector<int64_t> int_list(const std::string& k, const std::string& def) const {
-    std::vector<int64_t> out;
-    for (const auto& s : list(k, def)) {
-      char* end = nullptr;
-      out.push_back(std::strtoll(s.c_str(), &end, 10));
-      ENGINE_CHECK(end && *end == 0, "--", k, " expects integers, got '", s, "'");
-    }
-    return out;
-  }
-  void print_help(const char* usage) const {
-    std::printf("%s\n\noptions:\n", usage);
-    for (const auto& kv : known_) std::printf("  --%-16s %s\n", kv.first.c_str(), kv.second.c_str());
-  }
-
- private:
-  std::map<std::string, std::string> known_;
-  std::map<std::string, std::string> values_;
-};
 
 // ---------------------------------------------------------------- output
 // A record is an ordered list of (key, value); numbers are kept as numbers in JSON.

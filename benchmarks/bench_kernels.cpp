@@ -13,14 +13,19 @@
 //      cuDNN's, and each convolution's GEMMs run alone through kernels::cuda::gemm (cuBLAS) at the same M, N, K;
 //      peaks: the detected GPU's datasheet figures (bench::find_gpu_peaks; FP32 or TF32 by --tf32); an unlisted
 //      GPU gets no %peak unless --peak-gflops / --peak-gbps are given.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "apps/common/cli.h"
 #include "apps/common/omp_env.h"
 #include "benchmarks/bench_common.h"
 #include "benchmarks/resnet_shapes.h"
@@ -485,8 +490,9 @@ double measure_cpu_gbps() {
   return 3.0 * n * 4 / (bench::stats_of(ms).min / 1e3) / 1e9;
 }
 
-const char* kUsage =
-    "bench_kernels: the kernels of a ResNet training step at the model's real shapes, called directly.\n"
+const char* kDescription =
+    "bench_kernels: the kernels of a ResNet training step at the model's real shapes, called directly.";
+const char* kExamples =
     "examples:\n"
     "  bench_kernels --quick                                   (CPU, resnet18, batch 16, 28x28, a few seconds)\n"
     "  bench_kernels --device cpu --model resnet18 --batch 128 --resize 28 --threads 2\n"
@@ -498,52 +504,77 @@ int main(int argc, char** argv) {
   // Measure what the apps run: passive OpenMP workers with a bounded spin (see apps/common/omp_env.h), unless
   // the caller set OMP_WAIT_POLICY; the header line prints the policy in force.
   app::relaunch_with_passive_openmp(argv);
+  // Defaults that depend on --device or --quick stay empty until both are known.
+  std::string device = "cpu", model = "resnet18", ops;
+  std::optional<int64_t> batch, res, repeat, warmup;
+  std::optional<double> peak_gflops, peak_gbps;
+  int64_t threads = 0, tf32 = 0;
+  bool no_gemm = false, no_flush = false, quick = false, json = false;
+  CLI::App cli{kDescription, "bench_kernels"};
+  app::configure_cli(cli, "bench_kernels [options]", kExamples);
+  auto integer = [](std::optional<int64_t>& to, const char* flag, int64_t lo) {
+    return [&to, flag, lo](const std::string& v) { to = app::parse_int(v, flag, lo, int64_t{1} << 30); };
+  };
+  auto number = [](std::optional<double>& to, const char* flag) {
+    return [&to, flag](const std::string& v) { to = app::parse_double(v, flag, 0, 1e12); };
+  };
+  app::add_option(cli, "device", "DEV", "cpu, cuda or cuda:N (default cpu).", [&](const std::string& v) {
+    Device::parse(v);
+    device = v;
+  });
+  app::add_option(
+      cli, "model", "NAME", "resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet18).",
+      [&](const std::string& v) {
+        model = app::parse_choice(v, "model", {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"});
+      });
+  app::add_option(cli, "batch", "N", "Batch size (default CPU 16, CUDA 128).", integer(batch, "batch", 2));
+  app::add_option(cli, "resize", "N",
+                  "Input height = width (default 96, --quick 28; Fashion-MNIST native 28; ImageNet 224).",
+                  integer(res, "resize", 8));
+  app::add_option(cli, "repeat", "N", "Timed calls per kernel (default CPU 5, CUDA 20, --quick 3).",
+                  integer(repeat, "repeat", 1));
+  app::add_option(cli, "warmup", "N", "Untimed calls first (default 2, --quick 1).", integer(warmup, "warmup", 0));
+  app::add_option(cli, "ops", "LIST",
+                  "Comma list of substrings of op names: conv, conv_gemm, bn, relu, add, maxpool, avgpool, linear, "
+                  "ce, sgd (default all).",
+                  [&](const std::string& v) { ops = v; });
+  app::add_option(cli, "no-gemm", "", "Skip the bare-GEMM and im2col/col2im rows beside each convolution.",
+                  [&](const std::string&) { no_gemm = true; });
+  app::add_option(cli, "no-flush", "", "Do not flush caches between repeats.",
+                  [&](const std::string&) { no_flush = true; });
+  app::add_option(cli, "threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: OMP_NUM_THREADS or all cores).",
+                  [&](const std::string& v) { threads = app::parse_int(v, "threads", 0, 1024); });
+  app::add_option(cli, "tf32", "0|1", "CUDA: 1 = TF32 tensor cores for float32 GEMMs (default 0).",
+                  [&](const std::string& v) { tf32 = app::parse_int(v, "tf32", 0, 1); });
+  app::add_option(cli, "peak-gflops", "GFLOPS",
+                  "Peak GFLOP/s for %peak (default CPU: measured sgemm; CUDA: the GPU's datasheet).",
+                  number(peak_gflops, "peak-gflops"));
+  app::add_option(cli, "peak-gbps", "GBPS",
+                  "Peak GB/s for %peak (default CPU: measured triad; CUDA: the GPU's datasheet).",
+                  number(peak_gbps, "peak-gbps"));
+  app::add_option(cli, "quick", "", "Short run: 28x28, 1 warm-up + 3 timed calls, no GEMM rows, sgemm peak at 1024.",
+                  [&](const std::string&) { quick = true; });
+  app::add_option(cli, "json", "", "One JSON object per line instead of tables.",
+                  [&](const std::string&) { json = true; });
+  if (std::optional<int> done = app::parse_cli(cli, argc, argv)) return *done;
   try {
-    bench::Args a(argc, argv,
-                  {{"device", "cpu | cuda (default cpu)"},
-                   {"model", "resnet18 | resnet34 | resnet50 | resnet101 | resnet152 (default resnet18)"},
-                   {"batch", "batch size (default CPU 16, CUDA 128)"},
-                   {"resize", "input height = width (default 96; Fashion-MNIST native 28; ImageNet 224)"},
-                   {"repeat", "timed calls per kernel (default CPU 5, CUDA 20)"},
-                   {"warmup", "untimed calls first (default 2)"},
-                   {"ops",
-                    "comma list of substrings of op names: conv,conv_gemm,bn,relu,add,maxpool,avgpool,"
-                    "linear,ce,sgd (default all)"},
-                   {"no-gemm", "[flag] skip the bare-GEMM and im2col/col2im rows beside each convolution"},
-                   {"no-flush", "[flag] do not flush caches between repeats"},
-                   {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
-                   {"tf32", "CUDA: 1 = TF32 tensor cores for float32 GEMMs (default 0)"},
-                   {"peak-gflops", "peak GFLOP/s for %peak (default CPU: measured sgemm; CUDA: the GPU's datasheet)"},
-                   {"peak-gbps", "peak GB/s for %peak (default CPU: measured triad; CUDA: the GPU's datasheet)"},
-                   {"quick", "[flag] short run: 28x28, 1 warm-up + 3 timed calls, no GEMM rows, sgemm peak at 1024"},
-                   {"json", "[flag] one JSON object per line instead of tables"}});
-    if (a.help) {
-      a.print_help(kUsage);
-      return 0;
-    }
     Options o;
-    o.dev = Device::parse(a.str("device", "cpu"));
+    o.dev = Device::parse(device);
     g_cuda = o.dev.is_cuda();
     if (g_cuda) {
       engine::require_cuda("bench_kernels --device cuda");
       engine::use_device(o.dev);  // the process's GPU: every kernel, buffer and handle below lives on it
     }
-    bench::set_threads(static_cast<int>(a.i64("threads", 0)));
-    const bool quick = a.flag("quick");
-    o.model = a.str("model", "resnet18");
-    ENGINE_CHECK(bench::is_imagenet_resnet(o.model),
-                 "bench_kernels: --model must be one of resnet18/34/50/101/152, got '", o.model, "'");
-    o.batch = a.i64("batch", g_cuda ? 128 : 16);
-    o.res = a.i64("resize", quick ? 28 : 96);
-    o.timing.warmup = static_cast<int>(a.i64("warmup", quick ? 1 : 2));
-    o.timing.repeat = static_cast<int>(a.i64("repeat", quick ? 3 : (g_cuda ? 20 : 5)));
-    o.timing.flush = !a.flag("no-flush");
-    ENGINE_CHECK(o.timing.repeat >= 1 && o.timing.warmup >= 0 && o.batch >= 2 && o.res >= 8,
-                 "bench_kernels: need --repeat >= 1, --warmup >= 0, --batch >= 2, --resize >= 8");
-    o.ops = a.list("ops", "");
-    o.gemm_rows = !a.flag("no-gemm") && !quick;
-    o.tf32 = a.i64("tf32", 0) != 0;
-    const bool json = a.flag("json");
+    bench::set_threads(static_cast<int>(threads));
+    o.model = model;
+    o.batch = batch.value_or(g_cuda ? 128 : 16);
+    o.res = res.value_or(quick ? 28 : 96);
+    o.timing.warmup = static_cast<int>(warmup.value_or(quick ? 1 : 2));
+    o.timing.repeat = static_cast<int>(repeat.value_or(quick ? 3 : (g_cuda ? 20 : 5)));
+    o.timing.flush = !no_flush;
+    o.ops = app::split_list(ops);
+    o.gemm_rows = !no_gemm && !quick;
+    o.tf32 = tf32 != 0;
 
     std::string devname = kernels::cpu::cpu_description(), peak_note;
     if (g_cuda) {
@@ -554,14 +585,14 @@ int main(int argc, char** argv) {
       devname = prop.name;
 #endif
       const bench::GpuPeaks* known = bench::find_gpu_peaks(devname);
-      o.peak_gflops = a.f64("peak-gflops", known ? (o.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
-      o.peak_gbps = a.f64("peak-gbps", known ? known->mem_gbps : 0.0);
-      peak_note = a.has("peak-gflops") || a.has("peak-gbps")
+      o.peak_gflops = peak_gflops.value_or(known ? (o.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
+      o.peak_gbps = peak_gbps.value_or(known ? known->mem_gbps : 0.0);
+      peak_note = peak_gflops || peak_gbps
                       ? "given"
                       : (known ? engine::cat(known->label, " datasheet, dense") : std::string("unknown"));
     } else {
-      o.peak_gflops = a.has("peak-gflops") ? a.f64("peak-gflops", 0) : measure_cpu_gflops(quick ? 1024 : 2048);
-      o.peak_gbps = a.has("peak-gbps") ? a.f64("peak-gbps", 0) : measure_cpu_gbps();
+      o.peak_gflops = peak_gflops ? *peak_gflops : measure_cpu_gflops(quick ? 1024 : 2048);
+      o.peak_gbps = peak_gbps ? *peak_gbps : measure_cpu_gbps();
       peak_note = "measured here: OpenBLAS sgemm / triad";
     }
     std::vector<std::pair<std::string, std::string>> columns = {
@@ -582,10 +613,8 @@ int main(int argc, char** argv) {
             ? (g_cuda ? "L2 flushed (256 MB written) before each call" : "flushed (2 x LLC written) before each call")
             : "NOT flushed"));
     if (o.peak_gflops > 0 || o.peak_gbps > 0) {
-      char peak[200];
-      std::snprintf(peak, sizeof peak, "peaks for %%peak: %.0f GFLOP/s, %.1f GB/s (%s; 0 = unknown, no %%peak)",
-                    o.peak_gflops, o.peak_gbps, peak_note.c_str());
-      out.note(peak);
+      out.note(fmt::format("peaks for %peak: {:.0f} GFLOP/s, {:.1f} GB/s ({}; 0 = unknown, no %peak)", o.peak_gflops,
+                           o.peak_gbps, peak_note));
     } else {
       out.note(engine::cat("peak unknown for ", devname,
                            " (not in the table of benchmarks/bench_common.h): no %peak column; give --peak-gflops "
@@ -614,7 +643,7 @@ int main(int argc, char** argv) {
         engine::cat("per-op estimate of one ", o.model, " training step, batch ", o.batch, " at ", o.res, "x", o.res));
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_kernels: %s\n", e.what());
+    fmt::print(stderr, "bench_kernels: error: {}\n", e.what());
     return 1;
   }
 }

@@ -5,11 +5,17 @@
 // quartiles, images per second, the achieved GFLOP/s (conv + linear FLOPs of the step, from
 // benchmarks/resnet_shapes.h) and its share of the device peak, and the memory high-water mark.
 // benchmarks/pytorch_reference.py prints the same columns and JSON keys for PyTorch; compare.py joins the two.
+#include <fmt/core.h>
+
+#include <CLI/CLI.hpp>
 #include <cstdio>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "apps/common/cli.h"
 #include "apps/common/omp_env.h"
 #include "benchmarks/bench_common.h"
 #include "benchmarks/resnet_shapes.h"
@@ -129,12 +135,20 @@ bench::Record run(const Config& c) {
   return r;
 }
 
-const char* kUsage =
+const char* kDescription =
     "bench_models: examples/sec of a full training step (forward, loss, backward, SGD) per model, batch and\n"
     "resolution. Synthetic 1-channel inputs, 10 classes (the Fashion-MNIST setting).\n"
     "  CPU default : resnet18, batch 16, 28x28, 2 warm-up + 5 timed steps\n"
-    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn,fastest, tf32 0,1\n"
-    "example: bench_models --device cpu --models resnet18 --batch 128 --res 28 --threads 2";
+    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn,fastest, tf32 0,1";
+const char* kExample = "example:\n  bench_models --device cpu --models resnet18 --batch 128 --res 28 --threads 2";
+
+// "a,b" -> each item checked by `item`.
+template <class T>
+std::vector<T> list_of(const std::string& v, const std::function<T(const std::string&)>& item) {
+  std::vector<T> out;
+  for (const auto& s : app::split_list(v)) out.push_back(item(s));
+  return out;
+}
 
 }  // namespace
 
@@ -142,45 +156,79 @@ int main(int argc, char** argv) {
   // Measure what the apps run: passive OpenMP workers with a bounded spin (see apps/common/omp_env.h), unless
   // the caller set OMP_WAIT_POLICY; the header line prints the policy in force.
   app::relaunch_with_passive_openmp(argv);
+  // Defaults that depend on --device stay empty until it is known.
+  std::string device = "cpu";
+  std::optional<std::vector<std::string>> model_list, engine_list;
+  std::optional<std::vector<int64_t>> batch_list, res_list, tf32_list;
+  std::optional<int64_t> warmup_opt, steps_opt;
+  std::optional<double> peak_gflops;
+  int64_t threads = 0;
+  bool json = false;
+  CLI::App cli{kDescription, "bench_models"};
+  app::configure_cli(cli, "bench_models [options]", kExample);
+  auto ints = [](const char* flag, int64_t lo, int64_t hi) {
+    return std::function<int64_t(const std::string&)>(
+        [flag, lo, hi](const std::string& s) { return app::parse_int(s, flag, lo, hi); });
+  };
+  app::add_option(cli, "device", "DEV", "cpu, cuda or cuda:N (default cpu).", [&](const std::string& v) {
+    Device::parse(v);
+    device = v;
+  });
+  app::add_option(cli, "models", "LIST", "Comma list of model names, e.g. resnet18,resnet50,resnet20.",
+                  [&](const std::string& v) {
+                    model_list = list_of<std::string>(
+                        v, [](const std::string& s) { return app::parse_choice(s, "models", models::names()); });
+                  });
+  app::add_option(cli, "batch", "LIST", "Comma list of batch sizes (default CPU 16, CUDA 128).",
+                  [&](const std::string& v) { batch_list = list_of(v, ints("batch", 2, 1 << 20)); });
+  app::add_option(cli, "res", "LIST", "Comma list of input sizes (square), e.g. 28,96,224 (default CPU 28, CUDA 96).",
+                  [&](const std::string& v) { res_list = list_of(v, ints("res", 8, 4096)); });
+  app::add_option(cli, "engines", "LIST",
+                  "CUDA conv engines: native,cudnn,fastest (default all three when cuDNN is compiled in).",
+                  [&](const std::string& v) {
+                    engine_list = list_of<std::string>(v, [](const std::string& s) {
+                      return app::parse_choice(s, "engines", {"native", "cudnn", "fastest"});
+                    });
+                  });
+  app::add_option(cli, "tf32", "LIST", "CUDA: comma list of 0/1 (default 0,1).",
+                  [&](const std::string& v) { tf32_list = list_of(v, ints("tf32", 0, 1)); });
+  app::add_option(cli, "warmup", "N", "Untimed steps first (default CPU 2, CUDA 5).",
+                  [&](const std::string& v) { warmup_opt = app::parse_int(v, "warmup", 0, 1 << 20); });
+  app::add_option(cli, "steps", "N", "Timed steps (default CPU 5, CUDA 20).",
+                  [&](const std::string& v) { steps_opt = app::parse_int(v, "steps", 1, 1 << 20); });
+  app::add_option(cli, "threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: OMP_NUM_THREADS or all cores).",
+                  [&](const std::string& v) { threads = app::parse_int(v, "threads", 0, 1024); });
+  app::add_option(cli, "peak-gflops", "GFLOPS",
+                  "Device peak for the %peak column (default CUDA: the GPU's datasheet FP32 / TF32).",
+                  [&](const std::string& v) { peak_gflops = app::parse_double(v, "peak-gflops", 0, 1e12); });
+  app::add_option(cli, "json", "", "One JSON object per line instead of the table.",
+                  [&](const std::string&) { json = true; });
+  if (std::optional<int> done = app::parse_cli(cli, argc, argv)) return *done;
   try {
-    bench::Args a(argc, argv,
-                  {{"device", "cpu | cuda (default cpu)"},
-                   {"models", "comma list, e.g. resnet18,resnet50,resnet20"},
-                   {"batch", "comma list of batch sizes"},
-                   {"res", "comma list of input sizes (square), e.g. 28,96,224"},
-                   {"engines", "CUDA conv engines: native,cudnn,fastest (default all three when cuDNN is compiled in)"},
-                   {"tf32", "CUDA: comma list of 0/1 (default 0,1)"},
-                   {"warmup", "untimed steps first (default CPU 2, CUDA 5)"},
-                   {"steps", "timed steps (default CPU 5, CUDA 20)"},
-                   {"threads", "CPU threads for OpenMP and OpenBLAS (default: OMP_NUM_THREADS or all cores)"},
-                   {"peak-gflops", "device peak for the %peak column (default CUDA: the GPU's datasheet FP32 / TF32)"},
-                   {"json", "[flag] one JSON object per line instead of the table"}});
-    if (a.help) {
-      a.print_help(kUsage);
-      return 0;
-    }
     g_base_rss_mb = bench::vm_rss_mb();
-    const Device dev = Device::parse(a.str("device", "cpu"));
+    const Device dev = Device::parse(device);
     const bool cuda = dev.is_cuda();
     if (cuda) {
       require_cuda("bench_models --device cuda");
       use_device(dev);  // the process's GPU: models, data and handles below live on it
     }
-    bench::set_threads(static_cast<int>(a.i64("threads", 0)));
+    bench::set_threads(static_cast<int>(threads));
 
-    const auto model_names = a.list(
-        "models", cuda ? "resnet18,resnet34,resnet50,resnet101,resnet152,resnet20,resnet56,resnet110" : "resnet18");
-    const auto batches = a.int_list("batch", cuda ? "128" : "16");
-    const auto resolutions = a.int_list("res", cuda ? "96" : "28");
+    const auto model_names =
+        model_list.value_or(cuda ? std::vector<std::string>{"resnet18", "resnet34", "resnet50", "resnet101",
+                                                            "resnet152", "resnet20", "resnet56", "resnet110"}
+                                 : std::vector<std::string>{"resnet18"});
+    const auto batches = batch_list.value_or(std::vector<int64_t>{cuda ? 128 : 16});
+    const auto resolutions = res_list.value_or(std::vector<int64_t>{cuda ? 96 : 28});
     std::vector<std::string> engines = {"native"};
     std::vector<int64_t> tf32s = {0};
     if (cuda) {
-      engines = a.list("engines", cudnn_compiled() ? "native,cudnn,fastest" : "native");
-      tf32s = a.int_list("tf32", "0,1");
+      engines = engine_list.value_or(cudnn_compiled() ? std::vector<std::string>{"native", "cudnn", "fastest"}
+                                                      : std::vector<std::string>{"native"});
+      tf32s = tf32_list.value_or(std::vector<int64_t>{0, 1});
     }
-    const int warmup = static_cast<int>(a.i64("warmup", cuda ? 5 : 2));
-    const int steps = static_cast<int>(a.i64("steps", cuda ? 20 : 5));
-    ENGINE_CHECK(steps >= 1 && warmup >= 0, "bench_models: need --steps >= 1 and --warmup >= 0");
+    const int warmup = static_cast<int>(warmup_opt.value_or(cuda ? 5 : 2));
+    const int steps = static_cast<int>(steps_opt.value_or(cuda ? 20 : 5));
 
     std::vector<std::pair<std::string, std::string>> columns = {{"model", "model"},
                                                                 {"res", "res"},
@@ -205,18 +253,18 @@ int main(int argc, char** argv) {
     }
 #endif
     const bench::GpuPeaks* known = cuda ? bench::find_gpu_peaks(devname) : nullptr;
-    const bool have_peak = a.has("peak-gflops") || known;
+    const bool have_peak = peak_gflops || known;
     if (!have_peak)  // no peak known (CPU, or a GPU not in the table): no %peak column
       columns.erase(std::find_if(columns.begin(), columns.end(), [](const auto& c) { return c.first == "pct_peak"; }));
-    bench::Output out(a.flag("json"), columns);
+    bench::Output out(json, columns);
     out.note(engine::cat("ours (engine) on ", dev.str(), ": ", devname, ", ", bench::threads(),
                          " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
     out.note(bench::blas_note());
     out.note(engine::cat("warm-up ", warmup, " steps, timed ", steps,
                          " steps; peak MB = ", cuda ? "caching-allocator peak" : "VmHWM minus RSS at start-up"));
-    if (a.has("peak-gflops"))
-      out.note(engine::cat("%peak against the given ", a.f64("peak-gflops", 0), " GFLOP/s"));
+    if (peak_gflops)
+      out.note(fmt::format("%peak against the given {} GFLOP/s", *peak_gflops));
     else if (known)
       out.note(engine::cat("%peak against the ", known->label, " datasheet (dense): FP32 ", known->fp32_gflops,
                            " / TF32 ", known->tf32_gflops, " GFLOP/s"));
@@ -229,13 +277,13 @@ int main(int argc, char** argv) {
           for (const auto& e : engines)
             for (int64_t t : tf32s) {
               Config c{dev, m, b, res, e, t != 0, warmup, steps, 0};
-              c.peak_gflops = a.f64("peak-gflops", known ? (c.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
+              c.peak_gflops = peak_gflops.value_or(known ? (c.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
               out.add(run(c));
             }
     out.flush();
     return 0;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "bench_models: %s\n", e.what());
+    fmt::print(stderr, "bench_models: error: {}\n", e.what());
     return 1;
   }
 }

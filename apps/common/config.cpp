@@ -1,5 +1,6 @@
 #include "apps/common/config.h"
 
+#include <CLI/CLI.hpp>
 #include <climits>
 #include <sstream>
 
@@ -56,7 +57,7 @@ ConfigField choice(std::string name, std::string TrainConfig::*m, std::vector<st
                    std::string help) {
   return {name,
           join(choices, "|"),
-          help + " Choices: " + join(choices) + ".",
+          help + " Choices: " + join(choices) + "; default " + TrainConfig{}.*m + ".",  // from the code
           Kind::string,
           change,
           [m](const TrainConfig& c) { return c.*m; },
@@ -106,7 +107,7 @@ const std::vector<ConfigField>& train_config_fields() {
            }),
       choice("conv", &C::conv, {"native", "cudnn", "fastest"}, true,
              "Convolution engine on CUDA: our own (native), cuDNN when compiled in, or fastest (per layer shape "
-             "and direction, whichever of the two ran faster when timed on its first call) (default native)."),
+             "and direction, whichever of the two ran faster when timed on its first call)."),
       flag("tf32", &C::tf32, true, "Allow TF32 tensor cores for float32 GEMMs on CUDA (off by default)."),
       integer("threads", "N", &C::threads, 0, 1024, true,
               "CPU threads for OpenMP and OpenBLAS (default 0: their own defaults)."),
@@ -158,10 +159,11 @@ const std::vector<ConfigField>& train_config_fields() {
   return fields;
 }
 
-void add_train_options(Cli& cli, TrainConfig& cfg) {
+void add_train_options(CLI::App& cli, TrainConfig& cfg) {
+  cli.add_option("MODEL", cfg.model, "a name from the model zoo");
   for (const auto& f : train_config_fields()) {
     const ConfigField* fp = &f;
-    cli.add({f.name, f.metavar, f.help, [fp, &cfg](const std::string& v) { fp->set(cfg, v); }});
+    add_option(cli, f.name, f.metavar, f.help, [fp, &cfg](const std::string& v) { fp->set(cfg, v); });
   }
 }
 

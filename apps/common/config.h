@@ -60,8 +60,9 @@ struct ConfigField {
 
 const std::vector<ConfigField>& train_config_fields();
 
-// Registers every field as an option of `cli`, writing into `cfg`.
-void add_train_options(Cli& cli, TrainConfig& cfg);
+// Registers every field as an option of `cli` (set up by configure_cli), and MODEL as its positional, writing
+// into `cfg`. After parsing, given_options(cli) says which fields the user gave explicitly.
+void add_train_options(CLI::App& cli, TrainConfig& cfg);
 
 // Fills in the recipe's settings for every field the user did not give explicitly.
 //  d2l: d2l.ai's train_ch6 (Xavier-uniform conv/linear weights, plain SGD without momentum or weight decay,

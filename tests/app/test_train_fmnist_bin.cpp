@@ -60,6 +60,9 @@ TEST_CASE("train_fmnist binary: usage and data errors exit 2 before training sta
   REQUIRE(help.code == 0);
   REQUIRE_THAT(help.output, Catch::Contains("2 bad usage or data") && Catch::Contains("143 by SIGTERM") &&
                                 Catch::Contains("--drop-last"));
+  // Defaults, choices and the epilog's models and examples (the layout itself: tests/app/test_cli.cpp).
+  REQUIRE_THAT(help.output, Catch::Contains("(default 0.05)") && Catch::Contains("Choices: none, step, cosine") &&
+                                Catch::Contains("\nmodels:\n  resnet18 ") && Catch::Contains("\nexamples:\n"));
 
   // A good run first: exit 0, and a real checkpoint to damage below.
   Run ok = run(dir, tiny + " --device cpu --out " + dir / "good");
@@ -68,7 +71,15 @@ TEST_CASE("train_fmnist binary: usage and data errors exit 2 before training sta
   const std::string ckpt = dir / "good/last.safetensors";
   REQUIRE(std::filesystem::exists(ckpt));
 
-  REQUIRE(run(dir, tiny + " --lr fast").code == 2);
+  for (const char* bad : {" --lr fast", " --lr=fast"}) {
+    Run r = run(dir, tiny + bad);
+    REQUIRE(r.code == 2);
+    REQUIRE_THAT(r.output, Catch::Equals("train_fmnist: error: --lr: 'fast' is not a number\n"));
+  }
+  Run unknown = run(dir, tiny + " --momentun 0.5");
+  REQUIRE(unknown.code == 2);
+  REQUIRE_THAT(unknown.output, Catch::Contains("unknown option --momentun (did you mean --momentum?)"));
+  REQUIRE(run(dir, tiny + " --epochs").code == 2);
   if (!engine::cuda_available()) {
     Run r = run(dir, tiny + " --device cuda --out " + dir / "x");
     REQUIRE(r.code == 2);
