@@ -1,11 +1,13 @@
-// plot_runs: several runs' curves on one figure, as the paper's figures: training loss, and error (%) with thin
-// dashed training error and bold test error, one colour per run.
+// plot_runs: several runs' curves on one figure, as the paper's Fig. 6: by default thin dashed training error and
+// bold test error against iterations, one colour per run; panels side by side with --panels.
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <sstream>
 
 #include "apps/common/cli.h"
@@ -32,34 +34,55 @@ std::string run_model(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string out = "runs.png", title, labels_arg;
+  std::string out = "runs.png", labels_arg, metrics_arg, panels_arg, panel_titles_arg;
   std::vector<std::string> dirs;
-  int64_t width = 1100, height = 440;
+  app::RunPlotOptions opt;
   CLI::App cli{
-      "Reads metrics.csv (and the model name from config.json) of each run folder written by train_fmnist\n"
-      "and draws them on one figure: training loss, and error (%) with thin dashed training error and\n"
-      "bold test error. Writes a PNG and an SVG beside it.",
+      "Reads steps.csv and metrics.csv (and the model name from config.json) of each run folder written by\n"
+      "train_fmnist and draws them on one figure, one colour per run and one line style per metric. The\n"
+      "default is the paper's Fig. 6: thin dashed training error (every K steps) and bold test error (per\n"
+      "epoch) against iterations.",
       "plot_runs"};
-  app::configure_cli(cli, "plot_runs RUN_DIR [RUN_DIR...] [options]");
+  app::configure_cli(
+      cli, "plot_runs RUN_DIR [RUN_DIR...] [options]",
+      "Examples:\n"
+      "  plot_runs runs/plain20 runs/plain56 runs/resnet20 runs/resnet56 --panels 2,2 --panel-titles plain,ResNet\n"
+      "  plot_runs runs/a runs/b --metric train_loss --x epochs --log-y --out loss.pdf\n");
   cli.add_option("RUN_DIR", dirs, "run folders");
-  app::add_option(cli, "out", "FILE", "Output PNG (default runs.png; the SVG gets the same name with .svg).",
-                  [&](const std::string& v) { out = v; });
-  app::add_option(cli, "labels", "A,B,...",
-                  "Legend labels, one per run (default: model names, with the folder when repeated).",
-                  [&](const std::string& v) { labels_arg = v; });
-  app::add_option(cli, "title", "TEXT", "Title over the error panel.", [&](const std::string& v) { title = v; });
-  app::add_option(cli, "width", "PX", "Figure width (default 1100).",
-                  [&](const std::string& v) { width = app::parse_int(v, "width", 300, 8192); });
-  app::add_option(cli, "height", "PX", "Figure height (default 440).",
-                  [&](const std::string& v) { height = app::parse_int(v, "height", 200, 8192); });
+  auto add = [&](const char* name, const char* metavar, const std::string& help,
+                 std::function<void(const std::string&)> set) { app::add_option(cli, name, metavar, help, set); };
+  add("out", "FILE", "Output file; .png, .svg or .pdf (default runs.png).", [&](const std::string& v) { out = v; });
+  add("metric", "M,M,...",
+      "Metrics to draw (default train_error,test_error). Choices: " + app::join(app::run_metric_names()) +
+          ". Errors and accuracies in %.",
+      [&](const std::string& v) { metrics_arg = v; });
+  add("x", "iterations|epochs", "The x axis (default iterations).", [&](const std::string& v) {
+    opt.x = app::parse_choice(v, "x", {"iterations", "epochs"});
+  });
+  add("log-y", "", "Logarithmic y axis.", [&](const std::string&) { opt.log_y = true; });
+  add("y-max", "V", "Top of the y axis, e.g. 20 to show errors below 20% as the paper's Fig. 6 (default: the data).",
+      [&](const std::string& v) { opt.y_max = app::parse_double(v, "y-max", 1e-12, 1e12); });
+  add("panels", "N,N,...",
+      "Split the runs, in order, into panels of these sizes side by side with the same axes (e.g. 4,4: plain "
+      "nets left, residual nets right). Default: one panel.",
+      [&](const std::string& v) { panels_arg = v; });
+  add("panel-titles", "A,B,...", "A title over each panel.", [&](const std::string& v) { panel_titles_arg = v; });
+  add("labels", "A,B,...", "Legend labels, one per run (default: model names, with the folder when repeated).",
+      [&](const std::string& v) { labels_arg = v; });
+  add("title", "TEXT", "Title over the figure.", [&](const std::string& v) { opt.title = v; });
+  add("width", "PX", "Width of each panel (default 560).",
+      [&](const std::string& v) { opt.panel_width = static_cast<int>(app::parse_int(v, "width", 200, 8192)); });
+  add("height", "PX", "Figure height (default 440).",
+      [&](const std::string& v) { opt.height = static_cast<int>(app::parse_int(v, "height", 200, 8192)); });
+  add("scale", "S", "PNG pixels per unit, e.g. 2 for a sharp figure on high-density screens (default 1).",
+      [&](const std::string& v) { opt.scale = app::parse_double(v, "scale", 0.25, 8); });
   if (std::optional<int> done = app::parse_cli(cli, argc, argv)) return *done;
   try {
     ENGINE_CHECK(!dirs.empty(), "no run folders given; see plot_runs --help");
+    if (!metrics_arg.empty()) opt.metrics = app::split_list(metrics_arg);
     std::vector<std::string> labels;
     if (!labels_arg.empty()) {
-      std::stringstream ss(labels_arg);
-      std::string item;
-      while (std::getline(ss, item, ',')) labels.push_back(item);
+      labels = app::split_list(labels_arg);
       ENGINE_CHECK(labels.size() == dirs.size(), "--labels has ", labels.size(), " names for ", dirs.size(), " runs");
     } else {
       for (const auto& d : dirs) {
@@ -73,40 +96,24 @@ int main(int argc, char** argv) {
         if (same > 1) labels[i] += " (" + std::filesystem::path(dirs[i]).lexically_normal().filename().string() + ")";
       }
     }
-    app::Axes loss_ax, err_ax;
-    loss_ax.title = "training loss";
-    loss_ax.xlabel = err_ax.xlabel = "epoch";
-    loss_ax.integer_x = err_ax.integer_x = true;
-    loss_ax.y_min = 0;
-    err_ax.title = title.empty() ? "error (%): dashed train, bold test" : title;
-    err_ax.y_min = 0;
-    double max_epochs = 0;
-    for (size_t i = 0; i < dirs.size(); ++i) {
-      std::vector<app::EpochRecord> h = app::read_metrics_csv(dirs[i] + "/metrics.csv");
-      ENGINE_CHECK(!h.empty(), dirs[i], "/metrics.csv has no epochs yet");
-      app::Series loss{labels[i], {}, {}, app::palette(i), 2, app::Dash::solid};
-      app::Series train_err{"", {}, {}, app::palette(i), 1.2, app::Dash::dashed};
-      app::Series test_err{labels[i], {}, {}, app::palette(i), 2.6, app::Dash::solid};
-      for (const auto& r : h) {
-        loss.x.push_back(r.epoch), loss.y.push_back(r.train_loss);
-        train_err.x.push_back(r.epoch), train_err.y.push_back(100 * (1 - r.train_acc));
-        test_err.x.push_back(r.epoch), test_err.y.push_back(100 * (1 - r.test_acc));
-        max_epochs = std::max(max_epochs, static_cast<double>(r.epoch));
-      }
-      const bool few = h.size() < 12;
-      loss.markers = train_err.markers = test_err.markers = few;
-      loss_ax.series.push_back(loss);
-      err_ax.series.push_back(train_err);
-      err_ax.series.push_back(test_err);
+    std::vector<int64_t> sizes;
+    for (const std::string& n : app::split_list(panels_arg)) sizes.push_back(app::parse_int(n, "panels", 1, 1000));
+    if (sizes.empty()) sizes.push_back(static_cast<int64_t>(dirs.size()));
+    int64_t total = 0;
+    for (int64_t n : sizes) total += n;
+    ENGINE_CHECK(total == static_cast<int64_t>(dirs.size()), "--panels ", panels_arg, " adds up to ", total,
+                 " runs but ", dirs.size(), " run folders were given");
+    const std::vector<std::string> titles = app::split_list(panel_titles_arg);
+    ENGINE_CHECK(titles.empty() || titles.size() == sizes.size(), "--panel-titles has ", titles.size(), " titles for ",
+                 sizes.size(), " panels");
+    std::vector<std::vector<app::RunData>> panels;
+    size_t next = 0;
+    for (int64_t n : sizes) {
+      panels.emplace_back();
+      for (int64_t k = 0; k < n; ++k, ++next) panels.back().push_back(app::load_run(dirs[next], labels[next]));
     }
-    app::Figure fig;
-    fig.width = static_cast<int>(width);
-    fig.height = static_cast<int>(height);
-    fig.panels = {loss_ax, err_ax};
-    app::save_png(fig, out);
-    std::string svg = std::filesystem::path(out).replace_extension(".svg").string();
-    app::save_svg(fig, svg);
-    fmt::print("wrote {} and {} ({} runs)\n", out, svg, dirs.size());
+    app::save_figure(app::runs_figure(panels, titles, opt), out);
+    fmt::print("wrote {} ({} runs)\n", out, dirs.size());
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "plot_runs: error: {}\n", e.what());

@@ -2,6 +2,8 @@
 // repeats, cache flushing, thread control, memory high-water marks and the output (an aligned text table by
 // default, JSON lines with --json). Arguments are parsed by CLI11 through apps/common/cli.h, as in the apps.
 #pragma once
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -260,12 +262,7 @@ inline double load_average() {
   return l;
 }
 
-inline std::string now_utc() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
-  return buf;
-}
+inline std::string now_utc() { return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr))); }
 
 // ---------------------------------------------------------------- output
 // A record is an ordered list of (key, value); numbers are kept as numbers in JSON.
@@ -304,10 +301,7 @@ class Record {
   }
   // prec: digits after the point in the table; JSON keeps more.
   Record& f(const std::string& k, double v, int prec = 2) {
-    char t[64], j[64];
-    std::snprintf(t, sizeof t, "%.*f", prec, v);
-    std::snprintf(j, sizeof j, "%.6g", v);
-    fields_.push_back({k, t, j});
+    fields_.push_back({k, fmt::format("{:.{}f}", v, prec), fmt::format("{:.6g}", v)});
     return *this;
   }
   const std::vector<Field>& fields() const { return fields_; }
@@ -330,7 +324,7 @@ class Output {
       : json_(json), columns_(std::move(columns)) {}
   void add(const Record& r) {
     if (json_) {
-      std::printf("%s\n", r.json().c_str());
+      fmt::print("{}\n", r.json());
       std::fflush(stdout);
     } else {
       rows_.push_back(r);
@@ -338,7 +332,7 @@ class Output {
   }
   // A comment line: "# ..." in both modes (JSON readers skip lines starting with '#').
   void note(const std::string& s) {
-    std::printf("# %s\n", s.c_str());
+    fmt::print("# {}\n", s);
     std::fflush(stdout);
   }
   void flush() {
@@ -358,12 +352,14 @@ class Output {
       cells.push_back(row);
     }
     auto line = [&](const std::vector<std::string>& row) {
-      std::string o;
+      std::string o;  // the first column left-aligned (names), the others right-aligned (numbers)
       for (size_t c = 0; c < row.size(); ++c) {
-        const std::string pad(width[c] - row[c].size(), ' ');
-        o += (c ? "  " : "") + (c == 0 ? row[c] + pad : pad + row[c]);
+        if (c == 0)
+          fmt::format_to(std::back_inserter(o), "{:<{}}", row[c], width[c]);
+        else
+          fmt::format_to(std::back_inserter(o), "  {:>{}}", row[c], width[c]);
       }
-      std::printf("%s\n", o.c_str());
+      fmt::print("{}\n", o);
     };
     std::vector<std::string> head;
     for (const auto& c : columns_) head.push_back(c.second);

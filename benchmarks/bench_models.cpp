@@ -66,9 +66,8 @@ bench::Record run(const Config& c) {
   // Cross-check: the analytic shape table must describe the same network the registry built.
   const bench::NetShapes shapes = bench::net_shapes(c.model, 1, c.res);
   if (shapes.params != model->num_parameters())
-    std::fprintf(
-        stderr, "warning: %s has %lld parameters, benchmarks/resnet_shapes.h expects %lld (FLOPs may be off)\n",
-        c.model.c_str(), static_cast<long long>(model->num_parameters()), static_cast<long long>(shapes.params));
+    fmt::print(stderr, "warning: {} has {} parameters, benchmarks/resnet_shapes.h expects {} (FLOPs may be off)\n",
+               c.model, model->num_parameters(), shapes.params);
 
   optim::SgdOptions so;
   so.lr = 0.05;

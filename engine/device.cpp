@@ -1,7 +1,8 @@
 #include "engine/device.h"
 
+#include <fmt/core.h>
+
 #include <atomic>
-#include <iostream>
 
 #include "engine/error.h"
 #include "kernels/cross_entropy.h"
@@ -47,7 +48,7 @@ Device resolve_device(const std::string& spec) {
     std::string why = cuda_unavailable_reason();
     if (why.empty()) return Device::cuda(0);
     static std::atomic<bool> told{false};  // resolved more than once per run; said once
-    if (!told.exchange(true)) std::cerr << "notice: --device auto: using the CPU because " << why << "\n";
+    if (!told.exchange(true)) fmt::print(stderr, "notice: --device auto: using the CPU because {}\n", why);
     return Device::cpu();
   }
   Device d = Device::parse(spec);

@@ -1,9 +1,12 @@
 // Errors are values a user can read: every failure in the library throws EngineError with what went wrong,
 // where, and (when we know) what to do. Only apps catch and exit.
 #pragma once
-#include <sstream>
+#include <fmt/core.h>
+
+#include <iterator>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace engine {
 
@@ -13,20 +16,26 @@ class EngineError : public std::runtime_error {
 };
 
 namespace detail {
-inline void append(std::ostringstream&) {}
-template <class A, class... R>
-void append(std::ostringstream& os, const A& a, const R&... r) {
-  os << a;
-  append(os, r...);
+// One piece of cat(), written by fmt. Floating-point values as %g (six significant digits), as the messages
+// have always shown them: fmt's own shortest round-trip form would print a computed 0.1 + 0.2 as
+// 0.30000000000000004.
+template <class A>
+void append(std::string& out, const A& a) {
+  static_assert(!std::is_same_v<A, bool>, "cat: write a bool as words, e.g. (b ? \"on\" : \"off\")");
+  if constexpr (std::is_floating_point_v<A>)
+    fmt::format_to(std::back_inserter(out), "{:g}", a);
+  else
+    fmt::format_to(std::back_inserter(out), "{}", a);
 }
 }  // namespace detail
 
-// Builds a message from any streamable pieces: cat("conv2d: expected ", 4, "-d input").
+// Builds a message from pieces fmt can format: cat("conv2d: expected ", 4, "-d input"). For aligned columns or
+// a chosen precision, use fmt::format directly.
 template <class... A>
 std::string cat(const A&... a) {
-  std::ostringstream os;
-  detail::append(os, a...);
-  return os.str();
+  std::string out;
+  (detail::append(out, a), ...);
+  return out;
 }
 
 [[noreturn]] inline void fail(const std::string& msg) { throw EngineError(msg); }

@@ -1,9 +1,10 @@
 #include "engine/tensor.h"
 
+#include <fmt/format.h>
+
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <sstream>
 
 #include "engine/autograd.h"
 #include "engine/ops/common.h"
@@ -39,13 +40,7 @@ int64_t numel_of(const Shape& s) {
   return n;
 }
 
-std::string shape_str(const Shape& s) {
-  std::ostringstream os;
-  os << "[";
-  for (size_t i = 0; i < s.size(); ++i) os << (i ? ", " : "") << s[i];
-  os << "]";
-  return os.str();
-}
+std::string shape_str(const Shape& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 // ---------------- Storage ----------------
 namespace {

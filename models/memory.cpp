@@ -1,5 +1,7 @@
 #include "models/memory.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -241,19 +243,16 @@ MemoryFit check_step_memory(const nn::Module& model, const StepSpec& spec, int64
     }
     f.largest_batch = lo;
   }
-  std::ostringstream os;
-  os << "memory: " << describe(f.estimate) << "; needs " << format_bytes(f.needed)
-     << " with 15% for the process beside its tensors; available " << format_bytes(available) << " on "
-     << spec.device.str();
+  f.message = fmt::format("memory: {}; needs {} with 15% for the process beside its tensors; available {} on {}",
+                          describe(f.estimate), format_bytes(f.needed), format_bytes(available), spec.device.str());
   if (!f.fits) {
-    os << ": does not fit. ";
+    f.message += ": does not fit. ";
     if (f.largest_batch > 0)
-      os << "The largest batch that fits is " << f.largest_batch << " (--batch-size " << f.largest_batch
-         << "), or lower --resize.";
+      f.message +=
+          fmt::format("The largest batch that fits is {0} (--batch-size {0}), or lower --resize.", f.largest_batch);
     else
-      os << "Not even a batch of 1 fits: lower --resize or choose a smaller model.";
+      f.message += "Not even a batch of 1 fits: lower --resize or choose a smaller model.";
   }
-  f.message = os.str();
   return f;
 }
 
@@ -322,23 +321,16 @@ std::string format_bytes(int64_t bytes) {
   double v = static_cast<double>(bytes);
   int u = 0;
   while (u < 4 && (v >= 1024 || v <= -1024)) v /= 1024, ++u;
-  char buf[32];
-  if (u == 0)
-    std::snprintf(buf, sizeof buf, "%lld B", static_cast<long long>(bytes));
-  else
-    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
-  return buf;
+  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, units[u]);
 }
 
 std::string describe(const MemoryEstimate& e) {
-  std::ostringstream os;
-  os << "estimated peak " << format_bytes(e.peak) << " per step (at " << e.peak_at << "): parameters "
-     << format_bytes(e.parameters) << ", gradients " << format_bytes(e.peak_gradients) << ", momentum "
-     << format_bytes(e.momentum) << ", BN buffers " << format_bytes(e.buffers) << ", activations "
-     << format_bytes(e.peak_activations) << " of " << format_bytes(e.activations) << " saved, in flight "
-     << format_bytes(e.peak_in_flight) << ", conv scratch " << format_bytes(e.workspace) << ", data "
-     << format_bytes(e.data);
-  return os.str();
+  return fmt::format(
+      "estimated peak {} per step (at {}): parameters {}, gradients {}, momentum {}, BN buffers {}, activations {} "
+      "of {} saved, in flight {}, conv scratch {}, data {}",
+      format_bytes(e.peak), e.peak_at, format_bytes(e.parameters), format_bytes(e.peak_gradients),
+      format_bytes(e.momentum), format_bytes(e.buffers), format_bytes(e.peak_activations), format_bytes(e.activations),
+      format_bytes(e.peak_in_flight), format_bytes(e.workspace), format_bytes(e.data));
 }
 
 }  // namespace models

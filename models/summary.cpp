@@ -1,7 +1,9 @@
 #include "models/summary.h"
 
-#include <cstdio>
-#include <sstream>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <iterator>
 
 #include "engine/nn/layers.h"
 #include "models/memory.h"
@@ -38,9 +40,6 @@ Shape emit(const nn::Module& m, const std::string& name, const Shape& in, int de
   out.rows.push_back(row);
   return row.output;
 }
-
-std::string pad_right(const std::string& s, size_t w) { return s.size() >= w ? s : s + std::string(w - s.size(), ' '); }
-std::string pad_left(const std::string& s, size_t w) { return s.size() >= w ? s : std::string(w - s.size(), ' ') + s; }
 
 }  // namespace
 
@@ -87,30 +86,29 @@ std::string format_summary(const Summary& s, const std::string& title) {
   }
   const size_t wp = 12, wm = 16, wa = 12;
   const size_t rule = wn + ws + wp + wm + wa + 8;
-  std::ostringstream os;
-  os << title << ", input " << engine::shape_str(s.input) << "\n";
-  os << pad_right("layer", wn) << "  " << pad_right("output shape", ws) << "  " << pad_left("params", wp) << "  "
-     << pad_left("mult-adds", wm) << "  " << pad_left("activations", wa) << "\n";
-  os << std::string(rule, '-') << "\n";
+  std::string out = fmt::format("{}, input {}\n", title, engine::shape_str(s.input));
+  auto row = [&](const std::string& name, const std::string& shape, const std::string& params, const std::string& macs,
+                 const std::string& activations) {
+    fmt::format_to(std::back_inserter(out), "{:<{}}  {:<{}}  {:>{}}  {:>{}}  {:>{}}\n", name, wn, shape, ws, params, wp,
+                   macs, wm, activations, wa);
+  };
+  row("layer", "output shape", "params", "mult-adds", "activations");
+  out += std::string(rule, '-') + "\n";
   for (const auto& r : s.rows)
-    os << pad_right(r.name, wn) << "  " << pad_right(engine::shape_str(r.output), ws) << "  "
-       << pad_left(with_commas(r.params), wp) << "  " << pad_left(with_commas(r.macs), wm) << "  "
-       << pad_left(format_bytes(r.activation_bytes), wa) << "\n";
-  os << std::string(rule, '-') << "\n";
-  char gmacs[64], mparams[64];
-  std::snprintf(gmacs, sizeof gmacs, "%.2f", static_cast<double>(s.total_macs) / 1e9);
-  std::snprintf(mparams, sizeof mparams, "%.2f", static_cast<double>(s.total_params) / 1e6);
-  os << pad_right("total", wn) << "  " << pad_right(engine::shape_str(s.output), ws) << "  "
-     << pad_left(with_commas(s.total_params), wp) << "  " << pad_left(with_commas(s.total_macs), wm) << "  "
-     << pad_left(format_bytes(s.total_activation_bytes), wa) << "\n";
-  os << "parameters " << mparams << " M, mult-adds " << gmacs << " G (convs and fc, for a batch of " << s.input[0]
-     << ")\n";
+    row(r.name, engine::shape_str(r.output), with_commas(r.params), with_commas(r.macs),
+        format_bytes(r.activation_bytes));
+  out += std::string(rule, '-') + "\n";
+  row("total", engine::shape_str(s.output), with_commas(s.total_params), with_commas(s.total_macs),
+      format_bytes(s.total_activation_bytes));
+  fmt::format_to(std::back_inserter(out), "parameters {:.2f} M, mult-adds {:.2f} G (convs and fc, for a batch of {})\n",
+                 static_cast<double>(s.total_params) / 1e6, static_cast<double>(s.total_macs) / 1e9, s.input[0]);
   if (s.step_peak_bytes > 0)
-    os << "activations saved for backward (float32, the loss's included): "
-       << format_bytes(s.total_activation_bytes / s.input[0]) << " per example, "
-       << format_bytes(s.total_activation_bytes) << " for the batch of " << s.input[0]
-       << "; a CPU training step with SGD momentum peaks near " << format_bytes(s.step_peak_bytes) << "\n";
-  return os.str();
+    fmt::format_to(std::back_inserter(out),
+                   "activations saved for backward (float32, the loss's included): {} per example, {} for the batch "
+                   "of {}; a CPU training step with SGD momentum peaks near {}\n",
+                   format_bytes(s.total_activation_bytes / s.input[0]), format_bytes(s.total_activation_bytes),
+                   s.input[0], format_bytes(s.step_peak_bytes));
+  return out;
 }
 
 }  // namespace models

@@ -155,6 +155,9 @@ const std::vector<ConfigField>& train_config_fields() {
       flag("detect-anomaly", &C::detect_anomaly, true,
            "Check every op's output and gradient for NaN/Inf and stop (exit 3) at the first, naming the op, the "
            "module (e.g. layer3.1.bn2) and forward or backward. Slower; for finding where a divergence starts."),
+      integer("log-every", "K", &C::log_every, 0, 1000000, false,
+              "Every K steps, append the training loss and accuracy averaged over those steps to steps.csv "
+              "(default 0: about 25 records per epoch). On CUDA each record reads the device once."),
   };
   return fields;
 }
@@ -222,7 +225,7 @@ TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string
     if (f.name == "resume") continue;
     auto v = meta.find("config." + f.name);
     // Switches added after the first checkpoints were written: a file without them ran with them off.
-    static const std::set<std::string> added_later = {"drop-last", "detect-anomaly", "erase", "erase-fill",
+    static const std::set<std::string> added_later = {"drop-last", "detect-anomaly", "log-every", "erase", "erase-fill",
                                                       "ema",       "no-wd-bn"};
     if (v == meta.end() && added_later.count(f.name)) continue;
     ENGINE_CHECK(v != meta.end(), path, ": metadata lacks config.", f.name);

@@ -46,6 +46,7 @@ struct TrainConfig {
   std::string resume;                       // checkpoint to continue from (not saved in the config)
   int64_t limit_train = 0, limit_test = 0;  // 0: all
   bool detect_anomaly = false;              // engine::set_detect_anomaly for the run
+  int64_t log_every = 0;                    // steps per steps.csv record; 0: about 25 per epoch
 };
 
 struct ConfigField {

@@ -1,5 +1,6 @@
 #include "apps/common/fmnist.h"
 
+#include <fmt/format.h>
 #include <zlib.h>
 
 #include <cerrno>
@@ -62,11 +63,7 @@ uint32_t be32(const std::vector<uint8_t>& b, size_t at) {
   return (uint32_t(b[at]) << 24) | (uint32_t(b[at + 1]) << 16) | (uint32_t(b[at + 2]) << 8) | uint32_t(b[at + 3]);
 }
 
-std::string hex(uint32_t v) {
-  char buf[16];
-  std::snprintf(buf, sizeof buf, "0x%08x", v);
-  return buf;
-}
+std::string hex(uint32_t v) { return fmt::format("{:#010x}", v); }
 }  // namespace
 
 IdxImages parse_idx_images(const std::vector<uint8_t>& bytes, const std::string& name) {

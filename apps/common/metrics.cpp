@@ -1,12 +1,13 @@
 #include "apps/common/metrics.h"
 
+#include <fmt/format.h>
+
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 
-#include "apps/common/png.h"
+#include "apps/common/files.h"
 #include "engine/error.h"
 #include "engine/ops/common.h"
 #include "kernels/batch_metrics.h"
@@ -80,21 +81,13 @@ MetricsAccumulator::Totals MetricsAccumulator::read() const {
 }
 
 // ---------------- records ----------------
-std::string exact(double v) {
-  char buf[40];
-  for (int precision = 15; precision <= 17; ++precision) {  // the shortest that reads back the same
-    std::snprintf(buf, sizeof buf, "%.*g", precision, v);
-    if (std::strtod(buf, nullptr) == v) break;
-  }
-  return buf;
-}
+std::string exact(double v) { return fmt::format("{}", v); }  // fmt's default: the shortest that reads back the same
 
 namespace {
-std::string fmt(double v, const char* f = "%.6g") {
+// A CSV cell: empty for NaN (no value), else six significant digits or `decimals` fixed.
+std::string csv_cell(double v, int decimals = -1) {
   if (std::isnan(v)) return "";
-  char buf[40];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
+  return decimals < 0 ? fmt::format("{:.6g}", v) : fmt::format("{:.{}f}", v, decimals);
 }
 std::string json_num(double v) { return std::isfinite(v) ? exact(v) : "null"; }
 
@@ -111,9 +104,10 @@ std::string metrics_csv_header() {
 }
 
 std::string to_csv_row(const EpochRecord& r) {
-  return cat(r.epoch, ",", fmt(r.train_loss), ",", fmt(r.train_acc), ",", fmt(r.val_loss), ",", fmt(r.val_acc), ",",
-             fmt(r.test_loss), ",", fmt(r.test_acc), ",", fmt(r.lr), ",", fmt(r.examples_per_sec, "%.1f"), ",",
-             fmt(r.epoch_seconds, "%.2f"), ",", fmt(r.elapsed_seconds, "%.2f"));
+  return fmt::format("{},{},{},{},{},{},{},{},{},{},{}", r.epoch, csv_cell(r.train_loss), csv_cell(r.train_acc),
+                     csv_cell(r.val_loss), csv_cell(r.val_acc), csv_cell(r.test_loss), csv_cell(r.test_acc),
+                     csv_cell(r.lr), csv_cell(r.examples_per_sec, 1), csv_cell(r.epoch_seconds, 2),
+                     csv_cell(r.elapsed_seconds, 2));
 }
 
 std::string to_json_line(const EpochRecord& r) {

@@ -58,7 +58,7 @@ std::vector<EpochRecord> read_metrics_csv(const std::string& path);
 // Rewrites <dir>/metrics.csv and <dir>/metrics.jsonl from the whole history.
 void write_metrics_files(const std::string& dir, const std::vector<EpochRecord>& history);
 
-// The shortest "%.15g".."%.17g" text that reads back as the same double.
+// The shortest text that reads back as the same double (fmt's default for a double: 0.1, 1e-05, 3).
 std::string exact(double v);
 
 }  // namespace app

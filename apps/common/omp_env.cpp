@@ -2,8 +2,9 @@
 
 #include <unistd.h>
 
-#include <climits>
 #include <cstdlib>
+#include <filesystem>
+#include <system_error>
 
 namespace app {
 
@@ -13,11 +14,10 @@ void relaunch_with_passive_openmp(char** argv) {
   ::setenv("GOMP_SPINCOUNT", "200000", 0);  // keeps a value the user set
   // Exec the file /proc/self/exe points to, not the link itself: the kernel names a process after the file it
   // executes, so ps, top and pkill would otherwise see "exe".
-  char path[PATH_MAX];
-  const ssize_t len = ::readlink("/proc/self/exe", path, sizeof path - 1);
-  if (len <= 0) return;
-  path[len] = '\0';
-  ::execv(path, argv);  // only returns on failure: then run as we are
+  std::error_code ec;
+  const std::string path = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  if (ec || path.empty()) return;
+  ::execv(path.c_str(), argv);  // only returns on failure: then run as we are
 }
 
 }  // namespace app

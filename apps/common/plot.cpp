@@ -1,14 +1,21 @@
 #include "apps/common/plot.h"
 
-#include <algorithm>
-#include <cstdio>
-#include <memory>
+#include <cairo-pdf.h>
+#include <cairo-svg.h>
+#include <cairo.h>
 
-#include "apps/common/font5x7.h"
-#include "apps/common/png.h"
+#include <algorithm>
+#include <cstring>
+#include <iomanip>
+#include <memory>
+#include <sstream>
+
+#include "apps/common/files.h"
 #include "engine/error.h"
 
 namespace app {
+
+using engine::cat;
 
 uint32_t palette(size_t i) {
   static const uint32_t colors[] = {0x1f77b4, 0xff7f0e, 0x2ca02c, 0xd62728, 0x9467bd,
@@ -33,369 +40,415 @@ std::vector<double> nice_ticks(double lo, double hi, int target, bool integer) {
   return ticks;
 }
 
+std::vector<double> log_ticks(double lo, double hi) {
+  ENGINE_CHECK(lo > 0 && hi >= lo, "log_ticks: range [", lo, ", ", hi, "] must be positive");
+  std::vector<double> all, decades;
+  for (int k = static_cast<int>(std::floor(std::log10(lo))); k <= static_cast<int>(std::ceil(std::log10(hi))); ++k)
+    for (double m : {1.0, 2.0, 5.0}) {
+      const double t = m * std::pow(10.0, k);
+      if (t < lo * (1 - 1e-9) || t > hi * (1 + 1e-9)) continue;
+      all.push_back(t);
+      if (m == 1.0) decades.push_back(t);
+    }
+  return all.size() <= 9 || decades.size() < 2 ? all : decades;
+}
+
 namespace {
 
-// ---------------- drawing backends ----------------
-struct Pt {
-  double x, y;
-};
+// ---------------- text ----------------
+const char* const kFont = "DejaVu Sans";
 
-class Painter {
- public:
-  virtual ~Painter() = default;
-  virtual void fill_rect(double x, double y, double w, double h, uint32_t rgb) = 0;
-  virtual void polyline(const std::vector<Pt>& pts, uint32_t rgb, double width, Dash dash) = 0;
-  virtual void dot(double x, double y, double r, uint32_t rgb) = 0;
-  // Text at scale s (glyph cell 6s x 8s); anchor 0 left, 1 centre, 2 right; y is the top of the text, or its
-  // centre line when vertical (drawn reading upwards, x the left edge).
-  virtual void text(double x, double y, const std::string& s, int scale, int anchor, bool vertical, uint32_t rgb) = 0;
-};
-
-double text_width(const std::string& s, int scale) { return s.size() * font5x7::kCellW * scale - scale; }
-
-std::vector<double> dash_pattern(Dash d, double w) {
-  switch (d) {
-    case Dash::dashed:
-      return {4 * w, 2.5 * w};
-    case Dash::dashdot:
-      return {4 * w, 1.5 * w, 1 * w, 1.5 * w};
-    case Dash::dotted:
-      return {1 * w, 1.5 * w};
-    default:
-      return {};
-  }
+void set_rgb(cairo_t* cr, uint32_t rgb) {
+  cairo_set_source_rgb(cr, ((rgb >> 16) & 255) / 255.0, ((rgb >> 8) & 255) / 255.0, (rgb & 255) / 255.0);
 }
 
-class Raster : public Painter {
- public:
-  Raster(int w, int h) : w_(w), h_(h), rgb_(static_cast<size_t>(w) * h * 3, 255), cover_(static_cast<size_t>(w) * h) {}
-  const std::vector<uint8_t>& pixels() const { return rgb_; }
+void font(cairo_t* cr, double size, bool bold = false) {
+  cairo_select_font_face(cr, kFont, CAIRO_FONT_SLANT_NORMAL, bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_font_size(cr, size);
+}
 
-  void fill_rect(double x, double y, double w, double h, uint32_t rgb) override {
-    int x0 = std::max(0, (int)std::lround(x)), y0 = std::max(0, (int)std::lround(y));
-    int x1 = std::min(w_, (int)std::lround(x + w)), y1 = std::min(h_, (int)std::lround(y + h));
-    for (int yy = y0; yy < y1; ++yy)
-      for (int xx = x0; xx < x1; ++xx) blend(xx, yy, rgb, 1.0);
-  }
+double text_width(cairo_t* cr, const std::string& s) {
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s.c_str(), &e);
+  return e.x_advance;
+}
 
-  void polyline(const std::vector<Pt>& pts, uint32_t rgb, double width, Dash dash) override {
-    if (pts.empty()) return;
-    // Coverage is combined with max() over the whole line, then blended once, so joints are not darker.
-    std::fill(cover_.begin(), cover_.end(), 0.f);
-    int bx0 = w_, by0 = h_, bx1 = -1, by1 = -1;
-    auto seg = [&](Pt a, Pt b) {
-      const double r = width / 2;
-      int x0 = std::max(0, (int)std::floor(std::min(a.x, b.x) - r - 1));
-      int x1 = std::min(w_ - 1, (int)std::ceil(std::max(a.x, b.x) + r + 1));
-      int y0 = std::max(0, (int)std::floor(std::min(a.y, b.y) - r - 1));
-      int y1 = std::min(h_ - 1, (int)std::ceil(std::max(a.y, b.y) + r + 1));
-      bx0 = std::min(bx0, x0), by0 = std::min(by0, y0), bx1 = std::max(bx1, x1), by1 = std::max(by1, y1);
-      const double dx = b.x - a.x, dy = b.y - a.y, len2 = dx * dx + dy * dy;
-      for (int y = y0; y <= y1; ++y)
-        for (int x = x0; x <= x1; ++x) {
-          const double px = x + 0.5 - a.x, py = y + 0.5 - a.y;
-          double t = len2 > 0 ? std::clamp((px * dx + py * dy) / len2, 0.0, 1.0) : 0.0;
-          const double ex = px - t * dx, ey = py - t * dy;
-          const double c = std::clamp(r + 0.5 - std::sqrt(ex * ex + ey * ey), 0.0, 1.0);
-          float& cv = cover_[static_cast<size_t>(y) * w_ + x];
-          cv = std::max(cv, static_cast<float>(c));
-        }
-    };
-    std::vector<double> pattern = dash_pattern(dash, width);
-    if (pts.size() == 1) seg(pts[0], pts[0]);
-    size_t k = 0;
-    double left = pattern.empty() ? 0 : pattern[0];
-    bool on = true;
-    for (size_t i = 1; i < pts.size(); ++i) {
-      Pt a = pts[i - 1], b = pts[i];
-      if (pattern.empty()) {
-        seg(a, b);
-        continue;
-      }
-      double len = std::hypot(b.x - a.x, b.y - a.y), pos = 0;
-      while (pos < len) {
-        double step = std::min(left, len - pos);
-        Pt p{a.x + (b.x - a.x) * pos / len, a.y + (b.y - a.y) * pos / len};
-        Pt q{a.x + (b.x - a.x) * (pos + step) / len, a.y + (b.y - a.y) * (pos + step) / len};
-        if (on) seg(p, q);
-        pos += step;
-        left -= step;
-        if (left <= 1e-9) {
-          k = (k + 1) % pattern.size();
-          left = pattern[k];
-          on = !on;
-        }
-      }
-    }
-    for (int y = by0; y <= by1; ++y)
-      for (int x = bx0; x <= bx1; ++x) {
-        float c = cover_[static_cast<size_t>(y) * w_ + x];
-        if (c > 0) blend(x, y, rgb, c);
-      }
-  }
+// Text with its vertical centre at y; anchor 0 left, 1 centre, 2 right of x. Rotated: reads upwards, centred.
+void text(cairo_t* cr, double x, double y, const std::string& s, int anchor, uint32_t rgb, bool rotated = false) {
+  if (s.empty()) return;
+  cairo_font_extents_t fe;
+  cairo_font_extents(cr, &fe);
+  const double w = text_width(cr, s);
+  const double base = (fe.ascent - fe.descent) / 2;  // from the centre line to the baseline
+  cairo_save(cr);
+  set_rgb(cr, rgb);
+  cairo_translate(cr, x, y);
+  if (rotated) cairo_rotate(cr, -M_PI / 2);
+  cairo_move_to(cr, anchor == 0 ? 0 : anchor == 1 ? -w / 2 : -w, base);
+  cairo_show_text(cr, s.c_str());
+  cairo_restore(cr);
+}
 
-  void dot(double x, double y, double r, uint32_t rgb) override {
-    for (int yy = (int)std::floor(y - r - 1); yy <= (int)std::ceil(y + r + 1); ++yy)
-      for (int xx = (int)std::floor(x - r - 1); xx <= (int)std::ceil(x + r + 1); ++xx) {
-        if (xx < 0 || yy < 0 || xx >= w_ || yy >= h_) continue;
-        double d = std::hypot(xx + 0.5 - x, yy + 0.5 - y);
-        double c = std::clamp(r + 0.5 - d, 0.0, 1.0);
-        if (c > 0) blend(xx, yy, rgb, c);
-      }
-  }
-
-  void text(double x, double y, const std::string& s, int scale, int anchor, bool vertical, uint32_t rgb) override {
-    const double tw = text_width(s, scale);
-    const double shift = anchor == 0 ? 0 : anchor == 1 ? tw / 2 : tw;
-    const int cw = font5x7::kCellW * scale;
-    for (size_t i = 0; i < s.size(); ++i) {
-      const uint8_t* g = font5x7::glyph(s[i]);
-      for (int row = 0; row < font5x7::kHeight; ++row)
-        for (int col = 0; col < font5x7::kWidth; ++col) {
-          if (!(g[row] & (0x10 >> col))) continue;
-          double u = i * cw + col * scale - shift;  // along the text
-          double v = row * scale;                   // across, from the top of the glyph
-          if (!vertical) {
-            fill_rect(std::round(x) + u, std::round(y) + v, scale, scale, rgb);
-          } else {  // rotated 90 degrees counter-clockwise: text runs bottom to top
-            fill_rect(std::round(x) + v, std::round(y) - u - scale, scale, scale, rgb);
-          }
-        }
+// Greedy word wrap to `width` in the current font.
+std::vector<std::string> wrap(cairo_t* cr, const std::string& s, double width) {
+  std::vector<std::string> lines;
+  std::istringstream words(s);
+  std::string word, line;
+  while (words >> word) {
+    const std::string candidate = line.empty() ? word : line + " " + word;
+    if (!line.empty() && text_width(cr, candidate) > width) {
+      lines.push_back(line);
+      line = word;
+    } else {
+      line = candidate;
     }
   }
-
- private:
-  void blend(int x, int y, uint32_t rgb, double a) {
-    if (x < 0 || y < 0 || x >= w_ || y >= h_) return;
-    uint8_t* p = &rgb_[(static_cast<size_t>(y) * w_ + x) * 3];
-    const uint8_t c[3] = {uint8_t(rgb >> 16), uint8_t(rgb >> 8), uint8_t(rgb)};
-    for (int k = 0; k < 3; ++k) p[k] = static_cast<uint8_t>(std::lround(p[k] * (1 - a) + c[k] * a));
-  }
-  int w_, h_;
-  std::vector<uint8_t> rgb_;
-  std::vector<float> cover_;
-};
-
-std::string hexcolor(uint32_t rgb) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "#%06x", rgb & 0xffffff);
-  return buf;
-}
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    if (c == '<')
-      out += "&lt;";
-    else if (c == '>')
-      out += "&gt;";
-    else if (c == '&')
-      out += "&amp;";
-    else if (c == '"')
-      out += "&quot;";
-    else
-      out += c;
-  }
-  return out;
-}
-std::string f2(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.2f", v);
-  return buf;
+  if (!line.empty()) lines.push_back(line);
+  return lines;
 }
 
-class Svg : public Painter {
- public:
-  Svg(int w, int h) {
-    out_ = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(w) + "\" height=\"" +
-           std::to_string(h) + "\" viewBox=\"0 0 " + std::to_string(w) + " " + std::to_string(h) + "\">\n";
+std::string tick_label(double v, double step, bool log_axis) {
+  std::ostringstream os;
+  if (log_axis) {
+    os << std::setprecision(6) << v;
+    return os.str();
   }
-  std::string finish() { return out_ + "</svg>\n"; }
-
-  void fill_rect(double x, double y, double w, double h, uint32_t rgb) override {
-    out_ += "<rect x=\"" + f2(x) + "\" y=\"" + f2(y) + "\" width=\"" + f2(w) + "\" height=\"" + f2(h) + "\" fill=\"" +
-            hexcolor(rgb) + "\"/>\n";
-  }
-  void polyline(const std::vector<Pt>& pts, uint32_t rgb, double width, Dash dash) override {
-    if (pts.empty()) return;
-    out_ += "<polyline fill=\"none\" stroke=\"" + hexcolor(rgb) + "\" stroke-width=\"" + f2(width) +
-            "\" stroke-linejoin=\"round\" stroke-linecap=\"round\"";
-    std::vector<double> pattern = dash_pattern(dash, width);
-    if (!pattern.empty()) {
-      out_ += " stroke-dasharray=\"";
-      for (size_t i = 0; i < pattern.size(); ++i) out_ += (i ? "," : "") + f2(pattern[i]);
-      out_ += "\"";
-    }
-    out_ += " points=\"";
-    for (size_t i = 0; i < pts.size(); ++i) out_ += (i ? " " : "") + f2(pts[i].x) + "," + f2(pts[i].y);
-    out_ += "\"/>\n";
-  }
-  void dot(double x, double y, double r, uint32_t rgb) override {
-    out_ += "<circle cx=\"" + f2(x) + "\" cy=\"" + f2(y) + "\" r=\"" + f2(r) + "\" fill=\"" + hexcolor(rgb) + "\"/>\n";
-  }
-  void text(double x, double y, const std::string& s, int scale, int anchor, bool vertical, uint32_t rgb) override {
-    const char* a = anchor == 0 ? "start" : anchor == 1 ? "middle" : "end";
-    const double size = font5x7::kCellH * scale * 1.15;
-    // Baseline about 7/8 of a cell below the top, as the bitmap font.
-    std::string pos = vertical ? "transform=\"translate(" + f2(x + 7 * scale) + "," + f2(y) + ") rotate(-90)\""
-                               : "x=\"" + f2(x) + "\" y=\"" + f2(y + 7 * scale) + "\"";
-    out_ += "<text " + pos + " font-family=\"DejaVu Sans Mono, monospace\" font-size=\"" + f2(size) +
-            "\" text-anchor=\"" + a + "\" fill=\"" + hexcolor(rgb) + "\">" + xml_escape(s) + "</text>\n";
-  }
-
- private:
-  std::string out_;
-};
-
-// ---------------- layout ----------------
-std::string tick_label(double v, double step) {
   int decimals = 0;
   while (decimals < 6 && std::fabs(step * std::pow(10, decimals) - std::round(step * std::pow(10, decimals))) > 1e-6)
     ++decimals;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
+  os << std::fixed << std::setprecision(decimals) << v;
+  return os.str();
 }
 
-void draw_axes(Painter& p, const Axes& ax, double left, double top, double width, double height) {
-  const uint32_t kAxis = 0x333333, kGrid = 0xe6e6e6, kText = 0x222222;
-  const int s = 1;  // font scale for ticks
-  // Data ranges.
-  double x0 = ax.x_min, x1 = ax.x_max, y0 = ax.y_min, y1 = ax.y_max;
-  double dx0 = INFINITY, dx1 = -INFINITY, dy0 = INFINITY, dy1 = -INFINITY;
-  for (const auto& sr : ax.series)
-    for (size_t i = 0; i < sr.x.size() && i < sr.y.size(); ++i) {
-      if (!std::isfinite(sr.x[i]) || !std::isfinite(sr.y[i])) continue;
-      dx0 = std::min(dx0, sr.x[i]), dx1 = std::max(dx1, sr.x[i]);
-      dy0 = std::min(dy0, sr.y[i]), dy1 = std::max(dy1, sr.y[i]);
-    }
-  if (!std::isfinite(dx0)) dx0 = 0, dx1 = 1, dy0 = 0, dy1 = 1;
-  if (std::isnan(x0)) x0 = dx0;
-  if (std::isnan(x1)) x1 = dx1;
-  if (!(x1 > x0)) x0 -= 0.5, x1 += 0.5;
-  bool auto_y = std::isnan(y0) || std::isnan(y1);
-  if (std::isnan(y0)) y0 = dy0;
-  if (std::isnan(y1)) y1 = dy1;
-  if (!(y1 > y0)) y0 -= 0.05 * (std::fabs(y0) + 1), y1 += 0.05 * (std::fabs(y1) + 1);
-  std::vector<double> yt = nice_ticks(y0, y1, 6, false);
-  if (auto_y && yt.size() >= 2) {  // extend to whole ticks
-    double step = yt[1] - yt[0];
-    y0 = std::min(y0, std::floor(y0 / step + 1e-9) * step);
-    y1 = std::max(y1, std::ceil(y1 / step - 1e-9) * step);
-    yt = nice_ticks(y0, y1, 6, false);
+void line_style(cairo_t* cr, double width, Dash dash) {
+  cairo_set_line_width(cr, width);
+  cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
+  const double w = std::max(1.0, width);
+  std::vector<double> pattern;
+  switch (dash) {
+    case Dash::dashed:
+      pattern = {5 * w, 3 * w};
+      break;
+    case Dash::dashdot:
+      pattern = {5 * w, 2 * w, 1 * w, 2 * w};
+      break;
+    case Dash::dotted:
+      pattern = {1 * w, 2 * w};
+      break;
+    case Dash::solid:
+      break;
   }
-  std::vector<double> xt = nice_ticks(x0, x1, 8, ax.integer_x);
+  // Round caps would close the gaps of short dashes; dots are drawn as round caps of zero-length dashes.
+  cairo_set_line_cap(cr, dash == Dash::dotted || dash == Dash::solid ? CAIRO_LINE_CAP_ROUND : CAIRO_LINE_CAP_BUTT);
+  if (dash == Dash::dotted) pattern = {0, 2 * w};
+  cairo_set_dash(cr, pattern.data(), static_cast<int>(pattern.size()), 0);
+}
 
-  // Plot rectangle inside the panel: room for tick labels, axis labels and the title.
-  size_t ylabel_w = 0;
-  for (double t : yt) ylabel_w = std::max(ylabel_w, tick_label(t, yt.size() > 1 ? yt[1] - yt[0] : 1).size());
-  const double pl = left + 14 + (ax.ylabel.empty() ? 0 : 16) + ylabel_w * 6 * s;
-  const double pt = top + (ax.title.empty() ? 10 : 30);
-  const double pr = left + width - 14;
-  const double pb = top + height - (ax.xlabel.empty() ? 24 : 42);
-  auto X = [&](double v) { return pl + (v - x0) / (x1 - x0) * (pr - pl); };
-  auto Y = [&](double v) { return pb - (v - y0) / (y1 - y0) * (pb - pt); };
+// ---------------- ranges ----------------
+struct Range {
+  double x0, x1, y0, y1;
+};
 
-  // Grid and ticks.
+// Data extent of one panel (finite points, positive y on a log axis).
+void extent(const Axes& ax, double* x0, double* x1, double* y0, double* y1) {
+  for (const auto& s : ax.series)
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || (ax.log_y && s.y[i] <= 0)) continue;
+      *x0 = std::min(*x0, s.x[i]), *x1 = std::max(*x1, s.x[i]);
+      *y0 = std::min(*y0, s.y[i]), *y1 = std::max(*y1, s.y[i]);
+    }
+}
+
+// The ranges a panel shows: fixed ones from the Axes, the rest from the data (`shared`: the figure's extent),
+// a linear y extended to whole ticks, a log y to the 1-2-5 values around the data.
+Range panel_range(const Axes& ax, const double* shared_x, const double* shared_y) {
+  double dx0 = INFINITY, dx1 = -INFINITY, dy0 = INFINITY, dy1 = -INFINITY;
+  extent(ax, &dx0, &dx1, &dy0, &dy1);
+  if (shared_x) dx0 = shared_x[0], dx1 = shared_x[1];
+  if (shared_y) dy0 = shared_y[0], dy1 = shared_y[1];
+  if (!std::isfinite(dx0)) dx0 = 0, dx1 = 1;
+  if (!std::isfinite(dy0)) dy0 = ax.log_y ? 1 : 0, dy1 = ax.log_y ? 10 : 1;
+  Range r{std::isnan(ax.x_min) ? dx0 : ax.x_min, std::isnan(ax.x_max) ? dx1 : ax.x_max,
+          std::isnan(ax.y_min) ? dy0 : ax.y_min, std::isnan(ax.y_max) ? dy1 : ax.y_max};
+  if (!(r.x1 > r.x0)) r.x0 -= 0.5, r.x1 += 0.5;
+  if (ax.log_y) {
+    if (!(r.y0 > 0)) r.y0 = dy0 > 0 ? dy0 : 1e-3;
+    if (!(r.y1 > r.y0)) r.y0 /= 2, r.y1 = r.y0 * 4;
+    auto down = [](double v) {  // the largest 1-2-5 value <= v
+      const double p = std::pow(10.0, std::floor(std::log10(v)));
+      return v >= 5 * p ? 5 * p : v >= 2 * p ? 2 * p : p;
+    };
+    auto up = [&](double v) {
+      const double p = std::pow(10.0, std::floor(std::log10(v)));
+      return v <= p * (1 + 1e-9) ? p : v <= 2 * p ? 2 * p : v <= 5 * p ? 5 * p : 10 * p;
+    };
+    if (std::isnan(ax.y_min)) r.y0 = down(r.y0 * (1 + 1e-9));
+    if (std::isnan(ax.y_max)) r.y1 = up(r.y1);
+    return r;
+  }
+  if (!(r.y1 > r.y0)) r.y0 -= 0.05 * (std::fabs(r.y0) + 1), r.y1 += 0.05 * (std::fabs(r.y1) + 1);
+  std::vector<double> yt = nice_ticks(r.y0, r.y1, 6, false);
+  if (yt.size() >= 2) {  // extend free ends to whole ticks
+    const double step = yt[1] - yt[0];
+    if (std::isnan(ax.y_min)) r.y0 = std::min(r.y0, std::floor(r.y0 / step + 1e-9) * step);
+    if (std::isnan(ax.y_max)) r.y1 = std::max(r.y1, std::ceil(r.y1 / step - 1e-9) * step);
+  }
+  return r;
+}
+
+// ---------------- drawing ----------------
+constexpr uint32_t kAxis = 0x444444, kGrid = 0xe5e5e5, kText = 0x222222;
+constexpr double kTick = 11, kLabel = 12.5, kPanelTitle = 13.5, kTitle = 15, kSubtitle = 11;
+
+void draw_axes(cairo_t* cr, const Axes& ax, const Range& rg, double left, double top, double width, double height) {
+  const std::vector<double> yt = ax.log_y ? log_ticks(rg.y0, rg.y1) : nice_ticks(rg.y0, rg.y1, 6, false);
+  const std::vector<double> xt = nice_ticks(rg.x0, rg.x1, std::max(3, static_cast<int>(width / 80)), ax.integer_x);
+  const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1, xstep = xt.size() > 1 ? xt[1] - xt[0] : 1;
+
+  // Plot rectangle: room on the left for tick labels and the y label, below for tick labels and the x label.
+  font(cr, kTick);
+  double ytick_w = 0;
+  for (double t : yt) ytick_w = std::max(ytick_w, text_width(cr, tick_label(t, ystep, ax.log_y)));
+  const double pl = left + 10 + (ax.ylabel.empty() ? 0 : kLabel + 8) + ytick_w + 8;
+  const double pt = top + (ax.title.empty() ? 10 : kPanelTitle + 16);
+  const double pr = left + width - 22;
+  const double pb = top + height - (kTick + 14) - (ax.xlabel.empty() ? 0 : kLabel + 10);
+  if (pr - pl < 20 || pb - pt < 20) return;  // no room: a figure far too small for its panels
+  auto X = [&](double v) { return pl + (v - rg.x0) / (rg.x1 - rg.x0) * (pr - pl); };
+  const double ly0 = ax.log_y ? std::log10(rg.y0) : rg.y0, ly1 = ax.log_y ? std::log10(rg.y1) : rg.y1;
+  auto Y = [&](double v) { return pb - ((ax.log_y ? std::log10(v) : v) - ly0) / (ly1 - ly0) * (pb - pt); };
+  auto crisp = [](double v) { return std::round(v) + 0.5; };  // 1-px lines on pixel centres
+
+  // Grid, ticks and their labels.
+  line_style(cr, 1, Dash::solid);
+  cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
   for (double t : yt) {
-    if (t < y0 - 1e-9 || t > y1 + 1e-9) continue;
-    double y = std::round(Y(t)) + 0.5;
-    p.polyline({{pl, y}, {pr, y}}, kGrid, 1, Dash::solid);
-    p.polyline({{pl - 4, y}, {pl, y}}, kAxis, 1, Dash::solid);
-    p.text(pl - 7, y - 4 * s, tick_label(t, yt.size() > 1 ? yt[1] - yt[0] : 1), s, 2, false, kText);
+    if (t < rg.y0 - 1e-9 * std::fabs(rg.y1 - rg.y0) || t > rg.y1 + 1e-9 * std::fabs(rg.y1 - rg.y0)) continue;
+    const double y = crisp(Y(t));
+    set_rgb(cr, kGrid);
+    cairo_move_to(cr, pl, y), cairo_line_to(cr, pr, y), cairo_stroke(cr);
+    set_rgb(cr, kAxis);
+    cairo_move_to(cr, pl - 4, y), cairo_line_to(cr, pl, y), cairo_stroke(cr);
+    text(cr, pl - 7, y, tick_label(t, ystep, ax.log_y), 2, kText);
   }
   for (double t : xt) {
-    if (t < x0 - 1e-9 || t > x1 + 1e-9) continue;
-    double x = std::round(X(t)) + 0.5;
-    p.polyline({{x, pt}, {x, pb}}, kGrid, 1, Dash::solid);
-    p.polyline({{x, pb}, {x, pb + 4}}, kAxis, 1, Dash::solid);
-    p.text(x, pb + 8, tick_label(t, xt.size() > 1 ? xt[1] - xt[0] : 1), s, 1, false, kText);
+    if (t < rg.x0 - 1e-9 * (rg.x1 - rg.x0) || t > rg.x1 + 1e-9 * (rg.x1 - rg.x0)) continue;
+    const double x = crisp(X(t));
+    set_rgb(cr, kGrid);
+    cairo_move_to(cr, x, pt), cairo_line_to(cr, x, pb), cairo_stroke(cr);
+    set_rgb(cr, kAxis);
+    cairo_move_to(cr, x, pb), cairo_line_to(cr, x, pb + 4), cairo_stroke(cr);
+    text(cr, x, pb + 6 + kTick / 2, tick_label(t, xstep, false), 1, kText);
   }
-  // Frame.
-  p.polyline({{pl, pt}, {pr, pt}, {pr, pb}, {pl, pb}, {pl, pt}}, kAxis, 1, Dash::solid);
-  if (!ax.title.empty()) p.text((pl + pr) / 2, top + 8, ax.title, 2, 1, false, kText);
-  if (!ax.xlabel.empty()) p.text((pl + pr) / 2, pb + 24, ax.xlabel, 2, 1, false, kText);
-  if (!ax.ylabel.empty()) p.text(left + 4, (pt + pb) / 2, ax.ylabel, 2, 1, true, kText);
+  set_rgb(cr, kAxis);
+  cairo_rectangle(cr, crisp(pl), crisp(pt), std::round(pr - pl), std::round(pb - pt));
+  cairo_stroke(cr);
+  font(cr, kLabel);
+  if (!ax.xlabel.empty()) text(cr, (pl + pr) / 2, pb + 14 + kTick + kLabel / 2, ax.xlabel, 1, kText);
+  if (!ax.ylabel.empty()) text(cr, left + 8 + kLabel / 2, (pt + pb) / 2, ax.ylabel, 1, kText, true);
+  font(cr, kPanelTitle, true);
+  if (!ax.title.empty()) text(cr, (pl + pr) / 2, top + 8 + kPanelTitle / 2, ax.title, 1, kText);
 
-  // Data, clipped to the plot by dropping points outside the ranges.
-  for (const auto& sr : ax.series) {
-    std::vector<Pt> run;
-    auto flush = [&] {
-      if (!run.empty()) p.polyline(run, sr.rgb, sr.width, sr.dash);
-      run.clear();
-    };
-    for (size_t i = 0; i < sr.x.size() && i < sr.y.size(); ++i) {
-      double x = sr.x[i], y = sr.y[i];
-      if (!std::isfinite(x) || !std::isfinite(y) || y < y0 - 1e-9 || y > y1 + 1e-9) {
-        flush();
+  // Data, clipped a few pixels outside the plot rectangle so that markers on its edges stay round.
+  cairo_save(cr);
+  cairo_rectangle(cr, pl - 5, pt - 5, pr - pl + 10, pb - pt + 10);
+  cairo_clip(cr);
+  for (const auto& s : ax.series) {
+    line_style(cr, s.width, s.dash);
+    set_rgb(cr, s.rgb);
+    bool open = false;
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      const bool ok = std::isfinite(s.x[i]) && std::isfinite(s.y[i]) && (!ax.log_y || s.y[i] > 0);
+      if (!ok) {
+        open = false;
         continue;
       }
-      run.push_back({X(x), Y(y)});
-      if (sr.markers) p.dot(X(x), Y(y), sr.width + 1.5, sr.rgb);
+      if (open)
+        cairo_line_to(cr, X(s.x[i]), Y(s.y[i]));
+      else
+        cairo_move_to(cr, X(s.x[i]), Y(s.y[i]));
+      open = true;
     }
-    flush();
+    cairo_stroke(cr);
+    if (s.markers) {
+      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+        if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i]) || (ax.log_y && s.y[i] <= 0)) continue;
+        cairo_new_sub_path(cr);
+        cairo_arc(cr, X(s.x[i]), Y(s.y[i]), s.width + 1.5, 0, 2 * M_PI);
+      }
+      cairo_fill(cr);
+    }
   }
+  cairo_restore(cr);
 
-  // Legend where the lines pass least: the four corners and the middle of each side, scored by points sampled
-  // along every segment.
+  // Legend in the corner or side-middle where the lines pass least (points sampled along every segment).
   if (!ax.legend) return;
   std::vector<const Series*> shown;
-  size_t longest = 0;
-  for (const auto& sr : ax.series)
-    if (!sr.label.empty()) shown.push_back(&sr), longest = std::max(longest, sr.label.size());
+  font(cr, kTick);
+  double longest = 0;
+  for (const auto& s : ax.series)
+    if (!s.label.empty()) shown.push_back(&s), longest = std::max(longest, text_width(cr, s.label));
   if (shown.empty()) return;
-  const double lw = 38 + longest * 6 * s + 8, lh = shown.size() * 14 + 8;
-  std::vector<Pt> samples;
-  for (const auto& sr : ax.series)
-    for (size_t i = 0; i < sr.x.size() && i < sr.y.size(); ++i) {
-      if (!std::isfinite(sr.x[i]) || !std::isfinite(sr.y[i])) continue;
-      samples.push_back({X(sr.x[i]), Y(sr.y[i])});
-      if (i + 1 < sr.x.size() && i + 1 < sr.y.size() && std::isfinite(sr.x[i + 1]) && std::isfinite(sr.y[i + 1]))
-        for (int k = 1; k < 40; ++k)
-          samples.push_back(
-              {X(sr.x[i] + (sr.x[i + 1] - sr.x[i]) * k / 40.0), Y(sr.y[i] + (sr.y[i + 1] - sr.y[i]) * k / 40.0)});
+  const double row = kTick + 6, lw = 8 + 28 + 6 + longest + 8, lh = shown.size() * row + 8;
+  std::vector<std::pair<double, double>> samples;
+  for (const auto& s : ax.series)
+    for (size_t i = 0; i + 1 < s.x.size() && i + 1 < s.y.size(); ++i) {
+      if (!std::isfinite(s.x[i] + s.y[i] + s.x[i + 1] + s.y[i + 1])) continue;
+      if (ax.log_y && (s.y[i] <= 0 || s.y[i + 1] <= 0)) continue;
+      for (int k = 0; k <= 20; ++k) {
+        const double u = k / 20.0;
+        samples.push_back({X(s.x[i] + (s.x[i + 1] - s.x[i]) * u), Y(s.y[i] + (s.y[i + 1] - s.y[i]) * u)});
+      }
     }
-  double best_x = pr - lw - 6, best_y = pt + 6;
-  int best_count = -1;
-  const double xs[2] = {pr - lw - 6, pl + 6}, ys[3] = {pt + 6, (pt + pb - lh) / 2, pb - lh - 6};
-  for (double cy : ys)
-    for (double cx : xs) {
-      int count = 0;
-      for (const Pt& q : samples) count += q.x >= cx - 4 && q.x <= cx + lw + 4 && q.y >= cy - 4 && q.y <= cy + lh + 4;
-      if (best_count < 0 || count < best_count) best_count = count, best_x = cx, best_y = cy;
+  double best_x = pr - lw - 8, best_y = pt + 8;
+  long best = -1;
+  for (double cy : {pt + 8, (pt + pb - lh) / 2, pb - lh - 8})
+    for (double cx : {pr - lw - 8, pl + 8, (pl + pr - lw) / 2}) {
+      long count = 0;
+      for (const auto& [qx, qy] : samples)
+        count += qx >= cx - 4 && qx <= cx + lw + 4 && qy >= cy - 4 && qy <= cy + lh + 4;
+      if (best < 0 || count < best) best = count, best_x = cx, best_y = cy;
     }
-  p.fill_rect(best_x, best_y, lw, lh, 0xcccccc);
-  p.fill_rect(best_x + 1, best_y + 1, lw - 2, lh - 2, 0xffffff);
+  cairo_rectangle(cr, crisp(best_x), crisp(best_y), std::round(lw), std::round(lh));
+  cairo_set_source_rgba(cr, 1, 1, 1, 0.9);
+  cairo_fill_preserve(cr);
+  line_style(cr, 1, Dash::solid);
+  set_rgb(cr, 0xbbbbbb);
+  cairo_stroke(cr);
   for (size_t i = 0; i < shown.size(); ++i) {
-    double y = best_y + 4 + i * 14 + 7;
-    p.polyline({{best_x + 6, y}, {best_x + 32, y}}, shown[i]->rgb, shown[i]->width, shown[i]->dash);
-    p.text(best_x + 38, y - 4, shown[i]->label, s, 0, false, kText);
+    const double y = best_y + 4 + i * row + row / 2;
+    line_style(cr, shown[i]->width, shown[i]->dash);
+    set_rgb(cr, shown[i]->rgb);
+    cairo_move_to(cr, best_x + 8, y), cairo_line_to(cr, best_x + 36, y), cairo_stroke(cr);
+    if (shown[i]->markers) {
+      cairo_arc(cr, best_x + 22, y, shown[i]->width + 1.5, 0, 2 * M_PI);
+      cairo_fill(cr);
+    }
+    text(cr, best_x + 42, y, shown[i]->label, 0, kText);
   }
 }
 
-void draw(Painter& p, const Figure& fig) {
-  p.fill_rect(0, 0, fig.width, fig.height, 0xffffff);
-  if (fig.panels.empty()) return;
-  const double w = static_cast<double>(fig.width) / fig.panels.size();
-  for (size_t i = 0; i < fig.panels.size(); ++i) draw_axes(p, fig.panels[i], i * w, 0, w, fig.height);
-}
-}  // namespace
+void draw(cairo_t* cr, const Figure& fig) {
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_font_options_t* fo = cairo_font_options_create();
+  cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF);  // the same layout in PNG, SVG and PDF
+  cairo_set_font_options(cr, fo);
+  cairo_font_options_destroy(fo);
 
-std::vector<uint8_t> render_rgb(const Figure& fig) {
+  double top = 0;
+  if (!fig.title.empty()) {
+    font(cr, kTitle, true);
+    text(cr, fig.width / 2.0, 8 + kTitle / 2, fig.title, 1, kText);
+    top = 8 + kTitle + 4;
+  }
+  if (!fig.subtitle.empty()) {
+    font(cr, kSubtitle);
+    for (const std::string& line : wrap(cr, fig.subtitle, fig.width - 40)) {
+      text(cr, fig.width / 2.0, top + 4 + kSubtitle / 2, line, 1, 0x555555);
+      top += kSubtitle + 4;
+    }
+    top += 2;
+  }
+  if (fig.panels.empty()) return;
+
+  double sx[2] = {INFINITY, -INFINITY}, sy[2] = {INFINITY, -INFINITY};
+  for (const Axes& ax : fig.panels) extent(ax, &sx[0], &sx[1], &sy[0], &sy[1]);
+  const bool have_shared = std::isfinite(sx[0]);
+  const double w = static_cast<double>(fig.width) / fig.panels.size();
+  for (size_t i = 0; i < fig.panels.size(); ++i) {
+    const Range rg = panel_range(fig.panels[i], fig.share_x && have_shared ? sx : nullptr,
+                                 fig.share_y && have_shared ? sy : nullptr);
+    draw_axes(cr, fig.panels[i], rg, i * w, top, w, fig.height - top);
+  }
+}
+
+cairo_status_t append(void* closure, const unsigned char* data, unsigned int length) {
+  static_cast<std::string*>(closure)->append(reinterpret_cast<const char*>(data), length);
+  return CAIRO_STATUS_SUCCESS;
+}
+
+void check_size(const Figure& fig) {
   ENGINE_CHECK(fig.width >= 100 && fig.height >= 100 && fig.width <= 8192 && fig.height <= 8192, "figure size ",
                fig.width, "x", fig.height, " outside [100, 8192]");
-  Raster r(fig.width, fig.height);
-  draw(r, fig);
-  return r.pixels();
+  ENGINE_CHECK(fig.scale >= 0.25 && fig.scale * fig.width <= 8192 && fig.scale * fig.height <= 8192, "figure scale ",
+               fig.scale, " outside [0.25, 8192 / the larger side]");
 }
 
-void save_png(const Figure& fig, const std::string& path) { write_png(path, fig.width, fig.height, render_rgb(fig)); }
+int scaled(int v, double scale) { return static_cast<int>(std::lround(v * scale)); }
 
-std::string render_svg(const Figure& fig) {
-  Svg s(fig.width, fig.height);
-  draw(s, fig);
-  return s.finish();
+using SurfacePtr = std::unique_ptr<cairo_surface_t, decltype(&cairo_surface_destroy)>;
+
+// Draws `fig` on `surface` and finishes it (a stream surface writes its file then).
+void paint(cairo_surface_t* surface, const Figure& fig) {
+  cairo_t* cr = cairo_create(surface);
+  draw(cr, fig);
+  const cairo_status_t st = cairo_status(cr);
+  cairo_destroy(cr);
+  cairo_surface_finish(surface);
+  ENGINE_CHECK(st == CAIRO_STATUS_SUCCESS && cairo_surface_status(surface) == CAIRO_STATUS_SUCCESS,
+               "cairo could not draw the figure: ",
+               cairo_status_to_string(st != CAIRO_STATUS_SUCCESS ? st : cairo_surface_status(surface)));
 }
 
-void save_svg(const Figure& fig, const std::string& path) { write_file_atomic(path, render_svg(fig)); }
+SurfacePtr raster(const Figure& fig) {
+  check_size(fig);
+  SurfacePtr s(
+      cairo_image_surface_create(CAIRO_FORMAT_RGB24, scaled(fig.width, fig.scale), scaled(fig.height, fig.scale)),
+      cairo_surface_destroy);
+  cairo_t* cr = cairo_create(s.get());
+  cairo_scale(cr, fig.scale, fig.scale);
+  draw(cr, fig);
+  const cairo_status_t st = cairo_status(cr);
+  cairo_destroy(cr);
+  ENGINE_CHECK(st == CAIRO_STATUS_SUCCESS, "cairo could not draw the figure: ", cairo_status_to_string(st));
+  cairo_surface_flush(s.get());
+  return s;
+}
+
+}  // namespace
+
+std::string render_figure(const Figure& fig, const std::string& format) {
+  check_size(fig);
+  std::string out;
+  if (format == "png") {
+    SurfacePtr s = raster(fig);
+    const cairo_status_t st = cairo_surface_write_to_png_stream(s.get(), append, &out);
+    ENGINE_CHECK(st == CAIRO_STATUS_SUCCESS, "cairo could not encode the PNG: ", cairo_status_to_string(st));
+  } else if (format == "svg") {
+    SurfacePtr s(cairo_svg_surface_create_for_stream(append, &out, fig.width, fig.height), cairo_surface_destroy);
+    paint(s.get(), fig);
+  } else if (format == "pdf") {
+    SurfacePtr s(cairo_pdf_surface_create_for_stream(append, &out, fig.width, fig.height), cairo_surface_destroy);
+    paint(s.get(), fig);
+  } else {
+    engine::fail(cat("figure format '", format, "' is not png, svg or pdf"));
+  }
+  return out;
+}
+
+void save_figure(const Figure& fig, const std::string& path) {
+  const size_t dot = path.rfind('.');
+  std::string ext = dot == std::string::npos ? "" : path.substr(dot + 1);
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  ENGINE_CHECK(ext == "png" || ext == "svg" || ext == "pdf", path, ": a figure is written as .png, .svg or .pdf");
+  write_file_atomic(path, render_figure(fig, ext));
+}
+
+std::vector<uint8_t> render_rgb(const Figure& fig) {
+  SurfacePtr s = raster(fig);
+  const unsigned char* data = cairo_image_surface_get_data(s.get());
+  const int stride = cairo_image_surface_get_stride(s.get());
+  const int w = cairo_image_surface_get_width(s.get()), h = cairo_image_surface_get_height(s.get());
+  std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      uint32_t px;  // native-endian 0x00RRGGBB
+      std::memcpy(&px, data + static_cast<size_t>(y) * stride + 4 * x, 4);
+      uint8_t* o = &rgb[(static_cast<size_t>(y) * w + x) * 3];
+      o[0] = static_cast<uint8_t>(px >> 16), o[1] = static_cast<uint8_t>(px >> 8), o[2] = static_cast<uint8_t>(px);
+    }
+  return rgb;
+}
 
 }  // namespace app

@@ -1,5 +1,6 @@
 #include "apps/common/progress.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -24,13 +25,9 @@ bool ProgressBar::due(int64_t done) const {
 
 std::string ProgressBar::format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
-  long t = std::lround(s);
-  char buf[32];
-  if (t >= 3600)
-    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else
-    std::snprintf(buf, sizeof buf, "%ld:%02ld", t / 60, t % 60);
-  return buf;
+  const long t = std::lround(s);
+  if (t >= 3600) return fmt::format("{}:{:02}:{:02}", t / 3600, (t / 60) % 60, t % 60);
+  return fmt::format("{}:{:02}", t / 60, t % 60);
 }
 
 void ProgressBar::update(int64_t done, double loss, double acc, double examples_per_sec) {
@@ -38,17 +35,14 @@ void ProgressBar::update(int64_t done, double loss, double acc, double examples_
   double elapsed = std::chrono::duration<double>(last_ - t0_).count();
   double rate = done > start_ ? elapsed / static_cast<double>(done - start_) : NAN;  // seconds per batch
   double eta = rate * static_cast<double>(total_ - done);
-  char stats[160];
-  std::snprintf(stats, sizeof stats, "%lld/%lld  loss %.3f  acc %.3f  %.1f ex/s  ETA %s", (long long)done,
-                (long long)total_, loss, acc, examples_per_sec, format_duration(eta).c_str());
+  const std::string stats = fmt::format("{}/{}  loss {:.3f}  acc {:.3f}  {:.1f} ex/s  ETA {}", done, total_, loss, acc,
+                                        examples_per_sec, format_duration(eta));
   if (tty_) {
     const int width = 24;
     int filled = total_ > 0 ? static_cast<int>(width * done / total_) : width;
-    std::string bar(filled, '#');
-    bar += std::string(width - filled, '.');
-    std::fprintf(out_, "\r%s [%s] %s\033[K", label_.c_str(), bar.c_str(), stats);
+    fmt::print(out_, "\r{} [{}{}] {}\033[K", label_, std::string(filled, '#'), std::string(width - filled, '.'), stats);
   } else {
-    std::fprintf(out_, "%s %s\n", label_.c_str(), stats);
+    fmt::print(out_, "{} {}\n", label_, stats);
     while (next_mark_ <= done) next_mark_ += std::max<int64_t>(1, total_ / 10);
   }
   std::fflush(out_);
@@ -57,7 +51,7 @@ void ProgressBar::update(int64_t done, double loss, double acc, double examples_
 
 void ProgressBar::finish() {
   if (tty_ && drawn_) {
-    std::fprintf(out_, "\r\033[K");
+    fmt::print(out_, "\r\033[K");
     std::fflush(out_);
   }
   drawn_ = false;

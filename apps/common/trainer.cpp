@@ -1,6 +1,8 @@
 #include "apps/common/trainer.h"
 
 #include <cblas.h>
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <omp.h>
 #include <signal.h>
 #include <unistd.h>
@@ -13,10 +15,11 @@
 #include <filesystem>
 #include <sstream>
 
+#include "apps/common/files.h"
 #include "apps/common/plot.h"
-#include "apps/common/png.h"
 #include "apps/common/progress.h"
 #include "apps/common/random_erasing.h"
+#include "apps/common/step_log.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
@@ -213,54 +216,18 @@ std::string default_out_dir(const std::string& model) {
   std::time_t now = std::time(nullptr);
   std::tm tm{};
   localtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", &tm);
-  return "runs/" + model + "-" + buf;
+  return fmt::format("runs/{}-{:%Y%m%d-%H%M%S}", model, tm);
 }
 
 std::string per_class_table(const EvalResult& r) {
-  std::ostringstream os;
+  std::string out;
   const auto& names = fashion_class_names();
   for (size_t c = 0; c < r.class_total.size() && c < names.size(); ++c) {
-    char line[96];
     double acc = r.class_total[c] > 0 ? r.class_correct[c] / r.class_total[c] : NAN;
-    std::snprintf(line, sizeof line, "  %-12s  %.3f  (%.0f/%.0f)\n", names[c].c_str(), acc, r.class_correct[c],
-                  r.class_total[c]);
-    os << line;
+    fmt::format_to(std::back_inserter(out), "  {:<12}  {:.3f}  ({:.0f}/{:.0f})\n", names[c], acc, r.class_correct[c],
+                   r.class_total[c]);
   }
-  return os.str();
-}
-
-void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history) {
-  Axes ax;
-  ax.title = title;
-  ax.xlabel = "epoch";
-  ax.integer_x = true;
-  ax.y_min = 0;
-  Series loss{"train loss", {}, {}, 0x1f77b4, 2, Dash::solid};
-  Series train_acc{"train acc", {}, {}, 0xbf3fbf, 2, Dash::dashed};
-  Series val_acc{"val acc", {}, {}, 0xd62728, 2, Dash::dotted};
-  Series test_acc{"test acc", {}, {}, 0x2ca02c, 2, Dash::dashdot};
-  double ymax = 1.0;
-  bool has_val = false;
-  for (const auto& r : history) {
-    loss.x.push_back(r.epoch), loss.y.push_back(r.train_loss);
-    train_acc.x.push_back(r.epoch), train_acc.y.push_back(r.train_acc);
-    val_acc.x.push_back(r.epoch), val_acc.y.push_back(r.val_acc);
-    test_acc.x.push_back(r.epoch), test_acc.y.push_back(r.test_acc);
-    if (std::isfinite(r.train_loss)) ymax = std::max(ymax, r.train_loss);
-    has_val = has_val || std::isfinite(r.val_acc);
-  }
-  const bool few = history.size() < 12;
-  for (Series* s : {&loss, &train_acc, &val_acc, &test_acc}) s->markers = few;
-  ax.y_max = std::ceil(ymax * 10 - 1e-9) / 10;
-  ax.series = {loss, train_acc};
-  if (has_val) ax.series.push_back(val_acc);
-  ax.series.push_back(test_acc);
-  Figure fig;
-  fig.panels = {ax};
-  save_png(fig, dir + "/curves.png");
-  save_svg(fig, dir + "/curves.svg");
+  return out;
 }
 
 // ---------------- training ----------------
@@ -271,6 +238,7 @@ struct RunState {
   int64_t epoch = 0;  // epochs completed
   int64_t step = 0;   // steps completed in epoch `epoch` (mid-epoch checkpoints after Ctrl-C)
   double partial_loss_sum = 0, partial_correct = 0, partial_count = 0, partial_seconds = 0;
+  WindowStart window;  // mid-epoch: where the unfinished steps.csv window began
   int64_t global_step = 0;
   double best_metric = -1;
   int64_t best_epoch = 0, epochs_since_best = 0;
@@ -289,6 +257,10 @@ engine::Metadata state_metadata(const TrainConfig& cfg, const RunState& s, const
   m["partial_correct"] = exact(s.partial_correct);
   m["partial_count"] = exact(s.partial_count);
   m["partial_seconds"] = exact(s.partial_seconds);
+  m["window_loss_sum"] = exact(s.window.loss_sum);
+  m["window_correct"] = exact(s.window.correct);
+  m["window_count"] = exact(s.window.count);
+  m["window_step"] = std::to_string(s.window.step);
   m["global_step"] = std::to_string(s.global_step);
   m["best_metric"] = exact(s.best_metric);
   m["best_epoch"] = std::to_string(s.best_epoch);
@@ -361,6 +333,14 @@ RunState state_from_metadata(const engine::Metadata& m, const std::string& path,
   s.partial_loss_sum = f64("partial_loss_sum", 0, seen * divergence_bound(kNumClasses));
   const double kMaxSeconds = 1e10;  // three centuries: anything more is corruption
   s.partial_seconds = f64("partial_seconds", 0, kMaxSeconds);
+  // Checkpoints from before steps.csv lack the window: it then starts where the run resumes.
+  s.window = {s.partial_loss_sum, s.partial_correct, s.partial_count, s.step};
+  if (m.count("window_step")) {
+    s.window.step = i64("window_step", 0, s.step);
+    s.window.count = f64("window_count", 0, s.partial_count);
+    s.window.correct = f64("window_correct", 0, s.partial_correct);
+    s.window.loss_sum = f64("window_loss_sum", 0, s.partial_loss_sum);
+  }
   s.elapsed_seconds = f64("elapsed_seconds", 0, kMaxSeconds);
   if (get("best_metric") != "-1") s.best_metric = f64("best_metric", 0, 1);
   s.best_epoch = i64("best_epoch", 0, s.epoch);
@@ -409,11 +389,7 @@ std::unique_ptr<engine::optim::ModelEma> make_ema(const TrainConfig& cfg, const 
   return cfg.ema > 0 ? std::make_unique<engine::optim::ModelEma>(model, cfg.ema) : nullptr;
 }
 
-std::string fixed(const char* label, double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%s%.*f", label, digits, v);
-  return buf;
-}
+std::string fixed(const char* label, double v, int digits) { return fmt::format("{}{:.{}f}", label, v, digits); }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -489,10 +465,12 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   fs::create_directories(cfg.out);
   std::vector<std::string> orphans = remove_orphan_temp_files(cfg.out);
   if (log && !orphans.empty())
-    std::fprintf(log, "removed %zu temporary file(s) left in %s by a killed run: %s\n", orphans.size(), cfg.out.c_str(),
-                 join(orphans).c_str());
+    fmt::print(log, "removed {} temporary file(s) left in {} by a killed run: {}\n", orphans.size(), cfg.out,
+               join(orphans));
   write_file_atomic(cfg.out + "/config.json", config_to_json(cfg));
   const std::string last_path = cfg.out + "/last.safetensors", best_path = cfg.out + "/best.safetensors";
+  StepLog step_log(cfg.out, steps, log_interval(cfg.log_every, steps), cfg.resume, st.global_step);
+  if (log && !step_log.note().empty()) std::fprintf(log, "note: %s\n", step_log.note().c_str());
 
   TrainResult result;
   result.out_dir = cfg.out;
@@ -520,14 +498,11 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     return "";
   };
   if (log) {
-    std::fprintf(log,
-                 "%s %s: %lld parameters on %s; %lld training examples%s, %lld test; %lldx%lld px, batch %lld, "
-                 "%lld steps/epoch%s\n",
-                 cfg.resume.empty() ? "training" : "resuming", cfg.model.c_str(), (long long)model->num_parameters(),
-                 device.str().c_str(), (long long)n,
-                 val_data ? cat(" (+", val_data->size(), " validation)").c_str() : "", (long long)test_data.size(),
-                 (long long)cfg.resize, (long long)cfg.resize, (long long)bs, (long long)steps,
-                 cfg.resume.empty() ? "" : cat(" from epoch ", st.epoch + 1, " step ", st.step + 1).c_str());
+    fmt::print(
+        log, "{} {}: {} parameters on {}; {} training examples{}, {} test; {}x{} px, batch {}, {} steps/epoch{}\n",
+        cfg.resume.empty() ? "training" : "resuming", cfg.model, model->num_parameters(), device.str(), n,
+        val_data ? fmt::format(" (+{} validation)", val_data->size()) : "", test_data.size(), cfg.resize, cfg.resize,
+        bs, steps, cfg.resume.empty() ? "" : fmt::format(" from epoch {} step {}", st.epoch + 1, st.step + 1));
     std::fflush(log);
   }
 
@@ -546,6 +521,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       carried_seconds = st.partial_seconds;
       carried_count = st.partial_count;
     }
+    step_log.start_epoch(first_step > 0 ? st.window : WindowStart{});
     ProgressBar bar(cat("epoch ", e + 1, "/", cfg.epochs), steps, first_step);
     const auto epoch_start = std::chrono::steady_clock::now();
     double lr = learning_rate(cfg, e, std::max<int64_t>(0, first_step - 1), steps);  // of the last step run
@@ -567,8 +543,8 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       // Reading metrics is a host sync on CUDA: only for the bar, every 50 steps, at the end or on Ctrl-C. The
       // accumulator has recorded the first bad step on the device meanwhile.
       const bool draw = hooks.progress && bar.due(step + 1);
-      const bool stop = interrupt_requested();
-      if (device.is_cpu() || draw || stop || (step + 1) % 50 == 0 || step + 1 == steps) {
+      const bool stop = interrupt_requested(), log_step = step_log.due(step);
+      if (device.is_cpu() || draw || stop || log_step || (step + 1) % 50 == 0 || step + 1 == steps) {
         totals = acc.read();
         if (totals.first_bad_step >= 0) {
           bar.finish();
@@ -576,6 +552,9 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
                               totals.first_bad_step + 1, "/", steps, " (lr ", lr, ")"));
         }
         const double secs = seconds_since(epoch_start);
+        if (log_step)
+          step_log.record(e, step, st.global_step, lr, totals.loss_sum, totals.correct, totals.count,
+                          st.elapsed_seconds + seconds_since(session_start));
         if (draw)
           bar.update(step + 1, totals.loss(), totals.accuracy(), secs > 0 ? (totals.count - carried_count) / secs : 0);
         if (stop) {
@@ -587,6 +566,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
           st.partial_correct = totals.correct;
           st.partial_count = totals.count;
           st.partial_seconds = carried_seconds + secs;
+          st.window = step_log.window_start();
           st.elapsed_seconds += seconds_since(session_start);
           const std::string bad = save_if_finite(false, cat("at epoch ", e + 1, "/", cfg.epochs, " step ", step + 1,
                                                             "/", steps, " (the losses were finite)"));
@@ -639,6 +619,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     st.epoch = e + 1;
     st.step = 0;
     st.partial_loss_sum = st.partial_correct = st.partial_count = st.partial_seconds = 0;
+    st.window = {};
     const double metric = val_data ? r.val_acc : r.test_acc;
     const bool improved = metric > st.best_metric;
     if (improved) {
@@ -655,12 +636,12 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     }
     ran_epoch = true;
     write_metrics_files(cfg.out, st.history);
-    if (hooks.plots) plot_run_curves(cfg.out, cfg.model, st.history);
+    if (hooks.plots) plot_run_curves(cfg.out, run_title(cfg), st.history, cfg.epochs);
     if (log) {
-      std::fprintf(log, "epoch %lld/%lld  loss %.3f  train acc %.3f%s  test acc %.3f  %.1f examples/sec on %s  (%s)\n",
-                   (long long)(e + 1), (long long)cfg.epochs, r.train_loss, r.train_acc,
-                   val_data ? fixed("  val acc ", r.val_acc, 3).c_str() : "", r.test_acc, r.examples_per_sec,
-                   device.str().c_str(), ProgressBar::format_duration(r.epoch_seconds).c_str());
+      fmt::print(log,
+                 "epoch {}/{}  loss {:.3f}  train acc {:.3f}{}  test acc {:.3f}  {:.1f} examples/sec on {}  ({})\n",
+                 e + 1, cfg.epochs, r.train_loss, r.train_acc, val_data ? fixed("  val acc ", r.val_acc, 3) : "",
+                 r.test_acc, r.examples_per_sec, device.str(), ProgressBar::format_duration(r.epoch_seconds));
       std::fflush(log);
     }
     // Restart the session clock: elapsed_seconds now includes everything up to here.
@@ -682,7 +663,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     result.message = cat("finished ", cfg.epochs, " epochs; best ", monitor, " ", fixed("", st.best_metric, 4),
                          " at epoch ", st.best_epoch, "; outputs in ", cfg.out);
   if (log) {
-    std::fprintf(log, "per-class test accuracy:\n%s", per_class_table(result.final_test).c_str());
+    fmt::print(log, "per-class test accuracy:\n{}", per_class_table(result.final_test));
     std::fflush(log);
   }
   return result;

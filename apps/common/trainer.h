@@ -111,9 +111,6 @@ TrainResult train(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> mo
 // runs/<model>-<YYYYmmdd-HHMMSS>
 std::string default_out_dir(const std::string& model);
 
-// Writes curves.png and curves.svg for one run (train loss, train acc, val/test acc against epoch).
-void plot_run_curves(const std::string& dir, const std::string& title, const std::vector<EpochRecord>& history);
-
 // "  T-shirt/top   0.862  (862/1000)" lines.
 std::string per_class_table(const EvalResult& r);
 

@@ -4,6 +4,7 @@
 // failure says what was asked for and what is held. The process uses one device (runtime.h, use_device), so one
 // cache serves it.
 #include <cuda_runtime.h>
+#include <fmt/core.h>
 
 #include <cstdio>
 #include <mutex>
@@ -70,9 +71,8 @@ void free(void* p) {
   if (r != BlockCache::Release::double_free && r != BlockCache::Release::unknown) return;
   if (a.bad_frees_printed < 10) {
     ++a.bad_frees_printed;
-    std::fprintf(stderr,
-                 "error: CUDA caching allocator: free of %p, which %s; ignored (check_allocator() reports it)\n", p,
-                 r == BlockCache::Release::double_free ? "was already freed" : "it never allocated");
+    fmt::print(stderr, "error: CUDA caching allocator: free of {}, which {}; ignored (check_allocator() reports it)\n",
+               p, r == BlockCache::Release::double_free ? "was already freed" : "it never allocated");
   }
 }
 

@@ -7,8 +7,9 @@
 // block to two tensors. It is classified (freed twice, or never allocated here) and recorded instead, since the
 // caller is usually a destructor that must not throw.
 #pragma once
+#include <fmt/core.h>
+
 #include <cstddef>
-#include <cstdio>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -57,10 +58,9 @@ class BlockCache {
       const bool twice = cached_.count(p) > 0;
       ++stats_.bad_frees;
       if (first_bad_.empty()) {
-        char buf[64];
-        std::snprintf(buf, sizeof buf, "%p", p);
-        first_bad_ = std::string(buf) + (twice ? " was freed twice (it is already in the cache)"
-                                               : " was never allocated by this allocator (or not at a block start)");
+        first_bad_ = fmt::format("{} {}", p,
+                                 twice ? "was freed twice (it is already in the cache)"
+                                       : "was never allocated by this allocator (or not at a block start)");
       }
       return twice ? Release::double_free : Release::unknown;
     }

@@ -44,7 +44,7 @@ const std::vector<Program>& programs() {
        "x.safetensors --model resnet19", "--model: 'resnet19' is not one of: resnet18, resnet34", "model"},
       {"model_summary", MODEL_SUMMARY_BIN, "  --classes K               Number of classes (default 10).",
        "resnet20 --depth=0", "--depth: 0 is outside [1, 16]", "input"},
-      {"plot_runs", PLOT_RUNS_BIN, "  --width PX                Figure width (default 1100).", "x --height 5",
+      {"plot_runs", PLOT_RUNS_BIN, "  --width PX                Width of each panel (default 560).", "x --height 5",
        "--height: 5 is outside [200, 8192]", "out"},
       {"bench_kernels", BENCH_KERNELS_BIN, "  --device DEV              cpu, cuda or cuda:N (default cpu).",
        "--model=resnet19", "--model: 'resnet19' is not one of: resnet18, resnet34, resnet50, resnet101, resnet152",
