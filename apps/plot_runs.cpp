@@ -14,7 +14,7 @@
 #include "apps/common/metrics.h"
 #include "apps/common/plot.h"
 #include "engine/error.h"
-#include "engine/json.h"
+#include "engine/json_strict.h"
 
 namespace {
 
@@ -24,8 +24,8 @@ std::string run_model(const std::string& dir) {
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    engine::json::Value v = engine::json::parse(ss.str());
-    if (const engine::json::Value* m = v.find("model")) return m->as_string("model");
+    const nlohmann::json v = engine::parse_json(ss.str());
+    if (v.is_object() && v.contains("model")) return engine::json_string(v.at("model"), "model");
   } catch (const engine::EngineError&) {
   }
   return "";

@@ -17,6 +17,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -268,48 +269,31 @@ inline std::string now_utc() { return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::
 // A record is an ordered list of (key, value); numbers are kept as numbers in JSON.
 struct Field {
   std::string key;
-  std::string text;  // for the table
-  std::string json;  // already JSON-encoded
+  std::string text;             // for the table
+  nlohmann::ordered_json json;  // for --json: a string or a number, at full precision
 };
-
-inline std::string json_escape(const std::string& s) {
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else {
-      o += c;
-    }
-  }
-  return o + "\"";
-}
 
 class Record {
  public:
   Record& s(const std::string& k, const std::string& v) {
-    fields_.push_back({k, v, json_escape(v)});
+    fields_.push_back({k, v, v});
     return *this;
   }
   Record& i(const std::string& k, int64_t v) {
-    fields_.push_back({k, std::to_string(v), std::to_string(v)});
+    fields_.push_back({k, std::to_string(v), v});
     return *this;
   }
-  // prec: digits after the point in the table; JSON keeps more.
+  // prec: digits after the point in the table; JSON keeps every digit (NaN and infinities become null).
   Record& f(const std::string& k, double v, int prec = 2) {
-    fields_.push_back({k, fmt::format("{:.{}f}", v, prec), fmt::format("{:.6g}", v)});
+    fields_.push_back({k, fmt::format("{:.{}f}", v, prec), v});
     return *this;
   }
   const std::vector<Field>& fields() const { return fields_; }
+  // One line; invalid UTF-8 in a string (a device name?) is replaced rather than aborting a finished benchmark.
   std::string json() const {
-    std::string o = "{";
-    for (size_t i = 0; i < fields_.size(); ++i)
-      o += (i ? ", " : "") + json_escape(fields_[i].key) + ": " + fields_[i].json;
-    return o + "}";
+    nlohmann::ordered_json o = nlohmann::ordered_json::object();
+    for (const auto& f : fields_) o[f.key] = f.json;
+    return o.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
   }
 
  private:

@@ -11,7 +11,7 @@
 #include <set>
 
 #include "engine/error.h"
-#include "engine/json.h"
+#include "engine/json_strict.h"
 #include "engine/optim/ema.h"
 
 namespace engine {
@@ -47,12 +47,6 @@ const char* st_dtype(DType d) {
   return "?";
 }
 
-std::string shape_json(const Shape& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
@@ -78,9 +72,12 @@ void check_size(uint64_t file_size, const std::string& name) {
                " bytes, too short to be a safetensors file (needs an 8-byte header length)");
 }
 
-json::Value parse_header(const std::string& text, const std::string& name) {
+using nlohmann::json;
+
+// The header as a JSON object; `order` receives its keys as they appear in the file.
+json parse_header(std::string_view text, const std::string& name, std::vector<std::string>* order = nullptr) {
   try {
-    json::Value v = json::parse(text);
+    json v = parse_json(text, order);
     ENGINE_CHECK(v.is_object(), "the header is not a JSON object");
     return v;
   } catch (const EngineError& e) {
@@ -88,15 +85,15 @@ json::Value parse_header(const std::string& text, const std::string& name) {
   }
 }
 
-Metadata metadata_of(const json::Value& header, const std::string& path) {
+Metadata metadata_of(const json& header, const std::string& path) {
   Metadata meta;
-  if (const json::Value* m = header.find("__metadata__")) {
-    ENGINE_CHECK(m->is_object(), "checkpoint ", path, ": __metadata__ is not an object");
-    for (const auto& [k, v] : m->as_object()) {
-      ENGINE_CHECK(v.is_string(), "checkpoint ", path, ": __metadata__ value of \"", k,
-                   "\" is not a string (safetensors metadata holds strings only)");
-      meta[k] = v.as_string();
-    }
+  const auto m = header.find("__metadata__");
+  if (m == header.end()) return meta;
+  ENGINE_CHECK(m->is_object(), "checkpoint ", path, ": __metadata__ is not an object");
+  for (const auto& [k, v] : m->items()) {
+    ENGINE_CHECK(v.is_string(), "checkpoint ", path, ": __metadata__ value of \"", k,
+                 "\" is not a string (safetensors metadata holds strings only)");
+    meta[k] = v.get<std::string>();
   }
   return meta;
 }
@@ -189,29 +186,38 @@ const StoredTensor* SafetensorsFile::find(const std::string& name) const {
 // ---------------- files ----------------
 void write_safetensors(const std::string& path, const SafetensorsFile& file) {
   ENGINE_CHECK(little_endian_host(), "checkpoint: safetensors needs a little-endian host");
+  // One object member at a time: __metadata__ first, then the tensors in the order of their bytes, as earlier
+  // versions wrote them (tests/engine/test_checkpoint_compat.cpp). Each member is dumped on its own because
+  // ordered_json looks up every inserted key linearly: quadratic for a header of many tensors.
   std::string header = "{";
+  auto member = [&](const std::string& key, const std::string& value_json) {
+    header += (header.size() > 1 ? "," : "") + nlohmann::json(key).dump() + ":" + value_json;
+  };
+  auto utf8 = [&](const std::string& s, const std::string& what) {
+    ENGINE_CHECK(is_utf8(s), "checkpoint ", path, ": ", what, " '", s,
+                 "' is not valid UTF-8, the only text a JSON header can hold");
+  };
   if (!file.metadata.empty()) {
-    header += "\"__metadata__\":{";
-    bool first = true;
     for (const auto& [k, v] : file.metadata) {
-      header += (first ? "" : ",") + json::quote(k) + ":" + json::quote(v);
-      first = false;
+      utf8(k, "metadata key");
+      utf8(v, cat("metadata value of '", k, "'"));
     }
-    header += "}";
+    member("__metadata__", nlohmann::json(file.metadata).dump());  // sorted by key, as the std::map is
   }
   std::set<std::string> seen;
   uint64_t offset = 0;
   for (const auto& [name, t] : file.tensors) {
     ENGINE_CHECK(name != "__metadata__" && !name.empty(), "checkpoint ", path, ": bad tensor name '", name, "'");
     ENGINE_CHECK(seen.insert(name).second, "checkpoint ", path, ": tensor name '", name, "' appears twice");
+    utf8(name, "tensor name");
     int64_t es = element_size(t.dtype);
     ENGINE_CHECK(es > 0, "checkpoint ", path, ": unknown dtype ", t.dtype, " for '", name, "'");
     ENGINE_CHECK(static_cast<int64_t>(t.bytes.size()) == numel_of(t.shape) * es, "checkpoint ", path, ": '", name,
                  "' has ", t.bytes.size(), " bytes but shape ", shape_str(t.shape), " of ", t.dtype);
-    if (header.size() > 1) header += ",";
-    header += json::quote(name) + ":{\"dtype\":\"" + t.dtype + "\",\"shape\":" + shape_json(t.shape) +
-              ",\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + t.bytes.size()) + "]}";
-    offset += t.bytes.size();
+    const uint64_t end = offset + t.bytes.size();
+    member(name,
+           nlohmann::ordered_json{{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, end}}}.dump());
+    offset = end;
   }
   header += "}";
   while (header.size() % 8) header += ' ';  // the data then starts 8-byte aligned
@@ -260,7 +266,8 @@ SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& nam
   ENGINE_CHECK(little_endian_host(), "checkpoint: safetensors needs a little-endian host");
   check_size(bytes.size(), name);
   const uint64_t header_len = header_length(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name);
-  const json::Value header = parse_header(std::string(bytes.substr(8, header_len)), name);
+  std::vector<std::string> listed;  // the header's keys in file order (the parsed object is sorted by key)
+  const json header = parse_header(bytes.substr(8, header_len), name, &listed);
   const std::string_view data = bytes.substr(8 + header_len);
 
   SafetensorsFile file;
@@ -270,20 +277,20 @@ SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& nam
     std::string name;
   };
   std::vector<Range> ranges;
-  for (const auto& [tensor_name, v] : header.as_object()) {
+  for (const std::string& tensor_name : listed) {
     if (tensor_name == "__metadata__") continue;
+    const json& v = header.at(tensor_name);
     const std::string what = cat("checkpoint ", name, ": tensor '", tensor_name, "'");
     ENGINE_CHECK(v.is_object(), what, ": entry is not an object");
-    const json::Value* dt = v.find("dtype");
-    const json::Value* sh = v.find("shape");
-    const json::Value* off = v.find("data_offsets");
-    ENGINE_CHECK(dt && sh && off, what, ": entry needs dtype, shape and data_offsets");
+    const auto dt = v.find("dtype"), sh = v.find("shape"), off = v.find("data_offsets");
+    ENGINE_CHECK(dt != v.end() && sh != v.end() && off != v.end(), what, ": entry needs dtype, shape and data_offsets");
     StoredTensor t;
-    t.dtype = dt->as_string(what + " dtype");
+    t.dtype = json_string(*dt, what + " dtype");
     const int64_t es = element_size(t.dtype);
     ENGINE_CHECK(es > 0, what, ": unknown dtype ", t.dtype);
-    for (const auto& d : sh->as_array(what + " shape")) {
-      const int64_t n = d.as_int(what + " shape entry");
+    ENGINE_CHECK(sh->is_array(), what, ": shape should be an array but is ", sh->type_name());
+    for (const json& d : *sh) {
+      const int64_t n = json_int64(d, what + " shape entry");
       ENGINE_CHECK(n >= 0, what, ": negative dimension ", n, " in shape");
       t.shape.push_back(n);
     }
@@ -295,9 +302,8 @@ SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& nam
     }
     ENGINE_CHECK(!__builtin_mul_overflow(numel, es, &needed), what, ": shape ", shape_str(t.shape), " of ", t.dtype,
                  " needs more than 2^63 bytes");
-    const auto& o = off->as_array(what + " data_offsets");
-    ENGINE_CHECK(o.size() == 2, what, ": data_offsets needs [begin, end]");
-    const uint64_t b = o[0].as_uint64(what + " begin offset"), e = o[1].as_uint64(what + " end offset");
+    ENGINE_CHECK(off->is_array() && off->size() == 2, what, ": data_offsets needs [begin, end]");
+    const uint64_t b = json_uint64((*off)[0], what + " begin offset"), e = json_uint64((*off)[1], what + " end offset");
     ENGINE_CHECK(b <= e && e <= data.size(), what, ": byte range [", b, ", ", e, ") lies outside the ", data.size(),
                  " data bytes (file truncated?)");
     ENGINE_CHECK(e - b == static_cast<uint64_t>(needed), what, ": byte range holds ", e - b, " bytes but shape ",

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "engine/autograd.h"
+#include "engine/host_allocator.h"
 #include "engine/ops/common.h"
 #include "kernels/elementwise.h"
 #if ENGINE_HAVE_CUDA
@@ -62,10 +63,9 @@ void reset_host_storage_peak() { g_host_peak.store(g_host_live.load(std::memory_
 
 Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(device) {
   if (device.is_cpu()) {
-    // 64-byte aligned for vector loads; never zero-sized so data() is always a valid pointer.
-    std::size_t rounded = (bytes + 63) / 64 * 64;
-    data_ = std::aligned_alloc(64, rounded ? rounded : 64);
-    ENGINE_CHECK(data_, "out of host memory allocating ", bytes, " bytes");
+    // 64-byte aligned for vector loads, never null (engine/host_allocator.h); the counters count the bytes
+    // asked for, not the cache's rounded or cached blocks.
+    data_ = host_alloc(bytes);
     host_allocated(bytes_);
   } else {
     require_cuda("allocating a tensor on " + device.str());
@@ -76,7 +76,7 @@ Storage::Storage(std::size_t bytes, Device device) : bytes_(bytes), device_(devi
 
 Storage::~Storage() {
   if (device_.is_cpu()) {
-    std::free(data_);
+    host_free(data_);
     g_host_live.fetch_sub(bytes_, std::memory_order_relaxed);
   } else {
 #if ENGINE_HAVE_CUDA

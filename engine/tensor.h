@@ -22,7 +22,8 @@ using Shape = std::vector<int64_t>;
 int64_t numel_of(const Shape& s);
 std::string shape_str(const Shape& s);
 
-// Raw bytes on one device. CUDA memory comes from the caching allocator.
+// Raw bytes on one device. CPU memory comes from engine/host_allocator.h, CUDA memory from the CUDA caching
+// allocator; both cache freed blocks for reuse.
 class Storage {
  public:
   Storage(std::size_t bytes, Device device);

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # clang-14 and libclang-rt-14-dev (libFuzzer, the sanitizer runtimes) are for scripts/test.sh's build-asan tree.
-packages=(build-essential cmake ninja-build catch2 libfmt-dev libcli11-dev libopenblas-dev libopenblas-openmp-dev zlib1g-dev libomp-dev dataset-fashion-mnist
-  pkg-config libcairo2-dev fonts-dejavu-core clang-14 libclang-rt-14-dev)
+# Libraries: fmt (text), CLI11 (command lines), nlohmann-json (JSON), cairo + DejaVu (figures).
+packages=(build-essential cmake ninja-build catch2 pkg-config libopenblas-dev libopenblas-openmp-dev zlib1g-dev libomp-dev
+  libfmt-dev libcli11-dev nlohmann-json3-dev libcairo2-dev fonts-dejavu-core dataset-fashion-mnist clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,12 +2,13 @@
 
 #include <CLI/CLI.hpp>
 #include <climits>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "apps/common/metrics.h"
 #include "engine/device.h"
 #include "engine/error.h"
-#include "engine/json.h"
+#include "engine/json_strict.h"
 
 namespace app {
 
@@ -199,13 +200,30 @@ void validate(const TrainConfig& c) {
 }
 
 std::string config_to_json(const TrainConfig& cfg) {
-  std::string out = "{\n  \"model\": " + engine::json::quote(cfg.model);
+  // JSON holds UTF-8 only; said here, before training, rather than when the first checkpoint is saved.
+  auto utf8 = [](const std::string& name, const std::string& v) {
+    ENGINE_CHECK(engine::is_utf8(v), name, " '", v,
+                 "' is not valid UTF-8, which config.json and the checkpoints must hold: use a UTF-8 name");
+  };
+  utf8("the model name", cfg.model);
+  nlohmann::ordered_json out = {{"model", cfg.model}};  // then the fields in the order of --help
   for (const auto& f : train_config_fields()) {
     if (f.name == "resume") continue;
-    std::string v = f.get(cfg);
-    out += ",\n  " + engine::json::quote(f.name) + ": " + (f.kind == Kind::string ? engine::json::quote(v) : v);
+    const std::string v = f.get(cfg);
+    switch (f.kind) {
+      case Kind::number:
+        out[f.name] = nlohmann::ordered_json::parse(v);  // our own exact text: an integer stays one
+        break;
+      case Kind::boolean:
+        out[f.name] = v == "true";
+        break;
+      case Kind::string:
+        utf8("--" + f.name, v);
+        out[f.name] = v;
+        break;
+    }
   }
-  return out + "\n}\n";
+  return out.dump(2) + "\n";
 }
 
 engine::Metadata config_to_metadata(const TrainConfig& cfg) {

@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "apps/common/files.h"
 #include "engine/error.h"
+#include "engine/json_strict.h"
 #include "engine/ops/common.h"
 #include "kernels/batch_metrics.h"
 
@@ -89,12 +91,15 @@ std::string csv_cell(double v, int decimals = -1) {
   if (std::isnan(v)) return "";
   return decimals < 0 ? fmt::format("{:.6g}", v) : fmt::format("{:.{}f}", v, decimals);
 }
-std::string json_num(double v) { return std::isfinite(v) ? exact(v) : "null"; }
+// nlohmann writes NaN and infinities as null too; said here so that a reader sees it.
+nlohmann::ordered_json json_num(double v) {
+  return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr);
+}
 
-double num_or_nan(const engine::json::Value& v, const char* key) {
-  const engine::json::Value* x = v.find(key);
-  if (!x || x->is_null()) return NAN;
-  return x->as_double(key);
+double num_or_nan(const nlohmann::json& v, const char* key) {
+  const auto x = v.find(key);
+  if (x == v.end() || x->is_null()) return NAN;
+  return engine::json_double(*x, key);
 }
 }  // namespace
 
@@ -111,19 +116,27 @@ std::string to_csv_row(const EpochRecord& r) {
 }
 
 std::string to_json_line(const EpochRecord& r) {
-  return cat("{\"epoch\":", r.epoch, ",\"train_loss\":", json_num(r.train_loss),
-             ",\"train_acc\":", json_num(r.train_acc), ",\"val_loss\":", json_num(r.val_loss),
-             ",\"val_acc\":", json_num(r.val_acc), ",\"test_loss\":", json_num(r.test_loss),
-             ",\"test_acc\":", json_num(r.test_acc), ",\"lr\":", json_num(r.lr),
-             ",\"examples_per_sec\":", json_num(r.examples_per_sec), ",\"epoch_seconds\":", json_num(r.epoch_seconds),
-             ",\"elapsed_seconds\":", json_num(r.elapsed_seconds), "}");
+  // ordered_json: the keys in the order of metrics.csv's columns.
+  return nlohmann::ordered_json{{"epoch", r.epoch},
+                                {"train_loss", json_num(r.train_loss)},
+                                {"train_acc", json_num(r.train_acc)},
+                                {"val_loss", json_num(r.val_loss)},
+                                {"val_acc", json_num(r.val_acc)},
+                                {"test_loss", json_num(r.test_loss)},
+                                {"test_acc", json_num(r.test_acc)},
+                                {"lr", json_num(r.lr)},
+                                {"examples_per_sec", json_num(r.examples_per_sec)},
+                                {"epoch_seconds", json_num(r.epoch_seconds)},
+                                {"elapsed_seconds", json_num(r.elapsed_seconds)}}
+      .dump();
 }
 
-EpochRecord record_from_json(const engine::json::Value& v) {
+EpochRecord record_from_json(const nlohmann::json& v) {
+  ENGINE_CHECK(v.is_object(), "metrics record is ", v.type_name(), ", not an object");
   EpochRecord r;
-  const engine::json::Value* e = v.find("epoch");
-  ENGINE_CHECK(e, "metrics record without \"epoch\"");
-  r.epoch = e->as_int("epoch");
+  const auto e = v.find("epoch");
+  ENGINE_CHECK(e != v.end(), "metrics record without \"epoch\"");
+  r.epoch = engine::json_int64(*e, "epoch");
   r.train_loss = num_or_nan(v, "train_loss");
   r.train_acc = num_or_nan(v, "train_acc");
   r.val_loss = num_or_nan(v, "val_loss");

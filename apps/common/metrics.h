@@ -3,10 +3,10 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
-#include "engine/json.h"
 #include "engine/tensor.h"
 
 namespace app {
@@ -51,8 +51,11 @@ struct EpochRecord {
 
 std::string metrics_csv_header();
 std::string to_csv_row(const EpochRecord& r);
+// One JSON object on one line; values that are NaN are written null. Doubles read back bit-identical.
 std::string to_json_line(const EpochRecord& r);
-EpochRecord record_from_json(const engine::json::Value& v);
+// Reads what to_json_line wrote (null or a missing key reads as NaN); a non-object, an "epoch" that is not an
+// integer or a value that is not a number throws EngineError naming the key.
+EpochRecord record_from_json(const nlohmann::json& v);
 // Reads metrics.csv written by to_csv_row (for plot_runs).
 std::vector<EpochRecord> read_metrics_csv(const std::string& path);
 // Rewrites <dir>/metrics.csv and <dir>/metrics.jsonl from the whole history.

@@ -23,7 +23,7 @@
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
-#include "engine/json.h"
+#include "engine/json_strict.h"
 #include "engine/ops.h"
 #include "engine/optim/ema.h"
 #include "engine/optim/param_groups.h"
@@ -350,7 +350,7 @@ RunState state_from_metadata(const engine::Metadata& m, const std::string& path,
   while (std::getline(lines, line)) {
     if (line.empty()) continue;
     try {
-      s.history.push_back(record_from_json(engine::json::parse(line)));
+      s.history.push_back(record_from_json(engine::parse_json(line)));
     } catch (const engine::EngineError& e) {
       engine::fail(cat(path, ": metadata 'history' line ", s.history.size() + 1, ": ", e.what()));
     }

@@ -326,9 +326,103 @@ void backward_linear(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   if (gx) gemm<T>(false, false, s.n, K, s.oc, T(1), gy, s.oc, w, K, T(0), gx, K);  // gx [N, K] = gy W
 }
 
+// Tiny maps (ResNet's 2x2 at 28 px input): when every output pixel's window, padding removed, covers about the
+// whole input plane, the convolution is a dense matrix: y [N, OC*P] = x [N, C*H*W] Wd^T, with
+// Wd[(oc, p), (c, q)] = w[oc, c, tap] for the tap that takes input pixel q to output pixel p (0 where none does).
+// Its FLOPs are those of the live taps only (a 3x3, pad-1 kernel on a 2x2 map reads padding with 5 of its 9
+// taps, which im2col + GEMM would multiply), and x, y and gx are used in NCHW as they are: no im2col, permute or
+// col2im. Backward: gx = gy Wd; gWd = gy^T x, folded back onto the taps.
+struct DenseMap {
+  std::vector<int32_t> tap;  // [P][H*W]: the tap that takes input pixel q to output pixel p, -1 if none
+  int64_t pairs = 0;         // (p, q) pairs joined by a tap
+};
+
+DenseMap dense_map(const Conv2dShape& s) {
+  const int64_t HW = s.h * s.w;
+  DenseMap d;
+  d.tap.assign(s.out_pixels() * HW, -1);
+  for (int64_t oh = 0; oh < s.oh; ++oh)
+    for (int64_t ow = 0; ow < s.ow; ++ow)
+      for (int64_t i = 0; i < s.kh; ++i)
+        for (int64_t j = 0; j < s.kw; ++j) {
+          const int64_t ih = oh * s.stride_h - s.pad_h + i, iw = ow * s.stride_w - s.pad_w + j;
+          if (ih < 0 || ih >= s.h || iw < 0 || iw >= s.w) continue;
+          d.tap[(oh * s.ow + ow) * HW + ih * s.w + iw] = int32_t(i * s.kw + j);
+          ++d.pairs;
+        }
+  return d;
+}
+
+// The dense matrix costs P*H*W multiply-adds per (oc, c) pair against KH*KW*P for im2col + GEMM: used only when
+// every entry is a live tap (each output reads its whole input plane, so it multiplies no padding), and only
+// when the matrix is no larger than the column buffer im2col would fill (at small batches building it would cost
+// more than the GEMM saves; and models/memory.h sizes the CPU scratch from the im2col buffers).
+bool use_dense(const Conv2dShape& s) {
+  const int64_t P = s.out_pixels(), HW = s.h * s.w;
+  if (P * HW > 64 || s.oc * P * s.c * HW > s.ckk() * P * conv_chunk_images(s, kChunkElems)) return false;
+  return dense_map(s).pairs == P * HW;
+}
+
+// kHW > 0: input planes of exactly kHW pixels (the 2x2 maps: 4), so the per-channel loop unrolls.
+template <int kHW, class T>
+void dense_weight_hw(const Conv2dShape& s, const DenseMap& d, const T* w, T* wd) {
+  const int64_t P = s.out_pixels(), HW = kHW > 0 ? kHW : s.h * s.w, KK = s.kh * s.kw, CHW = s.c * HW;
+#pragma omp parallel for collapse(2) schedule(static) if (s.oc * P * CHW > kParallelMin)
+  for (int64_t oc = 0; oc < s.oc; ++oc)
+    for (int64_t p = 0; p < P; ++p) {
+      const int32_t* tp = d.tap.data() + p * HW;
+      const T* wo = w + oc * s.c * KK;
+      T* row = wd + (oc * P + p) * CHW;
+      for (int64_t c = 0; c < s.c; ++c)
+        for (int64_t q = 0; q < HW; ++q) row[c * HW + q] = wo[c * KK + tp[q]];
+    }
+}
+
+template <class T>
+void dense_weight(const Conv2dShape& s, const DenseMap& d, const T* w, T* wd) {
+  if (s.h * s.w == 4) return dense_weight_hw<4>(s, d, w, wd);
+  dense_weight_hw<0>(s, d, w, wd);
+}
+
+template <class T>
+void forward_dense(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  const int64_t OP = s.oc * s.out_pixels(), CHW = s.c * s.h * s.w;
+  const DenseMap d = dense_map(s);
+  T* wd = scratch<T>(0, OP * CHW);
+  dense_weight(s, d, w, wd);
+  gemm<T>(false, true, s.n, OP, CHW, T(1), x, CHW, wd, CHW, T(0), y, OP);
+  if (bias) conv2d_add_bias(s, bias, y);
+}
+
+template <class T>
+void backward_dense(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
+  const int64_t P = s.out_pixels(), OP = s.oc * P, HW = s.h * s.w, CHW = s.c * HW, KK = s.kh * s.kw;
+  const DenseMap d = dense_map(s);
+  if (gx) {
+    T* wd = scratch<T>(0, OP * CHW);
+    dense_weight(s, d, w, wd);
+    gemm<T>(false, false, s.n, CHW, OP, T(1), gy, OP, wd, CHW, T(0), gx, CHW);
+  }
+  if (!gw) return;
+  T* gwd = scratch<T>(0, OP * CHW);  // the dense weight is no longer needed
+  gemm<T>(true, false, OP, CHW, s.n, T(1), gy, OP, x, CHW, T(0), gwd, CHW);
+#pragma omp parallel for collapse(2) schedule(static) if (s.oc * s.ckk() > kParallelMin)
+  for (int64_t oc = 0; oc < s.oc; ++oc)
+    for (int64_t c = 0; c < s.c; ++c) {
+      T* g = gw + (oc * s.c + c) * KK;
+      for (int64_t t = 0; t < KK; ++t) g[t] = T(0);
+      for (int64_t p = 0; p < P; ++p) {
+        const T* src = gwd + (oc * P + p) * CHW + c * HW;
+        const int32_t* tp = d.tap.data() + p * HW;
+        for (int64_t q = 0; q < HW; ++q) g[tp[q]] += src[q];
+      }
+    }
+}
+
 template <class T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   if (linear_like(s)) return forward_linear(s, x, w, bias, y);
+  if (use_dense(s)) return forward_dense(s, x, w, bias, y);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
@@ -360,6 +454,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
 template <class T>
 void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   if (linear_like(s)) return backward_linear(s, x, w, gy, gx, gw);
+  if (use_dense(s)) return backward_dense(s, x, w, gy, gx, gw);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {

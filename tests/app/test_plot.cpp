@@ -12,6 +12,7 @@
 #include "apps/common/metrics.h"
 #include "apps/common/plot.h"
 #include "apps/common/step_log.h"
+#include "engine/json_strict.h"
 #include "tests/app/app_test_util.h"
 
 namespace {
@@ -251,7 +252,7 @@ TEST_CASE("metrics: csv and jsonl files read back", "[app][plot]") {
   std::ifstream j(dir / "metrics.jsonl");
   std::string line;
   std::getline(j, line);
-  app::EpochRecord from_json = app::record_from_json(engine::json::parse(line));
+  app::EpochRecord from_json = app::record_from_json(engine::parse_json(line));
   REQUIRE(from_json.test_acc == 0.905);
   REQUIRE(std::isnan(from_json.val_loss));
   REQUIRE_THROWS_WITH(app::read_metrics_csv(dir / "nope.csv"), Catch::Contains("cannot open"));

@@ -3,11 +3,12 @@
 
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "engine/checkpoint.h"
-#include "engine/json.h"
+#include "engine/json_strict.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/optim/sgd.h"
@@ -55,9 +56,9 @@ TEST_CASE("safetensors: round trip of tensors and metadata, 8-byte aligned heade
   REQUIRE(n % 8 == 0);
   std::string header(n, '\0');
   in.read(header.data(), n);
-  json::Value h = json::parse(header);
-  REQUIRE(h.find("a.weight")->find("dtype")->as_string() == "F32");
-  REQUIRE(h.find("a.weight")->find("data_offsets")->as_array()[1].as_int() == 16);
+  nlohmann::json h = parse_json(header);
+  REQUIRE(h["a.weight"]["dtype"] == "F32");
+  REQUIRE(h["a.weight"]["data_offsets"][1] == 16);
 
   SafetensorsFile g = read_safetensors(dir / "x.safetensors");
   REQUIRE(g.metadata == f.metadata);
@@ -244,12 +245,17 @@ TEST_CASE("checkpoint: crafted shapes and offsets give named errors, never overf
   refused("[1073741824,1073741824]", "[0,4611686018427387904]", "lies outside the 16 data bytes");
   refused("[-1]", "[0,16]", "negative dimension -1 in shape");
   refused("[4.0]", "[0,16]", "shape entry should be an integer");
+  refused("[9223372036854775808]", "[0,16]", "shape entry should be an integer in [-2^63, 2^63-1]");
   // Offsets are exact unsigned 64-bit integers: no exponent, no fraction, no sign, no rounding above 2^64 - 1.
-  refused("[4]", "[0,1.6e1]", "end offset should be an integer in [0, 2^64-1] written with digits only, but is 1.6e1");
-  refused("[4]", "[0,16.0]", "but is 16.0");
+  // (nlohmann keeps a number's value, not its text: 1.6e1 is shown as the double it reads, 16.0.)
+  refused("[4]", "[0,1.6e1]",
+          "end offset should be an integer in [0, 2^64-1] written with digits only, but is number 16.0");
+  refused("[4]", "[0,16.0]", "but is number 16.0");
   refused("[4]", "[-0,16]", "begin offset should be an integer");
-  refused("[4]", "[-16,16]", "but is -16");
-  refused("[4]", "[18446744073709551616,16]", "but is 18446744073709551616");
+  refused("[4]", "[-16,16]", "but is number -16");
+  refused("[4]", "[18446744073709551616,16]", "but is number 1.8446744073709552e+19");
+  refused("[4]", "[0,\"16\"]",
+          "end offset should be an integer in [0, 2^64-1] written with digits only, but is string \"16\"");
   refused("[4]", "[18446744073709551615,18446744073709551615]", "lies outside the 16 data bytes");
 }
 
@@ -293,36 +299,90 @@ TEST_CASE("json: duplicate keys are found among 100k, in linearithmic time", "[c
   const int n = 100000;
   std::string text = "{";
   for (int i = 0; i < n; ++i) text += cat(i ? "," : "", "\"layer", i, ".weight\":", i);
-  json::Value v = json::parse(text + "}");
-  REQUIRE(v.as_object().size() == n);
-  REQUIRE(v.as_object()[n - 1].first == cat("layer", n - 1, ".weight"));
-  REQUIRE(v.as_object()[n - 1].second.as_int() == n - 1);
-  REQUIRE_THROWS_WITH(json::parse(text + ",\"layer12345.weight\":0}"),
+  std::vector<std::string> keys;
+  nlohmann::json v = parse_json(text + "}", &keys);
+  REQUIRE(v.size() == n);
+  REQUIRE(keys.size() == n);
+  REQUIRE(keys[n - 1] == cat("layer", n - 1, ".weight"));  // in the text's order, not sorted
+  REQUIRE(keys[10] == "layer10.weight");
+  REQUIRE(json_int64(v[keys[n - 1]], "x") == n - 1);
+  REQUIRE_THROWS_WITH(parse_json(text + ",\"layer12345.weight\":0}"),
                       Catch::Contains("duplicate key \"layer12345.weight\""));
-  REQUIRE_THROWS_WITH(json::parse(text + ",\"layer99999.weight\":0}"),
+  REQUIRE_THROWS_WITH(parse_json(text + ",\"layer99999.weight\":0}"),
                       Catch::Contains("duplicate key \"layer99999.weight\""));
+  // In a nested object, and in objects inside arrays; the same key in sibling objects is fine.
+  REQUIRE_THROWS_WITH(parse_json("{\"a\":{\"b\":1,\"b\":2}}"), Catch::Contains("duplicate key \"b\""));
+  REQUIRE_THROWS_WITH(parse_json("[{\"b\":1},{\"c\":1,\"c\":2}]"), Catch::Contains("duplicate key \"c\""));
+  REQUIRE(parse_json("[{\"b\":1},{\"b\":2}]").size() == 2);
+  REQUIRE(parse_json("{\"a\":{\"b\":1},\"b\":{\"b\":2}}", &keys)["b"]["b"] == 2);
+  REQUIRE(keys == std::vector<std::string>{"a", "b"});  // top-level keys only
+  parse_json("[{\"b\":1}]", &keys);
+  REQUIRE(keys.empty());
 }
 
 TEST_CASE("json: integers are read exactly or refused", "[checkpoint][json]") {
-  auto num = [](const std::string& text) { return json::parse(text); };
-  REQUIRE(num("9223372036854775807").as_int() == INT64_MAX);
-  REQUIRE(num("-9223372036854775808").as_int() == INT64_MIN);
-  REQUIRE(num("-0").as_int() == 0);
-  REQUIRE(num("18446744073709551615").as_uint64() == UINT64_MAX);
-  REQUIRE(num("9007199254740993").as_uint64() == 9007199254740993ull);  // 2^53 + 1: a double would round it
-  for (const char* bad : {"9223372036854775808", "-9223372036854775809", "1e3", "1.0", "1E0"}) {
+  auto num = [](const std::string& text) { return parse_json(text); };
+  REQUIRE(json_int64(num("9223372036854775807"), "n") == INT64_MAX);
+  REQUIRE(json_int64(num("-9223372036854775808"), "n") == INT64_MIN);
+  REQUIRE(json_int64(num("-0"), "n") == 0);
+  REQUIRE(json_uint64(num("18446744073709551615"), "n") == UINT64_MAX);
+  REQUIRE(json_uint64(num("9007199254740993"), "n") == 9007199254740993ull);  // 2^53 + 1: a double would round it
+  for (const char* bad : {"9223372036854775808", "-9223372036854775809", "1e3", "1.0", "1E0", "\"1\"", "null"}) {
     INFO(bad);
-    REQUIRE_THROWS_WITH(num(bad).as_int("n"), Catch::Contains("n should be an integer") && Catch::Contains(bad));
+    REQUIRE_THROWS_WITH(json_int64(num(bad), "n"), Catch::Contains("n should be an integer"));
   }
-  for (const char* bad : {"18446744073709551616", "-1", "1e3", "0.5"}) {
+  for (const char* bad : {"18446744073709551616", "-1", "-0", "1e3", "0.5", "true"}) {
     INFO(bad);
-    REQUIRE_THROWS_WITH(num(bad).as_uint64("n"), Catch::Contains("n should be an integer") && Catch::Contains(bad));
+    REQUIRE_THROWS_WITH(json_uint64(num(bad), "n"), Catch::Contains("n should be an integer"));
   }
+  REQUIRE_THROWS_WITH(json_double(num("\"0.5\""), "lr"),
+                      Catch::Contains("lr should be a number, but is string \"0.5\""));
+  REQUIRE(json_double(num("3"), "x") == 3.0);
 }
 
-TEST_CASE("json: surrogate escapes must pair up", "[checkpoint][json]") {
-  REQUIRE(json::parse("\"\\ud83d\\ude00\"").as_string() == "\xF0\x9F\x98\x80");
-  REQUIRE_THROWS_WITH(json::parse("\"\\ud83d\\u0041\""), Catch::Contains("not followed by a low surrogate"));
-  REQUIRE_THROWS_WITH(json::parse("\"\\ud83dx\""), Catch::Contains("not followed by a \\u low surrogate"));
-  REQUIRE_THROWS_WITH(json::parse("\"\\ude00\""), Catch::Contains("lone low surrogate"));
+TEST_CASE("json: malformed text, deep nesting and overflowing numbers are refused as EngineError",
+          "[checkpoint][json]") {
+  for (const char* bad : {"", "{", "{\"a\":}", "[1,]", "{\"a\":1} x", "\"\\ud83d\\u0041\"", "\"\\ude00\"", "\"\xff\"",
+                          "1e400", "nul", "\"tab\there\""}) {
+    INFO(bad);
+    REQUIRE_THROWS_AS(parse_json(bad), EngineError);
+    REQUIRE_THROWS_WITH(parse_json(bad), Catch::StartsWith("json: "));
+  }
+  // A message quotes little of a long input (nlohmann's names the whole token it stopped in).
+  try {
+    parse_json("\"" + std::string(1000000, 'a'));
+    FAIL("an unterminated string parsed");
+  } catch (const EngineError& e) {
+    REQUIRE(std::string(e.what()).size() < 1000);
+    REQUIRE_THAT(e.what(), Catch::Contains("more bytes)"));
+  }
+  std::string many = "[0";
+  for (int i = 0; i < 100000; ++i) many += ",1";
+  try {
+    json_int64(parse_json(many + "]"), "n");
+    FAIL("an array read as an integer");
+  } catch (const EngineError& e) {
+    REQUIRE(std::string(e.what()).size() < 1000);
+    REQUIRE_THAT(e.what(), Catch::Contains("n should be an integer") && Catch::Contains("but is array [0,1,1"));
+  }
+  REQUIRE(parse_json(std::string(64, '[') + std::string(64, ']')).is_array());
+  REQUIRE_THROWS_WITH(parse_json(std::string(65, '[') + std::string(65, ']')),
+                      Catch::Contains("nesting deeper than 64 levels"));
+  // A million levels: refused at level 65, not after a million recursive calls.
+  REQUIRE_THROWS_WITH(parse_json(std::string(1000000, '[')), Catch::Contains("nesting deeper than 64 levels"));
+  REQUIRE(parse_json("\"\\ud83d\\ude00\"") == "\xF0\x9F\x98\x80");
+  REQUIRE(is_utf8("caf\xC3\xA9"));
+  REQUIRE_FALSE(is_utf8("caf\xE9"));
+}
+
+TEST_CASE("json: doubles are written so that they read back bit-identical, NaN as null", "[checkpoint][json]") {
+  const double values[] = {0.1,  0.1 + 0.2, 1.0 / 3, 5e-324, 2.2250738585072014e-308, 1.7976931348623157e308,
+                           -0.0, 1e21,      1e-7,    0.05,   123456789.123456789,     9007199254740993.0};
+  for (double d : values) {
+    INFO(nlohmann::json(d).dump());
+    const double back = json_double(parse_json(nlohmann::json(d).dump()), "d");
+    REQUIRE(std::memcmp(&back, &d, sizeof d) == 0);
+  }
+  REQUIRE(nlohmann::json(NAN).dump() == "null");
+  REQUIRE(nlohmann::json(INFINITY).dump() == "null");
 }

@@ -155,6 +155,14 @@ TEST_CASE("conv2d: forward and gradients match a direct convolution", "[ops][con
       {3, 2, 2, 2, 3, 3, 3, params(2, 2, 1, 1), true},   // 2x2 input, stride 2: rows/cols 1..2 only
       {2, 2, 1, 5, 3, 3, 3, params(2, 1, 2, 1), true},   // 1-row input, pad 2, stride 2: rows 0 and 2 live, 1 dead
       {2, 2, 1, 1, 3, 1, 1, params(4, 4, 3, 3), true},   // no tap ever reads the image: the output is the bias
+      // Small padded maps (ResNet's at 28 px). Where every output reads its whole input plane, the CPU runs the
+      // convolution as one dense-matrix GEMM (kernels/cpu/conv.cpp, use_dense):
+      {3, 5, 4, 4, 6, 3, 3, params(1, 1, 1, 1), true},   // 4x4: im2col by tables
+      {2, 4, 2, 2, 3, 3, 3, params(1, 1, 1, 1), false},  // 2x2, pad 1: dense
+      {4, 3, 1, 2, 4, 3, 3, params(1, 1, 1, 1), true},   // 1x2: rows cropped to the centre tap, then dense
+      {3, 3, 7, 7, 4, 3, 3, params(2, 2, 1, 1), true},   // 7x7 stride 2 -> 4x4 (ResNet's downsampling)
+      {2, 3, 4, 5, 2, 3, 3, params(2, 1, 1, 1), true},   // 4x5 -> 2x5, asymmetric stride
+      {2, 2, 3, 3, 2, 5, 5, params(1, 1, 3, 3), true},   // pad 3 > tap reach: some pixels read only padding
   };
   for (const Case& k : cases) {
     check_against_naive(k, DType::f64, 1e-12);
@@ -177,7 +185,8 @@ TEST_CASE("conv2d: gradient check in float64", "[ops][conv][gradcheck]") {
       {1, 2, 7, 9, 3, 3, 3, params(1, 1, 3, 3), true},  {1, 2, 7, 9, 3, 7, 7, params(2, 2, 3, 3), true},
       {3, 2, 7, 9, 3, 7, 7, params(1, 1, 3, 3), false}, {3, 2, 7, 9, 3, 7, 7, params(2, 2, 1, 1), true},
       {3, 2, 7, 9, 3, 3, 1, params(2, 1, 1, 0), true},  {3, 2, 1, 1, 3, 3, 3, params(1, 1, 1, 1), true},
-      {3, 2, 2, 3, 3, 3, 3, params(2, 2, 1, 1), true},
+      {3, 2, 2, 3, 3, 3, 3, params(2, 2, 1, 1), true},  {2, 3, 4, 4, 3, 3, 3, params(1, 1, 1, 1), true},
+      {2, 3, 2, 2, 4, 3, 3, params(1, 1, 1, 1), false}, {2, 2, 3, 3, 2, 5, 5, params(1, 1, 3, 3), true},
   };
   uint64_t seed = 100;
   for (const Case& k : cases) {
