@@ -234,6 +234,12 @@ engine::Metadata config_to_metadata(const TrainConfig& cfg) {
   return m;
 }
 
+const std::set<std::string>& fields_added_later() {
+  static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase", "erase-fill",
+                                              "ema",       "no-wd-bn"};
+  return names;
+}
+
 TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string& path) {
   TrainConfig cfg;
   auto it = meta.find("config.model");
@@ -242,10 +248,7 @@ TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string
   for (const auto& f : train_config_fields()) {
     if (f.name == "resume") continue;
     auto v = meta.find("config." + f.name);
-    // Switches added after the first checkpoints were written: a file without them ran with them off.
-    static const std::set<std::string> added_later = {"drop-last", "detect-anomaly", "log-every", "erase", "erase-fill",
-                                                      "ema",       "no-wd-bn"};
-    if (v == meta.end() && added_later.count(f.name)) continue;
+    if (v == meta.end() && fields_added_later().count(f.name)) continue;
     ENGINE_CHECK(v != meta.end(), path, ": metadata lacks config.", f.name);
     try {
       f.set(cfg, v->second);

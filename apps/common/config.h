@@ -77,6 +77,8 @@ std::string config_to_json(const TrainConfig& cfg);           // one flat, prett
 engine::Metadata config_to_metadata(const TrainConfig& cfg);  // "config.<name>" -> value
 // The configuration saved in a checkpoint; throws naming `path` if keys are missing or invalid.
 TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string& path);
+// Fields added after the first checkpoints were written: a checkpoint without one ran with its default.
+const std::set<std::string>& fields_added_later();
 // Resuming: start from the checkpoint's config, take the fields that may change from `cli_cfg` when given, and
 // reject any other explicitly given field whose value differs.
 TrainConfig merge_for_resume(const TrainConfig& saved, const TrainConfig& cli_cfg, const std::set<std::string>& given);
