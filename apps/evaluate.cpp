@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
+#include <memory>
 
 #include "apps/common/cli.h"
 #include "apps/common/config.h"
@@ -13,6 +14,7 @@
 #include "engine/checkpoint.h"
 #include "engine/device.h"
 #include "engine/error.h"
+#include "engine/optim/ema.h"
 #include "models/registry.h"
 
 int main(int argc, char** argv) {
@@ -65,11 +67,19 @@ int main(int argc, char** argv) {
     auto model = models::create(cfg.model, models::ModelConfig{});
     model->to(device);
     engine::load_checkpoint(path, *model);
+    // A run trained with --ema was evaluated with its weight averages: so is its checkpoint.
+    std::unique_ptr<engine::optim::ModelEma> ema;
+    if (cfg.ema > 0) {
+      ema = std::make_unique<engine::optim::ModelEma>(*model, cfg.ema);
+      ENGINE_CHECK(ema->load(path), path, ": trained with --ema ", cfg.ema, " but holds no weight averages (ema.*)");
+      ema->swap(*model);
+    }
     app::FashionMnist data = app::load_fashion_mnist(data_dir);
     app::DeviceDataset test(data.test.head(limit_test), device);
     app::EvalResult r = app::evaluate(*model, test, app::preprocess_of(cfg), batch_size);
-    fmt::print("{} ({}, {} px{}) on {}: test loss {:.4f}  test acc {:.4f}  ({} images)\n", path, cfg.model, cfg.resize,
-               cfg.normalize ? ", normalised" : "", device.str(), r.loss, r.accuracy, r.count);
+    fmt::print("{} ({}, {} px{}{}) on {}: test loss {:.4f}  test acc {:.4f}  ({} images)\n", path, cfg.model,
+               cfg.resize, cfg.normalize ? ", normalised" : "", ema ? ", EMA weights" : "", device.str(), r.loss,
+               r.accuracy, r.count);
     if (meta.count("epoch")) fmt::print("checkpoint after epoch {} of {}\n", meta["epoch"], meta["config.epochs"]);
     fmt::print("per-class test accuracy:\n{}", app::per_class_table(r));
     return 0;

@@ -12,6 +12,7 @@
 
 #include "engine/error.h"
 #include "engine/json_strict.h"
+#include "engine/optim/ema.h"
 
 namespace engine {
 
@@ -331,7 +332,7 @@ SafetensorsFile parse_safetensors(std::string_view bytes, const std::string& nam
 
 // ---------------- module checkpoints ----------------
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::SGD* opt, const Metadata& metadata,
-                     int64_t num_batches_tracked) {
+                     int64_t num_batches_tracked, const nn::NamedTensors& extra) {
   SafetensorsFile file;
   file.metadata = metadata;
   nn::NamedTensors params = model.named_parameters();
@@ -361,6 +362,7 @@ void save_checkpoint(const std::string& path, const nn::Module& model, const opt
       file.tensors.emplace_back(kMomentumPrefix + *name, StoredTensor::from(bufs[i]));
     }
   }
+  for (const auto& [name, t] : extra) file.tensors.emplace_back(name, StoredTensor::from(t));
   write_safetensors(path, file);
 }
 
@@ -419,6 +421,10 @@ Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::SGD*
       bool known = false;
       for (const auto& [n, p] : params) known = known || n == param;
       if (known) continue;
+    }
+    if (name.rfind(optim::kEmaPrefix, 0) == 0) {  // the average of a model tensor: ModelEma::load reads it
+      const std::string of = name.substr(std::strlen(optim::kEmaPrefix));
+      if (used.count(of)) continue;
     }
     unknown.push_back(name);
   }

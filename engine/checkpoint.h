@@ -53,13 +53,14 @@ inline constexpr char kMomentumPrefix[] = "optimizer.momentum.";
 // `num_batches_tracked` >= 0 also writes "<bn>.num_batches_tracked" (int64) beside every BatchNorm's running
 // statistics, as torchvision's state_dict has them, so the file loads into torchvision with strict=True once
 // the optimizer entries are dropped.
+// `extra` tensors (the weight averages "ema.<name>" of engine/optim/ema.h) are written after them as given.
 void save_checkpoint(const std::string& path, const nn::Module& model, const optim::SGD* opt, const Metadata& metadata,
-                     int64_t num_batches_tracked = -1);
+                     int64_t num_batches_tracked = -1, const nn::NamedTensors& extra = {});
 
 // Loads parameters and buffers into `model` (converted to each slot's dtype and device). Every model tensor must
-// be present with its shape; unknown names other than optimizer entries and num_batches_tracked are an error
-// (it is another model). With `opt`, its momentum buffers are restored (those absent stay undefined: the
-// parameter had not been stepped). Returns the metadata.
+// be present with its shape; unknown names other than optimizer entries, weight averages ("ema.<model tensor>",
+// read by optim::ModelEma::load) and num_batches_tracked are an error (it is another model). With `opt`, its momentum
+// buffers are restored (those absent stay undefined: the parameter had not been stepped). Returns the metadata.
 Metadata load_checkpoint(const std::string& path, nn::Module& model, optim::SGD* opt = nullptr);
 
 }  // namespace engine

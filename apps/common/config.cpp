@@ -117,6 +117,18 @@ const std::vector<ConfigField>& train_config_fields() {
       flag("normalize", &C::normalize, false, "Normalise with the training set's mean 0.2860 and std 0.3530."),
       flag("augment", &C::augment, false,
            "Random crop with zero padding 4 (scaled to the resolution: 14 at 96 px) and random horizontal flip."),
+      dbl("erase", "P", &C::erase, 0, 1, false,
+          "Random erasing (Zhong et al. 2017) of training images with probability P: one rectangle of 2-40% of the "
+          "image, aspect ratio log-uniform in [0.3, 3.3], as torchvision's RandomErasing (default 0: off)."),
+      choice("erase-fill", &C::erase_fill, {"random", "zero"}, false,
+             "What --erase writes: random intensities in [0, 1], normalised like the image (the paper's RE-R), or "
+             "zero in the network input (torchvision's value=0 after Normalize) (default random)."),
+      dbl("ema", "DECAY", &C::ema, 0, 0.999999, false,
+          "Evaluate (validation, test, best checkpoint) with an exponential moving average of the weights and BN "
+          "statistics, updated after every step: ema = DECAY * ema + (1 - DECAY) * w (default 0: off). It spans "
+          "about 1 / (1 - DECAY) steps, so keep that well below the run's steps."),
+      flag("no-wd-bn", &C::no_wd_bn, false,
+           "No weight decay on BatchNorm weights and biases and on every bias (the rest keep --weight-decay)."),
       dbl("val-split", "F", &C::val_split, 0, 0.9, false,
           "Hold out this fraction of the training set (seeded) for validation; the best checkpoint and early "
           "stopping then follow validation accuracy instead of test accuracy (default 0: no split)."),
@@ -223,7 +235,8 @@ engine::Metadata config_to_metadata(const TrainConfig& cfg) {
 }
 
 const std::set<std::string>& fields_added_later() {
-  static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every"};
+  static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase", "erase-fill",
+                                              "ema",       "no-wd-bn"};
   return names;
 }
 

@@ -33,6 +33,10 @@ struct TrainConfig {
   int64_t resize = 96;
   bool normalize = false;
   bool augment = false;
+  double erase = 0;                   // random-erasing probability per training image; 0: off
+  std::string erase_fill = "random";  // random | zero
+  double ema = 0;                     // EMA decay of the weights used for evaluation; 0: off
+  bool no_wd_bn = false;              // no weight decay on BatchNorm parameters and biases
   double val_split = 0;
   int64_t early_stop = 0;       // epochs without improvement before stopping; 0: never
   std::string init = "model";   // model (the model's own init, He for ResNets) | xavier

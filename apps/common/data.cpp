@@ -23,6 +23,7 @@ kernels::ImageBatchParams batch_params(const Preprocess& pp, int src_h, int src_
   p.normalize = pp.normalize;
   p.mean = static_cast<float>(pp.mean);
   p.stddev = static_cast<float>(pp.stddev);
+  p.erase_random = pp.erase_random;
   return p;
 }
 
@@ -119,14 +120,20 @@ BatchBuilder::BatchBuilder(const DeviceDataset& data, const kernels::ImageBatchP
 }
 
 void BatchBuilder::set_plan(const std::vector<kernels::SampleSpec>& plan) {
-  static_assert(sizeof(kernels::SampleSpec) == 4 * sizeof(int32_t), "SampleSpec must be four int32");
-  for (const auto& s : plan)
+  constexpr int64_t kInts = sizeof(kernels::SampleSpec) / sizeof(int32_t);
+  static_assert(sizeof(kernels::SampleSpec) == kInts * sizeof(int32_t), "SampleSpec must be int32 fields");
+  for (const auto& s : plan) {
     ENGINE_CHECK(s.index >= 0 && s.index < data_.size() && s.off_y >= 0 && s.off_x >= 0 && s.off_y <= 2 * params_.pad &&
                      s.off_x <= 2 * params_.pad,
                  "batch plan: sample (index ", s.index, ", offset ", s.off_y, ",", s.off_x,
                  ") is outside the dataset of ", data_.size(), " or the padding ", params_.pad);
+    ENGINE_CHECK(s.erase_h == 0 || (s.erase_h > 0 && s.erase_w > 0 && s.erase_y >= 0 && s.erase_x >= 0 &&
+                                    s.erase_y + s.erase_h <= params_.out_h && s.erase_x + s.erase_w <= params_.out_w),
+                 "batch plan: erase rectangle ", s.erase_h, "x", s.erase_w, " at ", s.erase_y, ",", s.erase_x,
+                 " is outside the ", params_.out_h, "x", params_.out_w, " image");
+  }
   plan_size_ = static_cast<int64_t>(plan.size());
-  engine::Tensor host = engine::Tensor::empty({plan_size_ * 4}, engine::DType::i32, engine::Device::cpu());
+  engine::Tensor host = engine::Tensor::empty({plan_size_ * kInts}, engine::DType::i32, engine::Device::cpu());
   if (plan_size_) std::memcpy(host.raw_data(), plan.data(), plan.size() * sizeof(kernels::SampleSpec));
   plan_ = host.to(data_.device());
 }

@@ -23,6 +23,7 @@ struct Preprocess {
   bool normalize = false;
   double mean = 0.2860, stddev = 0.3530;  // Fashion-MNIST training set statistics
   bool augment = false;                   // random crop with padding 4 (scaled to the resolution) + horizontal flip
+  bool erase_random = false;              // --erase-fill random (else zero); random_erasing.h
   // round(4 * resize / 28): torchvision's RandomCrop(28, padding=4) scaled to the resized image.
   int crop_padding() const;
 };

@@ -48,20 +48,9 @@ std::vector<RunSpec> experiment_runs(const std::string& experiment, Scale scale)
 // init (the models' own), 28 px.
 void apply_paper_recipe(TrainConfig& cfg);
 // The project's best recipe so far (the same for every depth): SGD Nesterov momentum 0.9, lr 0.1, weight decay
-// 5e-4, batch 128, cosine schedule with 1 epoch of warmup, label smoothing 0.1, crop + flip, normalisation; plus
-// every flag of recipe_flags_pending() that this build's configuration has.
+// 5e-4, batch 128, cosine schedule with 1 epoch of warmup, label smoothing 0.1, crop + flip, normalisation,
+// random erasing p 0.5, EMA 0.999 for evaluation, no weight decay on BN and biases.
 void apply_best_recipe(TrainConfig& cfg);
-
-// Recipe flags the best recipe uses once their configuration fields exist (the random erasing, EMA and no-WD
-// work of issue 11, merged separately). apply_best_recipe() sets each one whose field is in
-// train_config_fields(); the others are skipped and named in --help and the report. If a merged field is named
-// differently, rename it here.
-struct PendingFlag {
-  std::string field, value, what;
-};
-const std::vector<PendingFlag>& recipe_flags_pending();
-// The names of those that this build's configuration lacks.
-std::vector<std::string> recipe_flags_missing();
 
 // `train_fmnist MODEL --flag value ...` with every field that differs from TrainConfig's defaults (out and data
 // included when set): the command that trains the same run alone.

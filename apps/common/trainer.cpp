@@ -18,12 +18,15 @@
 #include "apps/common/files.h"
 #include "apps/common/plot.h"
 #include "apps/common/progress.h"
+#include "apps/common/random_erasing.h"
 #include "apps/common/step_log.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
 #include "engine/error.h"
 #include "engine/json_strict.h"
 #include "engine/ops.h"
+#include "engine/optim/ema.h"
+#include "engine/optim/param_groups.h"
 #include "engine/optim/sgd.h"
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/runtime.h"
@@ -59,6 +62,7 @@ Preprocess preprocess_of(const TrainConfig& cfg) {
   pp.resize = static_cast<int>(cfg.resize);
   pp.normalize = cfg.normalize;
   pp.augment = cfg.augment;
+  pp.erase_random = cfg.erase_fill == "random";
   return pp;
 }
 
@@ -360,8 +364,11 @@ RunState state_from_metadata(const engine::Metadata& m, const std::string& path,
 
 // Loads a checkpoint to resume from into `model` and `opt` and returns its run state; refuses one holding a
 // non-finite value (it would diverge again at once).
-RunState load_for_resume(const TrainConfig& cfg, int64_t n, engine::nn::Module& model, engine::optim::SGD& opt) {
+RunState load_for_resume(const TrainConfig& cfg, int64_t n, engine::nn::Module& model, engine::optim::SGD& opt,
+                         engine::optim::ModelEma* ema) {
   engine::Metadata meta = engine::load_checkpoint(cfg.resume, model, &opt);
+  ENGINE_CHECK(!ema || ema->load(cfg.resume), cfg.resume, ": --ema ", cfg.ema,
+               " but the checkpoint holds no weight averages (ema.*); was it edited?");
   const std::string bad = first_nonfinite_tensor(model, &opt);
   ENGINE_CHECK(bad.empty(), cfg.resume, ": tensor '", bad,
                "' holds a non-finite value; resume from an earlier checkpoint (train_fmnist writes only finite ones)");
@@ -370,6 +377,16 @@ RunState load_for_resume(const TrainConfig& cfg, int64_t n, engine::nn::Module& 
 
 engine::optim::SgdOptions sgd_options(const TrainConfig& cfg) {
   return {cfg.lr, cfg.momentum, cfg.weight_decay, cfg.nesterov};
+}
+
+// --no-wd-bn: BN parameters and biases in a group of their own without weight decay.
+engine::optim::SGD make_optimizer(const TrainConfig& cfg, const engine::nn::Module& model) {
+  return engine::optim::SGD(engine::optim::weight_decay_groups(model, cfg.weight_decay, cfg.no_wd_bn),
+                            sgd_options(cfg));
+}
+
+std::unique_ptr<engine::optim::ModelEma> make_ema(const TrainConfig& cfg, const engine::nn::Module& model) {
+  return cfg.ema > 0 ? std::make_unique<engine::optim::ModelEma>(model, cfg.ema) : nullptr;
 }
 
 std::string fixed(const char* label, double v, int digits) { return fmt::format("{}{:.{}f}", label, v, digits); }
@@ -396,8 +413,8 @@ void check_before_training(const TrainConfig& cfg, const FashionMnist& data, eng
   const int64_t n = training_examples(cfg, data);
   steps_per_epoch(n, cfg.batch_size, cfg.drop_last);
   if (!cfg.resume.empty()) {
-    engine::optim::SGD opt(model.parameters(), sgd_options(cfg));
-    load_for_resume(cfg, n, model, opt);
+    engine::optim::SGD opt = make_optimizer(cfg, model);
+    load_for_resume(cfg, n, model, opt, make_ema(cfg, model).get());
   }
 }
 
@@ -431,7 +448,8 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   if (cfg.resume.empty() && cfg.init == "xavier") xavier_uniform_init(*model, engine::default_generator());
   model->to(device);
   model->train();
-  engine::optim::SGD opt(model->parameters(), sgd_options(cfg));
+  engine::optim::SGD opt = make_optimizer(cfg, *model);
+  std::unique_ptr<engine::optim::ModelEma> ema = make_ema(cfg, *model);  // evaluation uses it when on
   RunState st;
   st.train_examples = n;
   // The newest checkpoint known to be good (all finite): what a diverged run points the user to.
@@ -440,7 +458,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     return s.step == 0 ? cat("after epoch ", s.epoch) : cat("epoch ", s.epoch + 1, " step ", s.step, "/", steps);
   };
   if (!cfg.resume.empty()) {
-    st = load_for_resume(cfg, n, *model, opt);
+    st = load_for_resume(cfg, n, *model, opt, ema.get());
     good_path = cfg.resume;
     good_when = when(st);
   }
@@ -472,8 +490,9 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     const std::string bad = first_nonfinite_tensor(*model, &opt);
     if (!bad.empty()) return cat("tensor '", bad, "' holds a non-finite value ", when_text);
     const engine::Metadata meta = state_metadata(cfg, st, monitor);
-    if (best) engine::save_checkpoint(best_path, *model, &opt, meta, st.global_step);
-    engine::save_checkpoint(last_path, *model, &opt, meta, st.global_step);
+    const engine::nn::NamedTensors averages = ema ? ema->checkpoint_tensors() : engine::nn::NamedTensors{};
+    if (best) engine::save_checkpoint(best_path, *model, &opt, meta, st.global_step, averages);
+    engine::save_checkpoint(last_path, *model, &opt, meta, st.global_step, averages);
     good_path = last_path;
     good_when = when(st);
     return "";
@@ -491,7 +510,10 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   bool ran_epoch = false;
   for (int64_t e = st.epoch; e < cfg.epochs; ++e) {
     const int64_t first_step = e == st.epoch ? st.step : 0;
-    builder.set_plan(make_epoch_plan(n, static_cast<uint64_t>(cfg.seed), e, true, cfg.augment, builder.params().pad));
+    std::vector<kernels::SampleSpec> plan =
+        make_epoch_plan(n, static_cast<uint64_t>(cfg.seed), e, true, cfg.augment, builder.params().pad);
+    add_random_erasing(plan, RandomErasing{cfg.erase}, static_cast<uint64_t>(cfg.seed), e, pp.resize, pp.resize);
+    builder.set_plan(plan);
     acc.reset();
     double carried_seconds = 0, carried_count = 0;
     if (first_step > 0) {
@@ -513,6 +535,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       opt.zero_grad();
       loss.backward();
       opt.step();
+      if (ema) ema->update(*model);
       acc.add(logits.detach(), b.y, loss.detach(), step);
       ++st.global_step;
       if (hooks.after_step) hooks.after_step(e, step, *model);
@@ -571,14 +594,17 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     r.train_loss = totals.loss();
     r.train_acc = totals.accuracy();
     r.val_loss = r.val_acc = NAN;
-    if (val_data) {
-      EvalResult v = evaluate(*model, *val_data, pp, bs);
-      r.val_loss = v.loss;
-      r.val_acc = v.accuracy;
+    {
+      engine::optim::EmaScope averaged(ema.get(), *model);  // --ema: evaluate the averages
+      if (val_data) {
+        EvalResult v = evaluate(*model, *val_data, pp, bs);
+        r.val_loss = v.loss;
+        r.val_acc = v.accuracy;
+      }
+      result.final_test = evaluate(*model, test_data, pp, bs);
+      r.test_loss = result.final_test.loss;
+      r.test_acc = result.final_test.accuracy;
     }
-    result.final_test = evaluate(*model, test_data, pp, bs);
-    r.test_loss = result.final_test.loss;
-    r.test_acc = result.final_test.accuracy;
     const std::string after = cat("after epoch ", e + 1, "/", cfg.epochs);
     if (val_data && !loss_ok(r.val_loss)) return diverged(cat(bad_loss("validation loss", r.val_loss), " ", after));
     if (!loss_ok(r.test_loss)) return diverged(cat(bad_loss("test loss", r.test_loss), " ", after));
@@ -628,7 +654,10 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       break;
     }
   }
-  if (!ran_epoch) result.final_test = evaluate(*model, test_data, pp, bs);
+  if (!ran_epoch) {
+    engine::optim::EmaScope averaged(ema.get(), *model);
+    result.final_test = evaluate(*model, test_data, pp, bs);
+  }
   result.history = st.history;
   if (result.status == TrainStatus::finished)
     result.message = cat("finished ", cfg.epochs, " epochs; best ", monitor, " ", fixed("", st.best_metric, 4),

@@ -1,12 +1,28 @@
 #include "engine/optim/sgd.h"
 
+#include <algorithm>
+
 #include "engine/ops/common.h"
 #include "kernels/sgd.h"
 
 namespace engine::optim {
 
+namespace {
+std::vector<ParamGroup> one_group(std::vector<Tensor> params, double weight_decay) {
+  return {ParamGroup{std::move(params), weight_decay}};
+}
+}  // namespace
+
 SGD::SGD(std::vector<Tensor> params, SgdOptions options)
-    : params_(std::move(params)), buffers_(params_.size()), options_(options) {
+    : SGD(one_group(std::move(params), options.weight_decay), options) {}
+
+SGD::SGD(const std::vector<ParamGroup>& groups, SgdOptions options) : options_(options) {
+  for (const auto& g : groups) {
+    ENGINE_CHECK(g.weight_decay >= 0, "SGD: weight decay ", g.weight_decay, " must be non-negative");
+    params_.insert(params_.end(), g.params.begin(), g.params.end());
+    weight_decay_.insert(weight_decay_.end(), g.params.size(), g.weight_decay);
+  }
+  buffers_.resize(params_.size());
   ENGINE_CHECK(options.lr >= 0 && options.momentum >= 0 && options.weight_decay >= 0, "SGD: lr ", options.lr,
                ", momentum ", options.momentum, " and weight decay ", options.weight_decay, " must be non-negative");
   ENGINE_CHECK(!options.nesterov || options.momentum > 0, "SGD: Nesterov needs momentum > 0");
@@ -18,33 +34,38 @@ SGD::SGD(std::vector<Tensor> params, SgdOptions options)
 
 void SGD::step() {
   if (params_.empty()) return;
-  // Two groups, so that each fused call has one value of first_step; membership is fixed before any buffer
-  // is created.
+  // One fused call per (first_step, weight decay) pair: first-step membership is fixed before any buffer is
+  // created; the decays are those of the parameter groups (one or two values in practice).
   std::vector<bool> fresh(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) fresh[i] = options_.momentum > 0 && !buffers_[i].defined();
-  for (bool first : {true, false}) {
-    std::vector<kernels::SgdTensor> table;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      Tensor g = params_[i].grad();
-      if (!g.defined()) continue;
-      ENGINE_CHECK(g.shape() == params_[i].shape(), "SGD: gradient ", shape_str(g.shape()), " for parameter ",
-                   shape_str(params_[i].shape()));
-      if (fresh[i] != first) continue;
-      if (fresh[i]) buffers_[i] = Tensor::empty(params_[i].shape(), params_[i].dtype(), params_[i].device());
-      table.push_back({params_[i].raw_data(), g.raw_data(), buffers_[i].defined() ? buffers_[i].raw_data() : nullptr,
-                       params_[i].numel()});
-    }
-    if (table.empty()) continue;
-    kernels::SgdParams p{options_.lr, options_.momentum, options_.weight_decay, options_.nesterov, first};
-    dispatch_dtype(params_[0].dtype(), [&](auto tag) {
-      using T = decltype(tag);
-      if (params_[0].is_cuda()) {
-        ENGINE_CUDA_ONLY("SGD", kernels::cuda::sgd_update<T>(table.data(), static_cast<int>(table.size()), p));
-      } else {
-        kernels::cpu::sgd_update<T>(table.data(), static_cast<int>(table.size()), p);
+  std::vector<double> decays;
+  for (double wd : weight_decay_)
+    if (std::find(decays.begin(), decays.end(), wd) == decays.end()) decays.push_back(wd);
+  for (bool first : {true, false})
+    for (double wd : decays) {
+      std::vector<kernels::SgdTensor> table;
+      for (size_t i = 0; i < params_.size(); ++i) {
+        if (weight_decay_[i] != wd) continue;
+        Tensor g = params_[i].grad();
+        if (!g.defined()) continue;
+        ENGINE_CHECK(g.shape() == params_[i].shape(), "SGD: gradient ", shape_str(g.shape()), " for parameter ",
+                     shape_str(params_[i].shape()));
+        if (fresh[i] != first) continue;
+        if (fresh[i]) buffers_[i] = Tensor::empty(params_[i].shape(), params_[i].dtype(), params_[i].device());
+        table.push_back({params_[i].raw_data(), g.raw_data(), buffers_[i].defined() ? buffers_[i].raw_data() : nullptr,
+                         params_[i].numel()});
       }
-    });
-  }
+      if (table.empty()) continue;
+      kernels::SgdParams p{options_.lr, options_.momentum, wd, options_.nesterov, first};
+      dispatch_dtype(params_[0].dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        if (params_[0].is_cuda()) {
+          ENGINE_CUDA_ONLY("SGD", kernels::cuda::sgd_update<T>(table.data(), static_cast<int>(table.size()), p));
+        } else {
+          kernels::cpu::sgd_update<T>(table.data(), static_cast<int>(table.size()), p);
+        }
+      });
+    }
 }
 
 void SGD::zero_grad() {
