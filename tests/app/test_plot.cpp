@@ -258,7 +258,7 @@ TEST_CASE("metrics: csv and jsonl files read back", "[app][plot]") {
   REQUIRE_THROWS_WITH(app::read_metrics_csv(dir / "nope.csv"), Catch::Contains("cannot open"));
 }
 
-TEST_CASE("steps.csv: records read back exactly; a cut last line is dropped, a bad one named", "[app][plot]") {
+TEST_CASE("steps.csv: records read back exactly, a cut last line is dropped, a bad one named", "[app][plot]") {
   apptest::TempDir dir;
   std::vector<app::StepRecord> s = steps_of_run();
   s[0].train_loss = 0.1 + 0.2;  // not representable in 6 digits

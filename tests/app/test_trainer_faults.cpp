@@ -159,7 +159,7 @@ TEST_CASE("trainer faults: the state check covers parameters, buffers and moment
   REQUIRE(app::first_nonfinite_tensor(*net, &opt) == "0.weight");
 }
 
-TEST_CASE("trainer faults: SIGTERM finishes the batch, saves and exits 143; the run resumes", "[app][trainer]") {
+TEST_CASE("trainer faults: SIGTERM finishes the batch, saves and exits 143, the run resumes", "[app][trainer]") {
   apptest::TempDir dir;
   app::clear_interrupt();
   app::install_interrupt_handler();
@@ -294,7 +294,7 @@ TEST_CASE("trainer faults: a failed metrics write names metrics.csv", "[app][tra
   REQUIRE_FALSE(fs::exists(dir / "metrics.csv"));
 }
 
-TEST_CASE("trainer faults: a final batch of one example is dropped; --drop-last drops any incomplete one",
+TEST_CASE("trainer faults: a final batch of one example is dropped, --drop-last drops any incomplete one",
           "[app][trainer]") {
   REQUIRE(app::steps_per_epoch(49, 16, false) == 3);  // 16+16+16, the 49th example waits for another epoch
   REQUIRE(app::steps_per_epoch(50, 16, false) == 4);

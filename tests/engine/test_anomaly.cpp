@@ -113,7 +113,7 @@ TEST_CASE("anomaly: a NaN made in a module's forward names the op and the module
   REQUIRE(std::isnan(y.to_vector().back()));
 }
 
-TEST_CASE("anomaly: Inf as well as NaN; the module paths are those of named_parameters()", "[anomaly]") {
+TEST_CASE("anomaly: Inf as well as NaN, the module paths are those of named_parameters()", "[anomaly]") {
   auto model = small_model([](const Tensor& x) { return plant_forward(x, -INFINITY); });
   DetectAnomalyGuard on;
   CHECK_THAT(anomaly_message([&] { (*model)(input()); }),

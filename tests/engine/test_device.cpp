@@ -39,7 +39,7 @@ TEST_CASE("device: without CUDA, cuda:N is refused by name wherever it is used",
 }
 
 #if ENGINE_HAVE_CUDA
-TEST_CASE("device cuda: the selected index is the current device; past the count is a named error", "[device][cuda]") {
+TEST_CASE("device cuda: the selected index is the current device, past the count is a named error", "[device][cuda]") {
   SKIP_WITHOUT_CUDA();
   const int n = kernels::cuda::device_count();
   REQUIRE(n >= 1);

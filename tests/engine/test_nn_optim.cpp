@@ -35,7 +35,7 @@ TEST_CASE("SGD: momentum and weight decay match torch.optim.SGD by hand", "[opti
   REQUIRE(p[1] == Approx(0.90));
 }
 
-TEST_CASE("SGD: parameters without a gradient are left alone; bad options are refused", "[optim]") {
+TEST_CASE("SGD: parameters without a gradient are left alone, bad options are refused", "[optim]") {
   Tensor a = Tensor::from_vector({1.0}, {1}, DType::f64), b = Tensor::from_vector({2.0}, {1}, DType::f64);
   optim::SGD sgd({a, b}, {0.1, 0.9, 0.0, false});
   a.set_grad(Tensor::from_vector({1.0}, {1}, DType::f64));

@@ -20,7 +20,7 @@ TEST_CASE("tensor: factories, shape and values", "[tensor]") {
   REQUIRE_THROWS_WITH(t.item(), Catch::Contains("6 elements"));
 }
 
-TEST_CASE("tensor: reshape is a view; -1 is inferred; bad shapes are named", "[tensor]") {
+TEST_CASE("tensor: reshape is a view, -1 is inferred, bad shapes are named", "[tensor]") {
   Tensor t = Tensor::from_vector({1, 2, 3, 4, 5, 6}, {2, 3}, DType::f64);
   Tensor v = t.reshape({3, -1});
   REQUIRE(v.shape() == Shape{3, 2});
@@ -67,7 +67,7 @@ TEST_CASE("autograd: chain, accumulation into leaves, shared subexpressions", "[
   REQUIRE_FALSE(x.grad().defined());
 }
 
-TEST_CASE("autograd: the graph is freed after backward; no_grad records nothing", "[autograd]") {
+TEST_CASE("autograd: the graph is freed after backward, no_grad records nothing", "[autograd]") {
   Tensor x = Tensor::from_vector({1, 2}, {2}, DType::f64);
   x.set_requires_grad(true);
   Tensor y = relu(x);

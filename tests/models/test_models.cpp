@@ -134,7 +134,7 @@ TEST_CASE("every registered model: counts, names, and one forward + backward wit
   }
 }
 
-TEST_CASE("stage outputs for a 1x1x224x224 input; the summary agrees with real forwards", "[models][zoo]") {
+TEST_CASE("stage outputs for a 1x1x224x224 input, the summary agrees with real forwards", "[models][zoo]") {
   struct Case {
     const char* name;
     int64_t e;

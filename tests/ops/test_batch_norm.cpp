@@ -97,7 +97,7 @@ TEST_CASE("batch_norm2d: gradient check in float64", "[ops][batch_norm][gradchec
   }
 }
 
-TEST_CASE("batch_norm2d_relu: equals relu(batch_norm2d) forward and backward; gradient check", "[ops][batch_norm]") {
+TEST_CASE("batch_norm2d_relu: equals relu(batch_norm2d) forward and backward, gradient check", "[ops][batch_norm]") {
   for (bool training : {true, false}) {
     for (bool affine : {true, false}) {
       INFO("training " << training << ", affine " << affine);
