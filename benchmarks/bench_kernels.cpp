@@ -622,11 +622,8 @@ int main(int argc, char** argv) {
     }
 
     models::ModelConfig mc;
-    auto model = models::create(o.model, mc);
-    const bench::NetShapes ns = bench::net_shapes(o.model, o.batch, o.res);
-    if (ns.params != model->num_parameters())
-      out.note(engine::cat("WARNING: ", o.model, " has ", model->num_parameters(),
-                           " parameters but benchmarks/resnet_shapes.h expects ", ns.params, ": shapes may be off"));
+    auto model = models::create(o.model, mc);                                // for the SGD case's parameters
+    const bench::NetShapes ns = bench::net_shapes(o.model, o.batch, o.res);  // a trace of the registry's model
 
     Bench b(o, out, json);
     for (const auto& [cs, count] : bench::distinct(ns.convs)) b.conv(cs, count);

@@ -660,8 +660,15 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   }
   result.history = st.history;
   if (result.status == TrainStatus::finished)
-    result.message = cat("finished ", cfg.epochs, " epochs; best ", monitor, " ", fixed("", st.best_metric, 4),
-                         " at epoch ", st.best_epoch, "; outputs in ", cfg.out);
+    // The result is the last epoch's test accuracy; a best epoch is named only where it was chosen on a
+    // validation split (choosing it on the test set would inflate the result).
+    result.message =
+        cat("finished ", cfg.epochs, " epochs; test_acc ",
+            fixed("", st.history.empty() ? result.final_test.accuracy : st.history.back().test_acc, 4),
+            " at the last epoch",
+            val_data ? cat(" (best val_acc ", fixed("", st.best_metric, 4), " at epoch ", st.best_epoch, ")")
+                     : std::string(),
+            "; outputs in ", cfg.out);
   if (log) {
     fmt::print(log, "per-class test accuracy:\n{}", per_class_table(result.final_test));
     std::fflush(log);

@@ -24,16 +24,6 @@ app::TrainConfig recipe_config(const std::string& out) {
   return c;
 }
 
-void require_same_tensors(const std::string& a, const std::string& b) {
-  engine::SafetensorsFile fa = engine::read_safetensors(a), fb = engine::read_safetensors(b);
-  REQUIRE(fa.tensors.size() == fb.tensors.size());
-  for (const auto& [name, t] : fa.tensors) {
-    INFO(name);
-    const engine::StoredTensor* u = fb.find(name);
-    REQUIRE(u);
-    REQUIRE(u->bytes == t.bytes);
-  }
-}
 }  // namespace
 
 TEST_CASE("recipe: --ema evaluates with the averages, which the checkpoint carries", "[app][trainer][ema]") {
@@ -98,7 +88,7 @@ TEST_CASE("recipe: --ema, --erase and --no-wd-bn resume mid-epoch exactly", "[ap
     REQUIRE(rest.history[i].train_loss == full.history[i].train_loss);
     REQUIRE(rest.history[i].test_loss == full.history[i].test_loss);
   }
-  require_same_tensors(dir / "full/last.safetensors", dir / "cut/last.safetensors");  // ema.* included
+  apptest::require_same_tensors(dir / "full/last.safetensors", dir / "cut/last.safetensors");  // ema.* included
 
   // The switches change the run: without them the same seed trains differently.
   app::TrainConfig off = recipe_config(dir / "off");

@@ -7,8 +7,8 @@
 #include "engine/nn/layers.h"
 #include "engine/random.h"
 #include "tests/app/app_test_util.h"
-#include "tests/compare.h"
 #include "tests/app/tiny_run.h"
+#include "tests/compare.h"
 
 using engine::Tensor;
 
@@ -31,17 +31,6 @@ void require_same_history(const std::vector<app::EpochRecord>& a, const std::vec
     REQUIRE(a[i].test_loss == b[i].test_loss);
     REQUIRE(a[i].test_acc == b[i].test_acc);
     REQUIRE(a[i].lr == b[i].lr);
-  }
-}
-
-void require_same_weights(const std::string& a, const std::string& b) {
-  engine::SafetensorsFile fa = engine::read_safetensors(a), fb = engine::read_safetensors(b);
-  REQUIRE(fa.tensors.size() == fb.tensors.size());
-  for (const auto& [name, t] : fa.tensors) {
-    INFO(name);
-    const engine::StoredTensor* u = fb.find(name);
-    REQUIRE(u);
-    REQUIRE(u->bytes == t.bytes);
   }
 }
 
@@ -78,7 +67,7 @@ TEST_CASE("trainer: Ctrl-C mid-epoch then --resume ends exactly like an uninterr
   app::TrainResult rest = app::train(resumed, tiny_net(999), data, quiet());
   REQUIRE(rest.status == app::TrainStatus::finished);
   require_same_history(full.history, rest.history);
-  require_same_weights(dir / "full/last.safetensors", dir / "cut/last.safetensors");
+  apptest::require_same_tensors(dir / "full/last.safetensors", dir / "cut/last.safetensors");
 
   // Interrupted right after the last step of epoch 1: the resumed run only evaluates, then goes on.
   hooks.after_step = [](int64_t e, int64_t s, engine::nn::Module&) {
@@ -90,7 +79,7 @@ TEST_CASE("trainer: Ctrl-C mid-epoch then --resume ends exactly like an uninterr
   resumed.resume = dir / "edge/last.safetensors";
   rest = app::train(resumed, tiny_net(3), data, quiet());
   require_same_history(full.history, rest.history);
-  require_same_weights(dir / "full/last.safetensors", dir / "edge/last.safetensors");
+  apptest::require_same_tensors(dir / "full/last.safetensors", dir / "edge/last.safetensors");
 }
 
 TEST_CASE("trainer: a non-finite loss stops the run naming epoch and step, keeping the last good checkpoint",

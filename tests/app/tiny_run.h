@@ -1,10 +1,12 @@
 // A tiny training run for the trainer tests: a network with every kind of checkpoint state, synthetic data and a
 // configuration that exercises the whole loop in well under a second.
 #pragma once
+#include <catch2/catch.hpp>
 #include <memory>
 #include <string>
 
 #include "apps/common/trainer.h"
+#include "engine/checkpoint.h"
 #include "engine/nn/layers.h"
 #include "engine/random.h"
 #include "tests/app/app_test_util.h"
@@ -57,6 +59,18 @@ inline app::TrainHooks quiet() {
   h.log = nullptr;
   h.plots = false;
   return h;
+}
+
+// Two safetensors files hold the same tensor names with byte-identical contents.
+inline void require_same_tensors(const std::string& a, const std::string& b) {
+  engine::SafetensorsFile fa = engine::read_safetensors(a), fb = engine::read_safetensors(b);
+  REQUIRE(fa.tensors.size() == fb.tensors.size());
+  for (const auto& [name, t] : fa.tensors) {
+    INFO(name);
+    const engine::StoredTensor* u = fb.find(name);
+    REQUIRE(u);
+    REQUIRE(u->bytes == t.bytes);
+  }
 }
 
 }  // namespace apptest
