@@ -1,5 +1,7 @@
 #include "apps/common/experiments.h"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include <sstream>
 
 #include "apps/common/cli.h"
+#include "apps/common/files.h"
 #include "apps/common/metrics.h"
 #include "engine/checkpoint.h"
 #include "engine/device.h"
@@ -234,27 +237,7 @@ double paper_cifar_test_error(const std::string& family, int depth) {
 // ---------------- running ----------------
 namespace {
 
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
-void write_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = cat(path, ".tmp-", ::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    f << text;
-    f.flush();
-    ENGINE_CHECK(f.good(), "cannot write ", tmp, " (disk full or no permission?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  ENGINE_CHECK(!ec, "cannot rename ", tmp, " to ", path, ": ", ec.message());
-}
+std::string utc_now() { return fmt::format("{:%Y-%m-%dT%H:%M:%SZ}", fmt::gmtime(std::time(nullptr))); }
 
 Json read_json_file(const std::string& path) {
   std::ifstream f(path);
@@ -407,7 +390,7 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
     rj["train_command"] = train_command(base);
     if (from_epoch >= cfg.epochs && from_step == 0) {  // stopped after its last epoch, before run.json was written
       rj["status"] = "finished";
-      write_atomic(run_json_path, rj.dump(2) + "\n");
+      write_file_atomic(run_json_path, rj.dump(2) + "\n");
       say(cat(id, ": all ", cfg.epochs, " epochs in ", last, "; skipped"));
       log.line(id, "skipped (finished)");
       result.runs.push_back({id, RunOutcome::skipped});
@@ -429,7 +412,7 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
                     {"from_epoch", from_epoch}, {"from_step", from_step}};
     rj["status"] = "running";
     fs::create_directories(cfg.out);
-    write_atomic(run_json_path, rj.dump(2) + "\n");
+    write_file_atomic(run_json_path, rj.dump(2) + "\n");
 
     timed_out = false;
     const TrainResult tr = train(cfg, model, data, hooks);
@@ -449,16 +432,14 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
     rj["message"] = tr.message;
     if (!rj.contains("sessions")) rj["sessions"] = Json::array();
     rj["sessions"].push_back(session);
-    write_atomic(run_json_path, rj.dump(2) + "\n");
+    write_file_atomic(run_json_path, rj.dump(2) + "\n");
     result.runs.push_back({id, outcome});
 
     if (outcome == RunOutcome::finished) {
       if (!tr.history.empty()) {
         const EpochRecord& r = tr.history.back();
-        char line[160];
-        std::snprintf(line, sizeof line, ": finished: train error %.2f%%, test error %.2f%% after %lld epochs, %.0f s",
-                      100 * (1 - r.train_acc), 100 * (1 - r.test_acc), (long long)r.epoch, r.elapsed_seconds);
-        say(id + line);
+        say(fmt::format("{}: finished: train error {:.2f}%, test error {:.2f}% after {} epochs, {:.0f} s", id,
+                        100 * (1 - r.train_acc), 100 * (1 - r.test_acc), r.epoch, r.elapsed_seconds));
       }
       log.line(id, "finished");
     } else if (outcome == RunOutcome::diverged) {
@@ -528,18 +509,13 @@ RunRecord read_run(const std::string& exp_dir, const RunSpec& spec) {
 
 std::string pct(double v, int digits = 2) {
   if (!std::isfinite(v)) return "—";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
+  return fmt::format("{:.{}f}", v, digits);
 }
 
 std::string duration(double seconds) {
   if (!std::isfinite(seconds) || seconds <= 0) return "—";
   const int64_t s = static_cast<int64_t>(std::llround(seconds));
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60),
-                (long long)(s % 60));
-  return buf;
+  return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
 }
 
 int64_t parameters_of(const RunRecord& r) {
@@ -784,7 +760,7 @@ std::string build_report(const std::string& dir, const FigureWriter& figures) {
 
 std::string write_report(const std::string& dir, const std::string& path, const FigureWriter& figures) {
   const std::string to = path.empty() ? dir + "/report.md" : path;
-  write_atomic(to, build_report(dir, figures));
+  write_file_atomic(to, build_report(dir, figures));
   return to;
 }
 
