@@ -16,6 +16,8 @@ ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure -j "$jobs"
 # One clang tree holds both the sanitized suite and the fuzz targets, so the engine is compiled once for them.
 asan=${ASAN_BUILD_DIR:-build-asan}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+# Leaks inside third-party libraries we cannot free (fontconfig's process-wide cache): tests/lsan.supp.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
 cxx=$(command -v clang++-14)
 # A tree configured with another compiler would make CMake drop its cache and reconfigure without our options.
 if [[ -f $asan/CMakeCache.txt ]] && ! grep -qx "CMAKE_CXX_COMPILER:[A-Z]*=$cxx" "$asan/CMakeCache.txt"; then
