@@ -9,6 +9,7 @@
 #include "engine/autograd.h"
 #include "engine/host_allocator.h"
 #include "engine/ops/common.h"
+#include "kernels/dtype.h"
 #include "kernels/elementwise.h"
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/runtime.h"
@@ -27,6 +28,10 @@ const char* dtype_name(DType d) {
       return "int32";
   }
   return "?";
+}
+
+DType compute_dtype(DType d) {
+  return dispatch_dtype(d, [](auto tag) { return dtype_of<kernels::compute_t<decltype(tag)>>(); });
 }
 
 int64_t numel_of(const Shape& s) {
@@ -152,11 +157,7 @@ void Tensor::fill_(double value) {
   int64_t n = numel();
   dispatch_dtype(dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (is_cuda()) {
-      ENGINE_CUDA_ONLY("fill_", kernels::cuda::fill<T>(data<T>(), static_cast<T>(value), n));
-    } else {
-      kernels::cpu::fill<T>(data<T>(), static_cast<T>(value), n);
-    }
+    ENGINE_KERNEL("fill_", *this, fill<T>, data<T>(), static_cast<T>(value), n);
   });
 }
 
@@ -210,11 +211,7 @@ Tensor Tensor::to(DType dt) const {
   auto convert = [&](auto src_tag, auto dst_tag) {
     using S = decltype(src_tag);
     using D = decltype(dst_tag);
-    if (is_cuda()) {
-      ENGINE_CUDA_ONLY("to(dtype)", kernels::cuda::convert<S, D>(data<S>(), out.data<D>(), n));
-    } else {
-      kernels::cpu::convert<S, D>(data<S>(), out.data<D>(), n);
-    }
+    ENGINE_KERNEL("to(dtype)", *this, convert, data<S>(), out.data<D>(), n);  // S and D deduced
   };
   if (dt == DType::f64)
     convert(float{}, double{});

@@ -141,6 +141,10 @@ T* Tensor::data() const {
 }
 
 // Calls f(T{}) with T = float or double according to dtype; integer tensors are rejected.
+// The dtype the kernels compute in for storage dtype d (kernels/dtype.h's compute_t): d itself for f32 and f64.
+// Batch-norm parameters and statistics and the loss live in it.
+DType compute_dtype(DType d);
+
 template <class F>
 decltype(auto) dispatch_dtype(DType d, F&& f) {
   ENGINE_CHECK(d != DType::i32, "this operation needs a float32 or float64 tensor, got int32");

@@ -10,6 +10,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 
 constexpr int kMetricsHeader = 5;
@@ -18,21 +20,20 @@ namespace cpu {
 // loss: one value (the batch mean) or null. The first step whose loss is not finite or exceeds loss_bound (pass
 // +inf for no bound) is recorded in acc[3], its loss in acc[4].
 template <class T>
-void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
-                              double loss_bound, int64_t step, double* acc);
+void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes,
+                              const compute_t<T>* loss, double loss_bound, int64_t step, double* acc);
 }  // namespace cpu
 namespace cuda {
 template <class T>
-void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
-                              double loss_bound, int64_t step, double* acc);
+void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes,
+                              const compute_t<T>* loss, double loss_bound, int64_t step, double* acc);
 }  // namespace cuda
 
 }  // namespace kernels
 
 // The explicit instantiations that kernels/cpu/batch_metrics.cpp and kernels/cuda/batch_metrics.cu both compile, each
-// inside its own namespace, so the two twins always provide the same set.
-#define KERNELS_BATCH_METRICS_INSTANTIATIONS                                                                          \
-  template void accumulate_batch_metrics<float>(const float*, const int32_t*, int64_t, int64_t, const float*, double, \
-                                                int64_t, double*);                                                    \
-  template void accumulate_batch_metrics<double>(const double*, const int32_t*, int64_t, int64_t, const double*,      \
-                                                 double, int64_t, double*);
+// inside its own namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_BATCH_METRICS_INSTANTIATE(T)                                                                         \
+  template void accumulate_batch_metrics<T>(const T*, const int32_t*, int64_t, int64_t, const compute_t<T>*, double, \
+                                            int64_t, double*);
+#define KERNELS_BATCH_METRICS_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_BATCH_METRICS_INSTANTIATE)

@@ -30,6 +30,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/dtype.h"
 #include "kernels/host_device.h"
 
 namespace kernels {
@@ -58,33 +59,39 @@ KERNELS_HOST_DEVICE inline A batch_norm_input_grad(A k, A g, A mean_gy, A x_cent
 }
 
 namespace cpu {
+// x, y, gy, gx are storage (T); gamma, beta, the statistics and dgamma, dbeta are compute_t<T>.
 template <class T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
+                              compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
+                              compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
                               bool relu = false);
 template <class T>
-void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps,
+void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
+                             const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
+                             compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
                              bool relu = false);
 template <class T>
-void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu = false,
-                         const T* beta = nullptr);
+void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
+                         const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
+                         const BatchNormShape& s, bool training, bool relu = false, const compute_t<T>* beta = nullptr);
 }  // namespace cpu
 
 namespace cuda {
+// x, y, gy, gx are storage (T); gamma, beta, the statistics and dgamma, dbeta are compute_t<T>.
 template <class T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
+                              compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
+                              compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
                               bool relu = false);
 template <class T>
-void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps,
+void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
+                             const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
+                             compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
                              bool relu = false);
 template <class T>
-void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu = false,
-                         const T* beta = nullptr);
+void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
+                         const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
+                         const BatchNormShape& s, bool training, bool relu = false, const compute_t<T>* beta = nullptr);
 }  // namespace cuda
 
 #if ENGINE_HAVE_CUDNN
@@ -106,12 +113,15 @@ void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T*
 }  // namespace kernels
 
 // The explicit instantiations that kernels/cpu/batch_norm.cpp and kernels/cuda/batch_norm.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
+// its own namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
 #define KERNELS_BATCH_NORM_INSTANTIATE(T)                                                                            \
-  template void batch_norm_forward_train<T>(const T*, const T*, const T*, T*, T*, T*, T*, T*, const BatchNormShape&, \
+  template void batch_norm_forward_train<T>(const T*, const compute_t<T>*, const compute_t<T>*, T*, compute_t<T>*,   \
+                                            compute_t<T>*, compute_t<T>*, compute_t<T>*, const BatchNormShape&,      \
                                             double, double, bool);                                                   \
-  template void batch_norm_forward_eval<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,             \
+  template void batch_norm_forward_eval<T>(const T*, const compute_t<T>*, const compute_t<T>*, const compute_t<T>*,  \
+                                           const compute_t<T>*, T*, compute_t<T>*, compute_t<T>*,                    \
                                            const BatchNormShape&, double, bool);                                     \
-  template void batch_norm_backward<T>(const T*, const T*, const T*, const T*, const T*, T*, T*, T*,                 \
-                                       const BatchNormShape&, bool, bool, const T*);
-#define KERNELS_BATCH_NORM_INSTANTIATIONS KERNELS_BATCH_NORM_INSTANTIATE(float) KERNELS_BATCH_NORM_INSTANTIATE(double)
+  template void batch_norm_backward<T>(const T*, const T*, const compute_t<T>*, const compute_t<T>*,                 \
+                                       const compute_t<T>*, T*, compute_t<T>*, compute_t<T>*, const BatchNormShape&, \
+                                       bool, bool, const compute_t<T>*);
+#define KERNELS_BATCH_NORM_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_BATCH_NORM_INSTANTIATE)

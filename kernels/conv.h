@@ -25,6 +25,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 
 struct Conv2dShape {
@@ -134,8 +136,8 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
 
 }  // namespace kernels
 
-// The explicit instantiations that kernels/cpu/conv.cpp and kernels/cuda/conv.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
+// The explicit instantiations that kernels/cpu/conv.cpp and kernels/cuda/conv.cu both compile, each inside its own
+// namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
 #define KERNELS_CONV_INSTANTIATE(T)                                                               \
   template void im2col<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
   template void col2im<T>(const Conv2dShape&, const T*, int64_t, T*);                             \
@@ -143,4 +145,4 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   template void conv2d_backward<T>(const Conv2dShape&, const T*, const T*, const T*, T*, T*, T*); \
   template void conv2d_add_bias<T>(const Conv2dShape&, const T*, T*);                             \
   template void conv2d_bias_grad<T>(const Conv2dShape&, const T*, T*);
-#define KERNELS_CONV_INSTANTIATIONS KERNELS_CONV_INSTANTIATE(float) KERNELS_CONV_INSTANTIATE(double)
+#define KERNELS_CONV_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_CONV_INSTANTIATE)

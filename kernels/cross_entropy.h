@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/dtype.h"
 #include "kernels/host_device.h"
 
 namespace kernels {
@@ -52,15 +53,17 @@ namespace cpu {
 // The first row whose label is outside [0, s.c), or -1.
 int64_t first_bad_label(const int32_t* labels, const CrossEntropyShape& s);
 template <class T>
-void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s);
+void cross_entropy_forward(const T* logits, const int32_t* labels, compute_t<T>* loss, T* grad,
+                           const CrossEntropyShape& s);
 // gx = saved_grad * (*gy): gy is the loss's incoming gradient, one element on the same device.
 template <class T>
-void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t count);
+void cross_entropy_backward(const T* saved_grad, const compute_t<T>* gy, T* gx, int64_t count);
 }  // namespace cpu
 
 namespace cuda {
 template <class T>
-void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s);
+void cross_entropy_forward(const T* logits, const int32_t* labels, compute_t<T>* loss, T* grad,
+                           const CrossEntropyShape& s);
 
 // The device's label-error record, copied to the host and cleared (waits for the engine's stream).
 struct LabelError {
@@ -71,15 +74,14 @@ struct LabelError {
 };
 LabelError take_label_error();
 template <class T>
-void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t count);
+void cross_entropy_backward(const T* saved_grad, const compute_t<T>* gy, T* gx, int64_t count);
 }  // namespace cuda
 
 }  // namespace kernels
 
 // The explicit instantiations that kernels/cpu/cross_entropy.cpp and kernels/cuda/cross_entropy.cu both compile, each
-// inside its own namespace, so the two twins always provide the same set.
-#define KERNELS_CROSS_ENTROPY_INSTANTIATE(T)                                                          \
-  template void cross_entropy_forward<T>(const T*, const int32_t*, T*, T*, const CrossEntropyShape&); \
-  template void cross_entropy_backward<T>(const T*, const T*, T*, int64_t);
-#define KERNELS_CROSS_ENTROPY_INSTANTIATIONS \
-  KERNELS_CROSS_ENTROPY_INSTANTIATE(float) KERNELS_CROSS_ENTROPY_INSTANTIATE(double)
+// inside its own namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_CROSS_ENTROPY_INSTANTIATE(T)                                                                     \
+  template void cross_entropy_forward<T>(const T*, const int32_t*, compute_t<T>*, T*, const CrossEntropyShape&); \
+  template void cross_entropy_backward<T>(const T*, const compute_t<T>*, T*, int64_t);
+#define KERNELS_CROSS_ENTROPY_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_CROSS_ENTROPY_INSTANTIATE)

@@ -2,6 +2,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 namespace cpu {
 template <class T>
@@ -11,7 +13,7 @@ void convert(const S* x, D* y, int64_t n);
 template <class T>
 void add(const T* a, const T* b, T* y, int64_t n);  // y = a + b
 template <class T>
-void scale(const T* x, T alpha, T* y, int64_t n);  // y = alpha * x
+void scale(const T* x, compute_t<T> alpha, T* y, int64_t n);  // y = alpha * x
 }  // namespace cpu
 namespace cuda {
 template <class T>
@@ -21,18 +23,18 @@ void convert(const S* x, D* y, int64_t n);
 template <class T>
 void add(const T* a, const T* b, T* y, int64_t n);
 template <class T>
-void scale(const T* x, T alpha, T* y, int64_t n);
+void scale(const T* x, compute_t<T> alpha, T* y, int64_t n);
 }  // namespace cuda
 }  // namespace kernels
 
 // The explicit instantiations that kernels/cpu/elementwise.cpp and kernels/cuda/elementwise.cu both compile, each
-// inside its own namespace, so the two twins always provide the same set.
-#define KERNELS_ELEMENTWISE_INSTANTIATIONS                                   \
-  template void fill<float>(float*, float, int64_t);                         \
-  template void fill<double>(double*, double, int64_t);                      \
-  template void convert<float, double>(const float*, double*, int64_t);      \
-  template void convert<double, float>(const double*, float*, int64_t);      \
-  template void add<float>(const float*, const float*, float*, int64_t);     \
-  template void add<double>(const double*, const double*, double*, int64_t); \
-  template void scale<float>(const float*, float, float*, int64_t);          \
-  template void scale<double>(const double*, double, double*, int64_t);
+// inside its own namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_ELEMENTWISE_INSTANTIATE(T)               \
+  template void fill<T>(T*, T, int64_t);                 \
+  template void add<T>(const T*, const T*, T*, int64_t); \
+  template void scale<T>(const T*, compute_t<T>, T*, int64_t);
+// The conversions between storage types (the only kernels with two type parameters).
+#define KERNELS_ELEMENTWISE_INSTANTIATIONS                              \
+  KERNELS_FOR_EACH_STORAGE(KERNELS_ELEMENTWISE_INSTANTIATE)             \
+  template void convert<float, double>(const float*, double*, int64_t); \
+  template void convert<double, float>(const double*, float*, int64_t);

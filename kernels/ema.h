@@ -4,6 +4,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 
 struct EmaTensor {
@@ -36,7 +38,6 @@ void ema_update(const EmaTensor* tensors, int count, double decay);
 }  // namespace kernels
 
 // The explicit instantiations that kernels/cpu/ema.cpp and kernels/cuda/ema.cu both compile, each inside its own
-// namespace, so the two twins always provide the same set.
-#define KERNELS_EMA_INSTANTIATIONS                                \
-  template void ema_update<float>(const EmaTensor*, int, double); \
-  template void ema_update<double>(const EmaTensor*, int, double);
+// namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_EMA_INSTANTIATE(T) template void ema_update<T>(const EmaTensor*, int, double);
+#define KERNELS_EMA_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_EMA_INSTANTIATE)

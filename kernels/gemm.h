@@ -5,38 +5,36 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 namespace cpu {
 template <class T>
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T beta, T* c, int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, compute_t<T> alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, compute_t<T> beta, T* c, int64_t ldc);
 // `batch` independent GEMMs; matrix i uses a + i*stride_a, b + i*stride_b, c + i*stride_c.
 template <class T>
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-                          int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c, int64_t ldc,
-                          int64_t stride_c, int64_t batch);
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, compute_t<T> alpha, const T* a,
+                          int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, compute_t<T> beta,
+                          T* c, int64_t ldc, int64_t stride_c, int64_t batch);
 }  // namespace cpu
 namespace cuda {
 template <class T>
-void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda, const T* b,
-          int64_t ldb, T beta, T* c, int64_t ldc);
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, compute_t<T> alpha, const T* a, int64_t lda,
+          const T* b, int64_t ldb, compute_t<T> beta, T* c, int64_t ldc);
 template <class T>
-void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
-                          int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, T beta, T* c, int64_t ldc,
-                          int64_t stride_c, int64_t batch);
+void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, compute_t<T> alpha, const T* a,
+                          int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, compute_t<T> beta,
+                          T* c, int64_t ldc, int64_t stride_c, int64_t batch);
 }  // namespace cuda
 }  // namespace kernels
 
-// The explicit instantiations that kernels/cpu/gemm.cpp and kernels/cuda/gemm.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
-#define KERNELS_GEMM_INSTANTIATIONS                                                                                   \
-  template void gemm<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*,        \
-                            int64_t, float, float*, int64_t);                                                         \
-  template void gemm<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t, const double*,    \
-                             int64_t, double, double*, int64_t);                                                      \
-  template void gemm_strided_batched<float>(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,      \
-                                            int64_t, const float*, int64_t, int64_t, float, float*, int64_t, int64_t, \
-                                            int64_t);                                                                 \
-  template void gemm_strided_batched<double>(bool, bool, int64_t, int64_t, int64_t, double, const double*, int64_t,   \
-                                             int64_t, const double*, int64_t, int64_t, double, double*, int64_t,      \
-                                             int64_t, int64_t);
+// The explicit instantiations that kernels/cpu/gemm.cpp and kernels/cuda/gemm.cu both compile, each inside its own
+// namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_GEMM_INSTANTIATE(T)                                                                                \
+  template void gemm<T>(bool, bool, int64_t, int64_t, int64_t, compute_t<T>, const T*, int64_t, const T*, int64_t, \
+                        compute_t<T>, T*, int64_t);                                                                \
+  template void gemm_strided_batched<T>(bool, bool, int64_t, int64_t, int64_t, compute_t<T>, const T*, int64_t,    \
+                                        int64_t, const T*, int64_t, int64_t, compute_t<T>, T*, int64_t, int64_t,   \
+                                        int64_t);
+#define KERNELS_GEMM_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_GEMM_INSTANTIATE)

@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
 #include "kernels/host_device.h"
 
 namespace kernels {
@@ -99,9 +100,8 @@ void make_image_batch(const uint8_t* images, const int32_t* labels, const Sample
 }  // namespace kernels
 
 // The explicit instantiations that kernels/cpu/image_batch.cpp and kernels/cuda/image_batch.cu both compile, each
-// inside its own namespace, so the two twins always provide the same set.
-#define KERNELS_IMAGE_BATCH_INSTANTIATIONS                                                           \
-  template void make_image_batch<float>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t,  \
-                                        const ImageBatchParams&, float*, int32_t*);                  \
-  template void make_image_batch<double>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t, \
-                                         const ImageBatchParams&, double*, int32_t*);
+// inside its own namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_IMAGE_BATCH_INSTANTIATE(T)                                                      \
+  template void make_image_batch<T>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t, \
+                                    const ImageBatchParams&, T*, int32_t*);
+#define KERNELS_IMAGE_BATCH_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_IMAGE_BATCH_INSTANTIATE)

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 namespace cpu {
 template <class T>
@@ -18,10 +20,9 @@ void sum_rows(const T* g, T* out, int64_t rows, int64_t cols);
 }  // namespace cuda
 }  // namespace kernels
 
-// The explicit instantiations that kernels/cpu/linear.cpp and kernels/cuda/linear.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
-#define KERNELS_LINEAR_INSTANTIATIONS                                           \
-  template void add_row_bias<float>(const float*, float*, int64_t, int64_t);    \
-  template void add_row_bias<double>(const double*, double*, int64_t, int64_t); \
-  template void sum_rows<float>(const float*, float*, int64_t, int64_t);        \
-  template void sum_rows<double>(const double*, double*, int64_t, int64_t);
+// The explicit instantiations that kernels/cpu/linear.cpp and kernels/cuda/linear.cu both compile, each inside its own
+// namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_LINEAR_INSTANTIATE(T)                            \
+  template void add_row_bias<T>(const T*, T*, int64_t, int64_t); \
+  template void sum_rows<T>(const T*, T*, int64_t, int64_t);
+#define KERNELS_LINEAR_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_LINEAR_INSTANTIATE)

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
 #include "kernels/host_device.h"
 
 namespace kernels {
@@ -69,11 +70,11 @@ void adaptive_avg_pool2d_backward(const T* gy, T* gx, const AdaptivePool2dShape&
 
 }  // namespace kernels
 
-// The explicit instantiations that kernels/cpu/pool.cpp and kernels/cuda/pool.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
+// The explicit instantiations that kernels/cpu/pool.cpp and kernels/cuda/pool.cu both compile, each inside its own
+// namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
 #define KERNELS_POOL_INSTANTIATE(T)                                                          \
   template void max_pool2d_forward<T>(const T*, T*, int32_t*, const MaxPool2dShape&);        \
   template void max_pool2d_backward<T>(const T*, const int32_t*, T*, const MaxPool2dShape&); \
   template void adaptive_avg_pool2d_forward<T>(const T*, T*, const AdaptivePool2dShape&);    \
   template void adaptive_avg_pool2d_backward<T>(const T*, T*, const AdaptivePool2dShape&);
-#define KERNELS_POOL_INSTANTIATIONS KERNELS_POOL_INSTANTIATE(float) KERNELS_POOL_INSTANTIATE(double)
+#define KERNELS_POOL_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_POOL_INSTANTIATE)

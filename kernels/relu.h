@@ -3,6 +3,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 namespace cpu {
 template <class T>
@@ -18,10 +20,9 @@ void relu_backward(const T* x, const T* gy, T* gx, int64_t n);
 }  // namespace cuda
 }  // namespace kernels
 
-// The explicit instantiations that kernels/cpu/relu.cpp and kernels/cuda/relu.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
-#define KERNELS_RELU_INSTANTIATIONS                                                \
-  template void relu_forward<float>(const float*, float*, int64_t);                \
-  template void relu_forward<double>(const double*, double*, int64_t);             \
-  template void relu_backward<float>(const float*, const float*, float*, int64_t); \
-  template void relu_backward<double>(const double*, const double*, double*, int64_t);
+// The explicit instantiations that kernels/cpu/relu.cpp and kernels/cuda/relu.cu both compile, each inside its own
+// namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_RELU_INSTANTIATE(T)                     \
+  template void relu_forward<T>(const T*, T*, int64_t); \
+  template void relu_backward<T>(const T*, const T*, T*, int64_t);
+#define KERNELS_RELU_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_RELU_INSTANTIATE)

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
 #include "kernels/host_device.h"
 
 namespace kernels {
@@ -48,8 +49,7 @@ void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p);
 }  // namespace cuda
 }  // namespace kernels
 
-// The explicit instantiations that kernels/cpu/sgd.cpp and kernels/cuda/sgd.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
-#define KERNELS_SGD_INSTANTIATIONS                                          \
-  template void sgd_update<float>(const SgdTensor*, int, const SgdParams&); \
-  template void sgd_update<double>(const SgdTensor*, int, const SgdParams&);
+// The explicit instantiations that kernels/cpu/sgd.cpp and kernels/cuda/sgd.cu both compile, each inside its own
+// namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_SGD_INSTANTIATE(T) template void sgd_update<T>(const SgdTensor*, int, const SgdParams&);
+#define KERNELS_SGD_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_SGD_INSTANTIATE)

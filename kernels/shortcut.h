@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/dtype.h"
+
 namespace kernels {
 
 struct ShortcutAParams {
@@ -30,10 +32,9 @@ void shortcut_a_backward(const T* gy, T* gx, const ShortcutAParams& p);
 
 }  // namespace kernels
 
-// The explicit instantiations that kernels/cpu/shortcut.cpp and kernels/cuda/shortcut.cu both compile, each inside
-// its own namespace, so the two twins always provide the same set.
-#define KERNELS_SHORTCUT_INSTANTIATIONS                                                     \
-  template void shortcut_a_forward<float>(const float*, float*, const ShortcutAParams&);    \
-  template void shortcut_a_forward<double>(const double*, double*, const ShortcutAParams&); \
-  template void shortcut_a_backward<float>(const float*, float*, const ShortcutAParams&);   \
-  template void shortcut_a_backward<double>(const double*, double*, const ShortcutAParams&);
+// The explicit instantiations that kernels/cpu/shortcut.cpp and kernels/cuda/shortcut.cu both compile, each inside its
+// own namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
+#define KERNELS_SHORTCUT_INSTANTIATE(T)                                      \
+  template void shortcut_a_forward<T>(const T*, T*, const ShortcutAParams&); \
+  template void shortcut_a_backward<T>(const T*, T*, const ShortcutAParams&);
+#define KERNELS_SHORTCUT_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_SHORTCUT_INSTANTIATE)

@@ -708,7 +708,7 @@ std::string recipe_section(const std::vector<RunRecord>& runs) {
 
 }  // namespace
 
-std::string build_report(const std::string& dir, const FigureWriter& figures) {
+std::string build_report(const std::string& dir, const FigureWriter& figures, const std::string& link_base) {
   ENGINE_CHECK(fs::is_directory(dir), "report: ", dir, " is not a folder (give the --out DIR of reproduce)");
   std::string out =
       "# Reproducing He et al. 2016 on Fashion-MNIST\n\n"
@@ -736,7 +736,8 @@ std::string build_report(const std::string& dir, const FigureWriter& figures) {
             present.push_back({r.spec.name, r.spec.family, r.dir, steps_per_epoch(n > 0 ? n : 60000, bs, false)});
           }
         if (figures && !present.empty()) {
-          for (const auto& f : figures(exp_dir, present)) out += cat("![", def.name, "](", group, "/", f, ")\n\n");
+          for (const auto& f : figures(exp_dir, present))
+            out += cat("![", def.name, "](", link_base.empty() ? "" : link_base + "/", group, "/", f, ")\n\n");
         } else {
           out += "Figures (Fig. 6 style) are not drawn by this build yet.\n\n";
         }
@@ -759,7 +760,10 @@ std::string build_report(const std::string& dir, const FigureWriter& figures) {
 
 std::string write_report(const std::string& dir, const std::string& path, const FigureWriter& figures) {
   const std::string to = path.empty() ? dir + "/report.md" : path;
-  write_file_atomic(to, build_report(dir, figures));
+  const fs::path from = fs::absolute(fs::path(to)).parent_path();
+  std::string base = fs::absolute(dir).lexically_normal().lexically_relative(from.lexically_normal()).generic_string();
+  if (base == ".") base.clear();
+  write_file_atomic(to, build_report(dir, figures, base));
   return to;
 }
 

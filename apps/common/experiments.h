@@ -115,9 +115,12 @@ using FigureWriter =
 
 // Markdown: for every experiment and scale with a folder under `dir`, its table beside the paper's numbers,
 // with scale, epochs, device, commit and command for every number, the runs still missing named, and the
-// degradation verdict. Experiments with no folder are listed as not run.
-std::string build_report(const std::string& dir, const FigureWriter& figures = nullptr);
-// Writes build_report(dir) to `path` (default dir/report.md; e.g. docs/reproduction.md); returns the path.
+// degradation verdict. Experiments with no folder are listed as not run. Figure links are relative to the report's
+// folder: `link_base` is the path from there to `dir` ("" when the report sits in `dir`).
+std::string build_report(const std::string& dir, const FigureWriter& figures = nullptr,
+                         const std::string& link_base = "");
+// Writes build_report(dir) to `path` (default dir/report.md; e.g. docs/reproduction.md, whose figure links then
+// start with the path from docs/ to dir); returns the path.
 std::string write_report(const std::string& dir, const std::string& path = "", const FigureWriter& figures = nullptr);
 
 // Paper numbers beside ours (He et al. 2016, CIFAR-10 test error in %, Table 6); NaN where not tabulated.

@@ -65,53 +65,52 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
   if (use_cudnn && relu)
     return engine::relu(batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false));
   Tensor g_arg = gamma, b_arg = beta;
-  if (use_cudnn && !gamma.defined()) g_arg = Tensor::full({s.c}, 1.0, x.dtype(), x.device());  // cuDNN wants both
-  if (use_cudnn && !beta.defined()) b_arg = Tensor::zeros({s.c}, x.dtype(), x.device());
+  // Parameters and statistics are in the compute dtype (kernels/dtype.h), activations in x's storage dtype.
+  const DType cdt = compute_dtype(x.dtype());
+  if (use_cudnn && !gamma.defined()) g_arg = Tensor::full({s.c}, 1.0, cdt, x.device());  // cuDNN wants both
+  if (use_cudnn && !beta.defined()) b_arg = Tensor::zeros({s.c}, cdt, x.device());
 
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   // Saved for backward: batch statistics in training, the running statistics as they were in eval (the running
   // buffers may change before backward runs).
-  Tensor save_mean = Tensor::empty({s.c}, x.dtype(), x.device());
-  Tensor save_invstd = Tensor::empty({s.c}, x.dtype(), x.device());
+  Tensor save_mean = Tensor::empty({s.c}, cdt, x.device());
+  Tensor save_invstd = Tensor::empty({s.c}, cdt, x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const T *px = x.data<T>(), *pg = ptr_or_null<T>(g_arg), *pb = ptr_or_null<T>(b_arg);
-    T *py = y.data<T>(), *pm = save_mean.data<T>(), *pi = save_invstd.data<T>();
-    T *rm = ptr_or_null<T>(running_mean), *rv = ptr_or_null<T>(running_var);
+    using C = kernels::compute_t<T>;
+    const T* px = x.data<T>();
+    T* py = y.data<T>();
+    const C *pg = ptr_or_null<C>(g_arg), *pb = ptr_or_null<C>(b_arg);
+    C *pm = save_mean.data<C>(), *pi = save_invstd.data<C>();
+    C *rm = ptr_or_null<C>(running_mean), *rv = ptr_or_null<C>(running_var);
     if (use_cudnn) {
 #if ENGINE_HAVE_CUDNN
       kernels::cudnn::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps);
 #else
       fail("batch_norm2d: the cuDNN engine is selected, but this build has no cuDNN");
 #endif
-    } else if (x.is_cuda()) {
-      if (training) {
-        ENGINE_CUDA_ONLY(
-            kOp, kernels::cuda::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu));
-      } else {
-        ENGINE_CUDA_ONLY(kOp, kernels::cuda::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps, relu));
-      }
+    } else if (training) {
+      ENGINE_KERNEL(kOp, x, batch_norm_forward_train<T>, px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu);
     } else {
-      if (training) {
-        kernels::cpu::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu);
-      } else {
-        kernels::cpu::batch_norm_forward_eval<T>(px, pg, pb, rm, rv, py, pm, pi, s, eps, relu);
-      }
+      ENGINE_KERNEL(kOp, x, batch_norm_forward_eval<T>, px, pg, pb, rm, rv, py, pm, pi, s, eps, relu);
     }
   });
 
   record(y, relu ? "batch_norm2d_relu" : kOp, {x, gamma, beta},
-         [x, g_arg, b_arg, save_mean, save_invstd, training, s, use_cudnn, eps, relu](const Tensor& g,
-                                                                                      const std::vector<bool>& need) {
+         [x, g_arg, b_arg, save_mean, save_invstd, cdt, training, s, use_cudnn, eps, relu](
+             const Tensor& g, const std::vector<bool>& need) {
            std::vector<Tensor> grads(3);
            if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
-           if (need[1]) grads[1] = Tensor::empty({s.c}, x.dtype(), x.device());
-           if (need[2]) grads[2] = Tensor::empty({s.c}, x.dtype(), x.device());
+           if (need[1]) grads[1] = Tensor::empty({s.c}, cdt, x.device());
+           if (need[2]) grads[2] = Tensor::empty({s.c}, cdt, x.device());
            dispatch_dtype(x.dtype(), [&](auto tag) {
              using T = decltype(tag);
-             const T *px = x.data<T>(), *pgy = g.data<T>(), *pg = ptr_or_null<T>(g_arg);
-             const T *pm = save_mean.data<T>(), *pi = save_invstd.data<T>(), *pb = ptr_or_null<T>(b_arg);
-             T *gx = ptr_or_null<T>(grads[0]), *dgamma = ptr_or_null<T>(grads[1]), *dbeta = ptr_or_null<T>(grads[2]);
+             using C = kernels::compute_t<T>;
+             const T *px = x.data<T>(), *pgy = g.data<T>();
+             T* gx = ptr_or_null<T>(grads[0]);
+             const C *pg = ptr_or_null<C>(g_arg), *pm = save_mean.data<C>(), *pi = save_invstd.data<C>();
+             const C* pb = ptr_or_null<C>(b_arg);
+             C *dgamma = ptr_or_null<C>(grads[1]), *dbeta = ptr_or_null<C>(grads[2]);
              if (use_cudnn) {
 #if ENGINE_HAVE_CUDNN
                kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
@@ -119,13 +118,9 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
                (void)eps;
                fail("batch_norm2d backward: the cuDNN engine was used, but this build has no cuDNN");
 #endif
-             } else if (x.is_cuda()) {
-               ENGINE_CUDA_ONLY("batch_norm2d backward",
-                                kernels::cuda::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s,
-                                                                      training, relu, pb));
-             } else {
-               kernels::cpu::batch_norm_backward<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, training, relu, pb);
-             }
+             } else
+               ENGINE_KERNEL("batch_norm2d backward", x, batch_norm_backward<T>, px, pgy, pg, pm, pi, gx, dgamma, dbeta,
+                             s, training, relu, pb);
            });
            return grads;
          });

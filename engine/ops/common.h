@@ -23,3 +23,16 @@ void check_defined(const char* op, const char* what, const Tensor& t);
 #else
 #define ENGINE_CUDA_ONLY(op, ...) ::engine::fail_no_cuda(op)
 #endif
+
+// ENGINE_KERNEL("op", where, kernel<T>, args...) runs kernels::cuda::kernel<T>(args...) when `where` (a tensor or
+// a device) is on CUDA, else kernels::cpu::kernel<T>(args...). It is the one place that picks the backend, so an
+// op names its kernel and its arguments once; no op falls back to another device, and a CPU-only build throws
+// the named error. (A kernel with two template parameters lets them be deduced: `convert`, not `convert<S, D>`.)
+#define ENGINE_KERNEL(op, where, kernel, ...)                     \
+  do {                                                            \
+    if ((where).is_cuda()) {                                      \
+      ENGINE_CUDA_ONLY(op, ::kernels::cuda::kernel(__VA_ARGS__)); \
+    } else {                                                      \
+      ::kernels::cpu::kernel(__VA_ARGS__);                        \
+    }                                                             \
+  } while (0)

@@ -20,29 +20,21 @@ ConvEngine g_conv_engine = ConvEngine::native;
 template <class T>
 void forward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp, const T* bp,
                 T* yp) {
-  if (x.is_cuda()) {
 #if ENGINE_HAVE_CUDNN
-    if (eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_forward<T>(s, xp, wp, bp, yp);
+  if (x.is_cuda() && eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_forward<T>(s, xp, wp, bp, yp);
 #endif
-    (void)eng;
-    ENGINE_CUDA_ONLY("conv2d", kernels::cuda::conv2d_forward<T>(s, xp, wp, bp, yp));
-  } else {
-    kernels::cpu::conv2d_forward<T>(s, xp, wp, bp, yp);
-  }
+  (void)eng;
+  ENGINE_KERNEL("conv2d", x, conv2d_forward<T>, s, xp, wp, bp, yp);
 }
 
 template <class T>
 void backward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s, const T* xp, const T* wp, const T* gyp,
                  T* gxp, T* gwp, T* gbp) {
-  if (x.is_cuda()) {
 #if ENGINE_HAVE_CUDNN
-    if (eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp);
+  if (x.is_cuda() && eng == ConvEngine::cudnn) return kernels::cudnn::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp);
 #endif
-    (void)eng;
-    ENGINE_CUDA_ONLY("conv2d backward", kernels::cuda::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp));
-  } else {
-    kernels::cpu::conv2d_backward<T>(s, xp, wp, gyp, gxp, gwp, gbp);
-  }
+  (void)eng;
+  ENGINE_KERNEL("conv2d backward", x, conv2d_backward<T>, s, xp, wp, gyp, gxp, gwp, gbp);
 }
 
 // ConvEngine::fastest: per shape, dtype, TF32 setting and direction (forward, or backward with the gradients

@@ -23,12 +23,8 @@ void make_image_batch(const uint8_t* images, const int32_t* labels, const kernel
                       const kernels::ImageBatchParams& p, Tensor& x, Tensor& y) {
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (x.is_cuda()) {
-      ENGINE_CUDA_ONLY("make_image_batch", kernels::cuda::make_image_batch<T>(images, labels, specs, count, p,
-                                                                              x.data<T>(), y.data<int32_t>()));
-    } else {
-      kernels::cpu::make_image_batch<T>(images, labels, specs, count, p, x.data<T>(), y.data<int32_t>());
-    }
+    ENGINE_KERNEL("make_image_batch", x, make_image_batch<T>, images, labels, specs, count, p, x.data<T>(),
+                  y.data<int32_t>());
   });
 }
 
@@ -37,15 +33,9 @@ void accumulate_batch_metrics(const Tensor& logits, const Tensor& labels, const 
   const int64_t classes = logits.size(1);
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    const T* l = loss.defined() ? loss.data<T>() : nullptr;
-    if (acc.is_cuda()) {
-      ENGINE_CUDA_ONLY("batch metrics", kernels::cuda::accumulate_batch_metrics<T>(
-                                            logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes, l,
-                                            loss_bound, step, acc.data<double>()));
-    } else {
-      kernels::cpu::accumulate_batch_metrics<T>(logits.data<T>(), labels.data<int32_t>(), logits.size(0), classes, l,
-                                                loss_bound, step, acc.data<double>());
-    }
+    const kernels::compute_t<T>* l = loss.defined() ? loss.data<kernels::compute_t<T>>() : nullptr;
+    ENGINE_KERNEL("batch metrics", acc, accumulate_batch_metrics<T>, logits.data<T>(), labels.data<int32_t>(),
+                  logits.size(0), classes, l, loss_bound, step, acc.data<double>());
   });
 }
 

@@ -15,11 +15,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch_dtype(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (a.is_cuda()) {
-      ENGINE_CUDA_ONLY("add", kernels::cuda::add<T>(a.data<T>(), b.data<T>(), y.data<T>(), a.numel()));
-    } else {
-      kernels::cpu::add<T>(a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
-    }
+    ENGINE_KERNEL("add", a, add<T>, a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
   });
   record(y, "add", {a, b}, [](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g, g}; });
   return y;
@@ -30,11 +26,7 @@ Tensor scale(const Tensor& x, double alpha) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (x.is_cuda()) {
-      ENGINE_CUDA_ONLY("scale", kernels::cuda::scale<T>(x.data<T>(), T(alpha), y.data<T>(), x.numel()));
-    } else {
-      kernels::cpu::scale<T>(x.data<T>(), T(alpha), y.data<T>(), x.numel());
-    }
+    ENGINE_KERNEL("scale", x, scale<T>, x.data<T>(), kernels::compute_t<T>(alpha), y.data<T>(), x.numel());
   });
   record(y, "scale", {x},
          [alpha](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{scale(g, alpha)}; });
@@ -46,23 +38,14 @@ Tensor relu(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (x.is_cuda()) {
-      ENGINE_CUDA_ONLY("relu", kernels::cuda::relu_forward<T>(x.data<T>(), y.data<T>(), x.numel()));
-    } else {
-      kernels::cpu::relu_forward<T>(x.data<T>(), y.data<T>(), x.numel());
-    }
+    ENGINE_KERNEL("relu", x, relu_forward<T>, x.data<T>(), y.data<T>(), x.numel());
   });
   // The mask is read from the input (y > 0 iff x > 0), so the closure never holds the output.
   record(y, "relu", {x}, [x](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
     dispatch_dtype(x.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      if (x.is_cuda()) {
-        ENGINE_CUDA_ONLY("relu backward",
-                         kernels::cuda::relu_backward<T>(x.data<T>(), g.data<T>(), gx.data<T>(), x.numel()));
-      } else {
-        kernels::cpu::relu_backward<T>(x.data<T>(), g.data<T>(), gx.data<T>(), x.numel());
-      }
+      ENGINE_KERNEL("relu backward", x, relu_backward<T>, x.data<T>(), g.data<T>(), gx.data<T>(), x.numel());
     });
     return std::vector<Tensor>{gx};
   });

@@ -12,11 +12,8 @@ namespace {
 template <class T>
 void gemm_on(const Tensor& like, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
              int64_t ldb, T* c, int64_t ldc) {
-  if (like.is_cuda()) {
-    ENGINE_CUDA_ONLY("linear", kernels::cuda::gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc));
-  } else {
-    kernels::cpu::gemm<T>(ta, tb, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc);
-  }
+  ENGINE_KERNEL("linear", like, gemm<T>, ta, tb, m, n, k, kernels::compute_t<T>(1), a, lda, b, ldb,
+                kernels::compute_t<T>(0), c, ldc);
 }
 
 }  // namespace
@@ -38,11 +35,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
     using T = decltype(tag);
     gemm_on<T>(x, false, true, rows, out, in, x.data<T>(), in, weight.data<T>(), in, y.data<T>(), out);
     if (bias.defined()) {
-      if (x.is_cuda()) {
-        ENGINE_CUDA_ONLY("linear", kernels::cuda::add_row_bias<T>(bias.data<T>(), y.data<T>(), rows, out));
-      } else {
-        kernels::cpu::add_row_bias<T>(bias.data<T>(), y.data<T>(), rows, out);
-      }
+      ENGINE_KERNEL("linear", x, add_row_bias<T>, bias.data<T>(), y.data<T>(), rows, out);
     }
   });
 
@@ -61,11 +54,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
       }
       if (need.size() > 2 && need[2]) {
         grads[2] = Tensor::empty({out}, x.dtype(), x.device());
-        if (x.is_cuda()) {
-          ENGINE_CUDA_ONLY("linear backward", kernels::cuda::sum_rows<T>(g.data<T>(), grads[2].data<T>(), rows, out));
-        } else {
-          kernels::cpu::sum_rows<T>(g.data<T>(), grads[2].data<T>(), rows, out);
-        }
+        ENGINE_KERNEL("linear backward", x, sum_rows<T>, g.data<T>(), grads[2].data<T>(), rows, out);
       }
     });
     return grads;

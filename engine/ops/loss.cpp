@@ -21,7 +21,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
                label_smoothing);
 
   const kernels::CrossEntropyShape s{logits.size(0), logits.size(1), label_smoothing};
-  Tensor loss = Tensor::empty({}, logits.dtype(), logits.device());
+  Tensor loss = Tensor::empty({}, compute_dtype(logits.dtype()), logits.device());  // never rounded to storage
   // The gradient (softmax - target) / N comes out of the same pass; only kept when backward can ask for it.
   Tensor saved_grad;
   if (needs_grad({logits})) saved_grad = Tensor::empty(logits.shape(), logits.dtype(), logits.device());
@@ -34,12 +34,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* grad = saved_grad.defined() ? saved_grad.data<T>() : nullptr;
-    if (logits.is_cuda()) {
-      ENGINE_CUDA_ONLY(op, kernels::cuda::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(),
-                                                                   loss.data<T>(), grad, s));
-    } else {
-      kernels::cpu::cross_entropy_forward<T>(logits.data<T>(), labels.data<int32_t>(), loss.data<T>(), grad, s);
-    }
+    ENGINE_KERNEL(op, logits, cross_entropy_forward<T>, logits.data<T>(), labels.data<int32_t>(),
+                  loss.data<kernels::compute_t<T>>(), grad, s);
   });
 
   if (saved_grad.defined()) {
@@ -47,12 +43,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
       Tensor gx = Tensor::empty(saved_grad.shape(), saved_grad.dtype(), saved_grad.device());
       dispatch_dtype(saved_grad.dtype(), [&](auto tag) {
         using T = decltype(tag);
-        if (saved_grad.is_cuda()) {
-          ENGINE_CUDA_ONLY("cross_entropy backward", kernels::cuda::cross_entropy_backward<T>(
-                                                         saved_grad.data<T>(), g.data<T>(), gx.data<T>(), gx.numel()));
-        } else {
-          kernels::cpu::cross_entropy_backward<T>(saved_grad.data<T>(), g.data<T>(), gx.data<T>(), gx.numel());
-        }
+        ENGINE_KERNEL("cross_entropy backward", saved_grad, cross_entropy_backward<T>, saved_grad.data<T>(),
+                      g.data<kernels::compute_t<T>>(), gx.data<T>(), gx.numel());
       });
       return std::vector<Tensor>{gx};
     });

@@ -43,11 +43,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   Tensor argmax = Tensor::empty(out_shape, DType::i32, x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (x.is_cuda()) {
-      ENGINE_CUDA_ONLY(op, kernels::cuda::max_pool2d_forward<T>(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), s));
-    } else {
-      kernels::cpu::max_pool2d_forward<T>(x.data<T>(), y.data<T>(), argmax.data<int32_t>(), s);
-    }
+    ENGINE_KERNEL(op, x, max_pool2d_forward<T>, x.data<T>(), y.data<T>(), argmax.data<int32_t>(), s);
   });
   const Shape in_shape = x.shape();
   const DType dtype = x.dtype();
@@ -56,12 +52,8 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
     Tensor gx = Tensor::empty(in_shape, dtype, device);
     dispatch_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
-      if (device.is_cuda()) {
-        ENGINE_CUDA_ONLY("max_pool2d backward",
-                         kernels::cuda::max_pool2d_backward<T>(g.data<T>(), argmax.data<int32_t>(), gx.data<T>(), s));
-      } else {
-        kernels::cpu::max_pool2d_backward<T>(g.data<T>(), argmax.data<int32_t>(), gx.data<T>(), s);
-      }
+      ENGINE_KERNEL("max_pool2d backward", device, max_pool2d_backward<T>, g.data<T>(), argmax.data<int32_t>(),
+                    gx.data<T>(), s);
     });
     return std::vector<Tensor>{gx};
   });
@@ -83,11 +75,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w) {
   Tensor y = Tensor::empty({x.size(0), x.size(1), s.out_h, s.out_w}, x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (x.is_cuda()) {
-      ENGINE_CUDA_ONLY(op, kernels::cuda::adaptive_avg_pool2d_forward<T>(x.data<T>(), y.data<T>(), s));
-    } else {
-      kernels::cpu::adaptive_avg_pool2d_forward<T>(x.data<T>(), y.data<T>(), s);
-    }
+    ENGINE_KERNEL(op, x, adaptive_avg_pool2d_forward<T>, x.data<T>(), y.data<T>(), s);
   });
   const Shape in_shape = x.shape();
   const DType dtype = x.dtype();
@@ -96,12 +84,8 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w) {
     Tensor gx = Tensor::empty(in_shape, dtype, device);
     dispatch_dtype(dtype, [&](auto tag) {
       using T = decltype(tag);
-      if (device.is_cuda()) {
-        ENGINE_CUDA_ONLY("adaptive_avg_pool2d backward",
-                         kernels::cuda::adaptive_avg_pool2d_backward<T>(g.data<T>(), gx.data<T>(), s));
-      } else {
-        kernels::cpu::adaptive_avg_pool2d_backward<T>(g.data<T>(), gx.data<T>(), s);
-      }
+      ENGINE_KERNEL("adaptive_avg_pool2d backward", device, adaptive_avg_pool2d_backward<T>, g.data<T>(), gx.data<T>(),
+                    s);
     });
     return std::vector<Tensor>{gx};
   });

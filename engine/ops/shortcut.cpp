@@ -26,21 +26,13 @@ Tensor shortcut_a(const Tensor& x, int out_channels, int stride, int pad_front) 
   Tensor y = Tensor::empty({p.n, p.c_out, p.h_out, p.w_out}, x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if (x.is_cuda()) {
-      ENGINE_CUDA_ONLY("shortcut_a", kernels::cuda::shortcut_a_forward<T>(x.data<T>(), y.data<T>(), p));
-    } else {
-      kernels::cpu::shortcut_a_forward<T>(x.data<T>(), y.data<T>(), p);
-    }
+    ENGINE_KERNEL("shortcut_a", x, shortcut_a_forward<T>, x.data<T>(), y.data<T>(), p);
   });
   record(y, "shortcut_a", {x}, [p, shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(shape, g.dtype(), g.device());
     dispatch_dtype(g.dtype(), [&](auto tag) {
       using T = decltype(tag);
-      if (g.is_cuda()) {
-        ENGINE_CUDA_ONLY("shortcut_a backward", kernels::cuda::shortcut_a_backward<T>(g.data<T>(), gx.data<T>(), p));
-      } else {
-        kernels::cpu::shortcut_a_backward<T>(g.data<T>(), gx.data<T>(), p);
-      }
+      ENGINE_KERNEL("shortcut_a backward", g, shortcut_a_backward<T>, g.data<T>(), gx.data<T>(), p);
     });
     return std::vector<Tensor>{gx};
   });

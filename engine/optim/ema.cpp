@@ -38,15 +38,10 @@ void ModelEma::update(const nn::Module& model) {
     }
     (w.dtype() == DType::f32 ? f32 : f64).push_back({e.raw_data(), w.raw_data(), w.numel()});
   }
-  const bool cuda = !shadow_.empty() && shadow_[0].second.is_cuda();
   auto run = [&](auto tag, const std::vector<kernels::EmaTensor>& table) {
     using T = decltype(tag);
     if (table.empty()) return;
-    if (cuda) {
-      ENGINE_CUDA_ONLY("EMA", kernels::cuda::ema_update<T>(table.data(), static_cast<int>(table.size()), decay_));
-    } else {
-      kernels::cpu::ema_update<T>(table.data(), static_cast<int>(table.size()), decay_);
-    }
+    ENGINE_KERNEL("EMA", shadow_[0].second, ema_update<T>, table.data(), static_cast<int>(table.size()), decay_);
   };
   run(float{}, f32);
   run(double{}, f64);

@@ -59,11 +59,7 @@ void SGD::step() {
       kernels::SgdParams p{options_.lr, options_.momentum, wd, options_.nesterov, first};
       dispatch_dtype(params_[0].dtype(), [&](auto tag) {
         using T = decltype(tag);
-        if (params_[0].is_cuda()) {
-          ENGINE_CUDA_ONLY("SGD", kernels::cuda::sgd_update<T>(table.data(), static_cast<int>(table.size()), p));
-        } else {
-          kernels::cpu::sgd_update<T>(table.data(), static_cast<int>(table.size()), p);
-        }
+        ENGINE_KERNEL("SGD", params_[0], sgd_update<T>, table.data(), static_cast<int>(table.size()), p);
       });
     }
 }

@@ -5,8 +5,8 @@
 namespace kernels::cpu {
 
 template <class T>
-void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
-                              double loss_bound, int64_t step, double* acc) {
+void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes,
+                              const compute_t<T>* loss, double loss_bound, int64_t step, double* acc) {
   double* class_correct = acc + kMetricsHeader;
   double* class_total = class_correct + classes;
   int64_t correct = 0;

@@ -16,7 +16,7 @@ template <class T>
 struct Affine {
   double mean = 0, scale = 1, shift = 0;
   Affine() = default;
-  Affine(const T* gamma, const T* beta, int64_t c, double mean, double invstd)
+  Affine(const compute_t<T>* gamma, const compute_t<T>* beta, int64_t c, double mean, double invstd)
       : mean(mean), scale(invstd * (gamma ? double(gamma[c]) : 1.0)), shift(beta ? double(beta[c]) : 0.0) {}
   T operator()(T x) const { return T((double(x) - mean) * scale + shift); }
 };
@@ -59,8 +59,8 @@ void sum2(int64_t len, F&& f, G&& g, double& a, double& b) {
 }
 
 template <class T>
-void normalise(const T* x, const T* gamma, const T* beta, T* y, const BatchNormShape& s, const T* mean, const T* invstd,
-               bool relu) {
+void normalise(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y, const BatchNormShape& s,
+               const compute_t<T>* mean, const compute_t<T>* invstd, bool relu) {
   std::vector<Affine<T>> affine(s.c);
   for (int64_t c = 0; c < s.c; ++c) affine[c] = Affine<T>(gamma, beta, c, double(mean[c]), double(invstd[c]));
 #pragma omp parallel for schedule(static)
@@ -83,9 +83,11 @@ void normalise(const T* x, const T* gamma, const T* beta, T* y, const BatchNormS
 }  // namespace
 
 template <class T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
+                              compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
+                              compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
                               bool relu) {
+  using C = compute_t<T>;
   const double m = double(s.n * s.hw);
   std::vector<double> sums, sq;
   auto zero = [](int64_t) { return 0.0; };
@@ -109,27 +111,31 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T
   });
   for (int64_t c = 0; c < s.c; ++c) {
     const double var = sq[2 * c] / m;  // biased: what normalises
-    save_mean[c] = T(mean[c]);
-    save_invstd[c] = T(batch_norm_invstd(var, eps));
+    save_mean[c] = C(mean[c]);
+    save_invstd[c] = C(batch_norm_invstd(var, eps));
     batch_norm_update_running(running_mean, running_var, c, mean[c], var, m, momentum);
   }
-  // Normalise with the saved (rounded to T) statistics, as CUDA does and as backward will.
+  // Normalise with the saved (rounded to C) statistics, as CUDA does and as backward will.
   normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu);
 }
 
 template <class T>
-void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps, bool relu) {
+void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
+                             const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
+                             compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
+                             bool relu) {
   for (int64_t c = 0; c < s.c; ++c) {
     save_mean[c] = running_mean[c];
-    save_invstd[c] = T(batch_norm_invstd(double(running_var[c]), eps));
+    save_invstd[c] = compute_t<T>(batch_norm_invstd(double(running_var[c]), eps));
   }
   normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu);
 }
 
 template <class T>
-void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu, const T* beta) {
+void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
+                         const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
+                         const BatchNormShape& s, bool training, bool relu, const compute_t<T>* beta) {
+  using C = compute_t<T>;
   const double m = double(s.n * s.hw);
   const bool need_sums = dgamma || dbeta || (gx && training);
   std::vector<Affine<T>> affine(s.c);
@@ -148,8 +154,8 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
     });
   }
   for (int64_t c = 0; c < s.c; ++c) {
-    if (dgamma) dgamma[c] = T(sums[2 * c + 1]);
-    if (dbeta) dbeta[c] = T(sums[2 * c]);
+    if (dgamma) dgamma[c] = C(sums[2 * c + 1]);
+    if (dbeta) dbeta[c] = C(sums[2 * c]);
   }
   if (!gx) return;
 #pragma omp parallel for schedule(static)

@@ -16,7 +16,8 @@ int64_t first_bad_label(const int32_t* labels, const CrossEntropyShape& s) {
 }
 
 template <class T>
-void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s) {
+void cross_entropy_forward(const T* logits, const int32_t* labels, compute_t<T>* loss, T* grad,
+                           const CrossEntropyShape& s) {
   const CrossEntropyTargets t = cross_entropy_targets(s);
   std::vector<double> row_loss(s.n);
 #pragma omp parallel for schedule(static) if (s.n * s.c > 32768)
@@ -43,14 +44,14 @@ void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* g
   }
   double total = 0;
   for (int64_t r = 0; r < s.n; ++r) total += row_loss[r];
-  *loss = T(total * t.inv_n);
+  *loss = compute_t<T>(total * t.inv_n);
 }
 
 template <class T>
-void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t count) {
-  const T g = *gy;
+void cross_entropy_backward(const T* saved_grad, const compute_t<T>* gy, T* gx, int64_t count) {
+  const compute_t<T> g = *gy;
 #pragma omp parallel for schedule(static) if (count > 65536)
-  for (int64_t i = 0; i < count; ++i) gx[i] = saved_grad[i] * g;
+  for (int64_t i = 0; i < count; ++i) gx[i] = to_storage<T>(to_compute(saved_grad[i]) * g);
 }
 
 KERNELS_CROSS_ENTROPY_INSTANTIATIONS

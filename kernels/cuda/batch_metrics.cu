@@ -7,8 +7,8 @@ constexpr int kBlock = 256;
 
 // One block: a batch is at most a few thousand rows, and a single writer keeps acc free of atomics.
 template <class T>
-__global__ void batch_metrics_kernel(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
-                                     double loss_bound, int64_t step, double* acc) {
+__global__ void batch_metrics_kernel(const T* logits, const int32_t* labels, int64_t n, int64_t classes,
+                                     const compute_t<T>* loss, double loss_bound, int64_t step, double* acc) {
   extern __shared__ int counts[];  // [classes] correct, [classes] total, [1] correct overall
   for (int64_t c = threadIdx.x; c < 2 * classes + 1; c += blockDim.x) counts[c] = 0;
   __syncthreads();
@@ -46,8 +46,8 @@ __global__ void batch_metrics_kernel(const T* logits, const int32_t* labels, int
 }  // namespace
 
 template <class T>
-void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes, const T* loss,
-                              double loss_bound, int64_t step, double* acc) {
+void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n, int64_t classes,
+                              const compute_t<T>* loss, double loss_bound, int64_t step, double* acc) {
   const size_t smem = (2 * classes + 1) * sizeof(int);
   batch_metrics_kernel<T><<<1, kBlock, smem, stream()>>>(logits, labels, n, classes, loss, loss_bound, step, acc);
   CUDA_CHECK_LAUNCH();

@@ -49,18 +49,20 @@ __device__ void block_sum2(double& a, double& b) {
 __device__ inline float fma_rn(float a, float b, float c) { return __fmaf_rn(a, b, c); }
 __device__ inline double fma_rn(double a, double b, double c) { return __fma_rn(a, b, c); }
 
+// In the compute type C = compute_t<T>, from storage x.
 template <class T>
 struct Affine {
-  T mu, scale, shift;
-  __device__ T operator()(T x) const { return fma_rn(x - mu, scale, shift); }
+  using C = compute_t<T>;
+  C mu, scale, shift;
+  __device__ C operator()(T x) const { return fma_rn(to_compute(x) - mu, scale, shift); }
 };
 
 template <class T>
 struct AffineParams {
-  const T *gamma, *beta, *mean, *invstd;
+  const compute_t<T>*gamma, *beta, *mean, *invstd;
   template <class I>
   __device__ Affine<T> at(I c) const {
-    return {mean[c], gamma ? gamma[c] * invstd[c] : invstd[c], beta ? beta[c] : T(0)};
+    return {mean[c], gamma ? gamma[c] * invstd[c] : invstd[c], beta ? beta[c] : compute_t<T>(0)};
   }
 };
 
@@ -99,7 +101,7 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
       const P pg = reinterpret_cast<const P*>(gy)[k];
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const double g = !kRelu || affine(px.v[e]) > T(0) ? double(pg.v[e]) : 0.0;
+        const double g = !kRelu || affine(px.v[e]) > compute_t<T>(0) ? double(pg.v[e]) : 0.0;
         a += g;
         b += g * (double(px.v[e]) - shift) * scale;
       }
@@ -129,8 +131,9 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
 // Stage 2 (forward, training): mean, invstd, running-stat update.
 template <class T>
 __global__ void finalize_train_kernel(const T* __restrict__ x, const double* __restrict__ partial, int S,
-                                      BatchNormShape s, double momentum, double eps, T* save_mean, T* save_invstd,
-                                      T* running_mean, T* running_var) {
+                                      BatchNormShape s, double momentum, double eps, compute_t<T>* save_mean,
+                                      compute_t<T>* save_invstd, compute_t<T>* running_mean,
+                                      compute_t<T>* running_var) {
   CUDA_KERNEL_LOOP(c, s.c) {
     double s1 = 0, s2 = 0;
     for (int k = 0; k < S; ++k) {
@@ -141,15 +144,15 @@ __global__ void finalize_train_kernel(const T* __restrict__ x, const double* __r
     const double dm = s1 / m;
     const double var = fmax(s2 / m - dm * dm, 0.0);  // biased
     const double mean = double(x[c * s.hw]) + dm;
-    save_mean[c] = T(mean);
-    save_invstd[c] = T(batch_norm_invstd(var, eps));
+    save_mean[c] = compute_t<T>(mean);
+    save_invstd[c] = compute_t<T>(batch_norm_invstd(var, eps));
     batch_norm_update_running(running_mean, running_var, c, mean, var, m, momentum);
   }
 }
 
 template <class T>
 __global__ void finalize_eval_kernel(const T* running_mean, const T* running_var, int64_t C, double eps, T* save_mean,
-                                     T* save_invstd) {
+                                     T* save_invstd) {  // T: the compute type here
   CUDA_KERNEL_LOOP(c, C) {
     save_mean[c] = running_mean[c];
     save_invstd[c] = T(batch_norm_invstd(double(running_var[c]), eps));
@@ -159,7 +162,7 @@ __global__ void finalize_eval_kernel(const T* running_mean, const T* running_var
 // Stage 2 (backward): sums[2c] = sum_gy, sums[2c + 1] = sum_gy_xhat; dbeta / dgamma when asked.
 template <class T>
 __global__ void finalize_backward_kernel(const double* __restrict__ partial, int S, int64_t C, double* sums, T* dgamma,
-                                         T* dbeta) {
+                                         T* dbeta) {  // T: the compute type here
   CUDA_KERNEL_LOOP(c, C) {
     double s1 = 0, s2 = 0;
     for (int k = 0; k < S; ++k) {
@@ -232,8 +235,8 @@ struct NormaliseOp {
     return ap.at(c);
   }
   __device__ T operator()(const Affine<T>& a, T x, T) const {
-    const T y = a(x);
-    return kRelu && y < T(0) ? T(0) : y;  // NaN passes, as relu()
+    const compute_t<T> y = a(x);
+    return to_storage<T>(kRelu && y < compute_t<T>(0) ? compute_t<T>(0) : y);  // NaN passes, as relu()
   }
 };
 
@@ -244,19 +247,20 @@ struct InputGradOp {
   AffineParams<T> ap;
   const double* sums;
   double inv_m;
+  using C = compute_t<T>;
   struct K {
-    T k, mu, mean_gy, coef;
+    C k, mu, mean_gy, coef;
     Affine<T> affine;
   };
   template <class I>
   __device__ K channel(I c) const {
     const double is = double(ap.invstd[c]);
-    return {T((ap.gamma ? double(ap.gamma[c]) : 1.0) * is), ap.mean[c], sums ? T(sums[2 * c] * inv_m) : T(0),
-            sums ? T(sums[2 * c + 1] * inv_m * is) : T(0), kRelu ? ap.at(c) : Affine<T>{}};
+    return {C((ap.gamma ? double(ap.gamma[c]) : 1.0) * is), ap.mean[c], sums ? C(sums[2 * c] * inv_m) : C(0),
+            sums ? C(sums[2 * c + 1] * inv_m * is) : C(0), kRelu ? ap.at(c) : Affine<T>{}};
   }
   __device__ T operator()(const K& k, T x, T gy) const {
-    const T g = !kRelu || k.affine(x) > T(0) ? gy : T(0);
-    return batch_norm_input_grad(k.k, g, k.mean_gy, x - k.mu, k.coef);
+    const C g = !kRelu || k.affine(x) > C(0) ? to_compute(gy) : C(0);
+    return to_storage<T>(batch_norm_input_grad(k.k, g, k.mean_gy, to_compute(x) - k.mu, k.coef));
   }
 };
 
@@ -317,8 +321,9 @@ void normalise(const AffineParams<T>& ap, const T* x, T* y, const BatchNormShape
 }  // namespace
 
 template <class T>
-void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T* save_mean, T* save_invstd,
-                              T* running_mean, T* running_var, const BatchNormShape& s, double momentum, double eps,
+void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
+                              compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
+                              compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
                               bool relu) {
   if (s.n * s.c * s.hw == 0) return;
   const StatsPlan plan = stats_plan<T>(s, x, nullptr);
@@ -331,18 +336,21 @@ void batch_norm_forward_train(const T* x, const T* gamma, const T* beta, T* y, T
 }
 
 template <class T>
-void batch_norm_forward_eval(const T* x, const T* gamma, const T* beta, const T* running_mean, const T* running_var,
-                             T* y, T* save_mean, T* save_invstd, const BatchNormShape& s, double eps, bool relu) {
+void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
+                             const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
+                             compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
+                             bool relu) {
   if (s.c == 0) return;
-  finalize_eval_kernel<T>
+  finalize_eval_kernel<compute_t<T>>
       <<<grid_for(s.c, 256), 256, 0, stream()>>>(running_mean, running_var, s.c, eps, save_mean, save_invstd);
   CUDA_CHECK_LAUNCH();
   normalise<T>({gamma, beta, save_mean, save_invstd}, x, y, s, relu);
 }
 
 template <class T>
-void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_mean, const T* save_invstd, T* gx,
-                         T* dgamma, T* dbeta, const BatchNormShape& s, bool training, bool relu, const T* beta) {
+void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
+                         const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
+                         const BatchNormShape& s, bool training, bool relu, const compute_t<T>* beta) {
   if (s.n * s.c * s.hw == 0) return;
   const AffineParams<T> ap{gamma, beta, save_mean, save_invstd};
   const bool need_sums = dgamma || dbeta || (gx && training);
@@ -357,7 +365,8 @@ void batch_norm_backward(const T* x, const T* gy, const T* gamma, const T* save_
       launch_partial_sums<T, true, true>(plan, x, gy, ap, s, partial);
     else
       launch_partial_sums<T, true, false>(plan, x, gy, ap, s, partial);
-    finalize_backward_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(partial, plan.S, s.c, sums, dgamma, dbeta);
+    finalize_backward_kernel<compute_t<T>>
+        <<<grid_for(s.c, 256), 256, 0, stream()>>>(partial, plan.S, s.c, sums, dgamma, dbeta);
     CUDA_CHECK_LAUNCH();
   }
   if (!gx) return;

@@ -79,10 +79,10 @@ __global__ void rows_kernel(const T* __restrict__ logits, const int32_t* __restr
 
 // One block: loss = sum(row_loss) / n; thread 0 also files the call's first bad row (if any) in the record, unless
 // an earlier call already did.
-template <class T>
+template <class C>  // the compute type: the loss is never rounded to the storage type
 __global__ void sum_rows_kernel(const double* __restrict__ row_loss, const unsigned long long* bad_row,
                                 const int32_t* __restrict__ labels, CrossEntropyShape s, unsigned long long call,
-                                T* loss) {
+                                C* loss) {
   const int64_t n = s.n;
   if (threadIdx.x == 0 && *bad_row != ~0ull && atomicCAS(&g_label_record.claimed, 0u, 1u) == 0u) {
     const long long row = (long long)*bad_row;
@@ -102,21 +102,22 @@ __global__ void sum_rows_kernel(const double* __restrict__ row_loss, const unsig
   if (warp == 0) {
     v = lane < kSumBlock / 32 ? partial[lane] : 0.0;
     v = warp_sum(v);
-    if (lane == 0) *loss = T(v / double(n));
+    if (lane == 0) *loss = C(v / double(n));
   }
 }
 
 template <class T>
-__global__ void scale_by_scalar_kernel(const T* __restrict__ src, const T* __restrict__ scalar, T* __restrict__ dst,
-                                       int64_t count) {
-  const T g = *scalar;
-  CUDA_KERNEL_LOOP(i, count) dst[i] = src[i] * g;
+__global__ void scale_by_scalar_kernel(const T* __restrict__ src, const compute_t<T>* __restrict__ scalar,
+                                       T* __restrict__ dst, int64_t count) {
+  const compute_t<T> g = *scalar;
+  CUDA_KERNEL_LOOP(i, count) dst[i] = to_storage<T>(to_compute(src[i]) * g);
 }
 
 }  // namespace
 
 template <class T>
-void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* grad, const CrossEntropyShape& s) {
+void cross_entropy_forward(const T* logits, const int32_t* labels, compute_t<T>* loss, T* grad,
+                           const CrossEntropyShape& s) {
   const unsigned long long call = ++g_calls;
   if (s.n == 0) return;
   // Scratch: the bad-row word, then one double per row (both 8 bytes). Released at once: later work on the
@@ -128,7 +129,7 @@ void cross_entropy_forward(const T* logits, const int32_t* labels, T* loss, T* g
   const unsigned blocks = static_cast<unsigned>((s.n + kRowsPerBlock - 1) / kRowsPerBlock);
   rows_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, stream()>>>(logits, labels, grad, row_loss, bad_row, s);
   CUDA_CHECK_LAUNCH();
-  sum_rows_kernel<T><<<1, kSumBlock, 0, stream()>>>(row_loss, bad_row, labels, s, call, loss);
+  sum_rows_kernel<compute_t<T>><<<1, kSumBlock, 0, stream()>>>(row_loss, bad_row, labels, s, call, loss);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -152,7 +153,7 @@ LabelError take_label_error() {
 }
 
 template <class T>
-void cross_entropy_backward(const T* saved_grad, const T* gy, T* gx, int64_t count) {
+void cross_entropy_backward(const T* saved_grad, const compute_t<T>* gy, T* gx, int64_t count) {
   if (count == 0) return;
   scale_by_scalar_kernel<T><<<grid_for(count, 256), 256, 0, stream()>>>(saved_grad, gy, gx, count);
   CUDA_CHECK_LAUNCH();

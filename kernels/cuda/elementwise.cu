@@ -15,13 +15,13 @@ __global__ void convert_kernel(const S* x, D* y, int64_t n) {
 struct Add {
   template <class T>
   __device__ T operator()(T a, T b) const {
-    return a + b;
+    return to_storage<T>(to_compute(a) + to_compute(b));
   }
 };
 template <class T>
 struct Scale {
-  T alpha;
-  __device__ T operator()(T x) const { return alpha * x; }
+  compute_t<T> alpha;
+  __device__ T operator()(T x) const { return to_storage<T>(alpha * to_compute(x)); }
 };
 }  // namespace
 
@@ -42,7 +42,7 @@ void add(const T* a, const T* b, T* y, int64_t n) {
   map2(Add{}, a, b, y, n);
 }
 template <class T>
-void scale(const T* x, T alpha, T* y, int64_t n) {
+void scale(const T* x, compute_t<T> alpha, T* y, int64_t n) {
   map1(Scale<T>{alpha}, x, y, n);
 }
 

@@ -396,6 +396,15 @@ TEST_CASE("reproduce: the report says whether plain-56 trains worse than plain-2
     REQUIRE(seen[2].name == "resnet56");
     REQUIRE(contains(with_figures, "![degradation](degradation-quick/fig6.png)"));
     REQUIRE_FALSE(contains(with_figures, "not drawn by this build"));
+
+    // A report written outside DIR (docs/reproduction.md for DIR docs/reproduction) links from its own folder.
+    const auto fig = [](const std::string&, const std::vector<app::FigureRun>&) {
+      return std::vector<std::string>{"fig6.png"};
+    };
+    fs::create_directories(dir / "docs");
+    const std::string outside = slurp(app::write_report(dir.str(), dir / "docs/report.md", fig));
+    REQUIRE(contains(outside, "![degradation](../degradation-quick/fig6.png)"));
+    REQUIRE(contains(slurp(app::write_report(dir.str(), "", fig)), "![degradation](degradation-quick/fig6.png)"));
   }
 }
 
