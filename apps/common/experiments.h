@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -125,5 +126,10 @@ std::string write_report(const std::string& dir, const std::string& path = "", c
 
 // Paper numbers beside ours (He et al. 2016, CIFAR-10 test error in %, Table 6); NaN where not tabulated.
 double paper_cifar_test_error(const std::string& family, int depth);
+
+// Shared by the runner (experiments.cpp) and the report (experiments_report.cpp).
+std::string utc_now();  // e.g. 2026-12-02T03:04:33Z
+// The JSON in `path`, or null when there is no such file; a file that is not valid JSON is an error naming it.
+nlohmann::json read_json_file(const std::string& path);
 
 }  // namespace app
