@@ -16,7 +16,7 @@
 #include "benchmarks/bench_common.h"
 #include "benchmarks/resnet_shapes.h"
 #include "engine/ops/common.h"  // ENGINE_KERNEL: the kernel on the benchmark's device
-#include "engine/ops/conv2d.h"
+#include "engine/ops.h"
 #include "engine/tensor.h"
 #include "kernels/batch_norm.h"
 #include "kernels/conv.h"

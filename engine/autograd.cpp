@@ -4,7 +4,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "engine/ops/elementwise.h"
+#include "engine/ops.h"
 
 namespace engine {
 

@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "engine/ops/shortcut.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 
 namespace models {

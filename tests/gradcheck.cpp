@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "engine/autograd.h"
-#include "engine/ops/elementwise.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 
 namespace testing {

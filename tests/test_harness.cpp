@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "engine/autograd.h"
-#include "engine/ops/elementwise.h"
+#include "engine/ops.h"
 #include "tests/compare.h"
 #include "tests/gradcheck.h"
 #include "tests/require_close.h"

@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "engine/error.h"
-#include "engine/ops/data.h"
+#include "engine/ops.h"
 
 namespace app {
 

@@ -12,7 +12,7 @@
 #include "engine/error.h"
 #include "engine/json_strict.h"
 #include "engine/ops/common.h"
-#include "engine/ops/data.h"
+#include "engine/ops.h"
 
 namespace app {
 

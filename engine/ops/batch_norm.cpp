@@ -1,8 +1,6 @@
-#include "engine/ops/batch_norm.h"
+#include "engine/ops.h"
 
 #include "engine/ops/common.h"
-#include "engine/ops/conv2d.h"  // cudnn_compiled()
-#include "engine/ops/elementwise.h"
 #include "kernels/batch_norm.h"
 
 namespace engine {

@@ -1,6 +1,6 @@
 // conv2d front-end: argument checks, output shape, the backward rule, and the choice between our kernels
 // (kernels/cpu/conv.cpp, kernels/cuda/conv.cu) and cuDNN (kernels/cudnn/conv.cpp) for CUDA tensors.
-#include "engine/ops/conv2d.h"
+#include "engine/ops.h"
 
 #include <array>
 #include <map>

@@ -1,4 +1,4 @@
-#include "engine/ops/data.h"
+#include "engine/ops.h"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "engine/ops/elementwise.h"
+#include "engine/ops.h"
 
 #include "engine/ops/common.h"
 #include "kernels/elementwise.h"

@@ -1,4 +1,4 @@
-#include "engine/ops/loss.h"
+#include "engine/ops.h"
 
 #include "engine/ops/common.h"
 #include "kernels/cross_entropy.h"

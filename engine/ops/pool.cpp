@@ -1,4 +1,4 @@
-#include "engine/ops/pool.h"
+#include "engine/ops.h"
 
 #include <limits>
 

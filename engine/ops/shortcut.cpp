@@ -1,4 +1,4 @@
-#include "engine/ops/shortcut.h"
+#include "engine/ops.h"
 
 #include "engine/ops/common.h"
 #include "kernels/shortcut.h"

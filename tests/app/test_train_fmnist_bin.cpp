@@ -15,7 +15,7 @@
 
 #include "engine/checkpoint.h"
 #include "engine/device.h"
-#include "engine/ops/conv2d.h"
+#include "engine/ops.h"
 #include "tests/app/app_test_util.h"
 
 namespace {

@@ -1,11 +1,11 @@
 // kernels/check.h: a kernel's error is the engine's error type with the message unchanged, so users and callers
-// see one kind of error whichever layer raised it; and the data path's upload op (engine/ops/data.h).
+// see one kind of error whichever layer raised it; and the data path's upload op (engine/ops.h, engine/ops/data.cpp).
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <type_traits>
 
 #include "engine/error.h"
-#include "engine/ops/data.h"
+#include "engine/ops.h"
 #include "kernels/check.h"
 
 static_assert(std::is_same_v<engine::EngineError, kernels::Error>, "engine::EngineError is the kernels' error type");

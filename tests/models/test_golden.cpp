@@ -20,9 +20,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "engine/ops/batch_norm.h"
-#include "engine/ops/conv2d.h"
-#include "engine/ops/loss.h"
+#include "engine/ops.h"
 #include "models/registry.h"
 #include "tests/compare.h"
 #include "tests/gradcheck.h"

@@ -7,7 +7,7 @@
 #include <map>
 #include <set>
 
-#include "engine/ops/loss.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 #include "models/registry.h"
 #include "models/resnet.h"

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "engine/error.h"
-#include "engine/ops/conv2d.h"
+#include "engine/ops.h"
 
 namespace testing {
 

@@ -3,9 +3,7 @@
 #include <cmath>
 
 #include "engine/autograd.h"
-#include "engine/ops/batch_norm.h"
-#include "engine/ops/conv2d.h"  // cudnn_compiled()
-#include "engine/ops/elementwise.h"
+#include "engine/ops.h"
 #include "tests/gradcheck.h"
 #include "tests/require_close.h"
 

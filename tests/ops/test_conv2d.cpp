@@ -7,7 +7,7 @@
 #include <string>
 
 #include "engine/autograd.h"
-#include "engine/ops/conv2d.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 #include "kernels/conv.h"
 #include "tests/gradcheck.h"

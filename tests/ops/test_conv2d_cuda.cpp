@@ -8,8 +8,7 @@
 #include <vector>
 
 #include "engine/autograd.h"
-#include "engine/ops/conv2d.h"
-#include "engine/ops/linear.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 #include "tests/gradcheck.h"
 #include "tests/ops/conv_case.h"

@@ -2,8 +2,7 @@
 #include <cmath>
 
 #include "engine/autograd.h"
-#include "engine/ops/elementwise.h"
-#include "engine/ops/loss.h"
+#include "engine/ops.h"
 #include "tests/gradcheck.h"
 #include "tests/require_close.h"
 

@@ -1,7 +1,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 
-#include "engine/ops/elementwise.h"
+#include "engine/ops.h"
 #include "tests/gradcheck.h"
 
 using namespace engine;

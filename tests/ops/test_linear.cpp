@@ -2,7 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/autograd.h"
-#include "engine/ops/linear.h"
+#include "engine/ops.h"
 #include "tests/gradcheck.h"
 
 using namespace engine;

@@ -12,10 +12,7 @@
 #include "apps/common/metrics.h"
 #include "engine/autograd.h"
 #include "engine/device.h"
-#include "engine/ops/batch_norm.h"
-#include "engine/ops/conv2d.h"  // cudnn_compiled()
-#include "engine/ops/loss.h"
-#include "engine/ops/pool.h"
+#include "engine/ops.h"
 #include "engine/random.h"
 #include "tests/gradcheck.h"
 

@@ -5,7 +5,7 @@
 #include <random>
 
 #include "engine/autograd.h"
-#include "engine/ops/pool.h"
+#include "engine/ops.h"
 #include "kernels/pool.h"
 #include "tests/gradcheck.h"
 #include "tests/require_close.h"
