@@ -417,6 +417,7 @@ RunnerResult run_experiment(const std::string& experiment, const std::vector<Run
     const TrainResult tr = train(cfg, model, data, hooks);
     session["ended"] = utc_now();
     session["epochs_done"] = static_cast<int64_t>(tr.history.size());
+    if (!tr.notices.empty()) session["notices"] = tr.notices;
     RunOutcome outcome = RunOutcome::finished;
     std::string status = "finished";
     if (tr.status == TrainStatus::interrupted) {

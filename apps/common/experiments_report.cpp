@@ -153,6 +153,18 @@ std::string missing_line(const std::vector<RunRecord>& runs) {
   return out;
 }
 
+// What the trainer noted while a run went on (an evaluation loss above the divergence bound, training unharmed).
+std::string notices_list(const std::vector<RunRecord>& runs) {
+  std::string out;
+  for (const auto& r : runs) {
+    if (!r.run_json.is_object() || !r.run_json.contains("sessions")) continue;
+    for (const auto& s : r.run_json["sessions"])
+      if (s.contains("notices"))
+        for (const auto& n : s["notices"]) out += cat("- ", r.spec.name, ": ", n.get<std::string>(), "\n");
+  }
+  return out.empty() ? out : "Notices printed during training:\n\n" + out + "\n";
+}
+
 std::string commands_used(const std::vector<RunRecord>& runs) {
   std::vector<std::string> cmds;
   for (const auto& r : runs)
@@ -311,6 +323,7 @@ std::string build_report(const std::string& dir, const FigureWriter& figures, co
         out += recipe_section(runs);
       }
       out += missing_line(runs) + "\n";
+      out += notices_list(runs);
       out += cat("The definition (`reproduce --help`):\n\n```\n", def.help, "\n```\n\n");
       out += provenance_table(runs) + "\n";
       out += commands_used(runs);

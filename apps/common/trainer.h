@@ -93,6 +93,8 @@ enum class TrainStatus { finished, early_stopped, interrupted, diverged };
 struct TrainResult {
   TrainStatus status = TrainStatus::finished;
   std::string message;  // how it ended, for the user
+  // Printed as they happened: an evaluation loss above the divergence bound while training is fine.
+  std::vector<std::string> notices;
   std::vector<EpochRecord> history;
   EvalResult final_test;  // the last test evaluation
   std::string out_dir;

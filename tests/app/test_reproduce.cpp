@@ -431,3 +431,16 @@ TEST_CASE("reproduce: a diverged run is recorded, reported and skipped afterward
   REQUIRE(contains(report, "delete the folder to retry): plain20."));
   REQUIRE(contains(report, "**Missing runs:** plain32, plain44, plain56, resnet20,"));  // plain20 is not missing
 }
+
+TEST_CASE("reproduce: the report lists the trainer's notices of each run", "[app][reproduce]") {
+  apptest::TempDir dir;
+  fake_run(dir / "degradation-quick/plain56", 2, 2, 0.80);
+  std::ofstream(dir / "degradation-quick/plain56/run.json")
+      << R"({"status": "finished", "sessions": [{"notices": ["test loss 943.9 above the divergence bound"]}]})";
+  const std::string report = app::build_report(dir.str());
+  INFO(report);
+  REQUIRE(
+      contains(report, "Notices printed during training:\n\n- plain56: test loss 943.9 above the divergence bound\n"));
+  fs::remove(dir / "degradation-quick/plain56/run.json");
+  REQUIRE_FALSE(contains(app::build_report(dir.str()), "Notices printed during training"));
+}
