@@ -60,6 +60,8 @@ int main(int argc, char** argv) {
     opt.x = app::parse_choice(v, "x", {"iterations", "epochs"});
   });
   add("log-y", "", "Logarithmic y axis.", [&](const std::string&) { opt.log_y = true; });
+  add("smooth", "N", "Training curves (from steps.csv) as the mean over the last N iterations (default: as logged).",
+      [&](const std::string& v) { opt.smooth = app::parse_int(v, "smooth", 0, int64_t(1) << 40); });
   add("y-max", "V", "Top of the y axis, e.g. 20 to show errors below 20% as the paper's Fig. 6 (default: the data).",
       [&](const std::string& v) { opt.y_max = app::parse_double(v, "y-max", 1e-12, 1e12); });
   add("panels", "N,N,...",

@@ -77,6 +77,9 @@ struct RunPlotOptions {
   std::string x = "iterations";  // iterations | epochs
   bool log_y = false;
   double y_min = NAN, y_max = NAN;  // NaN: from the data (a linear axis starts at 0)
+  // Training curves from steps.csv: each point the mean of the logged windows of the last `smooth` iterations
+  // (0 or 1: as logged), as the paper's thin curves average out the batch-to-batch noise.
+  int64_t smooth = 0;
   std::string title, subtitle;
   int panel_width = 560, height = 440;
   double scale = 1;  // Figure::scale

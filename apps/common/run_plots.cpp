@@ -133,9 +133,22 @@ Figure runs_figure(const std::vector<std::vector<RunData>>& panels, const std::v
         Series s{"", {}, {}, rgb, styles[k].width, styles[k].dash};
         const bool from_steps = (m.rfind("train", 0) == 0 || m == "lr") && !run.steps.empty();
         if (from_steps) {
+          auto value = [&](const StepRecord& r) { return metric_value(m, r.train_loss, r.train_acc, r.lr); };
+          const bool smooth = opt.smooth > 1 && m != "lr";
+          // Weighted by each window's examples, so the mean is over the examples of the last `smooth` iterations.
+          auto weight = [](const StepRecord& r) { return r.examples > 0 ? double(r.examples) : 1.0; };
+          size_t first = 0;  // the oldest record inside the trailing window
+          double sum = 0, total = 0;
           for (const StepRecord& r : run.steps) {
             s.x.push_back(by_iter ? static_cast<double>(r.iteration) : r.epoch);
-            s.y.push_back(metric_value(m, r.train_loss, r.train_acc, r.lr));
+            if (!smooth) {
+              s.y.push_back(value(r));
+              continue;
+            }
+            sum += weight(r) * value(r), total += weight(r);
+            for (; run.steps[first].iteration <= r.iteration - opt.smooth; ++first)
+              sum -= weight(run.steps[first]) * value(run.steps[first]), total -= weight(run.steps[first]);
+            s.y.push_back(sum / total);
           }
         } else {
           ENGINE_CHECK(!by_iter || run.steps_per_epoch > 0, run.dir,

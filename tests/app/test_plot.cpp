@@ -207,6 +207,18 @@ TEST_CASE("plot: runs_figure puts epochs on the iteration axis and shares axes b
   REQUIRE(app::runs_figure({{a}}, {}, capped).panels[0].y_max == 20);
   REQUIRE(app::runs_figure({{a}}, {}, capped).panels[0].y_min == 0);
 
+  // --smooth 6: every point the mean of the records (2 iterations each) of the last 6 iterations. The accuracy is
+  // linear in the iteration, so the mean of the last three records is the middle one's value; fewer at the start.
+  app::RunPlotOptions smooth;
+  smooth.smooth = 6;
+  const app::Series smoothed = app::runs_figure({{a}}, {}, smooth).panels[0].series[0];
+  auto error_at = [](double it) { return 100 * (1 - (0.5 + 0.4 * it / 30.0)); };
+  REQUIRE(smoothed.x == train.x);
+  REQUIRE(std::fabs(smoothed.y[0] - error_at(2)) < 1e-9);
+  REQUIRE(std::fabs(smoothed.y[1] - error_at(3)) < 1e-9);
+  for (size_t j = 2; j < smoothed.y.size(); ++j) REQUIRE(std::fabs(smoothed.y[j] - error_at(smoothed.x[j] - 2)) < 1e-9);
+  REQUIRE(std::fabs(train.y[5] - error_at(train.x[5])) < 1e-9);  // unsmoothed: as logged
+
   REQUIRE_THROWS_WITH(app::runs_figure({{old}}, {}, {}), Catch::Contains("old") && Catch::Contains("--x epochs"));
   app::RunPlotOptions by_epoch;
   by_epoch.x = "epochs";
