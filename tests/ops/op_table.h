@@ -4,12 +4,12 @@
 //  1. forward against the entry's own naive double-precision reference (CPU, every dtype), tolerance below;
 //  2. float64 central-difference gradient check on the CPU for every differentiable input (tests/gradcheck.h);
 //  3. CUDA against the CPU in the same dtype: outputs and gradients (skips visibly without a device);
-//  4. every bad call throws engine::EngineError whose message starts with the op's name;
-//  5. NaN propagation: a NaN planted in each differentiable input (element 0 or OpCase::nan_at) shows up exactly where
-//  the
-//     reference (written with PyTorch's semantics: relu and max pass NaN) has it, and somewhere at least.
+//  4. every bad call throws engine::EngineError whose message names the op ("<error_name>: ");
+//  5. NaN propagation: a NaN planted in each differentiable input (element 0, or OpCase::nan_at) shows up exactly
+//     where the reference, written with PyTorch's semantics (relu and max pass NaN), has it, and somewhere at least.
 // Adding an op = writing it and one OpInfo (tests/ops/test_op_table.cpp); adding a dtype = one Backend.
 #pragma once
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <functional>
@@ -39,6 +39,7 @@ struct OpCase {
   std::function<Tensors(const Tensors&)> run;       // the op; outputs[0] is the one differentiated
   std::function<Tensors(const Values&)> reference;  // naive loops in double, one float64 tensor per output
   std::vector<int64_t> nan_at = {};                 // where each input gets its NaN (element 0 where not given)
+  int64_t k_grad = 0;                               // terms in the longest sum behind one gradient value (0: k)
 };
 
 struct Make {  // tensors for bad calls, in the backend's dtype and on its device
@@ -52,7 +53,7 @@ struct Make {  // tensors for bad calls, in the backend's dtype and on its devic
 };
 
 struct OpInfo {
-  std::string error_name;  // every error message starts with "<error_name>: "
+  std::string error_name;  // every bad call's message contains "<error_name>: "
   std::vector<OpCase> cases;
   std::vector<std::function<void(const Make&)>> bad_calls;  // each must throw
 };
@@ -69,16 +70,22 @@ inline const std::vector<Backend>& backends() {
   return list;
 }
 
-// Forward against the reference: a K-term sum carries at most K * u * sum|terms| of round-off (Higham), u the
-// unit round-off of the dtype; with unit-scale inputs sum|terms| is within a small factor of 1 + |ref|, and the
-// factor 8 also covers the few roundings around the sum (bias, scale, sqrt, exp/log): |got - ref| <= 8 K u (1 + |ref|).
+// Forward against the reference: the round-off of a K-term sum is at most K u sum|terms| (Higham), u the unit
+// round-off of the dtype, and in practice (errors of either sign) about sqrt(K) u |terms|_2, which is K u for
+// unit-scale inputs; |got - ref| <= 8 K u (1 + |ref|) leaves a factor 8 for that and for the few roundings around
+// the sum (bias, scale, sqrt, exp/log). The reference reads the inputs as rounded to the dtype.
 inline double reference_tol(DType d, int64_t k) { return 8.0 * double(k) * (d == DType::f64 ? 0x1p-53 : 0x1p-24); }
-// CUDA against CPU, as tests/ops/test_norm_pool_loss_cuda.cpp: float64 round-off only (sums in another order);
-// float32 element-wise math on the GPU against the CPU's.
 struct Tol {
   double atol, rtol;
 };
-inline Tol cuda_tol(DType d) { return d == DType::f64 ? Tol{1e-12, 1e-10} : Tol{1e-5, 1e-4}; }
+// CUDA against CPU: the table of tests/ops/test_norm_pool_loss_cuda.cpp (float64: round-off only, sums in another
+// order; float32: float element-wise math on the GPU against the CPU's), plus both sides' round-off of the longest
+// sum of the forward or backward (2 * reference_tol), which dominates for GEMMs (as in test_conv2d_cuda.cpp).
+inline Tol cuda_tol(const OpCase& c, DType d) {
+  const double sums = 2 * reference_tol(d, std::max(c.k, c.k_grad));
+  const Tol base = d == DType::f64 ? Tol{1e-12, 1e-10} : Tol{1e-5, 1e-4};
+  return {base.atol + sums, base.rtol + sums};
+}
 
 // The case's inputs in the backend's dtype on its device (fresh copies), differentiable ones requiring grad.
 inline Tensors inputs_for(const OpCase& c, Backend b) {
@@ -149,11 +156,12 @@ inline Tensors run_with_backward(const OpCase& c, Backend b, bool backward) {
 // 3: CUDA against the CPU, forward and backward; then forward with each NaN plant.
 inline void check_cuda(const OpCase& c, Backend b) {
   const Backend cpu{Device::cpu(), b.dtype};
-  require_all_close(run_with_backward(c, b, true), run_with_backward(c, cpu, true), cuda_tol(b.dtype), NonFinite::fail);
+  require_all_close(run_with_backward(c, b, true), run_with_backward(c, cpu, true), cuda_tol(c, b.dtype),
+                    NonFinite::fail);
   for (size_t g : c.grad) {
     INFO("NaN planted at element " << nan_index(c, g) << " of input " << g);
     const OpCase k = with_nan(c, g);
-    require_all_close(run_with_backward(k, b, false), run_with_backward(k, cpu, false), cuda_tol(b.dtype),
+    require_all_close(run_with_backward(k, b, false), run_with_backward(k, cpu, false), cuda_tol(c, b.dtype),
                       NonFinite::allow_matching);
   }
 }
@@ -195,16 +203,16 @@ inline void check_gradients(const OpInfo& op) {
 
 }  // namespace testing::optable
 
-// The three test cases of one entry; `entry` is a function returning its OpInfo.
-#define OPTABLE_TEST_CASES(entry, title)                                                                       \
-  TEST_CASE("op table, " title ": forward against the reference, NaN propagation, bad calls on the CPU",       \
-            "[ops][optable]") {                                                                                \
-    testing::optable::for_each_case(entry(), false, testing::optable::check_reference);                        \
-  }                                                                                                            \
-  TEST_CASE("op table, " title ": float64 gradient check", "[ops][optable][gradcheck]") {                      \
-    testing::optable::check_gradients(entry());                                                                \
-  }                                                                                                            \
-  TEST_CASE("op table, " title ": CUDA matches the CPU, NaN propagation, bad calls", "[ops][optable][cuda]") { \
-    SKIP_WITHOUT_CUDA();                                                                                       \
-    testing::optable::for_each_case(entry(), true, testing::optable::check_cuda);                              \
+// The three test cases of one entry; `entry` is a function returning its OpInfo. No comma or semicolon in the
+// names: a Catch test spec splits at commas, CTest at semicolons.
+#define OPTABLE_TEST_CASES(entry, title)                                                                             \
+  TEST_CASE("op table " title ": forward vs reference + NaN propagation + bad calls on the CPU", "[ops][optable]") { \
+    testing::optable::for_each_case(entry(), false, testing::optable::check_reference);                              \
+  }                                                                                                                  \
+  TEST_CASE("op table " title ": float64 gradient check", "[ops][optable][gradcheck]") {                             \
+    testing::optable::check_gradients(entry());                                                                      \
+  }                                                                                                                  \
+  TEST_CASE("op table " title ": CUDA vs CPU + NaN propagation + bad calls", "[ops][optable][cuda]") {               \
+    SKIP_WITHOUT_CUDA();                                                                                             \
+    testing::optable::for_each_case(entry(), true, testing::optable::check_cuda);                                    \
   }

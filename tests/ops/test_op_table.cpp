@@ -136,6 +136,7 @@ OpInfo linear_entry() {
              }
            return Tensors{f64(y, {n, out_f})};
          }});
+    op.cases.back().k_grad = std::max(out_f, n);  // dx; dw and db
   }
   op.bad_calls = {[](const Make& m) {
                     linear(m({2, 5}), m({3, 4}), Tensor());
@@ -195,6 +196,9 @@ OpInfo conv2d_entry() {
     // the zero padding is left out: 0 * NaN gives NaN on the im2col path and not on the dense or cropped paths
     // (kernels/cpu/conv.cpp drops taps that only read padding), and PyTorch does not define which.
     op.cases.back().nan_at = {0, (k.kh / 2) * k.kw + k.kw / 2, 0};
+    const int64_t oh = (k.h + 2 * k.p.pad_h - k.kh) / k.p.stride_h + 1,
+                  ow = (k.w + 2 * k.p.pad_w - k.kw) / k.p.stride_w + 1;
+    op.cases.back().k_grad = std::max(k.oc * k.kh * k.kw, k.n * oh * ow);  // dx; dw and db
   }
   op.bad_calls = {[](const Make& m) {
                     conv2d(m({2, 3, 8, 8}), m({4, 1, 3, 3}), Tensor(), Conv2dParams{});
@@ -216,12 +220,14 @@ OpCase bn_case(const Shape& s, bool training, bool affine, bool fused, uint64_t 
   std::vector<double> rm(c), rv(c);
   for (int64_t i = 0; i < c; ++i) rm[i] = 0.1 * double(i) - 0.2, rv[i] = 0.5 + 0.4 * double(i);
   OpCase k;
-  k.name = cat(shape_str(s), training ? " training" : " eval", affine ? ", affine" : ", no affine");
+  k.name = cat(shape_str(s), training ? " training" : " eval", affine ? ", affine" : ", no affine",
+               fused ? ", fused relu" : "");
   k.inputs = {randn64(s, seed), randn64({c}, seed + 1), randn64({c}, seed + 2), f64(rm, {c}), f64(rv, {c})};
   k.grad = affine ? std::vector<size_t>{0, 1, 2} : std::vector<size_t>{0};
   // training: m-term sums for the statistics; eval: no sum, the six roundings of the formula on values a few
   // times |ref| (x - mean cancels), counted as k = 4.
   k.k = training ? m : 4;
+  k.k_grad = m;  // dgamma, dbeta (and dx in training) sum over the channel
   k.run = [=](const Tensors& in) {
     Tensor run_mean = in[3].clone(), run_var = in[4].clone();
     const Tensor gamma = affine ? in[1] : Tensor(), beta = affine ? in[2] : Tensor();
@@ -331,6 +337,7 @@ OpInfo max_pool2d_entry() {
                               }
                           return Tensors{f64(y, {n, c, oh, ow})};
                         }});
+    op.cases.back().k_grad = p.kernel_h * p.kernel_w;  // dx sums the windows that chose it
   }
   op.bad_calls = {[](const Make& m) {
                     max_pool2d(m({1, 4, 4}), pool(2, 2, 2, 2, 0, 0));
