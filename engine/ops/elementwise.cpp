@@ -5,6 +5,12 @@
 #include "kernels/relu.h"
 
 namespace engine {
+namespace {
+// dispatch_dtype rejects int32 too, but without naming the op.
+void check_float(const char* op, const char* what, const Tensor& t) {
+  ENGINE_CHECK(t.dtype() != DType::i32, op, ": ", what, " must be float32 or float64, got int32");
+}
+}  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
   check_defined("add", "a", a);
@@ -12,6 +18,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
   check_same("add", {{"a", a}, {"b", b}});
   ENGINE_CHECK(a.shape() == b.shape(), "add: shapes differ: ", shape_str(a.shape()), " vs ", shape_str(b.shape()),
                " (no broadcasting)");
+  check_float("add", "a", a);
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
   dispatch_dtype(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -23,6 +30,7 @@ Tensor add(const Tensor& a, const Tensor& b) {
 
 Tensor scale(const Tensor& x, double alpha) {
   check_defined("scale", "x", x);
+  check_float("scale", "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -35,6 +43,7 @@ Tensor scale(const Tensor& x, double alpha) {
 
 Tensor relu(const Tensor& x) {
   check_defined("relu", "x", x);
+  check_float("relu", "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
