@@ -96,7 +96,8 @@ const std::vector<ExperimentDef>& experiment_defs() {
            kDegradationQuickTrain, " training images, ", kDegradationQuickEpochs, " epochs (",
            kDegradationQuickEpochs * kDegradationQuickTrain / 128, " iterations), the first ", kDegradationQuickTest,
            " test images;\n"
-           "         about an hour on 2 CPU cores. Asks one question: is plain-56's training error above plain-20's?\n"
+           "         about an hour on 2 CPU cores. Asks: is plain-56's training error above plain-20's while\n"
+           "         resnet56's is not above resnet20's?\n"
            "  full:  all 60000 / 10000 images, ",
            kDegradationFullEpochs,
            " epochs = 64k iterations as the paper (drops at 32k and 48k), by when\n"
