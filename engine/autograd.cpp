@@ -54,13 +54,14 @@ std::string describe_nonfinite(const Tensor& t) {
   }
   int64_t first = -1, count = 0;
   double value = 0;
-  dispatch_dtype(host.dtype(), [&](auto tag) {
+  dispatch_storage("detect_anomaly", host.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* p = host.data<T>();
     const int64_t n = host.numel();
     for (int64_t i = 0; i < n; ++i) {
-      if (std::isfinite(p[i])) continue;
-      if (count++ == 0) first = i, value = static_cast<double>(p[i]);
+      const auto v = kernels::to_compute(p[i]);  // bf16 has no arithmetic of its own
+      if (std::isfinite(v)) continue;
+      if (count++ == 0) first = i, value = static_cast<double>(v);
     }
   });
   if (count == 0) return {};

@@ -43,6 +43,8 @@ const char* st_dtype(DType d) {
       return "F64";
     case DType::i32:
       return "I32";
+    case DType::bf16:
+      return "BF16";  // little-endian 16-bit words, as safetensors and PyTorch store bfloat16
   }
   return "?";
 }
@@ -168,8 +170,10 @@ Tensor StoredTensor::to_tensor() const {
     d = DType::f64;
   else if (dtype == "I32")
     d = DType::i32;
+  else if (dtype == "BF16")
+    d = DType::bf16;
   else
-    fail(cat("checkpoint: tensor dtype ", dtype, " cannot be loaded into the engine (F32, F64 or I32 only)"));
+    fail(cat("checkpoint: tensor dtype ", dtype, " cannot be loaded into the engine (F32, F64, BF16 or I32 only)"));
   Tensor t = Tensor::empty(shape, d, Device::cpu());
   ENGINE_CHECK(static_cast<size_t>(t.numel() * dtype_size(d)) == bytes.size(), "checkpoint: ", bytes.size(),
                " bytes do not match shape ", shape_str(shape), " of ", dtype);

@@ -21,12 +21,12 @@ using Metadata = std::map<std::string, std::string>;
 
 // One tensor as it lies in the file: host bytes in little-endian order.
 struct StoredTensor {
-  std::string dtype;  // safetensors dtype: "F32", "F64", "I32", "I64", "U8"
+  std::string dtype;  // safetensors dtype: "F32", "F64", "BF16", "I32", "I64", "U8"
   Shape shape;
   std::vector<char> bytes;
 
   static StoredTensor from(const Tensor& t);  // copies to the host
-  Tensor to_tensor() const;                   // F32/F64/I32 as a CPU tensor; other dtypes throw
+  Tensor to_tensor() const;                   // F32/F64/BF16/I32 as a CPU tensor; other dtypes throw
 };
 
 struct SafetensorsFile {

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "engine/autograd.h"
 #include "engine/host_allocator.h"
@@ -17,7 +18,18 @@
 
 namespace engine {
 
-std::size_t dtype_size(DType d) { return d == DType::f64 ? 8 : 4; }
+std::size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::f32:
+    case DType::i32:
+      return 4;
+    case DType::f64:
+      return 8;
+    case DType::bf16:
+      return 2;
+  }
+  fail(cat("dtype_size: unknown dtype ", static_cast<int>(d)));
+}
 const char* dtype_name(DType d) {
   switch (d) {
     case DType::f32:
@@ -26,12 +38,22 @@ const char* dtype_name(DType d) {
       return "float64";
     case DType::i32:
       return "int32";
+    case DType::bf16:
+      return "bfloat16";
   }
   return "?";
 }
 
 DType compute_dtype(DType d) {
-  return dispatch_dtype(d, [](auto tag) { return dtype_of<kernels::compute_t<decltype(tag)>>(); });
+  return dispatch_storage("compute_dtype", d, [](auto tag) { return dtype_of<kernels::compute_t<decltype(tag)>>(); });
+}
+
+void fail_not_computable(const char* op, const char* what, DType d) {
+  if (d == DType::bf16)
+    fail(cat(op, ": ", what,
+             " is bfloat16, which is storage only so far (no kernel computes in it yet): convert it "
+             "with .to(DType::f32)"));
+  fail(cat(op, ": ", what, " must be float32 or float64, got ", dtype_name(d)));
 }
 
 int64_t numel_of(const Shape& s) {
@@ -155,9 +177,9 @@ std::string Tensor::str() const {
 // ---------------- copies ----------------
 void Tensor::fill_(double value) {
   int64_t n = numel();
-  dispatch_dtype(dtype(), [&](auto tag) {
+  dispatch_storage("fill_", dtype(), [&](auto tag) {
     using T = decltype(tag);
-    ENGINE_KERNEL("fill_", *this, fill<T>, data<T>(), static_cast<T>(value), n);
+    ENGINE_KERNEL("fill_", *this, fill<T>, data<T>(), kernels::convert_value<T>(value), n);
   });
 }
 
@@ -196,11 +218,12 @@ Tensor Tensor::to(DType dt) const {
   if (dt == dtype()) return *this;
   if (dtype() == DType::i32 && !is_cuda()) {  // host-only integer -> float, for to_vector() of labels
     Tensor out = empty(shape(), dt, device());
-    dispatch_dtype(dt, [&](auto tag) {
+    dispatch_storage("to()", dt, [&](auto tag) {
       using D = decltype(tag);
       const int32_t* src = data<int32_t>();
       D* dst = out.data<D>();
-      for (int64_t i = 0; i < numel(); ++i) dst[i] = static_cast<D>(src[i]);
+      // Through double, which holds every int32: rounded once, to nearest even, whatever D is.
+      for (int64_t i = 0; i < numel(); ++i) dst[i] = kernels::convert_value<D>(static_cast<double>(src[i]));
     });
     return out;
   }
@@ -208,15 +231,15 @@ Tensor Tensor::to(DType dt) const {
                dtype_name(dt), " on ", device().str(), " is not supported");
   Tensor out = empty(shape(), dt, device());
   int64_t n = numel();
-  auto convert = [&](auto src_tag, auto dst_tag) {
-    using S = decltype(src_tag);
-    using D = decltype(dst_tag);
-    ENGINE_KERNEL("to(dtype)", *this, convert, data<S>(), out.data<D>(), n);  // S and D deduced
-  };
-  if (dt == DType::f64)
-    convert(float{}, double{});
-  else
-    convert(double{}, float{});
+  dispatch_storage("to()", dtype(), [&](auto src_tag) {
+    dispatch_storage("to()", dt, [&](auto dst_tag) {
+      using S = decltype(src_tag);
+      using D = decltype(dst_tag);
+      // S == D returned above; elementwise.h instantiates convert for every pair of different storage types.
+      if constexpr (!std::is_same_v<S, D>)
+        ENGINE_KERNEL("to(dtype)", *this, convert, data<S>(), out.data<D>(), n);  // S and D deduced
+    });
+  });
   Tensor self = *this;
   record(out, "to_dtype", {self},
          [src = dtype()](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g.to(src)}; });

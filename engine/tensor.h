@@ -10,11 +10,14 @@
 
 #include "engine/device.h"
 #include "engine/error.h"
+#include "kernels/dtype.h"
 
 namespace engine {
 
-// f32 and f64 for math (f64 is what gradient checks use); i32 only for class labels.
-enum class DType { f32, f64, i32 };
+// f32 and f64 for math (f64 is what gradient checks use); i32 only for class labels; bf16 (bfloat16,
+// kernels/bf16.h) is storage only so far: it can be made, filled, converted, read and checkpointed, and every op
+// refuses it (dispatch_dtype below) until its kernels compute in float for it.
+enum class DType { f32, f64, i32, bf16 };
 std::size_t dtype_size(DType d);
 const char* dtype_name(DType d);
 
@@ -131,6 +134,10 @@ template <>
 constexpr DType dtype_of<int32_t>() {
   return DType::i32;
 }
+template <>
+constexpr DType dtype_of<kernels::bf16>() {
+  return DType::bf16;
+}
 
 template <class T>
 T* Tensor::data() const {
@@ -140,16 +147,31 @@ T* Tensor::data() const {
   return static_cast<T*>(raw_data());
 }
 
-// Calls f(T{}) with T = float or double according to dtype; integer tensors are rejected.
-// The dtype the kernels compute in for storage dtype d (kernels/dtype.h's compute_t): d itself for f32 and f64.
-// Batch-norm parameters and statistics and the loss live in it.
+// The dtype the kernels compute in for storage dtype d (kernels/dtype.h's compute_t): d itself for f32 and f64,
+// f32 for bf16. Batch-norm parameters and statistics and the loss live in it.
 DType compute_dtype(DType d);
 
+// The error for a tensor an op's kernels cannot take: "<op>: <what> must be float32 or float64, got int32", or
+// for bf16 that it is storage only so far and how to convert it.
+[[noreturn]] void fail_not_computable(const char* op, const char* what, DType d);
+
+// For ops: calls f(T{}) with T = float or double, the types the op kernels are compiled for; any other dtype
+// (int32, bfloat16) is refused with the op's name, never read as one of them.
 template <class F>
-decltype(auto) dispatch_dtype(DType d, F&& f) {
-  ENGINE_CHECK(d != DType::i32, "this operation needs a float32 or float64 tensor, got int32");
+decltype(auto) dispatch_dtype(const char* op, DType d, F&& f) {
   if (d == DType::f32) return f(float{});
-  return f(double{});
+  if (d == DType::f64) return f(double{});
+  fail_not_computable(op, "the input", d);
+}
+
+// For what only stores, converts or reads values (fill_, to(dtype), anomaly checks): calls f(T{}) with T = float,
+// double or kernels::bf16; int32 is refused with `what` in the message.
+template <class F>
+decltype(auto) dispatch_storage(const char* what, DType d, F&& f) {
+  if (d == DType::f32) return f(float{});
+  if (d == DType::f64) return f(double{});
+  if (d == DType::bf16) return f(kernels::bf16{});
+  fail(cat(what, ": needs a float32, float64 or bfloat16 tensor, got ", dtype_name(d)));
 }
 
 }  // namespace engine

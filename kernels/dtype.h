@@ -4,12 +4,13 @@
 // storage are typed compute_t<T> in the interfaces: batch-norm affine parameters, statistics and their gradients,
 // the loss, GEMM alpha/beta and scalar factors.
 //
-// Today every storage type computes in itself (float -> float, double -> double): the axis changes no result.
-// bf16 storage with float compute (the next step) is then: a bf16 type with round-to-nearest-even conversions,
-// `template <> struct Compute<bf16> { using type = float; };`, one more entry in KERNELS_FOR_EACH_STORAGE, and the
-// conversion kernels (elementwise.h's convert). The kernel bodies stay as they are.
+// float and double compute in themselves; bf16 (kernels/bf16.h) computes in float. bf16 is storage only so far:
+// it has its conversions (convert_value below, elementwise.h's convert) but is not yet in
+// KERNELS_FOR_EACH_STORAGE, because not every kernel body loads and stores through to_compute / to_storage yet
+// (docs/ARCHITECTURE.md, "The dtype axis").
 #pragma once
 
+#include "kernels/bf16.h"
 #include "kernels/host_device.h"
 
 namespace kernels {
@@ -18,20 +19,56 @@ template <class T>
 struct Compute {
   using type = T;
 };
+template <>
+struct Compute<bf16> {
+  using type = float;
+};
 template <class T>
 using compute_t = typename Compute<T>::type;
 
+// convert_value<D>(v): the one place a value changes type, rounded to nearest even where D is narrower. Between
+// the built-in types it is static_cast; bf16 has no conversion operators (kernels/bf16.h), so its cases go
+// through its functions, and a type bf16 has no conversion for (an integer) does not compile.
+namespace detail {
+template <class D, class S>
+struct ConvertValue {
+  static KERNELS_HOST_DEVICE D run(S v) { return static_cast<D>(v); }
+};
+template <class D>
+struct ConvertValue<D, bf16> {  // exact: via float, which holds every bf16 value
+  static KERNELS_HOST_DEVICE D run(bf16 v) { return static_cast<D>(bf16_to_float(v)); }
+};
+template <>
+struct ConvertValue<bf16, float> {
+  static KERNELS_HOST_DEVICE bf16 run(float v) { return bf16_from_float(v); }
+};
+template <>
+struct ConvertValue<bf16, double> {  // directly, not through float: that would round twice
+  static KERNELS_HOST_DEVICE bf16 run(double v) { return bf16_from_double(v); }
+};
+template <>
+struct ConvertValue<bf16, bf16> {
+  static KERNELS_HOST_DEVICE bf16 run(bf16 v) { return v; }
+};
+}  // namespace detail
+
+template <class D, class S>
+KERNELS_HOST_DEVICE inline D convert_value(S v) {
+  return detail::ConvertValue<D, S>::run(v);
+}
+
 template <class T>
 KERNELS_HOST_DEVICE inline compute_t<T> to_compute(T v) {
-  return static_cast<compute_t<T>>(v);
+  return convert_value<compute_t<T>>(v);
 }
 template <class T>
 KERNELS_HOST_DEVICE inline T to_storage(compute_t<T> v) {
-  return static_cast<T>(v);
+  return convert_value<T>(v);
 }
 
 }  // namespace kernels
 
 // X(T) for every storage type the kernels are compiled for: each kernel header's KERNELS_<NAME>_INSTANTIATE(T) is
 // expanded through this list by both twins (kernels/cpu/*.cpp, kernels/cuda/*.cu), so they provide the same set.
+// bf16 joins it once every kernel body is bf16-clean (see the top of this file).
 #define KERNELS_FOR_EACH_STORAGE(X) X(float) X(double)

@@ -10,6 +10,11 @@ void check_defined(const char* op, const char* what, const Tensor& t) {
   ENGINE_CHECK(t.defined(), op, ": ", what, " is an undefined tensor");
 }
 
+void check_computable(const char* op, const char* what, const Tensor& t) {
+  check_defined(op, what, t);
+  if (t.dtype() != DType::f32 && t.dtype() != DType::f64) fail_not_computable(op, what, t.dtype());
+}
+
 void check_same(const char* op, const std::vector<std::pair<const char*, Tensor>>& named) {
   const Tensor* first = nullptr;
   const char* first_name = nullptr;

@@ -14,6 +14,8 @@ namespace engine {
 void check_same(const char* op, const std::vector<std::pair<const char*, Tensor>>& named);
 void check_dim(const char* op, const char* what, const Tensor& t, int64_t dim);
 void check_defined(const char* op, const char* what, const Tensor& t);
+// A dtype the op kernels compute in (float32, float64); int32 and bfloat16 (storage only so far) are refused.
+void check_computable(const char* op, const char* what, const Tensor& t);
 
 }  // namespace engine
 

@@ -1,26 +1,20 @@
-#include "engine/ops.h"
-
-#include "engine/ops/common.h"
 #include "kernels/elementwise.h"
+
+#include "engine/ops.h"
+#include "engine/ops/common.h"
 #include "kernels/relu.h"
 
 namespace engine {
-namespace {
-// dispatch_dtype rejects int32 too, but without naming the op.
-void check_float(const char* op, const char* what, const Tensor& t) {
-  ENGINE_CHECK(t.dtype() != DType::i32, op, ": ", what, " must be float32 or float64, got int32");
-}
-}  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
   check_defined("add", "a", a);
   check_defined("add", "b", b);
+  check_computable("add", "a", a);
   check_same("add", {{"a", a}, {"b", b}});
   ENGINE_CHECK(a.shape() == b.shape(), "add: shapes differ: ", shape_str(a.shape()), " vs ", shape_str(b.shape()),
                " (no broadcasting)");
-  check_float("add", "a", a);
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  dispatch_dtype(a.dtype(), [&](auto tag) {
+  dispatch_dtype("add", a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("add", a, add<T>, a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
   });
@@ -29,10 +23,9 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor scale(const Tensor& x, double alpha) {
-  check_defined("scale", "x", x);
-  check_float("scale", "x", x);
+  check_computable("scale", "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_dtype(x.dtype(), [&](auto tag) {
+  dispatch_dtype("scale", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("scale", x, scale<T>, x.data<T>(), kernels::compute_t<T>(alpha), y.data<T>(), x.numel());
   });
@@ -42,17 +35,16 @@ Tensor scale(const Tensor& x, double alpha) {
 }
 
 Tensor relu(const Tensor& x) {
-  check_defined("relu", "x", x);
-  check_float("relu", "x", x);
+  check_computable("relu", "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_dtype(x.dtype(), [&](auto tag) {
+  dispatch_dtype("relu", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("relu", x, relu_forward<T>, x.data<T>(), y.data<T>(), x.numel());
   });
   // The mask is read from the input (y > 0 iff x > 0), so the closure never holds the output.
   record(y, "relu", {x}, [x](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
-    dispatch_dtype(x.dtype(), [&](auto tag) {
+    dispatch_dtype("relu backward", x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       ENGINE_KERNEL("relu backward", x, relu_backward<T>, x.data<T>(), g.data<T>(), gx.data<T>(), x.numel());
     });

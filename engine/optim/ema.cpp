@@ -19,7 +19,10 @@ nn::NamedTensors model_tensors(const nn::Module& model) {
 
 ModelEma::ModelEma(const nn::Module& model, double decay) : decay_(decay) {
   ENGINE_CHECK(decay >= 0 && decay < 1, "EMA decay ", decay, " must lie in [0, 1)");
-  for (const auto& [name, t] : model_tensors(model)) shadow_.emplace_back(name, t.detach().clone());
+  for (const auto& [name, t] : model_tensors(model)) {
+    if (t.dtype() != DType::i32) check_computable("EMA", cat("'", name, "'").c_str(), t);
+    shadow_.emplace_back(name, t.detach().clone());
+  }
 }
 
 void ModelEma::update(const nn::Module& model) {
@@ -36,6 +39,7 @@ void ModelEma::update(const nn::Module& model) {
       e.copy_(w);  // counters are not averaged
       continue;
     }
+    if (w.dtype() != DType::f32) check_computable("EMA", cat("'", now[i].first, "'").c_str(), w);  // f64 passes
     (w.dtype() == DType::f32 ? f32 : f64).push_back({e.raw_data(), w.raw_data(), w.numel()});
   }
   auto run = [&](auto tag, const std::vector<kernels::EmaTensor>& table) {

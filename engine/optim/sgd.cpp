@@ -27,7 +27,7 @@ SGD::SGD(const std::vector<ParamGroup>& groups, SgdOptions options) : options_(o
                ", momentum ", options.momentum, " and weight decay ", options.weight_decay, " must be non-negative");
   ENGINE_CHECK(!options.nesterov || options.momentum > 0, "SGD: Nesterov needs momentum > 0");
   for (size_t i = 0; i < params_.size(); ++i) {
-    check_defined("SGD", "a parameter", params_[i]);
+    check_computable("SGD", "a parameter", params_[i]);
     if (i) check_same("SGD", {{"parameter 0", params_[0]}, {"another parameter", params_[i]}});
   }
 }
@@ -57,7 +57,7 @@ void SGD::step() {
       }
       if (table.empty()) continue;
       kernels::SgdParams p{options_.lr, options_.momentum, wd, options_.nesterov, first};
-      dispatch_dtype(params_[0].dtype(), [&](auto tag) {
+      dispatch_dtype("SGD", params_[0].dtype(), [&](auto tag) {
         using T = decltype(tag);
         ENGINE_KERNEL("SGD", params_[0], sgd_update<T>, table.data(), static_cast<int>(table.size()), p);
       });

@@ -11,7 +11,7 @@ void fill(T* y, T value, int64_t n) {
 template <class S, class D>
 void convert(const S* x, D* y, int64_t n) {
 #pragma omp parallel for if (n > 65536)
-  for (int64_t i = 0; i < n; ++i) y[i] = static_cast<D>(x[i]);
+  for (int64_t i = 0; i < n; ++i) y[i] = convert_value<D>(x[i]);
 }
 
 template <class T>

@@ -10,7 +10,7 @@ __global__ void fill_kernel(T* y, T v, int64_t n) {
 }
 template <class S, class D>
 __global__ void convert_kernel(const S* x, D* y, int64_t n) {
-  CUDA_KERNEL_LOOP(i, n) y[i] = static_cast<D>(x[i]);
+  CUDA_KERNEL_LOOP(i, n) y[i] = convert_value<D>(x[i]);
 }
 struct Add {
   template <class T>
