@@ -234,6 +234,15 @@ std::string degradation_section(const std::vector<RunRecord>& runs, Scale scale)
           " These runs differ from the definition (see the table below), so this is no verdict on the "
           "definition's scale.";
     out += "\n\n";
+    // Depth by depth: what the shortcuts buy at the same depth (the paper's Fig. 6, left panel against right).
+    std::vector<std::string> gaps;
+    for (int depth : {20, 32, 44, 56, 110}) {
+      const RunRecord *p = find_run(runs, cat("plain", depth)), *r = find_run(runs, cat("resnet", depth));
+      if (finished(p) && finished(r))
+        gaps.push_back(cat(depth, " layers ", pct(train_err(p) - train_err(r)), " points"));
+    }
+    if (gaps.size() > 1)
+      out += cat("Plain minus residual final training error, at the same depth: ", join(gaps, ", "), ".\n\n");
   } else {
     out += cat("**Degradation at the ", scale_name(scale),
                " scale: not decided yet** — plain20 and plain56 must both be finished.\n\n");
