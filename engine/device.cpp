@@ -82,6 +82,14 @@ void check_device_errors(Device d) {
 #endif
 }
 
+void set_allow_tf32(bool allow) {
+#if ENGINE_HAVE_CUDA
+  kernels::cuda::set_allow_tf32(allow);
+#else
+  (void)allow;
+#endif
+}
+
 int64_t cuda_free_memory(Device d) {
   ENGINE_CHECK(d.is_cuda(), "cuda_free_memory: ", d.str(), " is not a CUDA device");
 #if ENGINE_HAVE_CUDA

@@ -47,4 +47,8 @@ void check_device_errors(Device d);
 // allocator's cached blocks. A CPU device or a CPU-only build is a named error.
 int64_t cuda_free_memory(Device d);
 
+// Lets float32 GEMMs and convolutions on CUDA use TF32 tensor cores (default off: exact float32). No effect on the
+// CPU, nor in a CPU-only build.
+void set_allow_tf32(bool allow);
+
 }  // namespace engine

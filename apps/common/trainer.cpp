@@ -22,15 +22,13 @@
 #include "apps/common/step_log.h"
 #include "engine/autograd.h"
 #include "engine/checkpoint.h"
+#include "engine/device.h"
 #include "engine/error.h"
 #include "engine/json_strict.h"
 #include "engine/ops.h"
 #include "engine/optim/ema.h"
 #include "engine/optim/param_groups.h"
 #include "engine/optim/sgd.h"
-#if ENGINE_HAVE_CUDA
-#include "kernels/cuda/runtime.h"
-#endif
 
 namespace app {
 
@@ -86,9 +84,7 @@ engine::Device setup_runtime(const TrainConfig& cfg) {
   }
   const engine::Device device = check_runtime(cfg, false);
   engine::set_conv_engine(engine::parse_conv_engine(cfg.conv));
-#if ENGINE_HAVE_CUDA
-  if (device.is_cuda()) kernels::cuda::set_allow_tf32(cfg.tf32);
-#endif
+  if (device.is_cuda()) engine::set_allow_tf32(cfg.tf32);
   return device;
 }
 
