@@ -47,7 +47,11 @@ constexpr int64_t kDegradationQuickTrain = 3840, kDegradationQuickTest = 1000, k
 constexpr int64_t kDegradationFullEpochs = 137;
 constexpr int64_t kDepthQuickTrain = 5120, kDepthQuickTest = 2000, kDepthQuickEpochs = 5;
 constexpr int64_t kDepthFullEpochs = 30;
-constexpr int64_t kRecipeQuickEpochs = 15, kRecipeFullEpochs = 60;
+constexpr int64_t kRecipeQuickEpochs = 22, kRecipeFullEpochs = 60;
+// Random erasing is a regulariser that pays over long schedules (Zhong et al. trained 300 epochs). A CPU-length
+// schedule underfits: the 15-epoch recipe run with it ended at 0.928 training accuracy (under augmentation) beside
+// 0.937 test accuracy (docs/reproduction/README.md), so the quick scale leaves it out.
+constexpr double kEraseQuick = 0, kEraseFull = 0.5;
 
 }  // namespace
 
@@ -67,7 +71,7 @@ void apply_paper_recipe(TrainConfig& c) {
   c.val_split = 0;
 }
 
-void apply_best_recipe(TrainConfig& c) {
+void apply_best_recipe(TrainConfig& c, Scale scale) {
   c.lr = 0.1;
   c.momentum = 0.9;
   c.nesterov = true;
@@ -80,7 +84,8 @@ void apply_best_recipe(TrainConfig& c) {
   c.normalize = true;
   c.init = "model";
   c.val_split = 0;
-  c.erase = 0.5;  // random erasing (Zhong et al.: p 0.5, area 0.02-0.4, aspect 0.3-3.3), random fill
+  // random erasing (Zhong et al.: p 0.5, area 0.02-0.4, aspect 0.3-3.3), random fill; full scale only (above)
+  c.erase = scale == Scale::quick ? kEraseQuick : kEraseFull;
   c.erase_fill = "random";
   c.ema = 0.999;  // evaluation with an exponential moving average of the weights
   c.no_wd_bn = true;
@@ -112,10 +117,11 @@ const std::vector<ExperimentDef>& experiment_defs() {
            kDepthFullEpochs, " epochs (a GPU job).")},
       {"recipe", "the accuracy run: resnet20 at 28 px with the best recipe (goal: 0.94 last-epoch test accuracy)",
        cat("resnet20, 28 px, all 60000 / 10000 images: SGD Nesterov 0.9, lr 0.1, weight decay 5e-4, batch 128,\n"
-           "cosine with 1 warmup epoch, label smoothing 0.1, crop + flip, normalisation, random erasing (p 0.5),\n"
-           "an EMA of the weights (0.999) for evaluation and no weight decay on BN/bias.",
+           "cosine with 1 warmup epoch, label smoothing 0.1, crop + flip, normalisation, an EMA of the weights\n"
+           "(0.999) for evaluation and no weight decay on BN/bias; random erasing (p 0.5) at full scale only.",
            "\n  quick: ", kRecipeQuickEpochs,
-           " epochs (CPU: about 5 minutes an epoch on 2 cores).\n  full:  ", kRecipeFullEpochs, " epochs.")},
+           " epochs, no erasing (a CPU-length schedule underfits; CPU: about 3.7 minutes an epoch on 2 cores).\n"
+           "  full:  ", kRecipeFullEpochs, " epochs.")},
   };
   return defs;
 }
@@ -153,7 +159,7 @@ std::vector<RunSpec> experiment_runs(const std::string& experiment, Scale scale)
       r.name = cat("resnet", d);
       r.depth = d;
       r.cfg.model = r.name;
-      apply_best_recipe(r.cfg);
+      apply_best_recipe(r.cfg, scale);
       r.cfg.resize = quick ? 28 : 96;
       r.cfg.epochs = quick ? kDepthQuickEpochs : kDepthFullEpochs;
       r.cfg.limit_train = quick ? kDepthQuickTrain : 0;
@@ -165,7 +171,7 @@ std::vector<RunSpec> experiment_runs(const std::string& experiment, Scale scale)
     r.name = "resnet20";
     r.depth = 20;
     r.cfg.model = r.name;
-    apply_best_recipe(r.cfg);
+    apply_best_recipe(r.cfg, scale);
     r.cfg.resize = 28;
     r.cfg.epochs = quick ? kRecipeQuickEpochs : kRecipeFullEpochs;
     runs.push_back(r);

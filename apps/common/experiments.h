@@ -50,8 +50,8 @@ std::vector<RunSpec> experiment_runs(const std::string& experiment, Scale scale)
 void apply_paper_recipe(TrainConfig& cfg);
 // The project's best recipe so far (the same for every depth): SGD Nesterov momentum 0.9, lr 0.1, weight decay
 // 5e-4, batch 128, cosine schedule with 1 epoch of warmup, label smoothing 0.1, crop + flip, normalisation,
-// random erasing p 0.5, EMA 0.999 for evaluation, no weight decay on BN and biases.
-void apply_best_recipe(TrainConfig& cfg);
+// EMA 0.999 for evaluation, no weight decay on BN and biases; random erasing p 0.5 at full scale only.
+void apply_best_recipe(TrainConfig& cfg, Scale scale);  // erasing at full scale only (experiments.cpp)
 
 // `train_fmnist MODEL --flag value ...` with every field that differs from TrainConfig's defaults (out and data
 // included when set): the command that trains the same run alone.

@@ -130,9 +130,11 @@ TEST_CASE("reproduce: depth and recipe use the best recipe, the same for every d
     d.limit_test = c.limit_test;
     REQUIRE(app::config_to_json(d) == app::config_to_json(c));
   }
-  // The best recipe's own switches (random erasing, EMA, no weight decay on BN/bias) are on.
+  // The best recipe's own switches (EMA, no weight decay on BN/bias) are on; random erasing at full scale only.
   const app::TrainConfig c = app::experiment_runs("recipe", app::Scale::quick)[0].cfg;
-  REQUIRE(c.erase == 0.5);
+  REQUIRE(c.erase == 0);
+  REQUIRE(app::experiment_runs("recipe", app::Scale::full)[0].cfg.erase == 0.5);
+  REQUIRE(app::experiment_runs("depth", app::Scale::full)[0].cfg.erase == 0.5);
   REQUIRE(c.erase_fill == "random");
   REQUIRE(c.ema == 0.999);
   REQUIRE(c.no_wd_bn);
