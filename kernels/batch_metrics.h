@@ -36,4 +36,4 @@ void accumulate_batch_metrics(const T* logits, const int32_t* labels, int64_t n,
 #define KERNELS_BATCH_METRICS_INSTANTIATE(T)                                                                         \
   template void accumulate_batch_metrics<T>(const T*, const int32_t*, int64_t, int64_t, const compute_t<T>*, double, \
                                             int64_t, double*);
-#define KERNELS_BATCH_METRICS_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_BATCH_METRICS_INSTANTIATE)
+#define KERNELS_BATCH_METRICS_INSTANTIATIONS KERNELS_FOR_EACH_COMPUTE(KERNELS_BATCH_METRICS_INSTANTIATE)

@@ -124,4 +124,4 @@ void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T*
   template void batch_norm_backward<T>(const T*, const T*, const compute_t<T>*, const compute_t<T>*,                 \
                                        const compute_t<T>*, T*, compute_t<T>*, compute_t<T>*, const BatchNormShape&, \
                                        bool, bool, const compute_t<T>*);
-#define KERNELS_BATCH_NORM_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_BATCH_NORM_INSTANTIATE)
+#define KERNELS_BATCH_NORM_INSTANTIATIONS KERNELS_FOR_EACH_COMPUTE(KERNELS_BATCH_NORM_INSTANTIATE)

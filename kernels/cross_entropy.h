@@ -84,4 +84,4 @@ void cross_entropy_backward(const T* saved_grad, const compute_t<T>* gy, T* gx, 
 #define KERNELS_CROSS_ENTROPY_INSTANTIATE(T)                                                                     \
   template void cross_entropy_forward<T>(const T*, const int32_t*, compute_t<T>*, T*, const CrossEntropyShape&); \
   template void cross_entropy_backward<T>(const T*, const compute_t<T>*, T*, int64_t);
-#define KERNELS_CROSS_ENTROPY_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_CROSS_ENTROPY_INSTANTIATE)
+#define KERNELS_CROSS_ENTROPY_INSTANTIATIONS KERNELS_FOR_EACH_COMPUTE(KERNELS_CROSS_ENTROPY_INSTANTIATE)

@@ -4,10 +4,11 @@
 // storage are typed compute_t<T> in the interfaces: batch-norm affine parameters, statistics and their gradients,
 // the loss, GEMM alpha/beta and scalar factors.
 //
-// float and double compute in themselves; bf16 (kernels/bf16.h) computes in float. bf16 is storage only so far:
-// it has its conversions (convert_value below, elementwise.h's convert) but is not yet in
-// KERNELS_FOR_EACH_STORAGE, because not every kernel body loads and stores through to_compute / to_storage yet
-// (docs/ARCHITECTURE.md, "The dtype axis").
+// float and double compute in themselves; bf16 (kernels/bf16.h) computes in float. Two lists below say which
+// kernels take which: the activation kernels (conv, linear, batch norm, pooling, ReLU, add, the shortcut) take
+// every storage type; the kernels that only ever see compute-typed tensors take float and double: parameters
+// and their optimizer state (SGD, EMA: mixed precision keeps float masters), the loss and the batch metrics
+// (logits are cast to float first, as PyTorch's autocast does) and the data pipeline (images are made in float).
 #pragma once
 
 #include "kernels/bf16.h"
@@ -68,7 +69,8 @@ KERNELS_HOST_DEVICE inline T to_storage(compute_t<T> v) {
 
 }  // namespace kernels
 
-// X(T) for every storage type the kernels are compiled for: each kernel header's KERNELS_<NAME>_INSTANTIATE(T) is
-// expanded through this list by both twins (kernels/cpu/*.cpp, kernels/cuda/*.cu), so they provide the same set.
-// bf16 joins it once every kernel body is bf16-clean (see the top of this file).
-#define KERNELS_FOR_EACH_STORAGE(X) X(float) X(double)
+// X(T) for every storage type the activation kernels are compiled for, and for the compute types (the top of this
+// file says which kernels take which). Each kernel header's KERNELS_<NAME>_INSTANTIATE(T) is expanded through one
+// of them by both twins (kernels/cpu/*.cpp, kernels/cuda/*.cu), so they provide the same set.
+#define KERNELS_FOR_EACH_STORAGE(X) X(float) X(double) X(bf16)
+#define KERNELS_FOR_EACH_COMPUTE(X) X(float) X(double)

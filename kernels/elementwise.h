@@ -33,9 +33,8 @@ void scale(const T* x, compute_t<T> alpha, T* y, int64_t n);
   template void fill<T>(T*, T, int64_t);                 \
   template void add<T>(const T*, const T*, T*, int64_t); \
   template void scale<T>(const T*, compute_t<T>, T*, int64_t);
-// The conversions between storage types (the only kernels with two type parameters), each element through
-// convert_value (kernels/dtype.h), and fill for bf16: bf16 is storage only so far, not in
-// KERNELS_FOR_EACH_STORAGE, but a bf16 tensor can be made, filled and converted.
+// And the conversions between storage types (the only kernels with two type parameters), each element through
+// convert_value (kernels/dtype.h).
 #define KERNELS_ELEMENTWISE_INSTANTIATIONS                              \
   KERNELS_FOR_EACH_STORAGE(KERNELS_ELEMENTWISE_INSTANTIATE)             \
   template void convert<float, double>(const float*, double*, int64_t); \
@@ -43,5 +42,4 @@ void scale(const T* x, compute_t<T> alpha, T* y, int64_t n);
   template void convert<float, bf16>(const float*, bf16*, int64_t);     \
   template void convert<bf16, float>(const bf16*, float*, int64_t);     \
   template void convert<double, bf16>(const double*, bf16*, int64_t);   \
-  template void convert<bf16, double>(const bf16*, double*, int64_t);   \
-  template void fill<bf16>(bf16*, bf16, int64_t);
+  template void convert<bf16, double>(const bf16*, double*, int64_t);

@@ -40,4 +40,4 @@ void ema_update(const EmaTensor* tensors, int count, double decay);
 // The explicit instantiations that kernels/cpu/ema.cpp and kernels/cuda/ema.cu both compile, each inside its own
 // namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
 #define KERNELS_EMA_INSTANTIATE(T) template void ema_update<T>(const EmaTensor*, int, double);
-#define KERNELS_EMA_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_EMA_INSTANTIATE)
+#define KERNELS_EMA_INSTANTIATIONS KERNELS_FOR_EACH_COMPUTE(KERNELS_EMA_INSTANTIATE)

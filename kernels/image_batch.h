@@ -104,4 +104,4 @@ void make_image_batch(const uint8_t* images, const int32_t* labels, const Sample
 #define KERNELS_IMAGE_BATCH_INSTANTIATE(T)                                                      \
   template void make_image_batch<T>(const uint8_t*, const int32_t*, const SampleSpec*, int64_t, \
                                     const ImageBatchParams&, T*, int32_t*);
-#define KERNELS_IMAGE_BATCH_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_IMAGE_BATCH_INSTANTIATE)
+#define KERNELS_IMAGE_BATCH_INSTANTIATIONS KERNELS_FOR_EACH_COMPUTE(KERNELS_IMAGE_BATCH_INSTANTIATE)

@@ -52,4 +52,4 @@ void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p);
 // The explicit instantiations that kernels/cpu/sgd.cpp and kernels/cuda/sgd.cu both compile, each inside its own
 // namespace, for every storage type (kernels/dtype.h), so the two twins always provide the same set.
 #define KERNELS_SGD_INSTANTIATE(T) template void sgd_update<T>(const SgdTensor*, int, const SgdParams&);
-#define KERNELS_SGD_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_SGD_INSTANTIATE)
+#define KERNELS_SGD_INSTANTIATIONS KERNELS_FOR_EACH_COMPUTE(KERNELS_SGD_INSTANTIATE)

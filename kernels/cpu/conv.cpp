@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/cpu/compute_buffer.h"
 #include "kernels/gemm.h"
 
 namespace kernels::cpu {
@@ -114,7 +115,7 @@ void im2col_tables_p(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
       T plane[kTableMaxPlane + 1];
       const T* xp = x + (img * s.c + c) * HW;
       for (int64_t q = 0; q < HW; ++q) plane[q] = xp[q];  // a few values: a call to memcpy costs more
-      plane[HW] = T(0);
+      plane[HW] = to_storage<T>(0);
       T* dst = col + c * KK * NP + img * P;
       for (int64_t t = 0; t < KK; ++t, dst += NP) {
         const int32_t* it = idx + t * P;
@@ -177,9 +178,9 @@ void col2im_tables(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
       for (int64_t g = 0; g < ng; ++g) {
         const int64_t n = gs[g].count;
         for (int64_t r = gs[g].begin; r < gs[g].end; ++r, o += n) {
-          T acc = 0;
-          for (int64_t k = 0; k < n; ++k) acc += src[o[k]];
-          xp[ord[r]] = acc;
+          compute_t<T> acc = 0;
+          for (int64_t k = 0; k < n; ++k) acc += to_compute(src[o[k]]);
+          xp[ord[r]] = to_storage<T>(acc);
         }
       }
     }
@@ -193,6 +194,7 @@ void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
   const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, OW = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w;
   const TapRanges r(s);
+  const T zero = to_storage<T>(0);
 #pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
   for (int64_t c = 0; c < s.c; ++c)
     for (int64_t img = 0; img < nb; ++img) {
@@ -202,20 +204,20 @@ void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
         for (int64_t j = 0; j < s.kw; ++j) {
           T* dst = col + ((c * s.kh + i) * s.kw + j) * NP + img * P;
           const int64_t lo = r.ow_lo[j], hi = r.ow_hi[j];
-          std::fill(dst, dst + oh_lo * OW, T(0));  // output rows above the image
+          std::fill(dst, dst + oh_lo * OW, zero);  // output rows above the image
           for (int64_t oh = oh_lo; oh < oh_hi; ++oh) {
             T* d = dst + oh * OW;
             const T* src = xp + (oh * sh - s.pad_h + i) * s.w;  // input row; column of ow is ow*sw - pw + j
-            for (int64_t ow = 0; ow < lo; ++ow) d[ow] = T(0);
+            for (int64_t ow = 0; ow < lo; ++ow) d[ow] = zero;
             if (sw == 1) {
               const int64_t off = j - s.pad_w;  // ow + off is inside the row for ow in [lo, hi)
               for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow + off];
             } else {
               for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * sw - s.pad_w + j];
             }
-            for (int64_t ow = hi; ow < OW; ++ow) d[ow] = T(0);
+            for (int64_t ow = hi; ow < OW; ++ow) d[ow] = zero;
           }
-          std::fill(dst + oh_hi * OW, dst + P, T(0));  // output rows below the image
+          std::fill(dst + oh_hi * OW, dst + P, zero);  // output rows below the image
         }
       }
     }
@@ -231,23 +233,25 @@ void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
 #pragma omp parallel for collapse(2) schedule(static) if (s.ckk() * NP > kParallelMin)
   for (int64_t img = 0; img < nb; ++img)
     for (int64_t c = 0; c < s.c; ++c) {
-      T* xp = x + (img * s.c + c) * HW;
-      std::fill(xp, xp + HW, T(0));
+      ComputeBuffer<T> acc(x + (img * s.c + c) * HW, HW);
+      acc.zero();
+      compute_t<T>* xp = acc.data();
       for (int64_t i = 0; i < s.kh; ++i)
         for (int64_t j = 0; j < s.kw; ++j) {
           const T* src = col + ((c * s.kh + i) * s.kw + j) * NP + img * P;
           const int64_t lo = r.ow_lo[j], hi = r.ow_hi[j];
           for (int64_t oh = r.oh_lo[i]; oh < r.oh_hi[i]; ++oh) {
             const T* sp = src + oh * OW;
-            T* d = xp + (oh * sh - s.pad_h + i) * s.w;
+            compute_t<T>* d = xp + (oh * sh - s.pad_h + i) * s.w;
             if (sw == 1) {
               const int64_t off = j - s.pad_w;
-              for (int64_t ow = lo; ow < hi; ++ow) d[ow + off] += sp[ow];
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow + off] += to_compute(sp[ow]);
             } else {
-              for (int64_t ow = lo; ow < hi; ++ow) d[ow * sw - s.pad_w + j] += sp[ow];
+              for (int64_t ow = lo; ow < hi; ++ow) d[ow * sw - s.pad_w + j] += to_compute(sp[ow]);
             }
           }
         }
+      acc.store();
     }
 }
 
@@ -258,8 +262,8 @@ void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y) {
   for (int64_t img = 0; img < s.n; ++img)
     for (int64_t oc = 0; oc < s.oc; ++oc) {
       T* dst = y + (img * s.oc + oc) * P;
-      const T b = bias[oc];
-      for (int64_t p = 0; p < P; ++p) dst[p] += b;
+      const compute_t<T> b = to_compute(bias[oc]);
+      for (int64_t p = 0; p < P; ++p) dst[p] = to_storage<T>(to_compute(dst[p]) + b);
     }
 }
 
@@ -271,11 +275,11 @@ void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
     double acc = 0;  // float gradients summed over a whole batch lose digits in float
     for (int64_t img = 0; img < s.n; ++img) {
       const T* src = gy + (img * s.oc + oc) * P;
-      T part = 0;
-      for (int64_t p = 0; p < P; ++p) part += src[p];
+      compute_t<T> part = 0;
+      for (int64_t p = 0; p < P; ++p) part += to_compute(src[p]);
       acc += part;
     }
-    gb[oc] = T(acc);
+    gb[oc] = convert_value<T>(acc);
   }
 }
 
@@ -517,6 +521,26 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   crop_weight(s, t, w, wc.data());
   backward_impl(sc, x, wc.data(), gy, gx, gw ? gwc.data() : nullptr);
   if (gw) uncrop_weight_grad(s, t, gwc.data(), gw);
+}
+
+// bf16, the reference for mixed precision, as PyTorch defines a bf16 convolution: the bf16 operands widened to
+// float (exactly), the float convolution above (products exact, sums in float), each result rounded to bf16 once.
+template <>
+void conv2d_forward<bf16>(const Conv2dShape& s, const bf16* x, const bf16* w, const bf16* bias, bf16* y) {
+  const Widened xf(x, s.n * s.c * s.h * s.w), wf(w, s.oc * s.ckk()), bf(bias, s.oc);
+  ComputeBuffer<bf16> yf(y, s.n * s.oc * s.out_pixels());
+  conv2d_forward<float>(s, xf.data(), wf.data(), bf.data(), yf.data());
+  yf.store();
+}
+
+template <>
+void conv2d_backward<bf16>(const Conv2dShape& s, const bf16* x, const bf16* w, const bf16* gy, bf16* gx, bf16* gw,
+                           bf16* gb) {
+  const int64_t nx = s.n * s.c * s.h * s.w, nw = s.oc * s.ckk(), ny = s.n * s.oc * s.out_pixels();
+  const Widened xf(gw ? x : nullptr, nx), wf(gx ? w : nullptr, nw), gyf(gy, ny);
+  ComputeBuffer<bf16> gxf(gx, nx), gwf(gw, nw), gbf(gb, s.oc);
+  conv2d_backward<float>(s, xf.data(), wf.data(), gyf.data(), gxf.data(), gwf.data(), gbf.data());
+  gxf.store(), gwf.store(), gbf.store();
 }
 
 KERNELS_CONV_INSTANTIATIONS

@@ -13,8 +13,10 @@
 #include <limits>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "kernels/check.h"
+#include "kernels/cpu/compute_buffer.h"
 #include "kernels/cpu/blas_info.h"
 
 namespace kernels::cpu {
@@ -162,6 +164,25 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, compute_t
   }
   blas_gemm(trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b, ldb,
             beta, c, ldc);
+}
+
+// bf16: the operands widened to float (exactly), OpenBLAS's sgemm (float accumulation), C rounded to bf16 once:
+// the semantics of cuBLAS's bf16 GEMM with CUBLAS_COMPUTE_32F, which the CUDA twin calls. Only C's m x n block
+// is written back (ldc may leave gaps that belong to someone else).
+template <>
+void gemm<bf16>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a, int64_t lda,
+                const bf16* b, int64_t ldb, float beta, bf16* c, int64_t ldc) {
+  check_blas_range(m, n, k, lda, ldb, ldc);
+  if (m == 0 || n == 0) return;
+  const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k, b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
+  const Widened af(a, a_rows > 0 ? (a_rows - 1) * lda + a_cols : 0), bf(b, b_rows > 0 ? (b_rows - 1) * ldb + b_cols : 0);
+  std::vector<float> cf(m * n, 0.f);
+  if (beta != 0)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) cf[i * n + j] = bf16_to_float(c[i * ldc + j]);
+  gemm<float>(trans_a, trans_b, m, n, k, alpha, af.data(), lda, bf.data(), ldb, beta, cf.data(), n);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = bf16_from_float(cf[i * n + j]);
 }
 
 template <class T>

@@ -1,6 +1,8 @@
 // CPU pooling: OpenMP over (n, c) planes; backward scatters within a plane, so planes never race.
 #include "kernels/pool.h"
 
+#include "kernels/cpu/compute_buffer.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -22,25 +24,26 @@ void max_pool2d_forward(const T* x, T* y, int32_t* argmax, const MaxPool2dShape&
         // The maximum without branches (a max instruction; NaN is noted on the side and wins, as in PyTorch),
         // then the first tap that holds it. Tracking value and index in one loop branched on every tap, which
         // real activations mispredict often (timings in docs/benchmarks.md, "Measurements behind code choices").
-        T best = -std::numeric_limits<T>::infinity();
+        using C = compute_t<T>;  // compared in, exactly: the maximum is one of the inputs (or NaN)
+        C best = -std::numeric_limits<C>::infinity();
         bool any_nan = false;
         for (int64_t ih = h0; ih < h1; ++ih)
           for (int64_t iw = w0; iw < w1; ++iw) {
-            const T v = xp[ih * s.w + iw];
+            const C v = to_compute(xp[ih * s.w + iw]);
             best = best < v ? v : best;
             any_nan |= v != v;
           }
-        if (any_nan) best = std::numeric_limits<T>::quiet_NaN();
+        if (any_nan) best = std::numeric_limits<C>::quiet_NaN();
         int64_t best_i = -1;
         for (int64_t ih = h0; ih < h1 && best_i < 0; ++ih)
           for (int64_t iw = w0; iw < w1; ++iw) {
-            const T v = xp[ih * s.w + iw];
+            const C v = to_compute(xp[ih * s.w + iw]);
             if (any_nan ? v != v : v == best) {
               best_i = ih * s.w + iw;
               break;
             }
           }
-        y[p * out_plane + oh * s.out_w + ow] = best;
+        y[p * out_plane + oh * s.out_w + ow] = to_storage<T>(best);
         argmax[p * out_plane + oh * s.out_w + ow] = static_cast<int32_t>(best_i);
       }
     }
@@ -52,9 +55,11 @@ void max_pool2d_backward(const T* gy, const int32_t* argmax, T* gx, const MaxPoo
   const int64_t in_plane = s.h * s.w, out_plane = s.out_h * s.out_w;
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < s.planes; ++p) {
-    T* gp = gx + p * in_plane;
-    std::fill(gp, gp + in_plane, T(0));
-    for (int64_t o = 0; o < out_plane; ++o) gp[argmax[p * out_plane + o]] += gy[p * out_plane + o];
+    ComputeBuffer<T> acc(gx + p * in_plane, in_plane);  // overlapping windows add several terms to one pixel
+    acc.zero();
+    compute_t<T>* gp = acc.data();
+    for (int64_t o = 0; o < out_plane; ++o) gp[argmax[p * out_plane + o]] += to_compute(gy[p * out_plane + o]);
+    acc.store();
   }
 }
 
@@ -70,8 +75,8 @@ void adaptive_avg_pool2d_forward(const T* x, T* y, const AdaptivePool2dShape& s)
         const int64_t w0 = adaptive_start(ow, s.w, s.out_w), w1 = adaptive_end(ow, s.w, s.out_w);
         double sum = 0;
         for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) sum += double(xp[ih * s.w + iw]);
-        y[p * out_plane + oh * s.out_w + ow] = T(sum / double((h1 - h0) * (w1 - w0)));
+          for (int64_t iw = w0; iw < w1; ++iw) sum += convert_value<double>(xp[ih * s.w + iw]);
+        y[p * out_plane + oh * s.out_w + ow] = convert_value<T>(sum / double((h1 - h0) * (w1 - w0)));
       }
     }
   }
@@ -82,17 +87,20 @@ void adaptive_avg_pool2d_backward(const T* gy, T* gx, const AdaptivePool2dShape&
   const int64_t in_plane = s.h * s.w, out_plane = s.out_h * s.out_w;
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < s.planes; ++p) {
-    T* gp = gx + p * in_plane;
-    std::fill(gp, gp + in_plane, T(0));
+    ComputeBuffer<T> acc(gx + p * in_plane, in_plane);
+    acc.zero();
+    compute_t<T>* gp = acc.data();
     for (int64_t oh = 0; oh < s.out_h; ++oh) {
       const int64_t h0 = adaptive_start(oh, s.h, s.out_h), h1 = adaptive_end(oh, s.h, s.out_h);
       for (int64_t ow = 0; ow < s.out_w; ++ow) {
         const int64_t w0 = adaptive_start(ow, s.w, s.out_w), w1 = adaptive_end(ow, s.w, s.out_w);
-        const T g = gy[p * out_plane + oh * s.out_w + ow] / T((h1 - h0) * (w1 - w0));
+        using C = compute_t<T>;
+        const C g = to_compute(gy[p * out_plane + oh * s.out_w + ow]) / C((h1 - h0) * (w1 - w0));
         for (int64_t ih = h0; ih < h1; ++ih)
           for (int64_t iw = w0; iw < w1; ++iw) gp[ih * s.w + iw] += g;
       }
     }
+    acc.store();
   }
 }
 

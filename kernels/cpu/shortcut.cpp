@@ -10,7 +10,7 @@ void shortcut_a_forward(const T* x, T* y, const ShortcutAParams& p) {
     const int64_t n = nc / p.c_out, c = nc % p.c_out - p.pad_front;
     T* yp = y + nc * p.h_out * p.w_out;
     if (c < 0 || c >= p.c_in) {
-      for (int64_t i = 0; i < p.h_out * p.w_out; ++i) yp[i] = T(0);
+      for (int64_t i = 0; i < p.h_out * p.w_out; ++i) yp[i] = to_storage<T>(0);
       continue;
     }
     const T* xp = x + (n * p.c_in + c) * p.h_in * p.w_in;
@@ -30,7 +30,7 @@ void shortcut_a_backward(const T* gy, T* gx, const ShortcutAParams& p) {
     for (int64_t h = 0; h < p.h_in; ++h)
       for (int64_t w = 0; w < p.w_in; ++w)
         xp[h * p.w_in + w] =
-            (h % p.stride == 0 && w % p.stride == 0) ? gp[(h / p.stride) * p.w_out + w / p.stride] : T(0);
+            (h % p.stride == 0 && w % p.stride == 0) ? gp[(h / p.stride) * p.w_out + w / p.stride] : to_storage<T>(0);
   }
 }
 

@@ -44,7 +44,7 @@ __global__ void im2col_kernel(const T* __restrict__ x, T* __restrict__ col, int 
       const bool row_ok = ih >= 0 && ih < H;
       for (int b = 0; b < KW; ++b) {
         const int iw = iw0 + b;
-        *cp = (row_ok && iw >= 0 && iw < W) ? xp[ih * W + iw] : T(0);
+        *cp = (row_ok && iw >= 0 && iw < W) ? xp[ih * W + iw] : to_storage<T>(0);
         cp += NP;
       }
     }
@@ -62,7 +62,7 @@ __global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, int 
     t /= H;
     const int c = t % C, img = t / C;
     const T* cp = col + int64_t(c) * KH * KW * NP + int64_t(img) * P;
-    T sum = 0;
+    compute_t<T> sum = 0;
     // Output (oh, ow) reads this pixel through kernel tap (a, b) when oh*sh - ph + a == ih, ow*sw - pw + b == iw.
     for (int a = 0; a < KH; ++a) {
       const int yy = ih + ph - a;
@@ -76,10 +76,10 @@ __global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, int 
         if (xx % sw != 0) continue;
         const int ow = xx / sw;
         if (ow >= OW) continue;
-        sum += cp[int64_t(a * KW + b) * NP + oh * OW + ow];
+        sum += to_compute(cp[int64_t(a * KW + b) * NP + oh * OW + ow]);
       }
     }
-    x[i] = sum;
+    x[i] = to_storage<T>(sum);
   }
 }
 
@@ -92,7 +92,7 @@ __global__ void permute_out_kernel(const T* __restrict__ out, const T* __restric
     const int p = i % P;
     const int t = i / P;
     const int oc = t % OC, img = t / OC;
-    y[i] = out[int64_t(oc) * NP + img * P + p] + (bias ? bias[oc] : T(0));
+    y[i] = to_storage<T>(to_compute(out[int64_t(oc) * NP + img * P + p]) + (bias ? to_compute(bias[oc]) : 0));
   }
 }
 
@@ -110,18 +110,18 @@ __global__ void permute_grad_kernel(const T* __restrict__ gy, T* __restrict__ gy
 
 template <class T>
 __global__ void add_bias_kernel(const T* __restrict__ bias, T* __restrict__ y, int64_t total, int64_t P, int64_t OC) {
-  CUDA_KERNEL_LOOP(i, total) y[i] += bias[(i / P) % OC];
+  CUDA_KERNEL_LOOP(i, total) y[i] = to_storage<T>(to_compute(y[i]) + to_compute(bias[(i / P) % OC]));
 }
 
 // One block per output channel sums gy[:, oc, :, :] in a fixed order (deterministic).
 template <class T>
 __global__ void bias_grad_kernel(const T* __restrict__ gy, T* __restrict__ gb, int NP, int P, int OC) {
-  __shared__ T partial[kBlock];
+  __shared__ compute_t<T> partial[kBlock];
   const int oc = blockIdx.x;
-  T sum = 0;
+  compute_t<T> sum = 0;
   for (int k = threadIdx.x; k < NP; k += blockDim.x) {
     const int img = k / P, p = k - img * P;
-    sum += gy[(int64_t(img) * OC + oc) * P + p];
+    sum += to_compute(gy[(int64_t(img) * OC + oc) * P + p]);
   }
   partial[threadIdx.x] = sum;
   __syncthreads();
@@ -129,7 +129,7 @@ __global__ void bias_grad_kernel(const T* __restrict__ gy, T* __restrict__ gb, i
     if (int(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
     __syncthreads();
   }
-  if (threadIdx.x == 0) gb[oc] = partial[0];
+  if (threadIdx.x == 0) gb[oc] = to_storage<T>(partial[0]);
 }
 
 // w [OC, C, KH, KW] -> wc [OC, C, kh, kw], the taps from (i0, j0).
@@ -156,7 +156,7 @@ __global__ void uncrop_weight_grad_kernel(const T* __restrict__ gwc, T* __restri
     int t = i / KW;
     const int a = t % KH - i0;
     t /= KH;
-    gw[i] = (a >= 0 && a < kh && b >= 0 && b < kw) ? gwc[(int64_t(t) * kh + a) * kw + b] : T(0);
+    gw[i] = (a >= 0 && a < kh && b >= 0 && b < kw) ? gwc[(int64_t(t) * kh + a) * kw + b] : to_storage<T>(0);
   }
 }
 
@@ -238,8 +238,8 @@ bool x_is_col(const Conv2dShape& s) { return s.pointwise() && s.oh == s.h && s.o
 template <class T>
 void gemm_per_image(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
                     int64_t stride_b, T* c, int64_t ldc, int64_t stride_c, int64_t batch) {
-  if (batch == 1) return gemm<T>(trans_a, false, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc);
-  gemm_strided_batched<T>(trans_a, false, m, n, k, T(1), a, lda, 0, b, ldb, stride_b, T(0), c, ldc, stride_c, batch);
+  if (batch == 1) return gemm<T>(trans_a, false, m, n, k, compute_t<T>(1), a, lda, b, ldb, compute_t<T>(0), c, ldc);
+  gemm_strided_batched<T>(trans_a, false, m, n, k, compute_t<T>(1), a, lda, 0, b, ldb, stride_b, compute_t<T>(0), c, ldc, stride_c, batch);
 }
 
 // Index mapping of the per-image GEMMs (row-major, element (r, q) of a matrix with row stride ld at base + r*ld + q),
@@ -278,7 +278,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
       }
     } else {
       out_buf.reset(s.oc * NP);
-      gemm<T>(false, false, s.oc, NP, K, T(1), w, K, col, NP, T(0), out_buf.get(), NP);  // out [OC, NP]
+      gemm<T>(false, false, s.oc, NP, K, compute_t<T>(1), w, K, col, NP, compute_t<T>(0), out_buf.get(), NP);  // out [OC, NP]
       permute_out(s, out_buf.get(), nb, bias, yc);
     }
   }
@@ -312,7 +312,7 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
         im2col(s, xc, nb, col_buf.get());
         col = col_buf.get();
       }
-      gemm<T>(false, true, s.oc, K, NP, T(1), gyt, NP, col, NP, n0 == 0 ? T(0) : T(1), gw, K);
+      gemm<T>(false, true, s.oc, K, NP, compute_t<T>(1), gyt, NP, col, NP, n0 == 0 ? compute_t<T>(0) : compute_t<T>(1), gw, K);
     }
     if (gx) {
       T* gxc = gx + n0 * in_img;
@@ -323,7 +323,7 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
         if (per_image)
           gemm_per_image<T>(true, K, P, s.oc, w, K, gyc, P, out_img, col_buf.get(), NP, P, nb);
         else
-          gemm<T>(true, false, K, NP, s.oc, T(1), w, K, gyt, NP, T(0), col_buf.get(), NP);
+          gemm<T>(true, false, K, NP, s.oc, compute_t<T>(1), w, K, gyt, NP, compute_t<T>(0), col_buf.get(), NP);
         col2im(s, col_buf.get(), nb, gxc);
       }
     }

@@ -46,14 +46,14 @@ cublasOperation_t op(bool t) { return t ? CUBLAS_OP_T : CUBLAS_OP_N; }
 
 // C = beta * C for the degenerate k == 0 product (cuBLAS rejects the leading dimensions such a call has).
 template <class T>
-__global__ void scale_rows_kernel(T* c, int64_t m, int64_t n, int64_t ldc, T beta) {
+__global__ void scale_rows_kernel(T* c, int64_t m, int64_t n, int64_t ldc, compute_t<T> beta) {
   CUDA_KERNEL_LOOP(i, m * n) {
     T* p = c + (i / n) * ldc + i % n;
-    *p = beta == T(0) ? T(0) : beta * *p;
+    *p = beta == 0 ? to_storage<T>(0) : to_storage<T>(beta * to_compute(*p));
   }
 }
 template <class T>
-void scale_rows(T* c, int64_t m, int64_t n, int64_t ldc, T beta) {
+void scale_rows(T* c, int64_t m, int64_t n, int64_t ldc, compute_t<T> beta) {
   scale_rows_kernel<<<grid_for(m * n, 256), 256, 0, stream()>>>(c, m, n, ldc, beta);
   CUDA_CHECK_LAUNCH();
 }
@@ -65,6 +65,13 @@ void call_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* 
   CUBLAS_CHECK(cublasGemmEx(handle(), op(tb), op(ta), n, m, k, &alpha, b, CUDA_R_32F, ldb, a, CUDA_R_32F, lda, &beta, c,
                             CUDA_R_32F, ldc, float_compute(), CUBLAS_GEMM_DEFAULT));
 }
+// bf16 operands and result on the tensor cores, accumulating in float (CUBLAS_COMPUTE_32F), alpha and beta float:
+// what the CPU twin computes with widened operands (kernels/cpu/gemm.cpp) and PyTorch's autocast GEMMs.
+void call_gemm(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, const bf16* b, int ldb,
+               float beta, bf16* c, int ldc) {
+  CUBLAS_CHECK(cublasGemmEx(handle(), op(tb), op(ta), n, m, k, &alpha, b, CUDA_R_16BF, ldb, a, CUDA_R_16BF, lda, &beta,
+                            c, CUDA_R_16BF, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
 void call_gemm(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, const double* b, int ldb,
                double beta, double* c, int ldc) {
   CUBLAS_CHECK(cublasDgemm(handle(), op(tb), op(ta), n, m, k, &alpha, b, ldb, a, lda, &beta, c, ldc));
@@ -75,6 +82,12 @@ void call_batched(bool ta, bool tb, int m, int n, int k, float alpha, const floa
   CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle(), op(tb), op(ta), n, m, k, &alpha, b, CUDA_R_32F, ldb, sb, a,
                                           CUDA_R_32F, lda, sa, &beta, c, CUDA_R_32F, ldc, sc, batch, float_compute(),
                                           CUBLAS_GEMM_DEFAULT));
+}
+void call_batched(bool ta, bool tb, int m, int n, int k, float alpha, const bf16* a, int lda, long long sa,
+                  const bf16* b, int ldb, long long sb, float beta, bf16* c, int ldc, long long sc, int batch) {
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle(), op(tb), op(ta), n, m, k, &alpha, b, CUDA_R_16BF, ldb, sb, a,
+                                          CUDA_R_16BF, lda, sa, &beta, c, CUDA_R_16BF, ldc, sc, batch,
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 void call_batched(bool ta, bool tb, int m, int n, int k, double alpha, const double* a, int lda, long long sa,
                   const double* b, int ldb, long long sb, double beta, double* c, int ldc, long long sc, int batch) {

@@ -7,7 +7,7 @@ constexpr int kBlock = 256;
 
 template <class T>
 __global__ void add_row_bias_kernel(const T* __restrict__ bias, T* __restrict__ y, int64_t total, int64_t cols) {
-  CUDA_KERNEL_LOOP(i, total) y[i] += bias[i % cols];
+  CUDA_KERNEL_LOOP(i, total) y[i] = to_storage<T>(to_compute(y[i]) + to_compute(bias[i % cols]));
 }
 
 // One thread per column walks down the rows: adjacent threads read adjacent addresses, and the order of the
@@ -15,9 +15,9 @@ __global__ void add_row_bias_kernel(const T* __restrict__ bias, T* __restrict__ 
 template <class T>
 __global__ void sum_rows_kernel(const T* __restrict__ g, T* __restrict__ out, int64_t rows, int64_t cols) {
   CUDA_KERNEL_LOOP(j, cols) {
-    T acc = 0;
-    for (int64_t r = 0; r < rows; ++r) acc += g[r * cols + j];
-    out[j] = acc;
+    compute_t<T> acc = 0;
+    for (int64_t r = 0; r < rows; ++r) acc += to_compute(g[r * cols + j]);
+    out[j] = to_storage<T>(acc);
   }
 }
 }  // namespace

@@ -23,18 +23,19 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     const int64_t h1 = hs + s.kernel_h < s.h ? hs + s.kernel_h : s.h;
     const int64_t w1 = ws + s.kernel_w < s.w ? ws + s.kernel_w : s.w;
     const T* xp = x + p * s.h * s.w;
-    T best = T(-INFINITY);
+    using C = compute_t<T>;  // compared in, exactly: the maximum is one of the inputs (or NaN)
+    C best = C(-INFINITY);
     int64_t best_i = h0 * s.w + w0;
     for (int64_t ih = h0; ih < h1; ++ih) {
       for (int64_t iw = w0; iw < w1; ++iw) {
-        const T v = xp[ih * s.w + iw];
+        const C v = to_compute(xp[ih * s.w + iw]);
         if (v > best || isnan(v)) {  // NaN propagates, as in PyTorch
           best = v;
           best_i = ih * s.w + iw;
         }
       }
     }
-    y[idx] = best;
+    y[idx] = to_storage<T>(best);
     argmax[idx] = static_cast<int32_t>(best_i);
   }
 }
@@ -51,13 +52,13 @@ __global__ void max_pool_backward_kernel(const T* __restrict__ gy, const int32_t
     pool_outputs_of(iw, s.kernel_w, s.stride_w, s.pad_w, s.out_w, &ow0, &ow1);
     const int32_t self = static_cast<int32_t>(ih * s.w + iw);
     const int64_t base = p * s.out_h * s.out_w;
-    T acc = T(0);
+    compute_t<T> acc = 0;
     for (int64_t oh = oh0; oh < oh1; ++oh)
       for (int64_t ow = ow0; ow < ow1; ++ow) {
         const int64_t o = base + oh * s.out_w + ow;
-        if (argmax[o] == self) acc += gy[o];
+        if (argmax[o] == self) acc += to_compute(gy[o]);
       }
-    gx[idx] = acc;
+    gx[idx] = to_storage<T>(acc);
   }
 }
 
@@ -73,8 +74,8 @@ __global__ void adaptive_avg_forward_kernel(const T* __restrict__ x, T* __restri
     const T* xp = x + p * s.h * s.w;
     double sum = 0;  // as the CPU: float inputs agree to the last rounding
     for (int64_t ih = h0; ih < h1; ++ih)
-      for (int64_t iw = w0; iw < w1; ++iw) sum += double(xp[ih * s.w + iw]);
-    y[idx] = T(sum / double((h1 - h0) * (w1 - w0)));
+      for (int64_t iw = w0; iw < w1; ++iw) sum += convert_value<double>(xp[ih * s.w + iw]);
+    y[idx] = convert_value<T>(sum / double((h1 - h0) * (w1 - w0)));
   }
 }
 
@@ -89,15 +90,16 @@ __global__ void adaptive_avg_backward_kernel(const T* __restrict__ gy, T* __rest
     adaptive_outputs_of(ih, s.h, s.out_h, &oh0, &oh1);
     adaptive_outputs_of(iw, s.w, s.out_w, &ow0, &ow1);
     const T* gp = gy + p * s.out_h * s.out_w;
-    T acc = T(0);
+    using C = compute_t<T>;
+    C acc = 0;
     for (int64_t oh = oh0; oh < oh1; ++oh) {
       const int64_t kh = adaptive_end(oh, s.h, s.out_h) - adaptive_start(oh, s.h, s.out_h);
       for (int64_t ow = ow0; ow < ow1; ++ow) {
         const int64_t kw = adaptive_end(ow, s.w, s.out_w) - adaptive_start(ow, s.w, s.out_w);
-        acc += gp[oh * s.out_w + ow] / T(kh * kw);
+        acc += to_compute(gp[oh * s.out_w + ow]) / C(kh * kw);
       }
     }
-    gx[idx] = acc;
+    gx[idx] = to_storage<T>(acc);
   }
 }
 

@@ -6,13 +6,13 @@ namespace {
 struct ReluForward {
   template <class T>
   __device__ T operator()(T x) const {
-    return x < T(0) ? T(0) : x;  // NaN propagates, as in PyTorch
+    return to_compute(x) < 0 ? to_storage<T>(0) : x;  // NaN propagates, as in PyTorch
   }
 };
 struct ReluBackward {
   template <class T>
   __device__ T operator()(T x, T gy) const {
-    return x > T(0) ? gy : T(0);
+    return to_compute(x) > 0 ? gy : to_storage<T>(0);
   }
 };
 }  // namespace

@@ -13,7 +13,7 @@ __global__ void shortcut_a_forward_kernel(const T* x, T* y, ShortcutAParams p, i
     int64_t i = t % p.h_out;
     t /= p.h_out;
     int64_t c = t % p.c_out - p.pad_front, n = t / p.c_out;
-    y[idx] = (c < 0 || c >= p.c_in) ? T(0) : x[((n * p.c_in + c) * p.h_in + i * p.stride) * p.w_in + j * p.stride];
+    y[idx] = (c < 0 || c >= p.c_in) ? to_storage<T>(0) : x[((n * p.c_in + c) * p.h_in + i * p.stride) * p.w_in + j * p.stride];
   }
 }
 
@@ -27,7 +27,7 @@ __global__ void shortcut_a_backward_kernel(const T* gy, T* gx, ShortcutAParams p
     int64_t c = t % p.c_in + p.pad_front, n = t / p.c_in;
     gx[idx] = (h % p.stride == 0 && w % p.stride == 0)
                   ? gy[((n * p.c_out + c) * p.h_out + h / p.stride) * p.w_out + w / p.stride]
-                  : T(0);
+                  : to_storage<T>(0);
   }
 }
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "kernels/check.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/dtype.h"
 
 namespace kernels::cudnn {
 
@@ -33,6 +34,16 @@ constexpr cudnnDataType_t data_type<float>() {
 template <>
 constexpr cudnnDataType_t data_type<double>() {
   return CUDNN_DATA_DOUBLE;
+}
+template <>
+constexpr cudnnDataType_t data_type<bf16>() {
+  return CUDNN_DATA_BFLOAT16;
+}
+// The type a convolution computes (accumulates) in: cuDNN's "pseudo-bf16" configuration for bf16 data (float
+// accumulation, as our kernels and PyTorch's), the data's own type otherwise.
+template <class T>
+constexpr cudnnDataType_t compute_type() {
+  return data_type<compute_t<T>>();
 }
 
 }  // namespace kernels::cudnn

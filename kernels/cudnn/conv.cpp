@@ -26,6 +26,7 @@ constexpr std::size_t kMaxWorkspace = std::size_t(512) << 20;
 
 template <class T>
 cudnnMathType_t wanted_math() {
+  if (data_type<T>() == CUDNN_DATA_BFLOAT16) return CUDNN_TENSOR_OP_MATH;  // bf16 is for the tensor cores
   if (data_type<T>() != CUDNN_DATA_FLOAT) return CUDNN_DEFAULT_MATH;
   return kernels::cuda::allow_tf32() ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH;
 }
@@ -71,7 +72,7 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& s) {
   for (cudnnConvolutionDescriptor_t* d : {&plan->fwd, &plan->bwd_data, &plan->bwd_filter}) {
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(d));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(*d, int(s.pad_h), int(s.pad_w), int(s.stride_h), int(s.stride_w), 1, 1,
-                                                CUDNN_CROSS_CORRELATION, dt));
+                                                CUDNN_CROSS_CORRELATION, compute_type<T>()));
     CUDNN_CHECK(cudnnSetConvolutionMathType(*d, wanted_math<T>()));
   }
   // Our shape arithmetic and cuDNN's must agree, or the buffers we allocated are the wrong size.
@@ -166,7 +167,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   }
   kernels::cuda::DeviceBuffer<char> ws;
   if (p.fwd_algo.workspace > 0) ws.reset(p.fwd_algo.workspace);
-  const T one = 1, zero = 0;
+  const compute_t<T> one = 1, zero = 0;  // scaling factors: float for float and bf16 data
   CUDNN_CHECK(cudnnConvolutionForward(h, &one, p.x, x, p.w, w, p.fwd, p.fwd_algo.algo, ws.get(), p.fwd_algo.workspace,
                                       &zero, p.y, y));
   if (bias) kernels::cuda::conv2d_add_bias<T>(s, bias, y);
@@ -182,7 +183,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   }
   Plan& p = plan_for<T>(s);
   cudnnHandle_t h = handle();
-  const T one = 1, zero = 0;
+  const compute_t<T> one = 1, zero = 0;  // scaling factors: float for float and bf16 data
   if (gx) {
     if (!p.bwd_data_algo.chosen) {
       int max_count = 0;
@@ -237,5 +238,7 @@ template void conv2d_backward<float>(const Conv2dShape&, const float*, const flo
                                      float*);
 template void conv2d_backward<double>(const Conv2dShape&, const double*, const double*, const double*, double*, double*,
                                       double*);
+template void conv2d_forward<bf16>(const Conv2dShape&, const bf16*, const bf16*, const bf16*, bf16*);
+template void conv2d_backward<bf16>(const Conv2dShape&, const bf16*, const bf16*, const bf16*, bf16*, bf16*, bf16*);
 
 }  // namespace kernels::cudnn
