@@ -13,13 +13,17 @@
 
 namespace engine {
 
-// ---------------- add, scale, relu, flatten (engine/ops/elementwise.cpp) ----------------
+// ---------------- add, scale, relu, flatten, cast (engine/ops/elementwise.cpp) ----------------
 // Elementwise ops: add (the residual join), scale, relu. Same shape, dtype and device; no broadcasting.
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor scale(const Tensor& x, double alpha);
 Tensor relu(const Tensor& x);
 // Flattens all but the first dimension: [N, ...] -> [N, prod(...)], a view.
 Tensor flatten(const Tensor& x);
+// x converted to dtype (rounded to nearest even when narrower), differentiable: the gradient is converted back
+// to x's dtype, as PyTorch's .to(dtype). x itself when it already has that dtype. Mixed precision is built from
+// it: float32 master weights cast to bf16 for a layer, logits cast to float32 for the loss.
+Tensor cast(const Tensor& x, DType dtype);
 
 // ---------------- linear (engine/ops/linear.cpp) ----------------
 // linear: x [N, in] @ weight[out, in]^T + bias[out] -> [N, out] (bias optional), as torch.nn.functional.linear.

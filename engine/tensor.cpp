@@ -51,8 +51,8 @@ DType compute_dtype(DType d) {
 void fail_not_computable(const char* op, const char* what, DType d) {
   if (d == DType::bf16)
     fail(cat(op, ": ", what,
-             " is bfloat16, which is storage only so far (no kernel computes in it yet): convert it "
-             "with .to(DType::f32)"));
+             " is bfloat16, but this op computes in float32 or float64 only (mixed precision keeps the loss, "
+             "parameters and optimizer state in float32): cast it first with engine::cast(t, DType::f32)"));
   fail(cat(op, ": ", what, " must be float32 or float64, got ", dtype_name(d)));
 }
 

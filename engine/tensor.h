@@ -15,8 +15,9 @@
 namespace engine {
 
 // f32 and f64 for math (f64 is what gradient checks use); i32 only for class labels; bf16 (bfloat16,
-// kernels/bf16.h) is storage only so far: it can be made, filled, converted, read and checkpointed, and every op
-// refuses it (dispatch_dtype below) until its kernels compute in float for it.
+// kernels/bf16.h) for mixed precision: activations and the operands of convolutions and linear layers, computed
+// in float (kernels/dtype.h). Parameters, optimizer state, the loss and batch-norm statistics stay float (the
+// ops that only take those refuse bf16: dispatch_compute below).
 enum class DType { f32, f64, i32, bf16 };
 std::size_t dtype_size(DType d);
 const char* dtype_name(DType d);
@@ -151,21 +152,22 @@ T* Tensor::data() const {
 // f32 for bf16. Batch-norm parameters and statistics and the loss live in it.
 DType compute_dtype(DType d);
 
-// The error for a tensor an op's kernels cannot take: "<op>: <what> must be float32 or float64, got int32", or
-// for bf16 that it is storage only so far and how to convert it.
+// The error for a tensor a compute-only op cannot take: "<op>: <what> must be float32 or float64, got int32", or
+// for bf16 that this op computes in float and how to cast to it.
 [[noreturn]] void fail_not_computable(const char* op, const char* what, DType d);
 
-// For ops: calls f(T{}) with T = float or double, the types the op kernels are compiled for; any other dtype
-// (int32, bfloat16) is refused with the op's name, never read as one of them.
+// For the ops that only take compute-typed tensors (loss, optimizer, weight average, data: kernels/dtype.h):
+// calls f(T{}) with T = float or double; any other dtype (int32, bfloat16) is refused with the op's name.
 template <class F>
-decltype(auto) dispatch_dtype(const char* op, DType d, F&& f) {
+decltype(auto) dispatch_compute(const char* op, DType d, F&& f) {
   if (d == DType::f32) return f(float{});
   if (d == DType::f64) return f(double{});
   fail_not_computable(op, "the input", d);
 }
 
-// For what only stores, converts or reads values (fill_, to(dtype), anomaly checks): calls f(T{}) with T = float,
-// double or kernels::bf16; int32 is refused with `what` in the message.
+// For the activation ops (conv2d, linear, batch norm, pooling, relu, add, the shortcut) and for what only stores,
+// converts or reads values (fill_, to(dtype), anomaly checks): calls f(T{}) with T = float, double or
+// kernels::bf16; int32 is refused with `what` in the message.
 template <class F>
 decltype(auto) dispatch_storage(const char* what, DType d, F&& f) {
   if (d == DType::f32) return f(float{});

@@ -6,6 +6,16 @@
 
 namespace engine::nn {
 
+Tensor param_for_input(const Tensor& param, const Tensor& x) {
+  if (param.defined() && x.dtype() == DType::bf16 && param.dtype() == DType::f32) return cast(param, DType::bf16);
+  return param;
+}
+
+Tensor forward_logits(Module& model, const Tensor& x, DType activations) {
+  const Tensor logits = model(cast(x, activations));
+  return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;
+}
+
 Conv2d::Conv2d(int in, int out, int k, int s, int p, bool with_bias, bool default_init)
     : in_channels(in), out_channels(out), kernel(k), stride(s), padding(p) {
   ENGINE_CHECK(in > 0 && out > 0 && k > 0 && s > 0 && p >= 0, "Conv2d(", in, ", ", out, ", kernel ", k, ", stride ", s,
@@ -25,7 +35,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   Conv2dParams p;
   p.stride_h = p.stride_w = stride;
   p.pad_h = p.pad_w = padding;
-  return conv2d(x, weight, bias, p);
+  return conv2d(x, param_for_input(weight, x), param_for_input(bias, x), p);
 }
 
 BatchNorm2d::BatchNorm2d(int c, double eps, double momentum) : channels(c), eps(eps), momentum(momentum) {

@@ -8,6 +8,15 @@
 
 namespace engine::nn {
 
+// Mixed precision (bf16), as PyTorch's autocast: the parameters stay float32 (the masters the optimizer updates);
+// a layer whose input is bf16 casts its float32 weight and bias to bf16 for its op (differentiable: their
+// gradients come back as float32), batch norm takes bf16 activations with float32 parameters and statistics. Any
+// other mismatch of dtypes is the op's error.
+Tensor param_for_input(const Tensor& param, const Tensor& x);
+// A classifier's logits under mixed precision: x cast to `activations` (bf16, or x's own dtype for a plain
+// forward), the model run on it, the logits cast back to float32 for the loss and the metrics.
+Tensor forward_logits(Module& model, const Tensor& x, DType activations);
+
 // Weights start with PyTorch's defaults (kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), ..));
 // models re-initialise them (He normal for ResNets). default_init = false leaves them zero instead, for callers
 // that initialise every weight themselves (models/: drawing 60M numbers twice makes resnet152 slow to build).
@@ -57,7 +66,9 @@ class Flatten : public Module {
 class Linear : public Module {
  public:
   Linear(int in_features, int out_features, bool bias = true);
-  Tensor forward(const Tensor& x) override { return linear(x, weight, bias); }
+  Tensor forward(const Tensor& x) override {
+    return linear(x, param_for_input(weight, x), param_for_input(bias, x));
+  }
   Tensor weight, bias;  // [out, in], [out]
   int in_features, out_features;
 };

@@ -73,7 +73,7 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
   // buffers may change before backward runs).
   Tensor save_mean = Tensor::empty({s.c}, cdt, x.device());
   Tensor save_invstd = Tensor::empty({s.c}, cdt, x.device());
-  dispatch_dtype(kOp, x.dtype(), [&](auto tag) {
+  dispatch_compute(kOp, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     using C = kernels::compute_t<T>;
     const T* px = x.data<T>();
@@ -101,7 +101,7 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
            if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
            if (need[1]) grads[1] = Tensor::empty({s.c}, cdt, x.device());
            if (need[2]) grads[2] = Tensor::empty({s.c}, cdt, x.device());
-           dispatch_dtype("batch_norm2d backward", x.dtype(), [&](auto tag) {
+           dispatch_compute("batch_norm2d backward", x.dtype(), [&](auto tag) {
              using T = decltype(tag);
              using C = kernels::compute_t<T>;
              const T *px = x.data<T>(), *pgy = g.data<T>();

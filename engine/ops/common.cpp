@@ -15,6 +15,11 @@ void check_computable(const char* op, const char* what, const Tensor& t) {
   if (t.dtype() != DType::f32 && t.dtype() != DType::f64) fail_not_computable(op, what, t.dtype());
 }
 
+void check_storage(const char* op, const char* what, const Tensor& t) {
+  check_defined(op, what, t);
+  ENGINE_CHECK(t.dtype() != DType::i32, op, ": ", what, " must be float32, float64 or bfloat16, got int32");
+}
+
 void check_same(const char* op, const std::vector<std::pair<const char*, Tensor>>& named) {
   const Tensor* first = nullptr;
   const char* first_name = nullptr;

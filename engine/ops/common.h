@@ -14,8 +14,10 @@ namespace engine {
 void check_same(const char* op, const std::vector<std::pair<const char*, Tensor>>& named);
 void check_dim(const char* op, const char* what, const Tensor& t, int64_t dim);
 void check_defined(const char* op, const char* what, const Tensor& t);
-// A dtype the op kernels compute in (float32, float64); int32 and bfloat16 (storage only so far) are refused.
+// A dtype the compute-only ops take (float32, float64); int32 and bfloat16 are refused (engine/tensor.h).
 void check_computable(const char* op, const char* what, const Tensor& t);
+// A dtype the activation ops take (float32, float64, bfloat16); int32 is refused.
+void check_storage(const char* op, const char* what, const Tensor& t);
 
 }  // namespace engine
 

@@ -108,7 +108,7 @@ ConvEngine parse_conv_engine(const std::string& name) {
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
   check_dim("conv2d", "input", x, 4);
   check_dim("conv2d", "weight", weight, 4);
-  check_computable("conv2d", "input", x);
+  check_storage("conv2d", "input", x);
   check_same("conv2d", {{"input", x}, {"weight", weight}, {"bias", bias}});
   const std::string shapes = cat("input ", shape_str(x.shape()), ", weight ", shape_str(weight.shape()));
   ENGINE_CHECK(x.size(1) == weight.size(1), "conv2d: input has ", x.size(1), " channels but weight expects ",
@@ -136,7 +136,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
   const ConvEngine eng = g_conv_engine;
   Tensor y = Tensor::empty({s.n, s.oc, s.oh, s.ow}, x.dtype(), x.device());
-  dispatch_dtype("conv2d", x.dtype(), [&](auto tag) {
+  dispatch_storage("conv2d", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     auto run = [&](ConvEngine e) {
       forward_on<T>(x, e, s, x.data<T>(), weight.data<T>(), bias.defined() ? bias.data<T>() : nullptr, y.data<T>());
@@ -154,7 +154,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
     if (need[1]) grads[1] = Tensor::empty(weight.shape(), weight.dtype(), weight.device());
     if (need.size() > 2 && need[2]) grads[2] = Tensor::empty({s.oc}, weight.dtype(), weight.device());
-    dispatch_dtype("conv2d backward", x.dtype(), [&](auto tag) {
+    dispatch_storage("conv2d backward", x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       auto ptr = [](const Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
       auto run = [&](ConvEngine e) {

@@ -21,7 +21,7 @@ void copy_from_host(Storage& dst, const void* src, std::size_t bytes) {
 
 void make_image_batch(const uint8_t* images, const int32_t* labels, const kernels::SampleSpec* specs, int64_t count,
                       const kernels::ImageBatchParams& p, Tensor& x, Tensor& y) {
-  dispatch_dtype("make_image_batch", x.dtype(), [&](auto tag) {
+  dispatch_compute("make_image_batch", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("make_image_batch", x, make_image_batch<T>, images, labels, specs, count, p, x.data<T>(),
                   y.data<int32_t>());
@@ -31,7 +31,7 @@ void make_image_batch(const uint8_t* images, const int32_t* labels, const kernel
 void accumulate_batch_metrics(const Tensor& logits, const Tensor& labels, const Tensor& loss, double loss_bound,
                               int64_t step, Tensor& acc) {
   const int64_t classes = logits.size(1);
-  dispatch_dtype("batch metrics", logits.dtype(), [&](auto tag) {
+  dispatch_compute("batch metrics", logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const kernels::compute_t<T>* l = loss.defined() ? loss.data<kernels::compute_t<T>>() : nullptr;
     ENGINE_KERNEL("batch metrics", acc, accumulate_batch_metrics<T>, logits.data<T>(), labels.data<int32_t>(),

@@ -9,12 +9,12 @@ namespace engine {
 Tensor add(const Tensor& a, const Tensor& b) {
   check_defined("add", "a", a);
   check_defined("add", "b", b);
-  check_computable("add", "a", a);
+  check_storage("add", "a", a);
   check_same("add", {{"a", a}, {"b", b}});
   ENGINE_CHECK(a.shape() == b.shape(), "add: shapes differ: ", shape_str(a.shape()), " vs ", shape_str(b.shape()),
                " (no broadcasting)");
   Tensor y = Tensor::empty(a.shape(), a.dtype(), a.device());
-  dispatch_dtype("add", a.dtype(), [&](auto tag) {
+  dispatch_storage("add", a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("add", a, add<T>, a.data<T>(), b.data<T>(), y.data<T>(), a.numel());
   });
@@ -23,9 +23,9 @@ Tensor add(const Tensor& a, const Tensor& b) {
 }
 
 Tensor scale(const Tensor& x, double alpha) {
-  check_computable("scale", "x", x);
+  check_storage("scale", "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_dtype("scale", x.dtype(), [&](auto tag) {
+  dispatch_storage("scale", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("scale", x, scale<T>, x.data<T>(), kernels::compute_t<T>(alpha), y.data<T>(), x.numel());
   });
@@ -35,21 +35,31 @@ Tensor scale(const Tensor& x, double alpha) {
 }
 
 Tensor relu(const Tensor& x) {
-  check_computable("relu", "x", x);
+  check_storage("relu", "x", x);
   Tensor y = Tensor::empty(x.shape(), x.dtype(), x.device());
-  dispatch_dtype("relu", x.dtype(), [&](auto tag) {
+  dispatch_storage("relu", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("relu", x, relu_forward<T>, x.data<T>(), y.data<T>(), x.numel());
   });
   // The mask is read from the input (y > 0 iff x > 0), so the closure never holds the output.
   record(y, "relu", {x}, [x](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(x.shape(), x.dtype(), x.device());
-    dispatch_dtype("relu backward", x.dtype(), [&](auto tag) {
+    dispatch_storage("relu backward", x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       ENGINE_KERNEL("relu backward", x, relu_backward<T>, x.data<T>(), g.data<T>(), gx.data<T>(), x.numel());
     });
     return std::vector<Tensor>{gx};
   });
+  return y;
+}
+
+Tensor cast(const Tensor& x, DType dtype) {
+  check_storage("cast", "x", x);
+  ENGINE_CHECK(dtype != DType::i32, "cast: to int32 is not differentiable; use Tensor::to(DType::i32)");
+  if (x.dtype() == dtype) return x;
+  Tensor y = x.to(dtype);
+  const DType from = x.dtype();
+  record(y, "cast", {x}, [from](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g.to(from)}; });
   return y;
 }
 

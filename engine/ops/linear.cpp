@@ -21,7 +21,7 @@ void gemm_on(const Tensor& like, bool ta, bool tb, int64_t m, int64_t n, int64_t
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_dim("linear", "input", x, 2);
   check_dim("linear", "weight", weight, 2);
-  check_computable("linear", "input", x);
+  check_storage("linear", "input", x);
   check_same("linear", {{"input", x}, {"weight", weight}, {"bias", bias}});
   const int64_t rows = x.size(0), in = x.size(1), out = weight.size(0);
   ENGINE_CHECK(in == weight.size(1), "linear: input has ", in, " features but weight expects ", weight.size(1),
@@ -32,7 +32,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
 
   Tensor y = Tensor::empty({rows, out}, x.dtype(), x.device());
-  dispatch_dtype("linear", x.dtype(), [&](auto tag) {
+  dispatch_storage("linear", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     gemm_on<T>(x, false, true, rows, out, in, x.data<T>(), in, weight.data<T>(), in, y.data<T>(), out);
     if (bias.defined()) {
@@ -43,7 +43,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   record(y, "linear", {x, weight, bias}, [x, weight](const Tensor& g, const std::vector<bool>& need) {
     const int64_t rows = x.size(0), in = x.size(1), out = weight.size(0);
     std::vector<Tensor> grads(3);
-    dispatch_dtype("linear backward", x.dtype(), [&](auto tag) {
+    dispatch_storage("linear backward", x.dtype(), [&](auto tag) {
       using T = decltype(tag);
       if (need[0]) {
         grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());

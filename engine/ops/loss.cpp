@@ -31,7 +31,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
     const int64_t bad_row = kernels::cpu::first_bad_label(labels.data<int32_t>(), s);
     if (bad_row >= 0) fail(cat(op, ": ", kernels::bad_label_text(labels.data<int32_t>()[bad_row], bad_row, s)));
   }
-  dispatch_dtype(op, logits.dtype(), [&](auto tag) {
+  dispatch_compute(op, logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
     T* grad = saved_grad.defined() ? saved_grad.data<T>() : nullptr;
     ENGINE_KERNEL(op, logits, cross_entropy_forward<T>, logits.data<T>(), labels.data<int32_t>(),
@@ -41,7 +41,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
   if (saved_grad.defined()) {
     record(loss, op, {logits}, [saved_grad](const Tensor& g, const std::vector<bool>&) {
       Tensor gx = Tensor::empty(saved_grad.shape(), saved_grad.dtype(), saved_grad.device());
-      dispatch_dtype("cross_entropy backward", saved_grad.dtype(), [&](auto tag) {
+      dispatch_compute("cross_entropy backward", saved_grad.dtype(), [&](auto tag) {
         using T = decltype(tag);
         ENGINE_KERNEL("cross_entropy backward", saved_grad, cross_entropy_backward<T>, saved_grad.data<T>(),
                       g.data<kernels::compute_t<T>>(), gx.data<T>(), gx.numel());

@@ -10,7 +10,7 @@ namespace engine {
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   constexpr const char* op = "max_pool2d";
   check_dim(op, "x (N, C, H, W)", x, 4);
-  check_computable(op, "x", x);
+  check_storage(op, "x", x);
   ENGINE_CHECK(p.kernel_h > 0 && p.kernel_w > 0, op, ": kernel must be positive, got ", p.kernel_h, "x", p.kernel_w);
   ENGINE_CHECK(p.stride_h > 0 && p.stride_w > 0, op, ": stride must be positive, got ", p.stride_h, "x", p.stride_w);
   ENGINE_CHECK(p.pad_h >= 0 && p.pad_w >= 0, op, ": padding must be >= 0, got ", p.pad_h, "x", p.pad_w);
@@ -41,7 +41,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   const Shape out_shape{x.size(0), x.size(1), s.out_h, s.out_w};
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
   Tensor argmax = Tensor::empty(out_shape, DType::i32, x.device());
-  dispatch_dtype(op, x.dtype(), [&](auto tag) {
+  dispatch_storage(op, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL(op, x, max_pool2d_forward<T>, x.data<T>(), y.data<T>(), argmax.data<int32_t>(), s);
   });
@@ -50,7 +50,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   const Device device = x.device();
   record(y, op, {x}, [argmax, s, in_shape, dtype, device](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(in_shape, dtype, device);
-    dispatch_dtype("max_pool2d backward", dtype, [&](auto tag) {
+    dispatch_storage("max_pool2d backward", dtype, [&](auto tag) {
       using T = decltype(tag);
       ENGINE_KERNEL("max_pool2d backward", device, max_pool2d_backward<T>, g.data<T>(), argmax.data<int32_t>(),
                     gx.data<T>(), s);
@@ -63,7 +63,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
 Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w) {
   constexpr const char* op = "adaptive_avg_pool2d";
   check_dim(op, "x (N, C, H, W)", x, 4);
-  check_computable(op, "x", x);
+  check_storage(op, "x", x);
   ENGINE_CHECK(out_h > 0 && out_w > 0, op, ": output size must be positive, got ", out_h, "x", out_w);
   ENGINE_CHECK(x.size(2) > 0 && x.size(3) > 0, op, ": x of shape ", shape_str(x.shape()), " has an empty plane");
   kernels::AdaptivePool2dShape s;
@@ -73,7 +73,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w) {
   s.out_h = out_h;
   s.out_w = out_w;
   Tensor y = Tensor::empty({x.size(0), x.size(1), s.out_h, s.out_w}, x.dtype(), x.device());
-  dispatch_dtype(op, x.dtype(), [&](auto tag) {
+  dispatch_storage(op, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL(op, x, adaptive_avg_pool2d_forward<T>, x.data<T>(), y.data<T>(), s);
   });
@@ -82,7 +82,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w) {
   const Device device = x.device();
   record(y, op, {x}, [s, in_shape, dtype, device](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(in_shape, dtype, device);
-    dispatch_dtype("adaptive_avg_pool2d backward", dtype, [&](auto tag) {
+    dispatch_storage("adaptive_avg_pool2d backward", dtype, [&](auto tag) {
       using T = decltype(tag);
       ENGINE_KERNEL("adaptive_avg_pool2d backward", device, adaptive_avg_pool2d_backward<T>, g.data<T>(), gx.data<T>(),
                     s);

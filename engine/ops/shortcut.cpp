@@ -7,7 +7,7 @@ namespace engine {
 
 Tensor shortcut_a(const Tensor& x, int out_channels, int stride, int pad_front) {
   check_dim("shortcut_a", "x [N, C, H, W]", x, 4);
-  check_computable("shortcut_a", "x", x);
+  check_storage("shortcut_a", "x", x);
   const int64_t c_in = x.size(1);
   ENGINE_CHECK(stride >= 1, "shortcut_a: stride must be >= 1, got ", stride);
   ENGINE_CHECK(pad_front >= 0 && pad_front + c_in <= out_channels, "shortcut_a: input ", shape_str(x.shape()),
@@ -25,13 +25,13 @@ Tensor shortcut_a(const Tensor& x, int out_channels, int stride, int pad_front) 
   p.pad_front = pad_front;
 
   Tensor y = Tensor::empty({p.n, p.c_out, p.h_out, p.w_out}, x.dtype(), x.device());
-  dispatch_dtype("shortcut_a", x.dtype(), [&](auto tag) {
+  dispatch_storage("shortcut_a", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL("shortcut_a", x, shortcut_a_forward<T>, x.data<T>(), y.data<T>(), p);
   });
   record(y, "shortcut_a", {x}, [p, shape = x.shape()](const Tensor& g, const std::vector<bool>&) {
     Tensor gx = Tensor::empty(shape, g.dtype(), g.device());
-    dispatch_dtype("shortcut_a backward", g.dtype(), [&](auto tag) {
+    dispatch_storage("shortcut_a backward", g.dtype(), [&](auto tag) {
       using T = decltype(tag);
       ENGINE_KERNEL("shortcut_a backward", g, shortcut_a_backward<T>, g.data<T>(), gx.data<T>(), p);
     });

@@ -57,7 +57,7 @@ void SGD::step() {
       }
       if (table.empty()) continue;
       kernels::SgdParams p{options_.lr, options_.momentum, wd, options_.nesterov, first};
-      dispatch_dtype("SGD", params_[0].dtype(), [&](auto tag) {
+      dispatch_compute("SGD", params_[0].dtype(), [&](auto tag) {
         using T = decltype(tag);
         ENGINE_KERNEL("SGD", params_[0], sgd_update<T>, table.data(), static_cast<int>(table.size()), p);
       });
