@@ -62,7 +62,8 @@ int main(int argc, char** argv) {
     cfg.device = device_spec;
     cfg.threads = threads;
     cfg.conv = "native";
-    cfg.tf32 = false;
+    cfg.tf32 = false;  // evaluated in full float32, whatever --precision it was trained with
+    cfg.precision = "fp32";
     engine::Device device = app::setup_runtime(cfg);
     auto model = models::create(cfg.model, models::ModelConfig{});
     model->to(device);

@@ -19,6 +19,7 @@
 #include "apps/common/omp_env.h"
 #include "benchmarks/bench_common.h"
 #include "benchmarks/resnet_shapes.h"
+#include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/optim/sgd.h"
 #include "engine/random.h"
@@ -37,12 +38,10 @@ struct Config {
   std::string model;
   int64_t batch, res;
   std::string engine;  // native | cudnn
-  bool tf32 = false;
+  std::string math;    // fp32 | tf32 | bf16 (train_fmnist's --precision)
   int warmup, steps;
   double peak_gflops;  // 0: no %peak column
 };
-
-std::string math_name(const Config& c) { return c.tf32 ? "tf32" : "fp32"; }
 
 // Resident set at start-up (no model yet): CPU peak memory is VmHWM minus this. Later configurations in the
 // same process may reuse heap the earlier ones left behind; run one configuration per process for exact figures.
@@ -52,7 +51,7 @@ bench::Record run(const Config& c) {
 #if ENGINE_HAVE_CUDA
   if (c.device.is_cuda()) {
     set_conv_engine(parse_conv_engine(c.engine));
-    kernels::cuda::set_allow_tf32(c.tf32);
+    kernels::cuda::set_allow_tf32(c.math == "tf32");
   }
 #endif
   models::ModelConfig mc;
@@ -78,8 +77,9 @@ bench::Record run(const Config& c) {
   for (int64_t i = 0; i < c.batch; ++i) lab[i] = static_cast<double>(i % 10);
   Tensor y = Tensor::from_vector(lab, {c.batch}, DType::i32, c.device);
 
+  const DType act = c.math == "bf16" ? DType::bf16 : DType::f32;  // mixed precision as train_fmnist's
   auto step = [&] {
-    Tensor logits = model->forward(x);
+    Tensor logits = nn::forward_logits(*model, x, act);
     Tensor loss = cross_entropy(logits, y);
     opt.zero_grad();
     loss.backward();
@@ -114,7 +114,7 @@ bench::Record run(const Config& c) {
       .s("model", c.model)
       .i("res", c.res)
       .i("batch", c.batch)
-      .s("math", math_name(c))
+      .s("math", c.math)
       .s("engine", c.device.is_cuda() ? c.engine : "native")
       .i("threads", bench::threads())
       .i("steps", c.steps)
@@ -135,7 +135,7 @@ const char* kDescription =
     "bench_models: examples/sec of a full training step (forward, loss, backward, SGD) per model, batch and\n"
     "resolution. Synthetic 1-channel inputs, 10 classes (the Fashion-MNIST setting).\n"
     "  CPU default : resnet18, batch 16, 28x28, 2 warm-up + 5 timed steps\n"
-    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn,fastest, tf32 0,1";
+    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn,fastest, precision fp32,tf32,bf16";
 const char* kExample = "example:\n  bench_models --device cpu --models resnet18 --batch 128 --res 28 --threads 2";
 
 // "a,b" -> each item checked by `item`.
@@ -155,7 +155,8 @@ int main(int argc, char** argv) {
   // Defaults that depend on --device stay empty until it is known.
   std::string device = "cpu";
   std::optional<std::vector<std::string>> model_list, engine_list;
-  std::optional<std::vector<int64_t>> batch_list, res_list, tf32_list;
+  std::optional<std::vector<int64_t>> batch_list, res_list;
+  std::optional<std::vector<std::string>> math_list;
   std::optional<int64_t> warmup_opt, steps_opt;
   std::optional<double> peak_gflops;
   int64_t threads = 0;
@@ -186,8 +187,18 @@ int main(int argc, char** argv) {
                       return app::parse_choice(s, "engines", {"native", "cudnn", "fastest"});
                     });
                   });
-  app::add_option(cli, "tf32", "LIST", "CUDA: comma list of 0/1 (default 0,1).",
-                  [&](const std::string& v) { tf32_list = list_of(v, ints("tf32", 0, 1)); });
+  app::add_option(cli, "precision", "LIST",
+                  "Comma list of fp32, tf32, bf16 (as train_fmnist --precision; default CPU fp32, CUDA all three).",
+                  [&](const std::string& v) {
+                    math_list = list_of<std::string>(v, [](const std::string& s) {
+                      return app::parse_choice(s, "precision", {"fp32", "tf32", "bf16"});
+                    });
+                  });
+  app::add_option(cli, "tf32", "LIST", "CUDA: comma list of 0/1, the older spelling of --precision fp32,tf32.",
+                  [&](const std::string& v) {
+                    math_list.emplace();
+                    for (int64_t t : list_of(v, ints("tf32", 0, 1))) math_list->push_back(t ? "tf32" : "fp32");
+                  });
   app::add_option(cli, "warmup", "N", "Untimed steps first (default CPU 2, CUDA 5).",
                   [&](const std::string& v) { warmup_opt = app::parse_int(v, "warmup", 0, 1 << 20); });
   app::add_option(cli, "steps", "N", "Timed steps (default CPU 5, CUDA 20).",
@@ -195,7 +206,7 @@ int main(int argc, char** argv) {
   app::add_option(cli, "threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: OMP_NUM_THREADS or all cores).",
                   [&](const std::string& v) { threads = app::parse_int(v, "threads", 0, 1024); });
   app::add_option(cli, "peak-gflops", "GFLOPS",
-                  "Device peak for the %peak column (default CUDA: the GPU's datasheet FP32 / TF32).",
+                  "Device peak for the %peak column (default CUDA: the GPU's datasheet FP32 / TF32 / BF16 by --precision).",
                   [&](const std::string& v) { peak_gflops = app::parse_double(v, "peak-gflops", 0, 1e12); });
   app::add_option(cli, "json", "", "One JSON object per line instead of the table.",
                   [&](const std::string&) { json = true; });
@@ -217,11 +228,11 @@ int main(int argc, char** argv) {
     const auto batches = batch_list.value_or(std::vector<int64_t>{cuda ? 128 : 16});
     const auto resolutions = res_list.value_or(std::vector<int64_t>{cuda ? 96 : 28});
     std::vector<std::string> engines = {"native"};
-    std::vector<int64_t> tf32s = {0};
+    std::vector<std::string> maths = math_list.value_or(std::vector<std::string>{"fp32"});
     if (cuda) {
       engines = engine_list.value_or(cudnn_compiled() ? std::vector<std::string>{"native", "cudnn", "fastest"}
                                                       : std::vector<std::string>{"native"});
-      tf32s = tf32_list.value_or(std::vector<int64_t>{0, 1});
+      maths = math_list.value_or(std::vector<std::string>{"fp32", "tf32", "bf16"});
     }
     const int warmup = static_cast<int>(warmup_opt.value_or(cuda ? 5 : 2));
     const int steps = static_cast<int>(steps_opt.value_or(cuda ? 20 : 5));
@@ -263,7 +274,7 @@ int main(int argc, char** argv) {
       out.note(fmt::format("%peak against the given {} GFLOP/s", *peak_gflops));
     else if (known)
       out.note(engine::cat("%peak against the ", known->label, " datasheet (dense): FP32 ", known->fp32_gflops,
-                           " / TF32 ", known->tf32_gflops, " GFLOP/s"));
+                           " / TF32 ", known->tf32_gflops, " / BF16 ", known->bf16_gflops, " GFLOP/s"));
     else if (cuda)
       out.note(engine::cat("peak unknown for ", devname,
                            " (not in the table of benchmarks/bench_common.h): no %peak column; give --peak-gflops"));
@@ -271,9 +282,13 @@ int main(int argc, char** argv) {
       for (int64_t res : resolutions)
         for (int64_t b : batches)
           for (const auto& e : engines)
-            for (int64_t t : tf32s) {
-              Config c{dev, m, b, res, e, t != 0, warmup, steps, 0};
-              c.peak_gflops = peak_gflops.value_or(known ? (c.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
+            for (const auto& math : maths) {
+              Config c{dev, m, b, res, e, math, warmup, steps, 0};
+              const double datasheet = !known              ? 0.0
+                                       : math == "bf16" ? known->bf16_gflops
+                                       : math == "tf32" ? known->tf32_gflops
+                                                        : known->fp32_gflops;
+              c.peak_gflops = peak_gflops.value_or(datasheet);
               out.add(run(c));
             }
     out.flush();

@@ -5,9 +5,11 @@ PyTorch step time / our step time per math mode (> 1 = we are faster).
 
 CPU (same thread count on both sides; Debian's python3-torch):
   python3 benchmarks/compare.py --build build-bench --device cpu --models resnet18 --res 28 --batch 128 --threads 2
-CUDA (our native and cuDNN engines, TF32 off and on, against PyTorch fp32 / tf32; PyTorch channels_last+AMP is
-printed as context):
+CUDA (our native, cuDNN and fastest engines in fp32, tf32 and bf16 against PyTorch fp32 / tf32 / autocast bf16;
+our bf16 also against PyTorch's bf16 + channels_last, the issue's target, and its torch.compile with --compile;
+PyTorch's fp16 AMP + channels_last is printed as context):
   python3 benchmarks/compare.py --build build --device cuda --models resnet18,resnet50 --res 96 --batch 128
+--precision LIST (fp32,tf32,bf16) limits the math modes of both sides (default CPU fp32, CUDA all three).
 
 --save FILE writes every raw JSON record (both sides) to FILE as JSON lines.
 """
@@ -51,6 +53,8 @@ def main():
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--python", default=None, help="interpreter with torch (default CPU /usr/bin/python3, else python3)")
     ap.add_argument("--save", default=None, help="write all raw JSON records here")
+    ap.add_argument("--precision", default=None, help="comma list of fp32,tf32,bf16 (default CPU fp32, CUDA all)")
+    ap.add_argument("--compile", action="store_true", help="CUDA: also PyTorch bf16_cl under torch.compile")
     args = ap.parse_args()
 
     cuda = args.device == "cuda"
@@ -61,6 +65,13 @@ def main():
     res_list = (args.res or ("96" if cuda else "28")).split(",")
     batch_list = (args.batch or ("128" if cuda else "16")).split(",")
     common = ["--device", args.device, "--threads", str(args.threads), "--json"]
+    maths = (args.precision or ("fp32,tf32,bf16" if cuda else "fp32")).split(",")
+    # PyTorch's modes for ours: the same math; for bf16 also channels_last (+ compile), and fp16 AMP as context.
+    torch_maths = [m for m in maths]
+    if "bf16" in maths and cuda:
+        torch_maths += ["bf16_cl"] + (["bf16_cl_compile"] if args.compile else []) + ["amp_cl"]
+    ours_args = ["--precision", ",".join(maths)]
+    theirs_args = ["--math", ",".join(torch_maths)]
     if args.warmup is not None:
         common += ["--warmup", str(args.warmup)]
     if args.steps is not None:
@@ -71,8 +82,8 @@ def main():
         for res in res_list:
             for batch in batch_list:
                 shape = ["--models", model, "--res", res, "--batch", batch]
-                ours, n1 = run_json([exe] + shape + common)
-                theirs, n2 = run_json([py, os.path.join(HERE, "pytorch_reference.py")] + shape + common)
+                ours, n1 = run_json([exe] + shape + common + ours_args)
+                theirs, n2 = run_json([py, os.path.join(HERE, "pytorch_reference.py")] + shape + common + theirs_args)
                 for n in n1 + n2:
                     print(n)
                 # bench_models' CPU and BLAS lines (kernels::cpu::cpu_description, blas_description), repeated under the table.
@@ -80,18 +91,22 @@ def main():
                 all_recs += ours + theirs
                 by_math = {t["math"]: t for t in theirs}
                 for o in ours:
-                    t = by_math.get(o["math"])
-                    rows.append((o, t, t["step_ms"] / o["step_ms"] if t else None))
+                    pairs = [o["math"]] + (["bf16_cl", "bf16_cl_compile"] if o["math"] == "bf16" else [])
+                    for m in pairs:
+                        t = by_math.get(m)
+                        if t or m == o["math"]:
+                            rows.append((o, t, t["step_ms"] / o["step_ms"] if t else None))
                 if "amp_cl" in by_math:
                     rows.append((None, by_math["amp_cl"], None))
 
-    head = ["model", "res", "batch", "math", "ours engine", "ours ms", "torch ms", "ours img/s", "torch img/s",
+    head = ["model", "res", "batch", "math", "torch math", "ours engine", "ours ms", "torch ms", "ours img/s", "torch img/s",
             "torch/ours", "ours MB", "torch MB"]
     cells = [head]
     for o, t, ratio in rows:
         r = o or t
         cells.append([
-            r["model"], str(r["res"]), str(r["batch"]), r["math"], o["engine"] if o else "-",
+            r["model"], str(r["res"]), str(r["batch"]), o["math"] if o else "-", t["math"] if t else "-",
+            o["engine"] if o else "-",
             f"{o['step_ms']:.1f}" if o else "-", f"{t['step_ms']:.1f}" if t else "-",
             f"{o['img_per_s']:.1f}" if o else "-", f"{t['img_per_s']:.1f}" if t else "-",
             f"{ratio:.2f}x" if ratio else "-", f"{o['peak_mem_mb']:.0f}" if o else "-",

@@ -10,7 +10,10 @@ Models: torchvision ResNet-18/34/50/101/152 with a 1-channel stem (conv1 = Conv2
 to match models/ in this repository.
 
 Math modes: fp32 (TF32 off), tf32 (CUDA: TF32 matmul and cuDNN conv), amp_cl (CUDA: channels_last + autocast
-float16 + GradScaler). On CPU only fp32 runs (eager, oneDNN convolutions as PyTorch ships them).
+float16 + GradScaler), bf16 (autocast bfloat16, NCHW: the semantics of our --precision bf16), bf16_cl (autocast
+bfloat16 + channels_last, what a PyTorch user on a Hopper GPU runs; bf16 needs no GradScaler) and
+bf16_cl_compile (the same under torch.compile, where it runs: a mode that fails to compile is reported and
+skipped). On CPU fp32 and bf16 run (eager, oneDNN convolutions as PyTorch ships them; CPU autocast bf16).
 
 Examples:
   /usr/bin/python3 benchmarks/pytorch_reference.py --device cpu --models resnet18 --batch 128 --res 28 --threads 2
@@ -181,10 +184,12 @@ def run(args, device, name, res, batch, math):
     torch.manual_seed(0)
     model = create(name).to(device)
     model.train()
-    channels_last = math == "amp_cl"
+    channels_last = math in ("amp_cl", "bf16_cl", "bf16_cl_compile")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     gflop_img = step_flops_per_image(model, res, device) / 1e9
+    autocast_bf16 = math.startswith("bf16")
+    forward = torch.compile(model) if math == "bf16_cl_compile" else model
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
     scaler = torch.amp.GradScaler("cuda") if math == "amp_cl" else None
 
@@ -202,6 +207,12 @@ def run(args, device, name, res, batch, math):
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+        elif autocast_bf16:
+            # bf16 keeps float32's exponent range: no loss scaling (docs/training.md, "Mixed precision").
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+                loss = F.cross_entropy(forward(x), y)
+            loss.backward()
+            opt.step()
         else:
             loss = F.cross_entropy(model(x), y)
             loss.backward()
@@ -262,7 +273,7 @@ def run(args, device, name, res, batch, math):
     gflops = gflop_img * img_s
     peak = args.peak_gflops
     if peak is None:
-        peak = {"fp32": 67000.0, "tf32": 495000.0, "amp_cl": 989000.0}[math] if cuda else 0.0
+        peak = (67000.0 if math == "fp32" else 495000.0 if math == "tf32" else 989000.0) if cuda else 0.0
     return {
         "impl": "pytorch",
         "device": device.type,
@@ -325,7 +336,9 @@ def main():
     p.add_argument("--models", default=None, help="comma list (default CPU resnet18; CUDA as bench_models)")
     p.add_argument("--batch", default=None, help="comma list (default CPU 16, CUDA 128)")
     p.add_argument("--res", default=None, help="comma list (default CPU 28, CUDA 96)")
-    p.add_argument("--math", default=None, help="comma list of fp32,tf32,amp_cl (default CPU fp32; CUDA all three)")
+    p.add_argument("--math", default=None,
+                   help="comma list of fp32,tf32,amp_cl,bf16,bf16_cl,bf16_cl_compile (default CPU fp32; CUDA "
+                        "fp32,tf32,amp_cl,bf16,bf16_cl)")
     p.add_argument("--warmup", type=int, default=None, help="untimed steps (default CPU 2, CUDA 5)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default CPU 5, CUDA 20)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: all cores)")
@@ -346,9 +359,12 @@ def main():
                               if cuda else "resnet18")).split(",")
     batches = int_list(args.batch or ("128" if cuda else "16"))
     resolutions = int_list(args.res or ("96" if cuda else "28"))
-    maths = (args.math or ("fp32,tf32,amp_cl" if cuda else "fp32")).split(",")
-    if not cuda and maths != ["fp32"]:
-        raise SystemExit("pytorch_reference: on CPU only --math fp32 is measured")
+    maths = (args.math or ("fp32,tf32,amp_cl,bf16,bf16_cl" if cuda else "fp32")).split(",")
+    known = {"fp32", "tf32", "amp_cl", "bf16", "bf16_cl", "bf16_cl_compile"}
+    if not set(maths) <= known:
+        raise SystemExit(f"pytorch_reference: --math {','.join(maths)}: choose from {','.join(sorted(known))}")
+    if not cuda and not set(maths) <= {"fp32", "bf16"}:
+        raise SystemExit("pytorch_reference: on CPU only --math fp32,bf16 are measured")
     args.warmup = args.warmup if args.warmup is not None else (5 if cuda else 2)
     args.steps = args.steps if args.steps is not None else (20 if cuda else 5)
 
@@ -372,7 +388,14 @@ def main():
         for res in resolutions:
             for batch in batches:
                 for math in maths:
-                    r = run(args, device, name, res, batch, math)
+                    try:
+                        r = run(args, device, name, res, batch, math)
+                    except Exception as e:  # torch.compile needs a working toolchain (Triton, a C++ compiler)
+                        if math != "bf16_cl_compile":
+                            raise
+                        print(f"# {name} {res}x{res} batch {batch}: bf16_cl_compile did not run: "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", flush=True)
+                        continue
                     if args.json:
                         print(json.dumps(r), flush=True)
                     rows.append(r)

@@ -109,7 +109,12 @@ const std::vector<ConfigField>& train_config_fields() {
       choice("conv", &C::conv, {"native", "cudnn", "fastest"}, true,
              "Convolution engine on CUDA: our own (native), cuDNN when compiled in, or fastest (per layer shape "
              "and direction, whichever of the two ran faster when timed on its first call)."),
-      flag("tf32", &C::tf32, true, "Allow TF32 tensor cores for float32 GEMMs on CUDA (off by default)."),
+      flag("tf32", &C::tf32, true, "The same as --precision tf32 (its older spelling)."),
+      choice("precision", &C::precision, {"fp32", "tf32", "bf16"}, true,
+             "Math of convolutions and linear layers: fp32; tf32 (CUDA: TF32 tensor cores for the float32 GEMMs, "
+             "as PyTorch's allow_tf32; the CPU has none and computes fp32); bf16 = mixed precision as PyTorch's "
+             "autocast: activations and the layers' operands in bfloat16, GEMMs accumulating in float32, weights, "
+             "momentum, batch-norm statistics and the loss in float32 (docs/training.md, \"Mixed precision\")."),
       integer("threads", "N", &C::threads, 0, 1024, true,
               "CPU threads for OpenMP and OpenBLAS (default 0: their own defaults)."),
       integer("resize", "N", &C::resize, 8, 512, false,
@@ -147,8 +152,8 @@ const std::vector<ConfigField>& train_config_fields() {
            "Output folder (default runs/<model>-<YYYYmmdd-HHMMSS>; on --resume, the checkpoint's folder)."),
       text("resume", "CKPT", &C::resume, true,
            "Continue from a checkpoint (last.safetensors): weights, momentum, epoch and step, metrics so far. The "
-           "configuration comes from the checkpoint; only --epochs, --device, --conv, --tf32, --threads, "
-           "--early-stop, --detect-anomaly, --data and --out may change."),
+           "configuration comes from the checkpoint; only --epochs, --device, --conv, --tf32, --precision, "
+           "--threads, --early-stop, --detect-anomaly, --data and --out may change."),
       integer("limit-train", "N", &C::limit_train, 0, INT64_MAX, false,
               "Use only the first N training images (default 0: all 60000)."),
       integer("limit-test", "N", &C::limit_test, 0, INT64_MAX, false,
@@ -197,6 +202,13 @@ void validate(const TrainConfig& c) {
                c.warmup_epochs, " must be shorter than --epochs ", c.epochs);
   ENGINE_CHECK(!c.nesterov || c.momentum > 0, "--nesterov needs --momentum > 0");
   ENGINE_CHECK(c.early_stop == 0 || c.epochs > 1, "--early-stop needs more than one epoch");
+  ENGINE_CHECK(!c.tf32 || c.precision != "bf16", "--tf32 (= --precision tf32) contradicts --precision bf16");
+}
+
+std::string math_mode(const TrainConfig& c) { return c.tf32 && c.precision == "fp32" ? "tf32" : c.precision; }
+
+engine::DType activation_dtype(const TrainConfig& c) {
+  return math_mode(c) == "bf16" ? engine::DType::bf16 : engine::DType::f32;
 }
 
 std::string config_to_json(const TrainConfig& cfg) {
@@ -236,7 +248,7 @@ engine::Metadata config_to_metadata(const TrainConfig& cfg) {
 
 const std::set<std::string>& fields_added_later() {
   static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase", "erase-fill",
-                                              "ema",       "no-wd-bn"};
+                                              "ema",       "no-wd-bn",     "precision"};
   return names;
 }
 
@@ -259,6 +271,15 @@ TrainConfig config_from_metadata(const engine::Metadata& meta, const std::string
   return cfg;
 }
 
+namespace {
+std::string changeable_on_resume() {  // from the table, so the message cannot drift from it
+  std::vector<std::string> names;
+  for (const auto& f : train_config_fields())
+    if (f.may_change_on_resume && f.name != "resume") names.push_back("--" + f.name);
+  return join(names, ", ");
+}
+}  // namespace
+
 TrainConfig merge_for_resume(const TrainConfig& saved, const TrainConfig& cli_cfg, const std::set<std::string>& given) {
   TrainConfig out = saved;
   out.resume = cli_cfg.resume;
@@ -271,8 +292,7 @@ TrainConfig merge_for_resume(const TrainConfig& saved, const TrainConfig& cli_cf
       f.set(out, mine);
     } else {
       ENGINE_CHECK(mine == theirs, "--resume: --", f.name, " ", mine, " differs from the checkpoint's ", theirs,
-                   "; a resumed run keeps its configuration (only --epochs, --device, --conv, --tf32, --threads, "
-                   "--early-stop, --detect-anomaly, --data and --out may change)");
+                   "; a resumed run keeps its configuration (only ", changeable_on_resume(), " may change)");
     }
   }
   return out;

@@ -28,7 +28,8 @@ struct TrainConfig {
   int64_t seed = 0;
   std::string device = "auto";
   std::string conv = "native";  // native | cudnn
-  bool tf32 = false;
+  bool tf32 = false;                // the older spelling of precision = "tf32"
+  std::string precision = "fp32";   // fp32 | tf32 | bf16 (math_mode below)
   int64_t threads = 0;  // 0: leave OpenMP/OpenBLAS defaults
   int64_t resize = 96;
   bool normalize = false;
@@ -72,6 +73,10 @@ void apply_recipe(TrainConfig& cfg, const std::set<std::string>& given);
 
 // Cross-field checks (warmup shorter than the run, ...). The model name is checked by the app.
 void validate(const TrainConfig& cfg);
+// The math a run asks for, "fp32", "tf32" or "bf16": --precision, or tf32 where only the older --tf32 was given.
+std::string math_mode(const TrainConfig& cfg);
+// The dtype of activations and of the convolution and linear operands: bf16 for --precision bf16, else float32.
+engine::DType activation_dtype(const TrainConfig& cfg);
 
 std::string config_to_json(const TrainConfig& cfg);           // one flat, pretty-printed object
 engine::Metadata config_to_metadata(const TrainConfig& cfg);  // "config.<name>" -> value

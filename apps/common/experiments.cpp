@@ -308,6 +308,7 @@ TrainConfig run_config(const std::string& experiment, const RunSpec& spec, const
   c.device = opt.device;
   c.conv = opt.conv;
   c.tf32 = opt.tf32;
+  c.precision = opt.precision;
   c.threads = opt.threads;
   c.data = opt.data;
   try {

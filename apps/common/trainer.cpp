@@ -21,6 +21,7 @@
 #include "apps/common/random_erasing.h"
 #include "apps/common/step_log.h"
 #include "engine/autograd.h"
+#include "engine/nn/layers.h"
 #include "engine/checkpoint.h"
 #include "engine/device.h"
 #include "engine/error.h"
@@ -84,7 +85,7 @@ engine::Device setup_runtime(const TrainConfig& cfg) {
   }
   const engine::Device device = check_runtime(cfg, false);
   engine::set_conv_engine(engine::parse_conv_engine(cfg.conv));
-  if (device.is_cuda()) engine::set_allow_tf32(cfg.tf32);
+  if (device.is_cuda()) engine::set_allow_tf32(math_mode(cfg) == "tf32");
   return device;
 }
 
@@ -300,6 +301,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   if (cfg.val_split > 0) val_data = std::make_unique<DeviceDataset>(val_set, device);
   BatchBuilder builder(train_data, batch_params(pp, train_data.rows(), train_data.cols(), true));
   const int64_t n = train_data.size(), bs = cfg.batch_size, steps = steps_per_epoch(n, bs, cfg.drop_last);
+  const engine::DType act = activation_dtype(cfg);  // bf16 under --precision bf16 (mixed precision)
   const std::string monitor = val_data ? "val_acc" : "test_acc";
 
   // ---- model, optimizer, state ----
@@ -357,10 +359,11 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   };
   if (log) {
     fmt::print(
-        log, "{} {}: {} parameters on {}; {} training examples{}, {} test; {}x{} px, batch {}, {} steps/epoch{}\n",
+        log, "{} {}: {} parameters on {}; {} training examples{}, {} test; {}x{} px, batch {}, {} steps/epoch, {}{}\n",
         cfg.resume.empty() ? "training" : "resuming", cfg.model, model->num_parameters(), device.str(), n,
         val_data ? fmt::format(" (+{} validation)", val_data->size()) : "", test_data.size(), cfg.resize, cfg.resize,
-        bs, steps, cfg.resume.empty() ? "" : fmt::format(" from epoch {} step {}", st.epoch + 1, st.step + 1));
+        bs, steps, math_mode(cfg) == "bf16" ? "bf16 mixed precision" : math_mode(cfg),
+        cfg.resume.empty() ? "" : fmt::format(" from epoch {} step {}", st.epoch + 1, st.step + 1));
     std::fflush(log);
   }
 
@@ -388,7 +391,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       lr = learning_rate(cfg, e, step, steps);
       opt.set_lr(lr);
       Batch b = builder.make(step * bs, std::min(bs, n - step * bs));
-      Tensor logits = (*model)(b.x);
+      Tensor logits = engine::nn::forward_logits(*model, b.x, act);
       Tensor loss = engine::cross_entropy(logits, b.y, cfg.label_smoothing);
       opt.zero_grad();
       loss.backward();
@@ -455,11 +458,11 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     {
       engine::optim::EmaScope averaged(ema.get(), *model);  // --ema: evaluate the averages
       if (val_data) {
-        EvalResult v = evaluate(*model, *val_data, pp, bs);
+        EvalResult v = evaluate(*model, *val_data, pp, bs, act);
         r.val_loss = v.loss;
         r.val_acc = v.accuracy;
       }
-      result.final_test = evaluate(*model, test_data, pp, bs);
+      result.final_test = evaluate(*model, test_data, pp, bs, act);
       r.test_loss = result.final_test.loss;
       r.test_acc = result.final_test.accuracy;
     }
@@ -526,7 +529,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   }
   if (!ran_epoch) {
     engine::optim::EmaScope averaged(ema.get(), *model);
-    result.final_test = evaluate(*model, test_data, pp, bs);
+    result.final_test = evaluate(*model, test_data, pp, bs, act);
   }
   result.history = st.history;
   if (result.status == TrainStatus::finished)

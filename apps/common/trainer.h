@@ -26,7 +26,9 @@ struct EvalResult {
 };
 
 // Accuracy and mean loss of `model` on `data` (eval mode, no autograd; the module's mode is restored).
-EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const Preprocess& pp, int64_t batch_size);
+// activations: the dtype the model runs in (bf16 under --precision bf16: activation_dtype in config.h).
+EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const Preprocess& pp, int64_t batch_size,
+                    engine::DType activations = engine::DType::f32);
 
 // Learning rate for step `step` of 0-based `epoch`: linear warmup over --warmup-epochs, then the schedule.
 double learning_rate(const TrainConfig& cfg, int64_t epoch, int64_t step, int64_t steps_per_epoch);

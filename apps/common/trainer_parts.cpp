@@ -14,6 +14,7 @@
 #include "apps/common/trainer.h"
 #include "engine/autograd.h"
 #include "engine/error.h"
+#include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/optim/sgd.h"
 
@@ -89,7 +90,8 @@ std::vector<std::string> remove_orphan_temp_files(const std::string& dir) {
   return removed;
 }
 
-EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const Preprocess& pp, int64_t batch_size) {
+EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const Preprocess& pp, int64_t batch_size,
+                    engine::DType activations) {
   ENGINE_CHECK(batch_size > 0, "evaluate: batch size must be positive");
   const bool was_training = model.is_training();
   model.eval();
@@ -100,7 +102,7 @@ EvalResult evaluate(engine::nn::Module& model, const DeviceDataset& data, const 
   int64_t step = 0;
   for (int64_t begin = 0; begin < data.size(); begin += batch_size, ++step) {
     Batch b = builder.make(begin, std::min(batch_size, data.size() - begin));
-    Tensor logits = model(b.x);
+    Tensor logits = engine::nn::forward_logits(model, b.x, activations);
     acc.add(logits, b.y, engine::cross_entropy(logits, b.y), step);
   }
   model.train(was_training);

@@ -12,7 +12,10 @@ resnet20 written to match models/resnet.cpp), it:
      (all elements for tensors of <= 1024 elements, else elements (k * 1000003) mod numel for k < 1024).
 The reference is computed in float64 and stored as float32 (statistics as float64), so it is exact to float32
 storage round-off; the C++ test runs our model in float64 (tight tolerance) and in float32 (loose tolerance).
-PyTorch's own float32 error against its float64 run is stored too (pt32err.*) to put the latter in context.
+PyTorch's own float32 error against its float64 run is stored too (pt32err.*) to put the latter in context, and
+so is the error of PyTorch's bf16 mixed precision (torch.autocast on the CPU, dtype bfloat16, float32 weights)
+against the same float64 run (ptbf16err.*: logits, and each parameter's gradient samples), which bounds our
+--precision bf16 run in the C++ test.
 
 Run by hand from the repository root with Debian's torch (python3-torch, python3-torchvision):
     /usr/bin/python3 tests/golden/make_golden.py
@@ -190,6 +193,18 @@ def make(model_name, model, input_shape, labels, out_dir):
     rel = lambda a, b: float((a.double() - b).abs().max() / b.abs().max())
     out["pt32err.logits"] = np.array([rel(logits32.detach(), logits.detach())], dtype=np.float64)
     out["pt32err.grads"] = np.array([rel(sd32[n].grad, sd[n].grad) for n in params], dtype=np.float64)
+    # bf16 mixed precision as a PyTorch user runs it: autocast over the float32 model, loss in float32.
+    model16 = copy.deepcopy(model32)
+    model16.zero_grad()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        logits16 = model16(torch.from_numpy(x32))
+    F.cross_entropy(logits16.float(), y).backward()
+    sd16 = dict(model16.named_parameters())
+    out["ptbf16err.logits"] = np.array([rel(logits16.detach().float(), logits.detach())], dtype=np.float64)
+    # On the gradient samples, the elements the C++ test compares.
+    sampled = lambda t: t.detach().double().reshape(-1)[torch.from_numpy(sample_indices(t.numel()))]
+    out["ptbf16err.grads"] = np.array([rel(sampled(sd16[n].grad), sampled(sd[n].grad)) for n in params],
+                                      dtype=np.float64)
     bufs = dict(model.named_buffers())
     for n in buffers:
         out["after." + n] = bufs[n].detach().numpy().astype(np.float32)

@@ -7,7 +7,9 @@
 //  4. every bad call throws engine::EngineError whose message names the op ("<error_name>: ");
 //  5. NaN propagation: a NaN planted in each differentiable input (element 0, or OpCase::nan_at) shows up exactly
 //     where the reference, written with PyTorch's semantics (relu and max pass NaN), has it, and somewhere at least.
-// Adding an op = writing it and one OpInfo (tests/ops/test_op_table.cpp); adding a dtype = one Backend.
+// Adding an op = writing it and one OpInfo (tests/ops/test_op_table.cpp); adding a dtype = one Backend. bf16
+// backends run the activation ops (OpInfo::bf16) with their compute-typed inputs (OpCase::compute_inputs: batch
+// norm's parameters and statistics) in float, as mixed precision does.
 #pragma once
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -40,6 +42,7 @@ struct OpCase {
   std::function<Tensors(const Values&)> reference;  // naive loops in double, one float64 tensor per output
   std::vector<int64_t> nan_at = {};                 // where each input gets its NaN (element 0 where not given)
   int64_t k_grad = 0;                               // terms in the longest sum behind one gradient value (0: k)
+  std::vector<size_t> compute_inputs = {};          // inputs in the compute dtype (float for bf16), not storage
 };
 
 struct Make {  // tensors for bad calls, in the backend's dtype and on its device
@@ -56,6 +59,7 @@ struct OpInfo {
   std::string error_name;  // every bad call's message contains "<error_name>: "
   std::vector<OpCase> cases;
   std::vector<std::function<void(const Make&)>> bad_calls;  // each must throw
+  bool bf16 = true;  // an activation op, run on bf16 backends too; false for compute-only ops (the loss)
 };
 
 struct Backend {
@@ -63,27 +67,33 @@ struct Backend {
   DType dtype;
 };
 inline const std::vector<Backend>& backends() {
-  static const std::vector<Backend> list = {{Device::cpu(), DType::f64},
-                                            {Device::cpu(), DType::f32},
-                                            {Device::cuda(), DType::f64},
-                                            {Device::cuda(), DType::f32}};
+  static const std::vector<Backend> list = {{Device::cpu(), DType::f64},  {Device::cpu(), DType::f32},
+                                            {Device::cpu(), DType::bf16}, {Device::cuda(), DType::f64},
+                                            {Device::cuda(), DType::f32}, {Device::cuda(), DType::bf16}};
   return list;
 }
 
 // Forward against the reference: the round-off of a K-term sum is at most K u sum|terms| (Higham), u the unit
 // round-off of the dtype, and in practice (errors of either sign) about sqrt(K) u |terms|_2, which is K u for
 // unit-scale inputs; |got - ref| <= 8 K u (1 + |ref|) leaves a factor 8 for that and for the few roundings around
-// the sum (bias, scale, sqrt, exp/log). The reference reads the inputs as rounded to the dtype.
-inline double reference_tol(DType d, int64_t k) { return 8.0 * double(k) * (d == DType::f64 ? 0x1p-53 : 0x1p-24); }
+// the sum (bias, scale, sqrt, exp/log). The reference reads the inputs as rounded to the dtype. bf16 computes in
+// float (the same 8 K u with float's u) and rounds each stored result to bf16, u = 2^-8: at most twice on the way
+// to an op's output (a linear layer's GEMM, then its bias), hence 2 * 2^-8 more.
+inline double reference_tol(DType d, int64_t k) {
+  if (d == DType::bf16) return 2 * 0x1p-8 + 8.0 * double(k) * 0x1p-24;
+  return 8.0 * double(k) * (d == DType::f64 ? 0x1p-53 : 0x1p-24);
+}
 struct Tol {
   double atol, rtol;
 };
 // CUDA against CPU: the table of tests/ops/test_norm_pool_loss_cuda.cpp (float64: round-off only, sums in another
 // order; float32: float element-wise math on the GPU against the CPU's), plus both sides' round-off of the longest
 // sum of the forward or backward (2 * reference_tol), which dominates for GEMMs (as in test_conv2d_cuda.cpp).
+// bf16: both devices round float results that differ in their last float bits, so a value near a rounding
+// boundary lands one bf16 ulp (2^-7 relative) apart, twice over where two roundings chain (2^-6).
 inline Tol cuda_tol(const OpCase& c, DType d) {
   const double sums = 2 * reference_tol(d, std::max(c.k, c.k_grad));
-  const Tol base = d == DType::f64 ? Tol{1e-12, 1e-10} : Tol{1e-5, 1e-4};
+  const Tol base = d == DType::f64 ? Tol{1e-12, 1e-10} : d == DType::f32 ? Tol{1e-5, 1e-4} : Tol{0x1p-6, 0x1p-6};
   return {base.atol + sums, base.rtol + sums};
 }
 
@@ -92,7 +102,9 @@ inline Tensors inputs_for(const OpCase& c, Backend b) {
   Tensors in;
   for (size_t i = 0; i < c.inputs.size(); ++i) {
     const Tensor& t = c.inputs[i];
-    Tensor d = (t.dtype() == DType::i32 ? t.clone() : t.clone().to(b.dtype)).to(b.device);
+    const bool compute = std::find(c.compute_inputs.begin(), c.compute_inputs.end(), i) != c.compute_inputs.end();
+    const DType want = compute ? engine::compute_dtype(b.dtype) : b.dtype;
+    Tensor d = (t.dtype() == DType::i32 ? t.clone() : t.clone().to(want)).to(b.device);
     for (size_t g : c.grad)
       if (g == i) d.set_requires_grad(true);
     in.push_back(d);
@@ -181,7 +193,7 @@ inline void check_bad_calls(const OpInfo& op, Backend b) {
 
 inline void for_each_case(const OpInfo& op, bool cuda, const std::function<void(const OpCase&, Backend)>& f) {
   for (const Backend& b : backends()) {
-    if (b.device.is_cuda() != cuda) continue;
+    if (b.device.is_cuda() != cuda || (b.dtype == DType::bf16 && !op.bf16)) continue;
     for (const OpCase& c : op.cases) {
       INFO(op.error_name << " " << c.name << " on " << b.device.str() << ", " << dtype_name(b.dtype));
       f(c, b);
