@@ -24,8 +24,9 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int channels, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
-  Tensor forward_relu(const Tensor& x);  // relu(forward(x)) as one fused op
-  Tensor weight, bias, running_mean, running_var;  // gamma = 1, beta = 0, mean = 0, var = 1
+  Tensor forward_relu(const Tensor& x);                              // relu(forward(x)) as one fused op
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);  // relu(forward(x) + residual), fused
+  Tensor weight, bias, running_mean, running_var;                    // gamma = 1, beta = 0, mean = 0, var = 1
   int channels;
   double eps, momentum;
 };
