@@ -110,11 +110,8 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
   const Tensor y_saved = has_r ? y.detach() : Tensor();
   std::vector<Tensor> inputs{x, gamma, beta};
   if (has_r) inputs.push_back(residual);
-  record(y,
-         has_r  ? op
-         : relu ? "batch_norm2d_relu"
-                : kOp,
-         std::move(inputs),
+  const char* name = has_r ? op : relu ? "batch_norm2d_relu" : kOp;
+  record(y, name, std::move(inputs),
          [x, g_arg, b_arg, save_mean, save_invstd, cdt, training, s, use_cudnn, eps, relu, y_saved](
              const Tensor& g, const std::vector<bool>& need) {
            const bool has_r = y_saved.defined();
