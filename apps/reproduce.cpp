@@ -106,7 +106,9 @@ int main(int argc, char** argv) {
   add("precision", "MATH",
       "fp32 (default), tf32 (CUDA: TF32 tensor cores for float32 GEMMs) or bf16 (mixed precision: bf16 "
       "activations and layer operands, float32 weights, statistics and loss), as train_fmnist --precision.",
-      [&](const std::string& v) { opt.precision = app::parse_choice(v, "precision", {"fp32", "tf32", "bf16"}); });
+      [&](const std::string& v) {
+        opt.precision = app::parse_choice(v, "precision", {"fp32", "tf32", "bf16"});
+      });
   add("threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: their defaults).",
       [&](const std::string& v) { opt.threads = app::parse_int(v, "threads", 0, 1024); });
   add("data", "DIR", "Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist).",

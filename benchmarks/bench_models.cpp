@@ -135,7 +135,8 @@ const char* kDescription =
     "bench_models: examples/sec of a full training step (forward, loss, backward, SGD) per model, batch and\n"
     "resolution. Synthetic 1-channel inputs, 10 classes (the Fashion-MNIST setting).\n"
     "  CPU default : resnet18, batch 16, 28x28, 2 warm-up + 5 timed steps\n"
-    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn,fastest, precision fp32,tf32,bf16";
+    "  CUDA default: resnet18,34,50,101,152,resnet20,56,110, batch 128, 96x96, engines native,cudnn,fastest, precision "
+    "fp32,tf32,bf16";
 const char* kExample = "example:\n  bench_models --device cpu --models resnet18 --batch 128 --res 28 --threads 2";
 
 // "a,b" -> each item checked by `item`.
@@ -205,9 +206,10 @@ int main(int argc, char** argv) {
                   [&](const std::string& v) { steps_opt = app::parse_int(v, "steps", 1, 1 << 20); });
   app::add_option(cli, "threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: OMP_NUM_THREADS or all cores).",
                   [&](const std::string& v) { threads = app::parse_int(v, "threads", 0, 1024); });
-  app::add_option(cli, "peak-gflops", "GFLOPS",
-                  "Device peak for the %peak column (default CUDA: the GPU's datasheet FP32 / TF32 / BF16 by --precision).",
-                  [&](const std::string& v) { peak_gflops = app::parse_double(v, "peak-gflops", 0, 1e12); });
+  app::add_option(
+      cli, "peak-gflops", "GFLOPS",
+      "Device peak for the %peak column (default CUDA: the GPU's datasheet FP32 / TF32 / BF16 by --precision).",
+      [&](const std::string& v) { peak_gflops = app::parse_double(v, "peak-gflops", 0, 1e12); });
   app::add_option(cli, "json", "", "One JSON object per line instead of the table.",
                   [&](const std::string&) { json = true; });
   if (std::optional<int> done = app::parse_cli(cli, argc, argv)) return *done;
@@ -284,7 +286,7 @@ int main(int argc, char** argv) {
           for (const auto& e : engines)
             for (const auto& math : maths) {
               Config c{dev, m, b, res, e, math, warmup, steps, 0};
-              const double datasheet = !known              ? 0.0
+              const double datasheet = !known           ? 0.0
                                        : math == "bf16" ? known->bf16_gflops
                                        : math == "tf32" ? known->tf32_gflops
                                                         : known->fp32_gflops;

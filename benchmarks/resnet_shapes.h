@@ -89,6 +89,11 @@ inline NetShapes net_shapes(engine::nn::Module& model, int64_t batch, int64_t re
         s.bns.push_back(act(o.out));
         if (o.op == "batch_norm2d_relu") s.relus.push_back(act(o.out));  // fused: timed as BN and ReLU kernels
         break;
+      case models::TracedOpKind::batch_norm_add_relu:  // fused: timed as BN, add and ReLU kernels
+        s.bns.push_back(act(o.out));
+        s.adds.push_back(act(o.out));
+        s.relus.push_back(act(o.out));
+        break;
       case models::TracedOpKind::relu:
         s.relus.push_back(act(o.out));
         break;

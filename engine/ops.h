@@ -49,7 +49,7 @@ ConvEngine parse_conv_engine(const std::string& name);  // "native", "cudnn", "f
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p);
 
-// ---------------- batch_norm2d, batch_norm2d_relu (engine/ops/batch_norm.cpp) ----------------
+// ------- batch_norm2d, batch_norm2d_relu, batch_norm2d_add_relu (engine/ops/batch_norm.cpp) -------
 // batch_norm2d over NCHW, per channel, as torch.nn.functional.batch_norm:
 //  training: normalise with the batch mean and biased variance; update running_mean/var in place with
 //            running = (1 - momentum) * running + momentum * batch_stat, using the unbiased variance;
@@ -68,6 +68,14 @@ Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Te
 // masks the gradient while it reduces instead of a separate ReLU pass. With the cuDNN engine it is the two ops.
 Tensor batch_norm2d_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                          Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+
+// relu(batch_norm2d(x, ...) + residual) in one op: the end of every residual block (its last BN, the shortcut's
+// add and the ReLU). residual has x's shape, dtype and device. One pass forward instead of three, one saved
+// activation instead of three; backward masks gy with the saved output (y > 0), which is also the residual's
+// gradient. Gradients for x, residual, gamma and beta. With the cuDNN engine it is the three ops.
+Tensor batch_norm2d_add_relu(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
+                             Tensor& running_mean, Tensor& running_var, bool training, double momentum = 0.1,
+                             double eps = 1e-5);
 
 // ---------------- max_pool2d, adaptive_avg_pool2d (engine/ops/pool.cpp) ----------------
 // Pooling over NCHW.

@@ -16,6 +16,16 @@
 //                 x, the saved statistics and beta (pass the forward's beta), so y itself is never stored and the
 //                 separate ReLU passes (2 forward, 3 backward) disappear. The CUDA kernels compute y with explicit
 //                 FMAs in both directions, so the mask is exactly the forward's.
+//  residual:      fused residual join (the end of every residual block): forward writes y = bn(x) + r (then the
+//                 ReLU), r of x's shape in storage T, null for none. Backward then takes the mask from the
+//                 forward's output y (pass it) instead of recomputing it: y > 0 is read, so the mask is exact on
+//                 both devices, and y costs nothing, since the next layer keeps it anyway; a recompute would have
+//                 to read r as well. gr receives the residual's gradient, gy masked (gy where y > 0, else 0;
+//                 gy itself without relu); it is written first, and the rest of backward runs on it unmasked,
+//                 because BN's gradient is that same masked gy.
+//
+// Loads of T go through to_compute / convert_value<double> and stores through to_storage / convert_value<T>, so
+// the bodies compile for any storage type of kernels/dtype.h (bf16 included), with no arithmetic on T.
 //
 // Sums accumulate in double on both devices. The CPU splits the work by (n, c) plane in memory order and adds the
 // per-plane partial sums over n in a fixed order; CUDA reduces in two stages (blocks over slices of one channel
@@ -24,8 +34,8 @@
 // s1 = sum(x - K), s2 = sum((x - K)^2) with K = the channel's first value, var = s2/m - (s1/m)^2, which merge
 // by plain addition across blocks and keep the cancellation small when the mean is large against the spread.
 // The per-channel formulas (invstd, the running-statistics update) and the input gradient are written once below.
-// The affine map stays each twin's own on purpose: the CPU computes it in double as the reference, CUDA in T with
-// explicit FMAs so that the fused-ReLU backward recomputes exactly the forward's y.
+// The affine map stays each twin's own on purpose: the CPU computes it in double as the reference, CUDA in
+// compute_t<T> with explicit FMAs so that the fused-ReLU backward recomputes exactly the forward's y.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -64,16 +74,17 @@ template <class T>
 void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
                               compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
                               compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
-                              bool relu = false);
+                              bool relu = false, const T* residual = nullptr);
 template <class T>
 void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
                              const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
                              compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
-                             bool relu = false);
+                             bool relu = false, const T* residual = nullptr);
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
                          const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
-                         const BatchNormShape& s, bool training, bool relu = false, const compute_t<T>* beta = nullptr);
+                         const BatchNormShape& s, bool training, bool relu = false, const compute_t<T>* beta = nullptr,
+                         const T* y = nullptr, T* gr = nullptr);
 }  // namespace cpu
 
 namespace cuda {
@@ -82,16 +93,17 @@ template <class T>
 void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
                               compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
                               compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
-                              bool relu = false);
+                              bool relu = false, const T* residual = nullptr);
 template <class T>
 void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
                              const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
                              compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
-                             bool relu = false);
+                             bool relu = false, const T* residual = nullptr);
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
                          const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
-                         const BatchNormShape& s, bool training, bool relu = false, const compute_t<T>* beta = nullptr);
+                         const BatchNormShape& s, bool training, bool relu = false, const compute_t<T>* beta = nullptr,
+                         const T* y = nullptr, T* gr = nullptr);
 }  // namespace cuda
 
 #if ENGINE_HAVE_CUDNN
@@ -117,11 +129,11 @@ void batch_norm_backward_train(const T* x, const T* gy, const T* gamma, const T*
 #define KERNELS_BATCH_NORM_INSTANTIATE(T)                                                                            \
   template void batch_norm_forward_train<T>(const T*, const compute_t<T>*, const compute_t<T>*, T*, compute_t<T>*,   \
                                             compute_t<T>*, compute_t<T>*, compute_t<T>*, const BatchNormShape&,      \
-                                            double, double, bool);                                                   \
+                                            double, double, bool, const T*);                                         \
   template void batch_norm_forward_eval<T>(const T*, const compute_t<T>*, const compute_t<T>*, const compute_t<T>*,  \
                                            const compute_t<T>*, T*, compute_t<T>*, compute_t<T>*,                    \
-                                           const BatchNormShape&, double, bool);                                     \
+                                           const BatchNormShape&, double, bool, const T*);                           \
   template void batch_norm_backward<T>(const T*, const T*, const compute_t<T>*, const compute_t<T>*,                 \
                                        const compute_t<T>*, T*, compute_t<T>*, compute_t<T>*, const BatchNormShape&, \
-                                       bool, bool, const compute_t<T>*);
-#define KERNELS_BATCH_NORM_INSTANTIATIONS KERNELS_FOR_EACH_COMPUTE(KERNELS_BATCH_NORM_INSTANTIATE)
+                                       bool, bool, const compute_t<T>*, const T*, T*);
+#define KERNELS_BATCH_NORM_INSTANTIATIONS KERNELS_FOR_EACH_STORAGE(KERNELS_BATCH_NORM_INSTANTIATE)

@@ -38,7 +38,7 @@ void ResidualBlock::make_downsample() {
 }
 
 Tensor ResidualBlock::join(const Tensor& main, const Tensor& x) {
-  if (kind == ShortcutKind::none) return engine::relu(main);
+  if (kind == ShortcutKind::none) return last_bn().forward_relu(main);
   Tensor sc = x;
   if (changes_shape()) {
     // zero_pad: the padding is split evenly on both sides, as the common PyTorch CIFAR reproductions do.
@@ -46,7 +46,7 @@ Tensor ResidualBlock::join(const Tensor& main, const Tensor& x) {
              ? (*downsample)(x)
              : engine::shortcut_a(x, out_channels, stride, (out_channels - in_channels) / 2);
   }
-  return engine::relu(engine::add(main, sc));
+  return last_bn().forward_add_relu(main, sc);  // relu(last_bn(main) + sc), fused
 }
 
 BasicBlock::BasicBlock(int in, int planes, int s, ShortcutKind k) : ResidualBlock(in, planes, s, k) {
@@ -59,8 +59,7 @@ BasicBlock::BasicBlock(int in, int planes, int s, ShortcutKind k) : ResidualBloc
 
 Tensor BasicBlock::forward(const Tensor& x) {
   Tensor y = bn1->forward_relu((*conv1)(x));
-  y = (*bn2)((*conv2)(y));
-  return join(y, x);
+  return join((*conv2)(y), x);  // bn2, the shortcut and the ReLU
 }
 
 Bottleneck::Bottleneck(int in, int planes, int s, ShortcutKind k, bool stride_on_first_1x1)
@@ -78,8 +77,7 @@ Bottleneck::Bottleneck(int in, int planes, int s, ShortcutKind k, bool stride_on
 Tensor Bottleneck::forward(const Tensor& x) {
   Tensor y = bn1->forward_relu((*conv1)(x));
   y = bn2->forward_relu((*conv2)(y));
-  y = (*bn3)((*conv3)(y));
-  return join(y, x);
+  return join((*conv3)(y), x);  // bn3, the shortcut and the ReLU
 }
 
 }  // namespace models

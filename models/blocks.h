@@ -36,7 +36,8 @@ class ResidualBlock : public engine::nn::Module {
  protected:
   bool changes_shape() const { return stride != 1 || in_channels != out_channels; }
   void make_downsample();  // registers "downsample" when kind is projection and the shape changes
-  // relu(main + shortcut(x)), or relu(main) without a shortcut.
+  // The block's end from main, the last conv's output: relu(last_bn(main) + shortcut(x)) as one fused op
+  // (BatchNorm2d::forward_add_relu), or relu(last_bn(main)) without a shortcut.
   engine::Tensor join(const engine::Tensor& main, const engine::Tensor& x);
 };
 

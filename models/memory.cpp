@@ -90,6 +90,13 @@ MemoryEstimate estimate_step_memory(const nn::Module& model, const Trace& trace,
   std::vector<Block> blocks;
   std::vector<StepOp> ops;
   int64_t scratch_col = 0, scratch_out = 0;  // the CPU's per-thread buffers grow to the largest conv's
+  // A residual join: while the block's ops so far run backward, the shortcut's gradient of its input waits.
+  auto pend_shortcut = [&] {
+    ENGINE_CHECK(!blocks.empty(), "estimate_step_memory: a residual add outside a block");
+    const Block& b = blocks.back();
+    for (size_t i = b.first; i < ops.size(); ++i) ops[i].pending = bytes_of(b.in, elem);
+    if (b.first < ops.size()) ops[b.first].merges = true;
+  };
   for (const TracedOp& t : trace.ops) {
     if (t.kind == TracedOpKind::begin) {
       blocks.push_back({t.in, ops.size()});
@@ -121,6 +128,12 @@ MemoryEstimate estimate_step_memory(const nn::Module& model, const Trace& trace,
         op.param_bytes = t.module->num_parameters() * static_cast<int64_t>(elem);
         op.extra_bytes = 2 * t.in[1] * static_cast<int64_t>(elem);  // batch mean and inverse std
         break;
+      case TracedOpKind::batch_norm_add_relu:  // BN as above, and the join: it saves only its output (the mask)
+        op.param_bytes = t.module->num_parameters() * static_cast<int64_t>(elem);
+        op.extra_bytes = 2 * t.in[1] * static_cast<int64_t>(elem);
+        pend_shortcut();
+        op.pending = op.out_bytes;  // its backward also writes the residual's gradient, beside x's
+        break;
       case TracedOpKind::linear:
         op.param_bytes = t.module->num_parameters() * static_cast<int64_t>(elem);
         break;
@@ -130,15 +143,11 @@ MemoryEstimate estimate_step_memory(const nn::Module& model, const Trace& trace,
       case TracedOpKind::flatten:  // a view: no new output, and its backward reshapes the gradient
         op.out_bytes = op.grad_in = 0;
         break;
-      case TracedOpKind::add: {  // backward passes its gradient on to both branches
+      case TracedOpKind::add:  // backward passes its gradient on to both branches
         op.grad_in = 0;
-        ENGINE_CHECK(!blocks.empty(), "estimate_step_memory: a residual add outside a block");
-        const Block& b = blocks.back();
-        for (size_t i = b.first; i < ops.size(); ++i) ops[i].pending = bytes_of(b.in, elem);
-        if (b.first < ops.size()) ops[b.first].merges = true;
+        pend_shortcut();
         op.mem.in = t.out;  // both operands have the sum's shape
         break;
-      }
       default:
         break;
     }

@@ -15,6 +15,7 @@ namespace {
 TracedOpKind kind_of(const std::string& op) {
   if (op == "conv2d") return TracedOpKind::conv2d;
   if (op == "batch_norm2d" || op == "batch_norm2d_relu") return TracedOpKind::batch_norm;
+  if (op == "batch_norm2d_add_relu") return TracedOpKind::batch_norm_add_relu;
   if (op == "relu") return TracedOpKind::relu;
   if (op == "max_pool2d") return TracedOpKind::max_pool;
   if (op == "adaptive_avg_pool2d") return TracedOpKind::avg_pool;

@@ -13,10 +13,12 @@
 namespace models {
 
 // begin/end bracket a module call; the others are engine ops. other: an op with no rule of its own (a dtype or
-// device copy, scale); flatten is the reshape view of nn::Flatten.
+// device copy, scale); flatten is the reshape view of nn::Flatten. batch_norm_add_relu is the fused end of a
+// residual block: a batch norm (with its parameters and statistics), the shortcut's add and a ReLU in one op.
 enum class TracedOpKind {
   conv2d,
   batch_norm,
+  batch_norm_add_relu,
   relu,
   max_pool,
   avg_pool,

@@ -248,7 +248,7 @@ engine::Metadata config_to_metadata(const TrainConfig& cfg) {
 
 const std::set<std::string>& fields_added_later() {
   static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase", "erase-fill",
-                                              "ema",       "no-wd-bn",     "precision"};
+                                              "ema",       "no-wd-bn",       "precision"};
   return names;
 }
 

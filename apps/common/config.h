@@ -27,10 +27,10 @@ struct TrainConfig {
   double label_smoothing = 0;
   int64_t seed = 0;
   std::string device = "auto";
-  std::string conv = "native";  // native | cudnn
-  bool tf32 = false;                // the older spelling of precision = "tf32"
-  std::string precision = "fp32";   // fp32 | tf32 | bf16 (math_mode below)
-  int64_t threads = 0;  // 0: leave OpenMP/OpenBLAS defaults
+  std::string conv = "native";     // native | cudnn
+  bool tf32 = false;               // the older spelling of precision = "tf32"
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 (math_mode below)
+  int64_t threads = 0;             // 0: leave OpenMP/OpenBLAS defaults
   int64_t resize = 96;
   bool normalize = false;
   bool augment = false;

@@ -121,7 +121,8 @@ const std::vector<ExperimentDef>& experiment_defs() {
            "(0.999) for evaluation and no weight decay on BN/bias; random erasing (p 0.5) at full scale only.",
            "\n  quick: ", kRecipeQuickEpochs,
            " epochs, no erasing (a CPU-length schedule underfits; CPU: about 3.7 minutes an epoch on 2 cores).\n"
-           "  full:  ", kRecipeFullEpochs, " epochs.")},
+           "  full:  ",
+           kRecipeFullEpochs, " epochs.")},
   };
   return defs;
 }

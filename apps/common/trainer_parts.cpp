@@ -8,8 +8,8 @@
 #include <cerrno>
 #include <cmath>
 #include <ctime>
-#include <iterator>
 #include <filesystem>
+#include <iterator>
 
 #include "apps/common/trainer.h"
 #include "engine/autograd.h"

@@ -59,6 +59,12 @@ Tensor BatchNorm2d::forward_relu(const Tensor& x) {
       x, [&] { return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps); });
 }
 
+Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
+  return scoped(x, [&] {
+    return batch_norm2d_add_relu(x, residual, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  });
+}
+
 MaxPool2d::MaxPool2d(int kernel, int stride, int padding) {
   params.kernel_h = params.kernel_w = kernel;
   params.stride_h = params.stride_w = stride;

@@ -33,8 +33,9 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int channels, double eps = 1e-5, double momentum = 0.1);
   Tensor forward(const Tensor& x) override;
-  Tensor forward_relu(const Tensor& x);  // relu(forward(x)) as one fused op
-  Tensor weight, bias, running_mean, running_var;  // gamma = 1, beta = 0, mean = 0, var = 1
+  Tensor forward_relu(const Tensor& x);                              // relu(forward(x)) as one fused op
+  Tensor forward_add_relu(const Tensor& x, const Tensor& residual);  // relu(forward(x) + residual), fused
+  Tensor weight, bias, running_mean, running_var;                    // gamma = 1, beta = 0, mean = 0, var = 1
   int channels;
   double eps, momentum;
 };
@@ -66,9 +67,7 @@ class Flatten : public Module {
 class Linear : public Module {
  public:
   Linear(int in_features, int out_features, bool bias = true);
-  Tensor forward(const Tensor& x) override {
-    return linear(x, param_for_input(weight, x), param_for_input(bias, x));
-  }
+  Tensor forward(const Tensor& x) override { return linear(x, param_for_input(weight, x), param_for_input(bias, x)); }
   Tensor weight, bias;  // [out, in], [out]
   int in_features, out_features;
 };

@@ -1,7 +1,9 @@
-#include "engine/ops.h"
-
-#include "engine/ops/common.h"
 #include "kernels/batch_norm.h"
+
+#include <type_traits>
+
+#include "engine/ops.h"
+#include "engine/ops/common.h"
 
 namespace engine {
 namespace {
@@ -14,9 +16,9 @@ T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-void check_per_channel(const char* what, const Tensor& t, const Tensor& x) {
+void check_per_channel(const char* op, const char* what, const Tensor& t, const Tensor& x) {
   if (!t.defined()) return;
-  ENGINE_CHECK(t.shape() == Shape{x.size(1)}, kOp, ": ", what, " has shape ", shape_str(t.shape()), " but x ",
+  ENGINE_CHECK(t.shape() == Shape{x.size(1)}, op, ": ", what, " has shape ", shape_str(t.shape()), " but x ",
                shape_str(x.shape()), " has ", x.size(1), " channels; expected [", x.size(1), "]");
 }
 
@@ -33,35 +35,55 @@ BatchNormEngine batch_norm_engine() { return g_engine; }
 
 namespace {
 
+// residual (defined only for batch_norm2d_add_relu): added to the normalised x before the ReLU.
 Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                         Tensor& running_var, bool training, double momentum, double eps, bool relu) {
-  check_dim(kOp, "x (N, C, H, W)", x, 4);
-  check_computable(kOp, "x", x);
-  check_same(kOp, {{"x", x},
-                   {"weight (gamma)", gamma},
-                   {"bias (beta)", beta},
-                   {"running_mean", running_mean},
-                   {"running_var", running_var}});
-  check_per_channel("weight (gamma)", gamma, x);
-  check_per_channel("bias (beta)", beta, x);
-  check_per_channel("running_mean", running_mean, x);
-  check_per_channel("running_var", running_var, x);
-  ENGINE_CHECK(running_mean.defined() == running_var.defined(), kOp,
+                         Tensor& running_var, bool training, double momentum, double eps, bool relu,
+                         const Tensor& residual) {
+  const bool has_r = residual.defined();
+  // batch_norm2d_relu reports its errors as batch_norm2d; the residual join names itself.
+  const char* op = has_r ? "batch_norm2d_add_relu" : kOp;
+  check_dim(op, "x (N, C, H, W)", x, 4);
+  check_storage(op, "x", x);
+  check_same(op, {{"x", x}, {"residual", residual}});
+  // Parameters and statistics are in the compute dtype (kernels/dtype.h): x's own for float and double, float32
+  // beside bf16 activations (mixed precision).
+  const std::vector<std::pair<const char*, Tensor>> params = {
+      {"weight (gamma)", gamma}, {"bias (beta)", beta}, {"running_mean", running_mean}, {"running_var", running_var}};
+  check_same(op, params);
+  for (const auto& [name, t] : params)
+    if (t.defined()) {
+      ENGINE_CHECK(t.dtype() == compute_dtype(x.dtype()), op, ": ", name, " is ", dtype_name(t.dtype()), " but x is ",
+                   dtype_name(x.dtype()), ", whose parameters and statistics are ",
+                   dtype_name(compute_dtype(x.dtype())), "; convert with .to(DType)");
+      ENGINE_CHECK(t.device() == x.device(), op, ": ", name, " is on ", t.device().str(), " but x is on ",
+                   x.device().str(), "; move it with .to(Device)");
+    }
+  ENGINE_CHECK(!has_r || residual.shape() == x.shape(), op, ": residual has shape ", shape_str(residual.shape()),
+               " but x has shape ", shape_str(x.shape()), "; they must match (no broadcasting)");
+  check_per_channel(op, "weight (gamma)", gamma, x);
+  check_per_channel(op, "bias (beta)", beta, x);
+  check_per_channel(op, "running_mean", running_mean, x);
+  check_per_channel(op, "running_var", running_var, x);
+  ENGINE_CHECK(running_mean.defined() == running_var.defined(), op,
                ": give both running_mean and running_var, or neither");
-  ENGINE_CHECK(training || running_mean.defined(), kOp,
+  ENGINE_CHECK(training || running_mean.defined(), op,
                ": eval mode (training = false) normalises with running_mean and running_var, but they are undefined");
-  ENGINE_CHECK(x.numel() > 0, kOp, ": x of shape ", shape_str(x.shape()), " is empty");
-  ENGINE_CHECK(eps >= 0, kOp, ": eps must be >= 0, got ", eps);
+  ENGINE_CHECK(x.numel() > 0, op, ": x of shape ", shape_str(x.shape()), " is empty");
+  ENGINE_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
   const kernels::BatchNormShape s{x.size(0), x.size(1), x.size(2) * x.size(3)};
-  ENGINE_CHECK(!training || s.n * s.hw > 1, kOp,
+  ENGINE_CHECK(!training || s.n * s.hw > 1, op,
                ": expected more than 1 value per channel when training, got x of shape ", shape_str(x.shape()),
                " (use eval mode or a larger batch)");
 
   // cuDNN only in training on CUDA; fixed here so that forward and backward of one call agree.
-  const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda();
-  // cuDNN's batch norm has no fused activation here: compose with relu().
-  if (use_cudnn && relu)
-    return engine::relu(batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false));
+  // cuDNN is wired here for float and double, with parameters in the data's type: bf16 takes the native kernels.
+  const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda() && x.dtype() != DType::bf16;
+  // cuDNN's batch norm has no fused residual or activation here: compose with add() and relu().
+  if (use_cudnn && (relu || has_r)) {
+    Tensor y = batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false, Tensor());
+    if (has_r) y = engine::add(y, residual);
+    return relu ? engine::relu(y) : y;
+  }
   Tensor g_arg = gamma, b_arg = beta;
   // Parameters and statistics are in the compute dtype (kernels/dtype.h), activations in x's storage dtype.
   const DType cdt = compute_dtype(x.dtype());
@@ -73,35 +95,45 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
   // buffers may change before backward runs).
   Tensor save_mean = Tensor::empty({s.c}, cdt, x.device());
   Tensor save_invstd = Tensor::empty({s.c}, cdt, x.device());
-  dispatch_compute(kOp, x.dtype(), [&](auto tag) {
+  dispatch_storage(op, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     using C = kernels::compute_t<T>;
-    const T* px = x.data<T>();
+    const T *px = x.data<T>(), *pr = ptr_or_null<T>(residual);
     T* py = y.data<T>();
     const C *pg = ptr_or_null<C>(g_arg), *pb = ptr_or_null<C>(b_arg);
     C *pm = save_mean.data<C>(), *pi = save_invstd.data<C>();
     C *rm = ptr_or_null<C>(running_mean), *rv = ptr_or_null<C>(running_var);
     if (use_cudnn) {
 #if ENGINE_HAVE_CUDNN
-      kernels::cudnn::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps);
+      if constexpr (std::is_same_v<T, C>)  // float and double only (use_cudnn above)
+        kernels::cudnn::batch_norm_forward_train<T>(px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps);
 #else
       fail("batch_norm2d: the cuDNN engine is selected, but this build has no cuDNN");
 #endif
     } else if (training) {
-      ENGINE_KERNEL(kOp, x, batch_norm_forward_train<T>, px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu);
+      ENGINE_KERNEL(op, x, batch_norm_forward_train<T>, px, pg, pb, py, pm, pi, rm, rv, s, momentum, eps, relu, pr);
     } else {
-      ENGINE_KERNEL(kOp, x, batch_norm_forward_eval<T>, px, pg, pb, rm, rv, py, pm, pi, s, eps, relu);
+      ENGINE_KERNEL(op, x, batch_norm_forward_eval<T>, px, pg, pb, rm, rv, py, pm, pi, s, eps, relu, pr);
     }
   });
 
-  record(y, relu ? "batch_norm2d_relu" : kOp, {x, gamma, beta},
-         [x, g_arg, b_arg, save_mean, save_invstd, cdt, training, s, use_cudnn, eps, relu](
+  // With a residual, backward masks with the saved output (y > 0, exactly the forward's ReLU; free, since the
+  // next layer keeps y anyway) rather than recomputing bn(x) + r. Detached: the closure must not own y's node.
+  const Tensor y_saved = has_r ? y.detach() : Tensor();
+  std::vector<Tensor> inputs{x, gamma, beta};
+  if (has_r) inputs.push_back(residual);
+  const char* name = has_r ? op : relu ? "batch_norm2d_relu" : kOp;
+  record(y, name, std::move(inputs),
+         [x, g_arg, b_arg, save_mean, save_invstd, cdt, training, s, use_cudnn, eps, relu, y_saved](
              const Tensor& g, const std::vector<bool>& need) {
-           std::vector<Tensor> grads(3);
+           const bool has_r = y_saved.defined();
+           std::vector<Tensor> grads(has_r ? 4 : 3);
            if (need[0]) grads[0] = Tensor::empty(x.shape(), x.dtype(), x.device());
            if (need[1]) grads[1] = Tensor::empty({s.c}, cdt, x.device());
            if (need[2]) grads[2] = Tensor::empty({s.c}, cdt, x.device());
-           dispatch_compute("batch_norm2d backward", x.dtype(), [&](auto tag) {
+           // The residual's gradient is the masked gy, which BN's backward then reads: made even if not wanted.
+           Tensor gr = has_r ? Tensor::empty(x.shape(), x.dtype(), x.device()) : Tensor();
+           dispatch_storage("batch_norm2d backward", x.dtype(), [&](auto tag) {
              using T = decltype(tag);
              using C = kernels::compute_t<T>;
              const T *px = x.data<T>(), *pgy = g.data<T>();
@@ -109,17 +141,21 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
              const C *pg = ptr_or_null<C>(g_arg), *pm = save_mean.data<C>(), *pi = save_invstd.data<C>();
              const C* pb = ptr_or_null<C>(b_arg);
              C *dgamma = ptr_or_null<C>(grads[1]), *dbeta = ptr_or_null<C>(grads[2]);
+             const T* py = ptr_or_null<T>(y_saved);
+             T* pgr = ptr_or_null<T>(gr);
              if (use_cudnn) {
 #if ENGINE_HAVE_CUDNN
-               kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
+               if constexpr (std::is_same_v<T, C>)
+                 kernels::cudnn::batch_norm_backward_train<T>(px, pgy, pg, pm, pi, gx, dgamma, dbeta, s, eps);
 #else
                (void)eps;
                fail("batch_norm2d backward: the cuDNN engine was used, but this build has no cuDNN");
 #endif
              } else
                ENGINE_KERNEL("batch_norm2d backward", x, batch_norm_backward<T>, px, pgy, pg, pm, pi, gx, dgamma, dbeta,
-                             s, training, relu, pb);
+                             s, training, relu, pb, py, pgr);
            });
+           if (has_r && need[3]) grads[3] = gr;
            return grads;
          });
   return y;
@@ -129,12 +165,18 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
                     bool training, double momentum, double eps) {
-  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, false);
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, false, Tensor());
 }
 
 Tensor batch_norm2d_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                          Tensor& running_var, bool training, double momentum, double eps) {
-  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true);
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true, Tensor());
+}
+
+Tensor batch_norm2d_add_relu(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
+                             Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps) {
+  check_defined("batch_norm2d_add_relu", "residual", residual);
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true, residual);
 }
 
 }  // namespace engine

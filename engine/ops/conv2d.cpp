@@ -1,11 +1,10 @@
 // conv2d front-end: argument checks, output shape, the backward rule, and the choice between our kernels
 // (kernels/cpu/conv.cpp, kernels/cuda/conv.cu) and cuDNN (kernels/cudnn/conv.cpp) for CUDA tensors.
-#include "engine/ops.h"
-
 #include <array>
 #include <map>
 #include <mutex>
 
+#include "engine/ops.h"
 #include "engine/ops/common.h"
 #include "kernels/conv.h"
 #if ENGINE_HAVE_CUDNN

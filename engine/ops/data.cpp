@@ -1,7 +1,6 @@
-#include "engine/ops.h"
-
 #include <cstring>
 
+#include "engine/ops.h"
 #include "engine/ops/common.h"
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/runtime.h"

@@ -1,10 +1,10 @@
 // linear front-end: y = x W^T + b as one GEMM (kernels/gemm.h); backward gx = gy W, gW = gy^T x, gb = column
 // sums of gy.
-#include "engine/ops.h"
+#include "kernels/linear.h"
 
+#include "engine/ops.h"
 #include "engine/ops/common.h"
 #include "kernels/gemm.h"
-#include "kernels/linear.h"
 
 namespace engine {
 namespace {

@@ -1,5 +1,4 @@
 #include "engine/ops.h"
-
 #include "engine/ops/common.h"
 #include "kernels/cross_entropy.h"
 

@@ -1,9 +1,9 @@
-#include "engine/ops.h"
+#include "kernels/pool.h"
 
 #include <limits>
 
+#include "engine/ops.h"
 #include "engine/ops/common.h"
-#include "kernels/pool.h"
 
 namespace engine {
 

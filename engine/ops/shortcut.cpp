@@ -1,7 +1,7 @@
-#include "engine/ops.h"
-
-#include "engine/ops/common.h"
 #include "kernels/shortcut.h"
+
+#include "engine/ops.h"
+#include "engine/ops/common.h"
 
 namespace engine {
 

@@ -8,17 +8,26 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/check.h"
+
 namespace kernels::cpu {
 namespace {
 
-// Channel c's affine map as the forward computes it, rounded to T: y = (x - mean) * invstd * gamma + beta.
+template <class T>
+double load(T v) {
+  return convert_value<double>(v);
+}
+
+// Channel c's affine map as the forward computes it, in double: y = (x - mean) * invstd * gamma + beta.
 template <class T>
 struct Affine {
   double mean = 0, scale = 1, shift = 0;
   Affine() = default;
   Affine(const compute_t<T>* gamma, const compute_t<T>* beta, int64_t c, double mean, double invstd)
       : mean(mean), scale(invstd * (gamma ? double(gamma[c]) : 1.0)), shift(beta ? double(beta[c]) : 0.0) {}
-  T operator()(T x) const { return T((double(x) - mean) * scale + shift); }
+  double operator()(T x) const { return (load(x) - mean) * scale + shift; }
+  // Whether the fused ReLU's output was positive: y as stored (rounded to T), so the mask is the forward's.
+  bool positive(T x) const { return load(convert_value<T>((*this)(x))) > 0; }
 };
 
 // sums[2c], sums[2c + 1] = the totals over channel c of the pair f(plane, c, a, b) adds per plane. Threads split
@@ -58,24 +67,23 @@ void sum2(int64_t len, F&& f, G&& g, double& a, double& b) {
   b += (b0 + b1) + (b2 + b3);
 }
 
+// y = affine(x) (+ r), then max(y, 0) with relu, rounded to T once.
 template <class T>
 void normalise(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y, const BatchNormShape& s,
-               const compute_t<T>* mean, const compute_t<T>* invstd, bool relu) {
+               const compute_t<T>* mean, const compute_t<T>* invstd, bool relu, const T* residual) {
   std::vector<Affine<T>> affine(s.c);
   for (int64_t c = 0; c < s.c; ++c) affine[c] = Affine<T>(gamma, beta, c, double(mean[c]), double(invstd[c]));
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t c = 0; c < s.c; ++c) {
       const Affine<T> a = affine[c];
-      const T* xp = x + (n * s.c + c) * s.hw;
-      T* yp = y + (n * s.c + c) * s.hw;
-      if (relu) {
-        for (int64_t i = 0; i < s.hw; ++i) {
-          const T v = a(xp[i]);
-          yp[i] = v < T(0) ? T(0) : v;  // NaN passes, as relu()
-        }
-      } else {
-        for (int64_t i = 0; i < s.hw; ++i) yp[i] = a(xp[i]);
+      const int64_t off = (n * s.c + c) * s.hw;
+      const T *xp = x + off, *rp = residual ? residual + off : nullptr;
+      T* yp = y + off;
+      for (int64_t i = 0; i < s.hw; ++i) {
+        double v = a(xp[i]);
+        if (rp) v += load(rp[i]);
+        yp[i] = convert_value<T>(relu && v < 0 ? 0.0 : v);  // NaN passes, as relu()
       }
     }
 }
@@ -86,7 +94,7 @@ template <class T>
 void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
                               compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
                               compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
-                              bool relu) {
+                              bool relu, const T* residual) {
   using C = compute_t<T>;
   const double m = double(s.n * s.hw);
   std::vector<double> sums, sq;
@@ -94,7 +102,7 @@ void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compu
   channel_sums(s, sums, [&](int64_t p, int64_t, double& a, double& b) {
     const T* xp = x + p * s.hw;
     sum2(
-        s.hw, [&](int64_t i) { return double(xp[i]); }, zero, a, b);
+        s.hw, [&](int64_t i) { return load(xp[i]); }, zero, a, b);
   });
   std::vector<double> mean(s.c);
   for (int64_t c = 0; c < s.c; ++c) mean[c] = sums[2 * c] / m;
@@ -104,7 +112,7 @@ void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compu
     sum2(
         s.hw,
         [&](int64_t i) {
-          const double d = double(xp[i]) - mu;
+          const double d = load(xp[i]) - mu;
           return d * d;
         },
         zero, a, b);
@@ -116,32 +124,42 @@ void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compu
     batch_norm_update_running(running_mean, running_var, c, mean[c], var, m, momentum);
   }
   // Normalise with the saved (rounded to C) statistics, as CUDA does and as backward will.
-  normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu);
+  normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu, residual);
 }
 
 template <class T>
 void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
                              const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
                              compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
-                             bool relu) {
+                             bool relu, const T* residual) {
   for (int64_t c = 0; c < s.c; ++c) {
     save_mean[c] = running_mean[c];
     save_invstd[c] = compute_t<T>(batch_norm_invstd(double(running_var[c]), eps));
   }
-  normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu);
+  normalise(x, gamma, beta, y, s, save_mean, save_invstd, relu, residual);
 }
 
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
                          const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
-                         const BatchNormShape& s, bool training, bool relu, const compute_t<T>* beta) {
+                         const BatchNormShape& s, bool training, bool relu, const compute_t<T>* beta, const T* y,
+                         T* gr) {
   using C = compute_t<T>;
   const double m = double(s.n * s.hw);
   const bool need_sums = dgamma || dbeta || (gx && training);
+  KERNELS_CHECK(!(relu && gr) || y, "batch_norm_backward: the residual's gradient with relu needs the output y");
+  if (gr) {  // the residual's gradient, gy masked by the forward's y > 0; the rest runs on it, unmasked
+#pragma omp parallel for schedule(static)
+    for (int64_t p = 0; p < s.n * s.c; ++p)
+      for (int64_t i = p * s.hw; i < (p + 1) * s.hw; ++i)
+        gr[i] = !relu || load(y[i]) > 0 ? gy[i] : convert_value<T>(0.0);
+    gy = gr;
+    relu = false;
+  }
   std::vector<Affine<T>> affine(s.c);
   for (int64_t c = 0; c < s.c; ++c) affine[c] = Affine<T>(gamma, beta, c, double(save_mean[c]), double(save_invstd[c]));
   // With the fused ReLU, gy reaches BN only where the forward's output was positive.
-  auto g_at = [&](const Affine<T>& a, T xv, T gv) { return !relu || a(xv) > T(0) ? double(gv) : 0.0; };
+  auto g_at = [&](const Affine<T>& a, T xv, T gv) { return !relu || a.positive(xv) ? load(gv) : 0.0; };
   std::vector<double> sums(2 * s.c, 0.0);
   if (need_sums) {  // pass 1: sum_gy, sum_gy_xhat
     channel_sums(s, sums, [&](int64_t p, int64_t c, double& a, double& b) {
@@ -150,7 +168,7 @@ void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, con
       const double mean = af.mean, invstd = double(save_invstd[c]);
       sum2(
           s.hw, [&](int64_t i) { return g_at(af, xp[i], gp[i]); },
-          [&](int64_t i) { return g_at(af, xp[i], gp[i]) * (double(xp[i]) - mean) * invstd; }, a, b);
+          [&](int64_t i) { return g_at(af, xp[i], gp[i]) * (load(xp[i]) - mean) * invstd; }, a, b);
     });
   }
   for (int64_t c = 0; c < s.c; ++c) {
@@ -170,9 +188,10 @@ void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, con
       if (training) {
         const double mean_gy = sums[2 * c] / m, coef = invstd * (sums[2 * c + 1] / m);
         for (int64_t i = 0; i < s.hw; ++i)
-          op[i] = T(batch_norm_input_grad(k_c, g_at(af, xp[i], gp[i]), mean_gy, double(xp[i]) - af.mean, coef));
+          op[i] = convert_value<T>(
+              batch_norm_input_grad(k_c, g_at(af, xp[i], gp[i]), mean_gy, load(xp[i]) - af.mean, coef));
       } else {
-        for (int64_t i = 0; i < s.hw; ++i) op[i] = T(k_c * g_at(af, xp[i], gp[i]));
+        for (int64_t i = 0; i < s.hw; ++i) op[i] = convert_value<T>(k_c * g_at(af, xp[i], gp[i]));
       }
     }
 }

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "kernels/check.h"
-#include "kernels/cpu/compute_buffer.h"
 #include "kernels/cpu/blas_info.h"
+#include "kernels/cpu/compute_buffer.h"
 
 namespace kernels::cpu {
 namespace {
@@ -175,7 +175,8 @@ void gemm<bf16>(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   check_blas_range(m, n, k, lda, ldb, ldc);
   if (m == 0 || n == 0) return;
   const int64_t a_rows = trans_a ? k : m, a_cols = trans_a ? m : k, b_rows = trans_b ? n : k, b_cols = trans_b ? k : n;
-  const Widened af(a, a_rows > 0 ? (a_rows - 1) * lda + a_cols : 0), bf(b, b_rows > 0 ? (b_rows - 1) * ldb + b_cols : 0);
+  const Widened af(a, a_rows > 0 ? (a_rows - 1) * lda + a_cols : 0),
+      bf(b, b_rows > 0 ? (b_rows - 1) * ldb + b_cols : 0);
   std::vector<float> cf(m * n, 0.f);
   if (beta != 0)
     for (int64_t i = 0; i < m; ++i)

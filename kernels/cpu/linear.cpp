@@ -8,7 +8,8 @@ template <class T>
 void add_row_bias(const T* bias, T* y, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols > (int64_t(1) << 16))
   for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j) y[r * cols + j] = to_storage<T>(to_compute(y[r * cols + j]) + to_compute(bias[j]));
+    for (int64_t j = 0; j < cols; ++j)
+      y[r * cols + j] = to_storage<T>(to_compute(y[r * cols + j]) + to_compute(bias[j]));
 }
 
 template <class T>

@@ -1,11 +1,11 @@
 // CPU pooling: OpenMP over (n, c) planes; backward scatters within a plane, so planes never race.
 #include "kernels/pool.h"
 
-#include "kernels/cpu/compute_buffer.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "kernels/cpu/compute_buffer.h"
 
 namespace kernels::cpu {
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "kernels/batch_norm.h"
+#include "kernels/check.h"
 #include "kernels/cuda/runtime.h"
 #include "kernels/cuda/vectorized.cuh"
 
@@ -85,7 +86,7 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
     shift = double(ap.mean[c]);
     scale = double(ap.invstd[c]);
   } else {
-    shift = double(x[c * s.hw]);
+    shift = convert_value<double>(x[c * s.hw]);
     scale = 1.0;
   }
   double a = 0, b = 0;
@@ -101,14 +102,14 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
       const P pg = reinterpret_cast<const P*>(gy)[k];
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const double g = !kRelu || affine(px.v[e]) > compute_t<T>(0) ? double(pg.v[e]) : 0.0;
+        const double g = !kRelu || affine(px.v[e]) > compute_t<T>(0) ? convert_value<double>(pg.v[e]) : 0.0;
         a += g;
-        b += g * (double(px.v[e]) - shift) * scale;
+        b += g * (convert_value<double>(px.v[e]) - shift) * scale;
       }
     } else {
 #pragma unroll
       for (int e = 0; e < V; ++e) {
-        const double d = double(px.v[e]) - shift;
+        const double d = convert_value<double>(px.v[e]) - shift;
         a += d;
         b += d * d;
       }
@@ -143,7 +144,7 @@ __global__ void finalize_train_kernel(const T* __restrict__ x, const double* __r
     const double m = double(s.n * s.hw);
     const double dm = s1 / m;
     const double var = fmax(s2 / m - dm * dm, 0.0);  // biased
-    const double mean = double(x[c * s.hw]) + dm;
+    const double mean = convert_value<double>(x[c * s.hw]) + dm;
     save_mean[c] = compute_t<T>(mean);
     save_invstd[c] = compute_t<T>(batch_norm_invstd(var, eps));
     batch_norm_update_running(running_mean, running_var, c, mean, var, m, momentum);
@@ -186,6 +187,7 @@ __global__ void channel_map_kernel(Op op, const T* __restrict__ a, const T* __re
   using P = Pack<T, V>;
   const I stride = I(blockDim.x) * gridDim.x, t = I(blockIdx.x) * blockDim.x + threadIdx.x;
   const I nv = n / V;
+  const T zero = to_storage<T>(compute_t<T>(0));  // b's stand-in without a second operand
   for (I q = t; q < nv; q += stride) {
     const I e = q * V, plane = e / hw;
     I r = e - plane * hw, c = plane % C;
@@ -200,12 +202,12 @@ __global__ void channel_map_kernel(Op op, const T* __restrict__ a, const T* __re
         c = c + 1 == C ? 0 : c + 1;
         k = op.channel(c);
       }
-      py.v[j] = op(k, pa.v[j], kHasB ? pb.v[j] : T(0));
+      py.v[j] = op(k, pa.v[j], kHasB ? pb.v[j] : zero);
       ++r;
     }
     reinterpret_cast<P*>(y)[q] = py;
   }
-  for (I e = nv * V + t; e < n; e += stride) y[e] = op(op.channel((e / hw) % C), a[e], kHasB ? b[e] : T(0));
+  for (I e = nv * V + t; e < n; e += stride) y[e] = op(op.channel((e / hw) % C), a[e], kHasB ? b[e] : zero);
 }
 
 template <class T, bool kHasB, class Op>
@@ -226,17 +228,30 @@ void channel_map(Op op, const T* a, const T* b, T* y, const BatchNormShape& s) {
   CUDA_CHECK_LAUNCH();
 }
 
-// y = (x - mean) * gamma * invstd + beta, then max(y, 0) when kRelu.
-template <class T, bool kRelu>
+// y = (x - mean) * gamma * invstd + beta (+ r when kResidual), then max(y, 0) when kRelu.
+template <class T, bool kRelu, bool kResidual>
 struct NormaliseOp {
   AffineParams<T> ap;
   template <class I>
   __device__ Affine<T> channel(I c) const {
     return ap.at(c);
   }
-  __device__ T operator()(const Affine<T>& a, T x, T) const {
-    const compute_t<T> y = a(x);
+  __device__ T operator()(const Affine<T>& a, T x, T r) const {
+    compute_t<T> y = a(x);
+    if (kResidual) y += to_compute(r);
     return to_storage<T>(kRelu && y < compute_t<T>(0) ? compute_t<T>(0) : y);  // NaN passes, as relu()
+  }
+};
+
+// gr = gy where the forward's output y > 0, else 0 (the residual's gradient); a is y, b is gy.
+template <class T>
+struct MaskOp {
+  template <class I>
+  __device__ int channel(I) const {
+    return 0;
+  }
+  __device__ T operator()(int, T y, T gy) const {
+    return to_compute(y) > compute_t<T>(0) ? gy : to_storage<T>(compute_t<T>(0));
   }
 };
 
@@ -311,11 +326,15 @@ void launch_partial_sums(const StatsPlan& p, const T* x, const T* gy, const Affi
 }
 
 template <class T>
-void normalise(const AffineParams<T>& ap, const T* x, T* y, const BatchNormShape& s, bool relu) {
-  if (relu)
-    channel_map<T, false>(NormaliseOp<T, true>{ap}, x, nullptr, y, s);
+void normalise(const AffineParams<T>& ap, const T* x, const T* residual, T* y, const BatchNormShape& s, bool relu) {
+  if (residual && relu)
+    channel_map<T, true>(NormaliseOp<T, true, true>{ap}, x, residual, y, s);
+  else if (residual)
+    channel_map<T, true>(NormaliseOp<T, false, true>{ap}, x, residual, y, s);
+  else if (relu)
+    channel_map<T, false>(NormaliseOp<T, true, false>{ap}, x, nullptr, y, s);
   else
-    channel_map<T, false>(NormaliseOp<T, false>{ap}, x, nullptr, y, s);
+    channel_map<T, false>(NormaliseOp<T, false, false>{ap}, x, nullptr, y, s);
 }
 
 }  // namespace
@@ -324,7 +343,7 @@ template <class T>
 void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, T* y,
                               compute_t<T>* save_mean, compute_t<T>* save_invstd, compute_t<T>* running_mean,
                               compute_t<T>* running_var, const BatchNormShape& s, double momentum, double eps,
-                              bool relu) {
+                              bool relu, const T* residual) {
   if (s.n * s.c * s.hw == 0) return;
   const StatsPlan plan = stats_plan<T>(s, x, nullptr);
   Scratch partial(sizeof(double) * 2 * s.c * plan.S);
@@ -332,26 +351,36 @@ void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compu
   finalize_train_kernel<T><<<grid_for(s.c, 256), 256, 0, stream()>>>(x, partial.d(), plan.S, s, momentum, eps,
                                                                      save_mean, save_invstd, running_mean, running_var);
   CUDA_CHECK_LAUNCH();
-  normalise<T>({gamma, beta, save_mean, save_invstd}, x, y, s, relu);
+  normalise<T>({gamma, beta, save_mean, save_invstd}, x, residual, y, s, relu);
 }
 
 template <class T>
 void batch_norm_forward_eval(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta,
                              const compute_t<T>* running_mean, const compute_t<T>* running_var, T* y,
                              compute_t<T>* save_mean, compute_t<T>* save_invstd, const BatchNormShape& s, double eps,
-                             bool relu) {
+                             bool relu, const T* residual) {
   if (s.c == 0) return;
   finalize_eval_kernel<compute_t<T>>
       <<<grid_for(s.c, 256), 256, 0, stream()>>>(running_mean, running_var, s.c, eps, save_mean, save_invstd);
   CUDA_CHECK_LAUNCH();
-  normalise<T>({gamma, beta, save_mean, save_invstd}, x, y, s, relu);
+  normalise<T>({gamma, beta, save_mean, save_invstd}, x, residual, y, s, relu);
 }
 
 template <class T>
 void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, const compute_t<T>* save_mean,
                          const compute_t<T>* save_invstd, T* gx, compute_t<T>* dgamma, compute_t<T>* dbeta,
-                         const BatchNormShape& s, bool training, bool relu, const compute_t<T>* beta) {
+                         const BatchNormShape& s, bool training, bool relu, const compute_t<T>* beta, const T* y,
+                         T* gr) {
   if (s.n * s.c * s.hw == 0) return;
+  KERNELS_CHECK(!(relu && gr) || y, "batch_norm_backward: the residual's gradient with relu needs the output y");
+  if (gr) {  // the residual's gradient, gy masked by the forward's y > 0; the rest runs on it, unmasked
+    if (relu)
+      channel_map<T, true>(MaskOp<T>{}, y, gy, gr, s);
+    else
+      CUDA_CHECK(cudaMemcpyAsync(gr, gy, sizeof(T) * s.n * s.c * s.hw, cudaMemcpyDeviceToDevice, stream()));
+    gy = gr;
+    relu = false;
+  }
   const AffineParams<T> ap{gamma, beta, save_mean, save_invstd};
   const bool need_sums = dgamma || dbeta || (gx && training);
   const StatsPlan plan = need_sums ? stats_plan<T>(s, x, gy) : StatsPlan{};

@@ -239,7 +239,8 @@ template <class T>
 void gemm_per_image(bool trans_a, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
                     int64_t stride_b, T* c, int64_t ldc, int64_t stride_c, int64_t batch) {
   if (batch == 1) return gemm<T>(trans_a, false, m, n, k, compute_t<T>(1), a, lda, b, ldb, compute_t<T>(0), c, ldc);
-  gemm_strided_batched<T>(trans_a, false, m, n, k, compute_t<T>(1), a, lda, 0, b, ldb, stride_b, compute_t<T>(0), c, ldc, stride_c, batch);
+  gemm_strided_batched<T>(trans_a, false, m, n, k, compute_t<T>(1), a, lda, 0, b, ldb, stride_b, compute_t<T>(0), c,
+                          ldc, stride_c, batch);
 }
 
 // Index mapping of the per-image GEMMs (row-major, element (r, q) of a matrix with row stride ld at base + r*ld + q),
@@ -278,7 +279,8 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
       }
     } else {
       out_buf.reset(s.oc * NP);
-      gemm<T>(false, false, s.oc, NP, K, compute_t<T>(1), w, K, col, NP, compute_t<T>(0), out_buf.get(), NP);  // out [OC, NP]
+      gemm<T>(false, false, s.oc, NP, K, compute_t<T>(1), w, K, col, NP, compute_t<T>(0), out_buf.get(),
+              NP);  // out [OC, NP]
       permute_out(s, out_buf.get(), nb, bias, yc);
     }
   }
@@ -312,7 +314,8 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
         im2col(s, xc, nb, col_buf.get());
         col = col_buf.get();
       }
-      gemm<T>(false, true, s.oc, K, NP, compute_t<T>(1), gyt, NP, col, NP, n0 == 0 ? compute_t<T>(0) : compute_t<T>(1), gw, K);
+      gemm<T>(false, true, s.oc, K, NP, compute_t<T>(1), gyt, NP, col, NP, n0 == 0 ? compute_t<T>(0) : compute_t<T>(1),
+              gw, K);
     }
     if (gx) {
       T* gxc = gx + n0 * in_img;

@@ -13,7 +13,8 @@ __global__ void shortcut_a_forward_kernel(const T* x, T* y, ShortcutAParams p, i
     int64_t i = t % p.h_out;
     t /= p.h_out;
     int64_t c = t % p.c_out - p.pad_front, n = t / p.c_out;
-    y[idx] = (c < 0 || c >= p.c_in) ? to_storage<T>(0) : x[((n * p.c_in + c) * p.h_in + i * p.stride) * p.w_in + j * p.stride];
+    y[idx] = (c < 0 || c >= p.c_in) ? to_storage<T>(0)
+                                    : x[((n * p.c_in + c) * p.h_in + i * p.stride) * p.w_in + j * p.stride];
   }
 }
 

@@ -236,11 +236,12 @@ TEST_CASE("anomaly: resnet20 names the BN or conv where a planted NaN appears", 
   DetectAnomalyGuard on;
   REQUIRE_NOTHROW((*model)(x));  // clean as built
 
-  SECTION("eval: running_var of a BN called through operator() and of one fused with relu") {
+  SECTION("eval: running_var of a BN called through operator(), one fused with relu and one with the join") {
     model->eval();
     NoGradGuard no_grad;
-    const auto [bn, op] = GENERATE(std::pair<const char*, const char*>{"layer3.1.bn2", "batch_norm2d"},
-                                   std::pair<const char*, const char*>{"layer2.1.bn1", "batch_norm2d_relu"});
+    const auto [bn, op] = GENERATE(std::pair<const char*, const char*>{"bn1", "batch_norm2d"},
+                                   std::pair<const char*, const char*>{"layer2.1.bn1", "batch_norm2d_relu"},
+                                   std::pair<const char*, const char*>{"layer3.1.bn2", "batch_norm2d_add_relu"});
     model->find(std::string(bn) + ".running_var").data<float>()[7] = NAN;
     CHECK_THAT(anomaly_message([&] { (*model)(x); }),
                Catch::Contains(cat("forward: op '", op, "' in module '", bn, "'")) &&

@@ -177,4 +177,12 @@ GoldenFile read_golden(const std::string& path) {
   return out;
 }
 
+std::vector<double> golden_samples(const std::vector<double>& all, int64_t samples, int64_t stride) {
+  const int64_t n = static_cast<int64_t>(all.size());
+  if (n <= samples) return all;
+  std::vector<double> picked;
+  for (int64_t k = 0; k < samples; ++k) picked.push_back(all[(k * stride) % n]);
+  return picked;
+}
+
 }  // namespace testing

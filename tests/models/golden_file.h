@@ -23,5 +23,7 @@ struct GoldenFile {
 };
 
 GoldenFile read_golden(const std::string& path);
+// The elements make_golden.py samples from a tensor of n values: all when n <= samples, else (k * stride) mod n.
+std::vector<double> golden_samples(const std::vector<double>& all, int64_t samples, int64_t stride);
 
 }  // namespace testing

@@ -21,8 +21,7 @@ struct DeeperBlock : models::BasicBlock {
   Tensor forward(const Tensor& x) override {
     Tensor y = bn1->forward_relu((*conv1)(x));
     y = bn2->forward_relu((*conv2)(y));
-    y = (*bn2)((*conv2)(y));
-    return join(y, x);
+    return join((*conv2)(y), x);  // bn2 again, fused with the shortcut and the ReLU
   }
 };
 
@@ -48,7 +47,7 @@ TEST_CASE("trace: the ops of a real forward, attributed to their modules", "[mod
   const models::Trace t = models::trace_forward(*model, {3, 1, 28, 28});
   REQUIRE(t.input == Shape{3, 1, 28, 28});
   REQUIRE(t.output == Shape{3, 10});
-  int depth = 0, convs = 0, adds = 0, stems = 0;
+  int depth = 0, convs = 0, adds = 0, joins = 0, stems = 0;
   for (const auto& o : t.ops) {
     depth += o.kind == models::TracedOpKind::begin ? 1 : o.kind == models::TracedOpKind::end ? -1 : 0;
     REQUIRE(depth >= 0);
@@ -58,15 +57,18 @@ TEST_CASE("trace: the ops of a real forward, attributed to their modules", "[mod
       ++convs;
       REQUIRE(dynamic_cast<const nn::Conv2d*>(o.module));
     }
-    if (o.kind == models::TracedOpKind::add) {
-      ++adds;
-      REQUIRE(dynamic_cast<const models::BasicBlock*>(o.module));  // the join runs in the block's own call
+    adds += o.kind == models::TracedOpKind::add;
+    if (o.kind == models::TracedOpKind::batch_norm_add_relu) {  // every block ends with bn2 fused with the join
+      ++joins;
+      REQUIRE(dynamic_cast<const nn::BatchNorm2d*>(o.module));
+      REQUIRE(o.module->path().substr(o.module->path().size() - 4) == ".bn2");
     }
     stems += o.reads_input;
   }
   REQUIRE(depth == 0);
   REQUIRE(convs == 19);
-  REQUIRE(adds == 9);
+  REQUIRE(adds == 0);
+  REQUIRE(joins == 9);
   REQUIRE(stems == 1);
   REQUIRE(t.ops[1].module->path() == "conv1");
   REQUIRE(t.ops[2].reads_input);

@@ -211,28 +211,37 @@ OpInfo conv2d_entry() {
   return op;
 }
 
-// ---- batch_norm2d and batch_norm2d_relu: inputs x, gamma, beta, running_mean, running_var ----
+// ---- batch_norm2d, batch_norm2d_relu, batch_norm2d_add_relu: inputs x, gamma, beta, running_mean, running_var
+// (and the residual) ----
 // training: (x - mean) / sqrt(var + eps) * gamma + beta with the batch mean and biased variance per channel;
 // running = 0.9 running + 0.1 stat (unbiased variance). eval: the running statistics, which stay as they are.
-OpCase bn_case(const Shape& s, bool training, bool affine, bool fused, uint64_t seed) {
+// relu: then max(y, 0); add_relu: max(y + residual, 0).
+enum class BnFuse { none, relu, add_relu };
+OpCase bn_case(const Shape& s, bool training, bool affine, BnFuse fuse, uint64_t seed) {
+  const bool fused = fuse != BnFuse::none, add = fuse == BnFuse::add_relu;
   const int64_t n = s[0], c = s[1], hw = s[2] * s[3], m = n * hw;
   std::vector<double> rm(c), rv(c);
   for (int64_t i = 0; i < c; ++i) rm[i] = 0.1 * double(i) - 0.2, rv[i] = 0.5 + 0.4 * double(i);
   OpCase k;
   k.name = cat(shape_str(s), training ? " training" : " eval", affine ? ", affine" : ", no affine",
-               fused ? ", fused relu" : "");
+               add     ? ", fused add + relu"
+               : fused ? ", fused relu"
+                       : "");
   k.inputs = {randn64(s, seed), randn64({c}, seed + 1), randn64({c}, seed + 2), f64(rm, {c}), f64(rv, {c})};
+  if (add) k.inputs.push_back(randn64(s, seed + 3));  // input 5, the residual
   k.grad = affine ? std::vector<size_t>{0, 1, 2} : std::vector<size_t>{0};
   k.compute_inputs = {1, 2, 3, 4};  // gamma, beta and the running statistics stay float beside bf16 activations
+  if (add) k.grad.push_back(5);
   // training: m-term sums for the statistics; eval: no sum, the six roundings of the formula on values a few
-  // times |ref| (x - mean cancels), counted as k = 4.
-  k.k = training ? m : 4;
+  // times |ref| (x - mean cancels), counted as k = 4, and one more for the residual's add.
+  k.k = training ? m : add ? 5 : 4;
   k.k_grad = m;  // dgamma, dbeta (and dx in training) sum over the channel
   k.run = [=](const Tensors& in) {
     Tensor run_mean = in[3].clone(), run_var = in[4].clone();
     const Tensor gamma = affine ? in[1] : Tensor(), beta = affine ? in[2] : Tensor();
-    Tensor y = fused ? batch_norm2d_relu(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5)
-                     : batch_norm2d(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5);
+    Tensor y = add     ? batch_norm2d_add_relu(in[0], in[5], gamma, beta, run_mean, run_var, training, 0.1, 1e-5)
+               : fused ? batch_norm2d_relu(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5)
+                       : batch_norm2d(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5);
     return Tensors{y, run_mean, run_var};
   };
   k.reference = [=](const Values& v) {
@@ -255,6 +264,7 @@ OpCase bn_case(const Shape& s, bool training, bool affine, bool fused, uint64_t 
         for (int64_t p = 0; p < hw; ++p) {
           const int64_t i = at(ni, ci, p);
           y[i] = (v[0][i] - mean) / std::sqrt(var + 1e-5) * (affine ? v[1][ci] : 1.0) + (affine ? v[2][ci] : 0.0);
+          if (add) y[i] += v[5][i];
           if (fused) y[i] = relu_ref(y[i]);
         }
     }
@@ -263,14 +273,17 @@ OpCase bn_case(const Shape& s, bool training, bool affine, bool fused, uint64_t 
   return k;
 }
 
+void push_bn_cases(OpInfo& op, BnFuse fuse) {
+  for (bool training : {true, false})
+    for (bool affine : {true, false}) op.cases.push_back(bn_case({3, 2, 2, 3}, training, affine, fuse, 11));
+  op.cases.push_back(bn_case({1, 3, 2, 3}, true, true, fuse, 21));  // batch 1, spatial > 1
+  op.cases.push_back(bn_case({4, 3, 1, 1}, true, true, fuse, 24));  // 1x1 planes: statistics over the batch
+  op.cases.push_back(bn_case({2, 4, 3, 5}, false, true, fuse, 27));
+}
+
 OpInfo batch_norm_entry(bool fused) {
   OpInfo op{"batch_norm2d", {}, {}};  // batch_norm2d_relu reports its errors as batch_norm2d
-  op.bf16 = false;  // TODO(bf16): until the batch-norm kernels are bf16-clean
-  for (bool training : {true, false})
-    for (bool affine : {true, false}) op.cases.push_back(bn_case({3, 2, 2, 3}, training, affine, fused, 11));
-  op.cases.push_back(bn_case({1, 3, 2, 3}, true, true, fused, 21));  // batch 1, spatial > 1
-  op.cases.push_back(bn_case({4, 3, 1, 1}, true, true, fused, 24));  // 1x1 planes: statistics over the batch
-  op.cases.push_back(bn_case({2, 4, 3, 5}, false, true, fused, 27));
+  push_bn_cases(op, fused ? BnFuse::relu : BnFuse::none);
   auto call = [fused](const Tensor& x, const Tensor& g, Tensor rm, Tensor rv) {
     if (fused)
       batch_norm2d_relu(x, g, Tensor(), rm, rv, true);
@@ -293,6 +306,32 @@ OpInfo batch_norm_entry(bool fused) {
 }
 OpInfo batch_norm2d_entry() { return batch_norm_entry(false); }
 OpInfo batch_norm2d_relu_entry() { return batch_norm_entry(true); }
+
+OpInfo batch_norm2d_add_relu_entry() {
+  OpInfo op{"batch_norm2d_add_relu", {}, {}};
+  push_bn_cases(op, BnFuse::add_relu);
+  op.cases.push_back(bn_case({2, 3, 5, 7}, true, false, BnFuse::add_relu, 31));       // odd planes, no affine
+  auto call = [](const Make& m, const Tensor& x, const Tensor& r, const Tensor& g) {  // x has 2 channels
+    Tensor rm = m({2}), rv = m({2});
+    batch_norm2d_add_relu(x, r, g, Tensor(), rm, rv, true);
+  };
+  op.bad_calls = {[call](const Make& m) {
+                    call(m, m({2, 2, 1, 2}), m({2, 2, 2, 1}), m({2}));
+                  },  // residual's shape
+                  [call](const Make& m) {
+                    call(m, m({2, 2, 1, 2}), m.other_dtype({2, 2, 1, 2}), m({2}));
+                  },
+                  [call](const Make& m) {
+                    call(m, m({2, 2, 1, 2}), Tensor(), m({2}));
+                  },  // no residual
+                  [call](const Make& m) {
+                    call(m, m({2, 2, 4}), m({2, 2, 4}), m({2}));
+                  },
+                  [call](const Make& m) {
+                    call(m, m({2, 2, 1, 2}), m({2, 2, 1, 2}), m({3}));
+                  }};
+  return op;
+}
 
 // ---- max_pool2d: the max over each window, padding never wins, NaN wins (as PyTorch) ----
 Pool2dParams pool(int kh, int kw, int sh, int sw, int ph, int pw) {
@@ -483,6 +522,7 @@ OPTABLE_TEST_CASES(linear_entry, "linear")
 OPTABLE_TEST_CASES(conv2d_entry, "conv2d")
 OPTABLE_TEST_CASES(batch_norm2d_entry, "batch_norm2d")
 OPTABLE_TEST_CASES(batch_norm2d_relu_entry, "batch_norm2d_relu")
+OPTABLE_TEST_CASES(batch_norm2d_add_relu_entry, "batch_norm2d_add_relu")
 OPTABLE_TEST_CASES(max_pool2d_entry, "max_pool2d")
 OPTABLE_TEST_CASES(adaptive_avg_pool2d_entry, "adaptive_avg_pool2d")
 OPTABLE_TEST_CASES(cross_entropy_entry, "cross_entropy")
