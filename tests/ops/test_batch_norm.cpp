@@ -151,7 +151,7 @@ TEST_CASE("batch_norm2d: bad input names the problem", "[ops][batch_norm]") {
                       Catch::Contains("batch_norm2d: weight (gamma) is float32 but x is float64"));
   Tensor xi = Tensor::from_vector({1, 2, 3, 4}, {1, 2, 1, 2}, DType::i32);
   REQUIRE_THROWS_WITH(batch_norm2d(xi, none, none, none, none, true),
-                      Catch::Contains("batch_norm2d: x must be float32 or float64, got int32"));
+                      Catch::Contains("batch_norm2d: x must be float32, float64 or bfloat16, got int32"));
 }
 
 TEST_CASE("batch_norm2d: engine switch", "[ops][batch_norm]") {

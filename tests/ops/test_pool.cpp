@@ -142,5 +142,5 @@ TEST_CASE("pool: bad input names the problem", "[ops][pool]") {
   REQUIRE_THROWS_WITH(adaptive_avg_pool2d(x, 0, 2),
                       Catch::Contains("adaptive_avg_pool2d: output size must be positive, got 0x2"));
   REQUIRE_THROWS_WITH(adaptive_avg_pool2d(Tensor::from_vector({1, 2}, {1, 1, 1, 2}, DType::i32), 1, 1),
-                      Catch::Contains("adaptive_avg_pool2d: x must be float32 or float64, got int32"));
+                      Catch::Contains("adaptive_avg_pool2d: x must be float32, float64 or bfloat16, got int32"));
 }
