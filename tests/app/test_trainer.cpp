@@ -152,3 +152,37 @@ TEST_CASE("trainer: Xavier-uniform init bounds conv and linear weights only", "[
   REQUIRE(fc_max > 0.9 * fc_bound);
   REQUIRE(net->find("1.weight").to_vector() == std::vector<double>(4, 1.0));  // BN gamma untouched
 }
+
+TEST_CASE("trainer: --precision bf16 learns, keeps float32 weights and resumes exactly", "[app][trainer][bf16]") {
+  apptest::TempDir dir;
+  const app::FashionMnist data = tiny_data();
+  app::clear_interrupt();
+  app::TrainConfig cfg = tiny_config(dir / "bf16");
+  cfg.precision = "bf16";
+  app::TrainResult run = app::train(cfg, tiny_net(5), data, quiet());
+  REQUIRE(run.status == app::TrainStatus::finished);
+  REQUIRE(run.history.back().train_loss < run.history.front().train_loss);  // it learns
+  // The masters and their momentum are float32 (safetensors F32), and the run says which math it used.
+  const engine::SafetensorsFile f = engine::read_safetensors(dir / "bf16/last.safetensors");
+  for (const auto& [name, t] : f.tensors) {
+    INFO(name);
+    if (t.dtype != "I64") REQUIRE(t.dtype == "F32");  // I64: BN's num_batches_tracked
+  }
+  REQUIRE(engine::read_safetensors_metadata(dir / "bf16/last.safetensors").at("config.precision") == "bf16");
+  // Not the float32 run: bf16 rounding changes the trajectory (a run that ignored --precision would match it).
+  app::TrainResult fp32 = app::train(tiny_config(dir / "fp32"), tiny_net(5), data, quiet());
+  REQUIRE(fp32.history.back().train_loss != run.history.back().train_loss);
+  // Cut after epoch 1 and resumed: the same history and weights as the uninterrupted bf16 run.
+  app::TrainHooks hooks = quiet();
+  hooks.after_step = [](int64_t e, int64_t s, engine::nn::Module&) {
+    if (e == 0 && s == 2) app::request_interrupt();
+  };
+  app::TrainConfig cut = tiny_config(dir / "cut");
+  cut.precision = "bf16";
+  REQUIRE(app::train(cut, tiny_net(5), data, hooks).status == app::TrainStatus::interrupted);
+  app::clear_interrupt();
+  cut.resume = dir / "cut/last.safetensors";
+  app::TrainResult rest = app::train(cut, tiny_net(3), data, quiet());
+  require_same_history(run.history, rest.history);
+  apptest::require_same_tensors(dir / "bf16/last.safetensors", dir / "cut/last.safetensors");
+}
