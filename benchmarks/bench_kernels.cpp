@@ -11,8 +11,11 @@
 //      --peak-gflops / --peak-gbps are given.
 // CUDA: CUDA events on the engine stream; L2 flushed by writing 256 MB between repeats; our convolutions beside
 //      cuDNN's, and each convolution's GEMMs run alone through kernels::cuda::gemm (cuBLAS) at the same M, N, K;
-//      peaks: the detected GPU's datasheet figures (bench::find_gpu_peaks; FP32 or TF32 by --tf32); an unlisted
-//      GPU gets no %peak unless --peak-gflops / --peak-gbps are given.
+//      peaks: the detected GPU's datasheet figures (bench::find_gpu_peaks; FP32, TF32 or BF16 by --precision); an
+//      unlisted GPU gets no %peak unless --peak-gflops / --peak-gbps are given.
+//
+// --precision fp32 | tf32 | bf16 as train_fmnist's: tf32 is float32 with TF32 tensor cores for the GEMMs (CUDA;
+// float32 on the CPU); bf16 runs the activation kernels in bf16 storage (kernel_rows.h says what stays float32).
 #include <fmt/core.h>
 
 #include <CLI/CLI.hpp>
@@ -72,7 +75,8 @@ const char* kExamples =
     "examples:\n"
     "  bench_kernels --quick                                   (CPU, resnet18, batch 16, 28x28, a few seconds)\n"
     "  bench_kernels --device cpu --model resnet18 --batch 128 --resize 28 --threads 2\n"
-    "  bench_kernels --device cuda --model resnet50 --batch 128 --resize 96 --ops conv --json";
+    "  bench_kernels --device cuda --model resnet50 --batch 128 --resize 96 --ops conv --json\n"
+    "  bench_kernels --device cuda --precision bf16 --ops conv,bn";
 
 }  // namespace
 
@@ -81,10 +85,10 @@ int main(int argc, char** argv) {
   // the caller set OMP_WAIT_POLICY; the header line prints the policy in force.
   app::relaunch_with_passive_openmp(argv);
   // Defaults that depend on --device or --quick stay empty until both are known.
-  std::string device = "cpu", model = "resnet18", ops;
+  std::string device = "cpu", model = "resnet18", ops, precision = "fp32";
   std::optional<int64_t> batch, res, repeat, warmup;
   std::optional<double> peak_gflops, peak_gbps;
-  int64_t threads = 0, tf32 = 0;
+  int64_t threads = 0;
   bool no_gemm = false, no_flush = false, quick = false, json = false;
   CLI::App cli{kDescription, "bench_kernels"};
   app::configure_cli(cli, "bench_kernels [options]", kExamples);
@@ -120,8 +124,14 @@ int main(int argc, char** argv) {
                   [&](const std::string&) { no_flush = true; });
   app::add_option(cli, "threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: OMP_NUM_THREADS or all cores).",
                   [&](const std::string& v) { threads = app::parse_int(v, "threads", 0, 1024); });
-  app::add_option(cli, "tf32", "0|1", "CUDA: 1 = TF32 tensor cores for float32 GEMMs (default 0).",
-                  [&](const std::string& v) { tf32 = app::parse_int(v, "tf32", 0, 1); });
+  app::add_option(cli, "precision", "MATH",
+                  "fp32, tf32 or bf16 (as train_fmnist --precision): tf32 = float32 with TF32 tensor cores for the "
+                  "GEMMs (CUDA); bf16 = the activation kernels in bf16, cross-entropy and SGD float32 (default fp32).",
+                  [&](const std::string& v) {
+                    precision = app::parse_choice(v, "precision", {"fp32", "tf32", "bf16"});
+                  });
+  app::add_option(cli, "tf32", "0|1", "The older spelling of --precision tf32 (1) or fp32 (0).",
+                  [&](const std::string& v) { precision = app::parse_int(v, "tf32", 0, 1) ? "tf32" : "fp32"; });
   app::add_option(cli, "peak-gflops", "GFLOPS",
                   "Peak GFLOP/s for %peak (default CPU: measured sgemm; CUDA: the GPU's datasheet).",
                   number(peak_gflops, "peak-gflops"));
@@ -150,18 +160,22 @@ int main(int argc, char** argv) {
     o.timing.flush = !no_flush;
     o.ops = app::split_list(ops);
     o.gemm_rows = !no_gemm && !quick;
-    o.tf32 = tf32 != 0;
+    const bool bf16 = precision == "bf16";
 
     std::string devname = kernels::cpu::cpu_description(), peak_note;
     if (g_cuda) {
 #if ENGINE_HAVE_CUDA
-      kernels::cuda::set_allow_tf32(o.tf32);
+      kernels::cuda::set_allow_tf32(precision == "tf32");
       cudaDeviceProp prop;
       BENCH_CUDA_CHECK(cudaGetDeviceProperties(&prop, o.dev.index));
       devname = prop.name;
 #endif
       const bench::GpuPeaks* known = bench::find_gpu_peaks(devname);
-      o.peak_gflops = peak_gflops.value_or(known ? (o.tf32 ? known->tf32_gflops : known->fp32_gflops) : 0.0);
+      const double datasheet = !known                ? 0.0
+                               : bf16                ? known->bf16_gflops
+                               : precision == "tf32" ? known->tf32_gflops
+                                                     : known->fp32_gflops;
+      o.peak_gflops = peak_gflops.value_or(datasheet);
       o.peak_gbps = peak_gbps.value_or(known ? known->mem_gbps : 0.0);
       peak_note = peak_gflops || peak_gbps
                       ? "given"
@@ -169,12 +183,13 @@ int main(int argc, char** argv) {
     } else {
       o.peak_gflops = peak_gflops ? *peak_gflops : measure_cpu_gflops(quick ? 1024 : 2048);
       o.peak_gbps = peak_gbps ? *peak_gbps : measure_cpu_gbps();
-      peak_note = "measured here: OpenBLAS sgemm / triad";
+      peak_note = bf16 ? "measured here: OpenBLAS sgemm / triad; the CPU's bf16 GEMMs widen to float"
+                       : "measured here: OpenBLAS sgemm / triad";
     }
     std::vector<std::pair<std::string, std::string>> columns = {
-        {"op", "op"},       {"impl", "impl"},      {"shape", "shape"},       {"count", "count"},
-        {"ms", "ms (med)"}, {"ms_min", "min"},     {"ms_max", "max"},        {"gflops", "GFLOP/s"},
-        {"gbps", "GB/s"},   {"pct_peak", "%peak"}, {"step_ms", "ms x count"}};
+        {"op", "op"},          {"impl", "impl"},   {"dtype", "dtype"},    {"shape", "shape"},
+        {"count", "count"},    {"ms", "ms (med)"}, {"ms_min", "min"},     {"ms_max", "max"},
+        {"gflops", "GFLOP/s"}, {"gbps", "GB/s"},   {"pct_peak", "%peak"}, {"step_ms", "ms x count"}};
     if (o.peak_gflops <= 0 && o.peak_gbps <= 0)
       columns.erase(std::find_if(columns.begin(), columns.end(), [](const auto& c) { return c.first == "pct_peak"; }));
     bench::Output out(json, columns);
@@ -182,12 +197,15 @@ int main(int argc, char** argv) {
                          " threads, load average ", bench::load_average(), ", ", bench::now_utc()));
     out.note(bench::thread_env());
     out.note(bench::blas_note());
-    out.note(engine::cat(
-        o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", float32", g_cuda && o.tf32 ? " (TF32 GEMMs)" : "",
-        "; warm-up ", o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",
-        o.timing.flush
-            ? (g_cuda ? "L2 flushed (256 MB written) before each call" : "flushed (2 x LLC written) before each call")
-            : "NOT flushed"));
+    const std::string math = bf16 ? "precision bf16: bf16 activation kernels, float32 cross-entropy and SGD"
+                             : precision == "tf32" ? (g_cuda ? "precision tf32: float32, TF32 GEMMs"
+                                                             : "precision tf32: float32 (no TF32 on the CPU)")
+                                                   : "precision fp32: float32";
+    out.note(engine::cat(o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", ", math, "; warm-up ",
+                         o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",
+                         o.timing.flush ? (g_cuda ? "L2 flushed (256 MB written) before each call"
+                                                  : "flushed (2 x LLC written) before each call")
+                                        : "NOT flushed"));
     if (o.peak_gflops > 0 || o.peak_gbps > 0) {
       out.note(fmt::format("peaks for %peak: {:.0f} GFLOP/s, {:.1f} GB/s ({}; 0 = unknown, no %peak)", o.peak_gflops,
                            o.peak_gbps, peak_note));
@@ -202,18 +220,13 @@ int main(int argc, char** argv) {
     const bench::NetShapes ns = bench::net_shapes(o.model, o.batch, o.res);  // a trace of the registry's model
 
     Bench b(o, out, json);
-    for (const auto& [cs, count] : bench::distinct(ns.convs)) b.conv(cs, count);
-    for (const auto& [act, count] : bench::distinct(ns.bns)) b.batch_norm(act, count);
-    for (const auto& [act, count] : bench::distinct(ns.relus)) b.relu(act, count);
-    for (const auto& [act, count] : bench::distinct(ns.adds)) b.add(act, count);
-    for (const auto& p : ns.maxpools) b.maxpool(p, 1);
-    b.avgpool(ns.avgpool_in);
-    b.linear(ns.batch, ns.fc_in, ns.classes);
-    b.cross_entropy(ns.batch, ns.classes);
-    b.sgd(*model);
+    if (bf16)
+      b.step<kernels::bf16>(ns, *model);
+    else
+      b.step<float>(ns, *model);
     out.flush();
-    b.print_estimate(
-        engine::cat("per-op estimate of one ", o.model, " training step, batch ", o.batch, " at ", o.res, "x", o.res));
+    b.print_estimate(engine::cat("per-op estimate of one ", o.model, " training step, batch ", o.batch, " at ", o.res,
+                                 "x", o.res, ", precision ", precision));
     return 0;
   } catch (const std::exception& e) {
     fmt::print(stderr, "bench_kernels: error: {}\n", e.what());

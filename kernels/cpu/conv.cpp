@@ -517,9 +517,10 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   const LiveTaps t = live_taps(s);
   if (!t.crops(s)) return backward_impl(s, x, w, gy, gx, gw);
   const Conv2dShape sc = cropped(s, t);
-  std::vector<T> wc(sc.oc * sc.ckk()), gwc(gw ? sc.oc * sc.ckk() : 0);
-  crop_weight(s, t, w, wc.data());
-  backward_impl(sc, x, wc.data(), gy, gx, gw ? gwc.data() : nullptr);
+  // The weight is read for gx only (the bf16 version passes none without gx).
+  std::vector<T> wc(gx ? sc.oc * sc.ckk() : 0), gwc(gw ? sc.oc * sc.ckk() : 0);
+  if (gx) crop_weight(s, t, w, wc.data());
+  backward_impl(sc, x, gx ? wc.data() : nullptr, gy, gx, gw ? gwc.data() : nullptr);
   if (gw) uncrop_weight_grad(s, t, gwc.data(), gw);
 }
 

@@ -4,8 +4,11 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "tests/app/app_test_util.h"
@@ -90,4 +93,54 @@ TEST_CASE("every program: --help, unknown options, bad and missing values", "[ap
   REQUIRE(eq.code == 0);
   REQUIRE_THAT(eq.output, Catch::Contains("layer1.0"));
   REQUIRE(eq.output == sp.output);
+}
+
+// bench_kernels --precision: the activation-kernel rows run in bf16 on the CPU too (widened to float there), the
+// compute-only rows (cross-entropy, SGD) stay float32 and say so, and --tf32 is still the older spelling.
+TEST_CASE("bench_kernels: --precision bf16 rows on the CPU, float32 compute-only rows, --tf32 spelling",
+          "[app][bench]") {
+  // A tiny resnet18 step (batch 2 at 8x8), no warm-up, one timed call per row, peaks given (none measured).
+  const std::string tiny =
+      "--device cpu --model resnet18 --batch 2 --resize 8 --warmup 0 --repeat 1 --no-flush --threads 1 "
+      "--peak-gflops 100 --peak-gbps 10 --json";
+  Run bf16 = run(BENCH_KERNELS_BIN, tiny + " --precision bf16");
+  INFO(bf16.output);
+  REQUIRE(bf16.code == 0);
+  CHECK_THAT(bf16.output, Catch::Contains("resnet18 batch 2 at 8x8, precision bf16: bf16 activation kernels"));
+  std::map<std::string, std::string> dtype_of;  // op -> the dtype its rows report
+  std::istringstream lines(bf16.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const nlohmann::json r = nlohmann::json::parse(line);
+    if (r.contains("summary")) continue;  // the per-op estimate
+    const std::string op = r.at("op");
+    INFO(line);
+    CHECK((dtype_of.count(op) == 0 || dtype_of[op] == r.at("dtype")));
+    dtype_of[op] = r.at("dtype");
+    for (const char* k : {"ms", "ms_min", "ms_max", "gflops", "gbps", "pct_peak", "step_ms"}) {
+      REQUIRE(r.at(k).is_number());  // NaN would be written as null
+      CHECK(std::isfinite(r.at(k).get<double>()));
+      CHECK(r.at(k).get<double>() >= 0);
+    }
+  }
+  std::istringstream bf16_ops(
+      "conv_fwd conv_bwd conv_bwd_data conv_bwd_weight conv_im2col conv_col2im conv_gemm_fwd conv_gemm_bwd_data "
+      "conv_gemm_bwd_weight bn_fwd bn_bwd relu_fwd relu_bwd add maxpool_fwd maxpool_bwd avgpool_fwd avgpool_bwd "
+      "linear_fwd linear_bwd");
+  for (std::string op; bf16_ops >> op;) {
+    INFO(op);
+    CHECK(dtype_of[op] == "bfloat16");
+  }
+  for (const char* op : {"ce_fwd", "ce_bwd", "sgd"}) {
+    INFO(op);
+    CHECK(dtype_of[op] == "float32");
+  }
+
+  Run tf32 = run(BENCH_KERNELS_BIN, tiny + " --tf32 1 --ops relu");
+  REQUIRE(tf32.code == 0);
+  CHECK_THAT(tf32.output, Catch::Contains("precision tf32: float32") &&
+                              Catch::Contains("\"op\":\"relu_fwd\",\"impl\":\"native\",\"dtype\":\"float32\""));
+  Run bad = run(BENCH_KERNELS_BIN, "--precision fp16");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("--precision: 'fp16' is not one of: fp32, tf32, bf16"));
 }

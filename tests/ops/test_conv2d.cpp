@@ -226,6 +226,22 @@ TEST_CASE("conv2d: only the gradients asked for are computed", "[ops][conv]") {
   REQUIRE_FALSE(x.grad().defined());
   REQUIRE(w.grad().defined());
   REQUIRE(w.grad().shape() == w.shape());
+
+  // bf16 on the CPU passes the float kernel no weight when no input gradient is wanted (the stem); a kernel cropped
+  // to its live taps (2x2 input, stride 2: output (0, 0) reads rows and columns 1..2 of the kernel only) must not
+  // read it.
+  Tensor xb = Tensor::full({2, 3, 2, 2}, 1.0, DType::bf16);
+  Tensor wb = rand_leaf({4, 3, 3, 3}, 22, DType::bf16);
+  Tensor yb = conv2d(xb, wb, Tensor(), params(2, 2, 1, 1));
+  run_backward(yb, Tensor::full(yb.shape(), 1.0, DType::bf16));
+  REQUIRE_FALSE(xb.grad().defined());
+  REQUIRE(wb.grad().shape() == wb.shape());
+  const std::vector<double> gw = wb.grad().to_vector();  // x and gy all ones: 2 images per live tap, 0 elsewhere
+  for (size_t i = 0; i < gw.size(); ++i) {
+    const size_t a = (i / 3) % 3, b = i % 3;
+    INFO("tap " << a << ", " << b);
+    CHECK(gw[i] == (a > 0 && b > 0 ? 2.0 : 0.0));
+  }
 }
 
 TEST_CASE("conv2d: bad arguments name the op and the shapes", "[ops][conv]") {
