@@ -538,7 +538,8 @@ template <>
 void conv2d_backward<bf16>(const Conv2dShape& s, const bf16* x, const bf16* w, const bf16* gy, bf16* gx, bf16* gw,
                            bf16* gb) {
   const int64_t nx = s.n * s.c * s.h * s.w, nw = s.oc * s.ckk(), ny = s.n * s.oc * s.out_pixels();
-  const Widened xf(x, nx), wf(w, nw), gyf(gy, ny);  // both always: the float path may read either
+  // x always (the float path offsets it per chunk); w only for gx, the one use the float path has for it.
+  const Widened xf(x, nx), wf(gx ? w : nullptr, nw), gyf(gy, ny);
   ComputeBuffer<bf16> gxf(gx, nx), gwf(gw, nw), gbf(gb, s.oc);
   conv2d_backward<float>(s, xf.data(), wf.data(), gyf.data(), gxf.data(), gwf.data(), gbf.data());
   gxf.store(), gwf.store(), gbf.store();
