@@ -63,9 +63,9 @@ for what in "$@"; do
     ;;
   kernels)
     for m in ${BENCH_MODELS//,/ }; do
-      for t in ${BENCH_TF32:-0}; do
-        TAIL=${KTAIL:-28} phase "kernels_${m}_tf32_$t" 400 .gpu/bin/bench_kernels --device cuda --model "$m" --batch 128 \
-          --resize "${BENCH_RES:-96}" --tf32 "$t"
+      for p in ${BENCH_PRECISION:-fp32}; do
+        TAIL=${KTAIL:-28} phase "kernels_${m}_$p" 400 .gpu/bin/bench_kernels --device cuda --model "$m" --batch 128 \
+          --resize "${BENCH_RES:-96}" --precision "$p"
       done
     done
     ;;
