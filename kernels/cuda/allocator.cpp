@@ -100,4 +100,19 @@ void reset_peak_stats() {
   allocator().cache.reset_peak();
 }
 
+int create_private_pool() {
+  std::lock_guard<std::mutex> lock(allocator().mu);
+  return allocator().cache.create_pool();
+}
+
+void set_allocation_pool(int pool) {
+  std::lock_guard<std::mutex> lock(allocator().mu);
+  allocator().cache.set_active_pool(pool);
+}
+
+void retire_private_pool(int pool) {
+  std::lock_guard<std::mutex> lock(allocator().mu);
+  allocator().cache.retire_pool(pool);
+}
+
 }  // namespace kernels::cuda

@@ -6,6 +6,12 @@
 // serves a 1 KiB tensor). A free of a pointer that is not live is never applied to the lists: it would hand one
 // block to two tensors. It is classified (freed twice, or never allocated here) and recorded instead, since the
 // caller is usually a destructor that must not throw.
+//
+// Private pools (for CUDA graphs, after PyTorch's graph mempools): while a pool is active, requests are served
+// from and new blocks belong to that pool, and a block keeps its pool when freed, whoever frees it and when. A
+// captured graph replays into the addresses it was captured with, including blocks its step freed on the host, so
+// a pool's blocks must not serve anyone else while its graph lives; retire_pool() hands them to the general cache
+// (pool 0) when the graph is gone. drain() (the out-of-memory retry) gives back general blocks only.
 #pragma once
 #include <fmt/core.h>
 
@@ -29,18 +35,20 @@ class BlockCache {
 
   // A cached block for a request of `size` (already rounded): marked live and returned, its real size in *got;
   // nullptr when none fits.
+  // Only blocks of the active pool are considered.
   void* reuse(std::size_t size, std::size_t* got) {
-    auto it = free_blocks_.lower_bound(size);
-    if (it == free_blocks_.end() || it->first > 2 * size) return nullptr;
+    auto& list = free_blocks_[active_];
+    auto it = list.lower_bound(size);
+    if (it == list.end() || it->first > 2 * size) return nullptr;
     *got = it->first;
     void* p = it->second;
-    free_blocks_.erase(it);
+    list.erase(it);
     cached_.erase(p);
     mark_live(p, *got);
     return p;
   }
 
-  // A block just obtained from the driver: counted as reserved and marked live.
+  // A block just obtained from the driver: counted as reserved, marked live, owned by the active pool.
   void add_new(void* p, std::size_t size) {
     ++stats_.cuda_malloc_calls;
     stats_.reserved_bytes += size;
@@ -64,23 +72,51 @@ class BlockCache {
       }
       return twice ? Release::double_free : Release::unknown;
     }
-    stats_.allocated_bytes -= it->second;
-    free_blocks_.emplace(it->second, p);
+    stats_.allocated_bytes -= it->second.size;
+    free_blocks_[it->second.pool].emplace(it->second.size, p);
     cached_.insert(p);
     live_.erase(it);
     return Release::ok;
   }
 
-  // Hands every cached block to give_back(p) (cudaFree) and forgets it; live blocks are kept.
+  // Hands every cached block of the general cache to give_back(p) (cudaFree) and forgets it; live blocks and
+  // the private pools' blocks are kept.
   template <class F>
   void drain(F give_back) {
-    for (auto it = free_blocks_.begin(); it != free_blocks_.end();) {
+    auto& list = free_blocks_[0];
+    for (auto it = list.begin(); it != list.end();) {
       give_back(it->second);
       stats_.reserved_bytes -= it->first;
       ++stats_.cuda_free_calls;
       cached_.erase(it->second);
-      it = free_blocks_.erase(it);
+      it = list.erase(it);
     }
+  }
+
+  // A new private pool's id (never 0, never reused).
+  int create_pool() { return next_pool_++; }
+  // Makes `pool` (0: the general cache) the one that serves requests and owns new blocks.
+  void set_active_pool(int pool) { active_ = pool; }
+  int active_pool() const { return active_; }
+  // Moves every block of `pool`, live or cached, to the general cache; the pool is not used again.
+  void retire_pool(int pool) {
+    if (pool == 0) return;
+    if (active_ == pool) active_ = 0;
+    auto found = free_blocks_.find(pool);
+    if (found != free_blocks_.end()) {
+      free_blocks_[0].insert(found->second.begin(), found->second.end());
+      free_blocks_.erase(pool);
+    }
+    for (auto& [p, block] : live_)
+      if (block.pool == pool) block.pool = 0;
+  }
+  // Bytes of `pool`'s cached (free) blocks, for tests and statistics.
+  std::size_t cached_bytes(int pool) const {
+    auto found = free_blocks_.find(pool);
+    std::size_t b = 0;
+    if (found != free_blocks_.end())
+      for (const auto& [size, p] : found->second) b += size;
+    return b;
   }
 
   // The first bad free since the last call ("" if none) and how many there were; clears the record.
@@ -96,15 +132,21 @@ class BlockCache {
   void reset_peak() { stats_.peak_allocated_bytes = stats_.allocated_bytes; }
 
  private:
+  struct LiveBlock {
+    std::size_t size = 0;
+    int pool = 0;
+  };
+
   void mark_live(void* p, std::size_t size) {
-    live_[p] = size;
+    live_[p] = LiveBlock{size, active_};
     stats_.allocated_bytes += size;
     if (stats_.allocated_bytes > stats_.peak_allocated_bytes) stats_.peak_allocated_bytes = stats_.allocated_bytes;
   }
 
-  std::multimap<std::size_t, void*> free_blocks_;  // size -> cached block
-  std::unordered_set<void*> cached_;               // the same blocks, by address (to recognise a second free)
-  std::unordered_map<void*, std::size_t> live_;    // block -> size
+  std::map<int, std::multimap<std::size_t, void*>> free_blocks_;  // pool -> size -> cached block
+  std::unordered_set<void*> cached_;           // the same blocks, by address (to recognise a second free)
+  std::unordered_map<void*, LiveBlock> live_;  // block -> size and pool
+  int active_ = 0, next_pool_ = 1;
   AllocatorStats stats_;
   std::string first_bad_;
 };

@@ -10,8 +10,10 @@ namespace kernels::cuda {
 
 [[noreturn]] void throw_cuda_error(const char* expr, const char* file, int line, const std::string& msg);
 
-// The stream every engine kernel runs on (the legacy default stream for now).
-inline cudaStream_t stream() { return 0; }
+// The stream every engine kernel, copy and library call runs on: one created stream per process, on the bound
+// device (runtime.h). Not the legacy default stream, because a CUDA graph cannot be captured there; a blocking
+// stream, so that a legacy-stream call (a synchronous cudaMemcpy) still waits for it and it for the call.
+cudaStream_t stream();
 
 inline unsigned grid_for(int64_t n, int block) {
   int64_t g = (n + block - 1) / block;

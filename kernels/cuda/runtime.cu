@@ -90,6 +90,16 @@ int current_device() {
   return d;
 }
 
+cudaStream_t stream() {
+  static const cudaStream_t s = [] {
+    bind_thread();
+    cudaStream_t created = nullptr;
+    CUDA_CHECK(cudaStreamCreate(&created));  // blocking (cudaStreamDefault): see common.cuh
+    return created;
+  }();
+  return s;
+}
+
 void memcpy_h2d(void* dst, const void* src, std::size_t bytes) {
   bind_thread();
   CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));

@@ -44,6 +44,11 @@ struct AllocatorStats {
 };
 AllocatorStats allocator_stats();
 void reset_peak_stats();
+// Private pools for CUDA graphs (kernels/cuda/block_cache.h): a capture allocates from its own pool, whose blocks
+// serve nobody else until retire_private_pool() after the graph is destroyed.
+int create_private_pool();
+void set_allocation_pool(int pool);  // 0: the general cache
+void retire_private_pool(int pool);
 
 void memcpy_h2d(void* dst, const void* src, std::size_t bytes);
 void memcpy_d2h(void* dst, const void* src, std::size_t bytes);

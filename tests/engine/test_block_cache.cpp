@@ -82,3 +82,38 @@ TEST_CASE("block cache: drain gives back cached blocks only", "[allocator]") {
   c.reset_peak();
   REQUIRE(c.stats().peak_allocated_bytes == 2048);
 }
+
+TEST_CASE("block cache: a private pool's blocks serve only that pool until it is retired", "[allocator][graphs]") {
+  BlockCache c;
+  std::size_t got = 0;
+  c.add_new(addr(0x1000), 4096);  // general
+  REQUIRE(c.release(addr(0x1000)) == BlockCache::Release::ok);
+  const int pool = c.create_pool();
+  REQUIRE(pool != 0);
+  REQUIRE(c.create_pool() != pool);  // ids are not reused
+  c.set_active_pool(pool);
+  REQUIRE(c.reuse(4096, &got) == nullptr);  // the general block does not serve the pool (nor the reverse)
+  c.add_new(addr(0x2000), 4096);            // the capture's own block
+  REQUIRE(c.release(addr(0x2000)) == BlockCache::Release::ok);
+  REQUIRE(c.reuse(4096, &got) == addr(0x2000));  // freed during capture, reused within it
+  c.add_new(addr(0x3000), 1024);
+  c.set_active_pool(0);
+  // Freed after the capture (a graph's intermediate, or a gradient dropped by an eager step): back to its pool,
+  // where no general request can take it while the graph may still replay into it.
+  REQUIRE(c.release(addr(0x2000)) == BlockCache::Release::ok);
+  REQUIRE(c.cached_bytes(pool) == 4096);
+  REQUIRE(c.reuse(4096, &got) == addr(0x1000));
+  REQUIRE(c.reuse(4096, &got) == nullptr);
+  std::vector<void*> given;
+  c.drain([&](void* p) { given.push_back(p); });  // the out-of-memory retry keeps the pool's blocks
+  REQUIRE(given.empty());
+  REQUIRE(c.stats().allocated_bytes == 4096 + 1024);
+  // Retired: its cached block serves general requests and its live block is freed into the general cache.
+  c.retire_pool(pool);
+  REQUIRE(c.cached_bytes(pool) == 0);
+  REQUIRE(c.reuse(4096, &got) == addr(0x2000));
+  REQUIRE(c.release(addr(0x3000)) == BlockCache::Release::ok);
+  REQUIRE(c.cached_bytes(0) == 1024);
+  REQUIRE(c.stats().allocated_bytes == 2 * 4096);
+  REQUIRE(c.stats().bad_frees == 0);
+}
