@@ -23,6 +23,7 @@
 #include "engine/ops.h"
 #include "engine/optim/sgd.h"
 #include "engine/random.h"
+#include "engine/step_graph.h"
 #include "models/registry.h"
 
 #if ENGINE_HAVE_CUDA
@@ -39,6 +40,7 @@ struct Config {
   int64_t batch, res;
   std::string engine;  // native | cudnn
   std::string math;    // fp32 | tf32 | bf16 (train_fmnist's --precision)
+  std::string graphs;  // off | on (train_fmnist's --cuda-graphs)
   int warmup, steps;
   double peak_gflops;  // 0: no %peak column
 };
@@ -78,16 +80,25 @@ bench::Record run(const Config& c) {
   Tensor y = Tensor::from_vector(lab, {c.batch}, DType::i32, c.device);
 
   const DType act = c.math == "bf16" ? DType::bf16 : DType::f32;  // mixed precision as train_fmnist's
-  auto step = [&] {
+  // x and y live across steps, so the step can be captured as it stands (engine/step_graph.h).
+  StepGraph graphs(c.graphs == "on", c.device);
+  const StepGraph::Step body = [&] {
     Tensor logits = nn::forward_logits(*model, x, act);
     Tensor loss = cross_entropy(logits, y);
     opt.zero_grad();
     loss.backward();
     opt.step();
+    return std::vector<Tensor>{loss.detach()};
+  };
+  auto step = [&] {
+    graphs.run(body);
+    const std::string notice = graphs.take_notice();
+    if (!notice.empty() && !graphs.active()) fmt::print(stderr, "bench_models: {}\n", notice);
   };
 
   bench::TimingOptions to;
-  to.warmup = c.warmup;
+  // Under graphs the warm-up must cover StepGraph's two eager steps and the capture, so that only replays are timed.
+  to.warmup = c.graphs == "on" ? std::max(c.warmup, 3) : c.warmup;
   to.repeat = c.steps;
   std::vector<double> ms;
   double peak_mb = 0;
@@ -103,6 +114,8 @@ bench::Record run(const Config& c) {
     ms = bench::time_cpu(step, to);
     peak_mb = bench::vm_hwm_mb() - g_base_rss_mb;
   }
+  // "on" only when every timed step was a replay; "failed" when asked for but not possible (the notice said why).
+  const std::string graph_state = c.graphs == "off" ? "off" : graphs.active() ? "on" : "failed";
   const bench::Stats s = bench::stats_of(ms);
   const double img_s = c.batch / (s.median / 1e3);
   const double gflop_img = shapes.step_flops() / 1e9;
@@ -115,6 +128,7 @@ bench::Record run(const Config& c) {
       .i("res", c.res)
       .i("batch", c.batch)
       .s("math", c.math)
+      .s("graphs", graph_state)
       .s("engine", c.device.is_cuda() ? c.engine : "native")
       .i("threads", bench::threads())
       .i("steps", c.steps)
@@ -157,7 +171,7 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   std::optional<std::vector<std::string>> model_list, engine_list;
   std::optional<std::vector<int64_t>> batch_list, res_list;
-  std::optional<std::vector<std::string>> math_list;
+  std::optional<std::vector<std::string>> math_list, graph_list;
   std::optional<int64_t> warmup_opt, steps_opt;
   std::optional<double> peak_gflops;
   int64_t threads = 0;
@@ -200,7 +214,15 @@ int main(int argc, char** argv) {
                     math_list.emplace();
                     for (int64_t t : list_of(v, ints("tf32", 0, 1))) math_list->push_back(t ? "tf32" : "fp32");
                   });
-  app::add_option(cli, "warmup", "N", "Untimed steps first (default CPU 2, CUDA 5).",
+  app::add_option(
+      cli, "cuda-graphs", "LIST",
+      "Comma list of off, on: replay the step as a CUDA graph (as train_fmnist --cuda-graphs; default off).",
+      [&](const std::string& v) {
+        graph_list = list_of<std::string>(v, [](const std::string& s) {
+          return app::parse_choice(s, "cuda-graphs", {"off", "on"});
+        });
+      });
+  app::add_option(cli, "warmup", "N", "Untimed steps first (default CPU 2, CUDA 5; at least 3 with graphs on).",
                   [&](const std::string& v) { warmup_opt = app::parse_int(v, "warmup", 0, 1 << 20); });
   app::add_option(cli, "steps", "N", "Timed steps (default CPU 5, CUDA 20).",
                   [&](const std::string& v) { steps_opt = app::parse_int(v, "steps", 1, 1 << 20); });
@@ -236,23 +258,15 @@ int main(int argc, char** argv) {
                                                       : std::vector<std::string>{"native"});
       maths = math_list.value_or(std::vector<std::string>{"fp32", "tf32", "bf16"});
     }
+    const auto graph_modes = graph_list.value_or(std::vector<std::string>{"off"});
     const int warmup = static_cast<int>(warmup_opt.value_or(cuda ? 5 : 2));
     const int steps = static_cast<int>(steps_opt.value_or(cuda ? 20 : 5));
 
-    std::vector<std::pair<std::string, std::string>> columns = {{"model", "model"},
-                                                                {"res", "res"},
-                                                                {"batch", "batch"},
-                                                                {"math", "math"},
-                                                                {"engine", "engine"},
-                                                                {"threads", "thr"},
-                                                                {"step_ms", "step ms (med)"},
-                                                                {"step_ms_min", "min"},
-                                                                {"step_ms_max", "max"},
-                                                                {"img_per_s", "img/s"},
-                                                                {"gflop_per_img", "GFLOP/img"},
-                                                                {"gflops", "GFLOP/s"},
-                                                                {"pct_peak", "%peak"},
-                                                                {"peak_mem_mb", "peak MB"}};
+    std::vector<std::pair<std::string, std::string>> columns = {
+        {"model", "model"},     {"res", "res"},         {"batch", "batch"},        {"math", "math"},
+        {"graphs", "graphs"},   {"engine", "engine"},   {"threads", "thr"},        {"step_ms", "step ms (med)"},
+        {"step_ms_min", "min"}, {"step_ms_max", "max"}, {"img_per_s", "img/s"},    {"gflop_per_img", "GFLOP/img"},
+        {"gflops", "GFLOP/s"},  {"pct_peak", "%peak"},  {"peak_mem_mb", "peak MB"}};
     std::string devname = kernels::cpu::cpu_description();
 #if ENGINE_HAVE_CUDA
     if (cuda) {
@@ -284,15 +298,16 @@ int main(int argc, char** argv) {
       for (int64_t res : resolutions)
         for (int64_t b : batches)
           for (const auto& e : engines)
-            for (const auto& math : maths) {
-              Config c{dev, m, b, res, e, math, warmup, steps, 0};
-              const double datasheet = !known           ? 0.0
-                                       : math == "bf16" ? known->bf16_gflops
-                                       : math == "tf32" ? known->tf32_gflops
-                                                        : known->fp32_gflops;
-              c.peak_gflops = peak_gflops.value_or(datasheet);
-              out.add(run(c));
-            }
+            for (const auto& math : maths)
+              for (const auto& gr : graph_modes) {
+                Config c{dev, m, b, res, e, math, gr, warmup, steps, 0};
+                const double datasheet = !known           ? 0.0
+                                         : math == "bf16" ? known->bf16_gflops
+                                         : math == "tf32" ? known->tf32_gflops
+                                                          : known->fp32_gflops;
+                c.peak_gflops = peak_gflops.value_or(datasheet);
+                out.add(run(c));
+              }
     out.flush();
     return 0;
   } catch (const std::exception& e) {

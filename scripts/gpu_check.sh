@@ -5,6 +5,7 @@
 #
 #   scripts/gpu_check.sh info tests sanitize bench train     (any subset, in that order)
 #   scripts/gpu_check.sh bf16                                 (issue 15: bf16 kernels, speed and accuracy, ~9 min)
+#   scripts/gpu_check.sh graphs                               (issue 15: CUDA graphs, replay vs eager, ~5 min)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -94,6 +95,20 @@ for what in "$@"; do
         --epochs 2 --augment --normalize --lr 0.1 --schedule cosine --precision "$p" --out "$OUT/run_bf16_$p"
       rm -f "$OUT/run_bf16_$p"/*.safetensors
     done
+    ;;
+  graphs)
+    # Replay equal to eager (trainer, with eager steps between replays), the pool's bookkeeping, memcheck on it;
+    # then the issue's target (ResNet-20 @28 b128: graphs >= 1.3x eager) and ResNet-50 for the record.
+    phase graphs_tests 180 .gpu/bin/engine_tests "[graphs],[allocator]" --durations yes
+    phase graphs_memcheck "${SAN_LIMIT:-180}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+      .gpu/bin/engine_tests "[graphs][cuda]"
+    TAIL=8 phase graphs_cifar 90 .gpu/bin/bench_models --device cuda --models resnet20,resnet56 --res 28 --batch 128 \
+      --precision fp32,bf16 --engines native --cuda-graphs off,on
+    TAIL=6 phase graphs_r50_96 90 .gpu/bin/bench_models --device cuda --models resnet50 --res 96 --batch 128 \
+      --precision bf16 --engines fastest --cuda-graphs off,on
+    TAIL=4 phase graphs_train 90 .gpu/bin/train_fmnist resnet20 --device cuda --data "$data" --resize 28 \
+      --epochs 1 --normalize --lr 0.1 --precision bf16 --cuda-graphs on --out "$OUT/run_graphs"
+    rm -f "$OUT/run_graphs"/*.safetensors
     ;;
   *) echo "gpu_check: unknown phase '$what'" >&2 ;;
   esac

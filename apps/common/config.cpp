@@ -153,7 +153,7 @@ const std::vector<ConfigField>& train_config_fields() {
       text("resume", "CKPT", &C::resume, true,
            "Continue from a checkpoint (last.safetensors): weights, momentum, epoch and step, metrics so far. The "
            "configuration comes from the checkpoint; only --epochs, --device, --conv, --tf32, --precision, "
-           "--threads, --early-stop, --detect-anomaly, --data and --out may change."),
+           "--cuda-graphs, --threads, --early-stop, --detect-anomaly, --data and --out may change."),
       integer("limit-train", "N", &C::limit_train, 0, INT64_MAX, false,
               "Use only the first N training images (default 0: all 60000)."),
       integer("limit-test", "N", &C::limit_test, 0, INT64_MAX, false,
@@ -164,6 +164,10 @@ const std::vector<ConfigField>& train_config_fields() {
       integer("log-every", "K", &C::log_every, 0, 1000000, false,
               "Every K steps, append the training loss and accuracy averaged over those steps to steps.csv "
               "(default 0: about 25 records per epoch). On CUDA each record reads the device once."),
+      choice("cuda-graphs", &C::cuda_graphs, {"off", "on"}, true,
+             "CUDA: after two eager warm-up steps, capture the whole training step (forward, loss, backward, SGD, "
+             "EMA) as a CUDA graph and replay it while the batch shape stays the same (an incomplete final batch "
+             "runs eagerly). If capture fails, or on the CPU, the run says why and goes on without graphs."),
   };
   return fields;
 }
@@ -247,8 +251,8 @@ engine::Metadata config_to_metadata(const TrainConfig& cfg) {
 }
 
 const std::set<std::string>& fields_added_later() {
-  static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase", "erase-fill",
-                                              "ema",       "no-wd-bn",       "precision"};
+  static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase",      "erase-fill",
+                                              "ema",       "no-wd-bn",       "precision", "cuda-graphs"};
   return names;
 }
 

@@ -47,6 +47,7 @@ struct TrainConfig {
   std::string resume;                       // checkpoint to continue from (not saved in the config)
   int64_t limit_train = 0, limit_test = 0;  // 0: all
   bool detect_anomaly = false;              // engine::set_detect_anomaly for the run
+  std::string cuda_graphs = "off";          // off | on: replay the step as a CUDA graph (engine/step_graph.h)
   int64_t log_every = 0;                    // steps per steps.csv record; 0: about 25 per epoch
 };
 

@@ -186,8 +186,8 @@ std::string run_title(const TrainConfig& cfg) {
   // What the figure's reader needs to know about the recipe: the essentials always, anything else that differs
   // from the default; nothing about where or how fast it ran.
   static const std::set<std::string> always = {"lr", "epochs", "batch-size", "momentum", "weight-decay", "resize"};
-  static const std::set<std::string> never = {"data", "out",     "resume",         "device",   "conv",
-                                              "tf32", "threads", "detect-anomaly", "log-every"};
+  static const std::set<std::string> never = {"data", "out",     "resume",         "device",    "conv",
+                                              "tf32", "threads", "detect-anomaly", "log-every", "cuda-graphs"};
   const TrainConfig defaults;
   std::vector<std::string> parts;
   for (const ConfigField& f : train_config_fields()) {

@@ -30,6 +30,7 @@
 #include "engine/optim/ema.h"
 #include "engine/optim/param_groups.h"
 #include "engine/optim/sgd.h"
+#include "engine/step_graph.h"
 
 namespace app {
 
@@ -368,6 +369,25 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   }
 
   MetricsAccumulator acc(kNumClasses, device, divergence_bound(kNumClasses));
+  // The step: eager, or under --cuda-graphs a replay of its capture (engine/step_graph.h). A captured step reads
+  // its batch from `staged`, one pair of tensors for the whole run, into which each full batch is copied.
+  engine::StepGraph graphs(cfg.cuda_graphs == "on", device);
+  Batch staged;
+  const Batch* in = nullptr;
+  const engine::StepGraph::Step train_step = [&] {
+    Tensor logits = engine::nn::forward_logits(*model, in->x, act);
+    Tensor loss = engine::cross_entropy(logits, in->y, cfg.label_smoothing);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    if (ema) ema->update(*model);
+    return std::vector<Tensor>{logits.detach(), loss.detach()};
+  };
+  auto print_notice = [&] {
+    const std::string notice = graphs.take_notice();
+    if (log && !notice.empty()) fmt::print(log, "note: {}\n", notice);
+  };
+  print_notice();
   bool ran_epoch = false;
   for (int64_t e = st.epoch; e < cfg.epochs; ++e) {
     const int64_t first_step = e == st.epoch ? st.step : 0;
@@ -391,13 +411,20 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
       lr = learning_rate(cfg, e, step, steps);
       opt.set_lr(lr);
       Batch b = builder.make(step * bs, std::min(bs, n - step * bs));
-      Tensor logits = engine::nn::forward_logits(*model, b.x, act);
-      Tensor loss = engine::cross_entropy(logits, b.y, cfg.label_smoothing);
-      opt.zero_grad();
-      loss.backward();
-      opt.step();
-      if (ema) ema->update(*model);
-      acc.add(logits.detach(), b.y, loss.detach(), step);
+      const bool full = b.x.size(0) == bs;  // an incomplete final batch runs eagerly
+      in = &b;
+      if (graphs.active() && full) {
+        if (staged.x.defined()) {
+          staged.x.copy_(b.x);
+          staged.y.copy_(b.y);
+        } else {
+          staged = Batch{b.x.clone(), b.y.clone()};
+        }
+        in = &staged;
+      }
+      const std::vector<Tensor> out = graphs.run(train_step, full);
+      print_notice();
+      acc.add(out[0], in->y, out[1], step);
       ++st.global_step;
       if (hooks.after_step) hooks.after_step(e, step, *model);
 
