@@ -109,6 +109,11 @@ int main(int argc, char** argv) {
       [&](const std::string& v) {
         opt.precision = app::parse_choice(v, "precision", {"fp32", "tf32", "bf16"});
       });
+  add("cuda-graphs", "off|on",
+      "Replay each training step as a CUDA graph, as train_fmnist --cuda-graphs (default off).",
+      [&](const std::string& v) {
+        opt.cuda_graphs = app::parse_choice(v, "cuda-graphs", {"off", "on"});
+      });
   add("threads", "N", "CPU threads for OpenMP and OpenBLAS (default 0: their defaults).",
       [&](const std::string& v) { opt.threads = app::parse_int(v, "threads", 0, 1024); });
   add("data", "DIR", "Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist).",

@@ -65,8 +65,9 @@ struct RunnerOptions {
   std::string device = "auto", conv = "native", data = kDefaultDataDir;
   int64_t threads = 0;
   bool tf32 = false;
-  std::string precision = "fp32";  // fp32 | tf32 | bf16, as train_fmnist's --precision
-  double time_limit_seconds = 0;   // stop (checkpointed, resumable) once this much time has passed; 0: no limit
+  std::string precision = "fp32";   // fp32 | tf32 | bf16, as train_fmnist's --precision
+  std::string cuda_graphs = "off";  // off | on, as train_fmnist's --cuda-graphs
+  double time_limit_seconds = 0;    // stop (checkpointed, resumable) once this much time has passed; 0: no limit
   // Smoke tests: override every run's epochs and training / test subsets (0 = all images); -1 keeps the
   // definition's. The report marks such runs as differing from the definition.
   int64_t epochs = -1, limit_train = -1, limit_test = -1;
