@@ -28,6 +28,8 @@
 
 #if ENGINE_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/common.cuh"
 #endif
 
 extern "C" void openblas_set_num_threads(int num_threads);
@@ -189,7 +191,7 @@ inline std::vector<double> time_cpu(const std::function<void()>& fn, const Timin
 }
 
 #if ENGINE_HAVE_CUDA
-// CUDA events around each call on the default stream (the engine's stream); the flush is enqueued before the
+// CUDA events around each call on the engine's stream (kernels/cuda/common.cuh); the flush is enqueued before the
 // start event, so it is not timed. One synchronisation at the end, none between repeats.
 inline std::vector<double> time_cuda(const std::function<void()>& fn, const TimingOptions& o,
                                      const std::function<void()>& flush = {}) {
@@ -202,9 +204,9 @@ inline std::vector<double> time_cuda(const std::function<void()>& fn, const Timi
   for (auto& e : ev) BENCH_CUDA_CHECK(cudaEventCreate(&e));
   for (int i = 0; i < o.repeat; ++i) {
     if (flush) flush();
-    BENCH_CUDA_CHECK(cudaEventRecord(ev[2 * i], 0));
+    BENCH_CUDA_CHECK(cudaEventRecord(ev[2 * i], kernels::cuda::stream()));
     fn();
-    BENCH_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], 0));
+    BENCH_CUDA_CHECK(cudaEventRecord(ev[2 * i + 1], kernels::cuda::stream()));
   }
   BENCH_CUDA_CHECK(cudaDeviceSynchronize());
   std::vector<double> ms;
