@@ -42,6 +42,8 @@ std::string Graph::capture(const std::function<void()>& body) {
       body();
     } catch (const std::exception& e) {
       why = e.what();
+    } catch (...) {
+      why = "the step threw an exception that is not a std::exception";
     }
     err = cudaStreamEndCapture(s, &graph);  // ends the capture even when body threw
     if (why.empty() && err != cudaSuccess) why = kernels::cat("the capture was invalidated: ", cudaGetErrorString(err));
