@@ -107,9 +107,13 @@ int main(int argc, char** argv) {
     device = v;
   });
   app::add_option(
-      cli, "model", "NAME", "resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet18).",
+      cli, "model", "NAME",
+      "resnet18, resnet34, resnet50, resnet101, resnet152, or the CIFAR resnet20/32/44/56/110 (their option-A "
+      "shortcut has no row here) (default resnet18).",
       [&](const std::string& v) {
-        model = app::parse_choice(v, "model", {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"});
+        model = app::parse_choice(v, "model",
+                                  {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32",
+                                   "resnet44", "resnet56", "resnet110"});
       });
   app::add_option(cli, "batch", "N", "Batch size (default CPU 16, CUDA 128).", integer(batch, "batch", 2));
   app::add_option(cli, "resize", "N",
