@@ -512,6 +512,8 @@ class Bench {
       }
     }
     for (const auto& kv : estimate_) {
+      // --layout nhwc alone: the native rows hold no convolution, only the ops the NHWC estimate borrowed.
+      if (kv.first == "native" && estimate_.size() > 1 && !kv.second.count("conv_fwd")) continue;
       double total = 0;
       for (const auto& e : kv.second) total += e.second;
       bench::Output t(json_, {{"op", "op"}, {"step_ms", "ms per step"}, {"share", "share %"}});

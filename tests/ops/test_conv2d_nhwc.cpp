@@ -246,6 +246,7 @@ TEST_CASE("conv2d nhwc: a batch over several im2col chunks matches NCHW", "[conv
     REQUIRE(kernels::conv_chunk_images(s, kernels::kCpuConvChunkElems) < s.n);
     check_layouts<double>(k, 7);
     check_layouts<float>(k, 8);
+    check_layouts<kernels::bf16>(k, 9);  // widened to float first, then the same chunks
   }
 }
 
