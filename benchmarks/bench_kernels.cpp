@@ -14,6 +14,9 @@
 //      peaks: the detected GPU's datasheet figures (bench::find_gpu_peaks; FP32, TF32 or BF16 by --precision); an
 //      unlisted GPU gets no %peak unless --peak-gflops / --peak-gbps are given.
 //
+// --layout nchw | nhwc | both: the memory layout of the convolution rows (kernels/conv.h); NHWC rows are named
+// native-nhwc / cudnn-nhwc and get their own step estimate (the other ops stay NCHW, as the engine runs them).
+//
 // --precision fp32 | tf32 | bf16 as train_fmnist's: tf32 is float32 with TF32 tensor cores for the GEMMs (CUDA;
 // float32 on the CPU); bf16 runs the activation kernels in bf16 storage (kernel_rows.h says what stays float32).
 #include <fmt/core.h>
@@ -76,7 +79,8 @@ const char* kExamples =
     "  bench_kernels --quick                                   (CPU, resnet18, batch 16, 28x28, a few seconds)\n"
     "  bench_kernels --device cpu --model resnet18 --batch 128 --resize 28 --threads 2\n"
     "  bench_kernels --device cuda --model resnet50 --batch 128 --resize 96 --ops conv --json\n"
-    "  bench_kernels --device cuda --precision bf16 --ops conv,bn";
+    "  bench_kernels --device cuda --precision bf16 --ops conv,bn\n"
+    "  bench_kernels --model resnet50 --ops conv --layout both   (NCHW and NHWC convolutions side by side)";
 
 }  // namespace
 
@@ -85,7 +89,7 @@ int main(int argc, char** argv) {
   // the caller set OMP_WAIT_POLICY; the header line prints the policy in force.
   app::relaunch_with_passive_openmp(argv);
   // Defaults that depend on --device or --quick stay empty until both are known.
-  std::string device = "cpu", model = "resnet18", ops, precision = "fp32";
+  std::string device = "cpu", model = "resnet18", ops, precision = "fp32", layout = "nchw";
   std::optional<int64_t> batch, res, repeat, warmup;
   std::optional<double> peak_gflops, peak_gbps;
   int64_t threads = 0;
@@ -103,9 +107,13 @@ int main(int argc, char** argv) {
     device = v;
   });
   app::add_option(
-      cli, "model", "NAME", "resnet18, resnet34, resnet50, resnet101 or resnet152 (default resnet18).",
+      cli, "model", "NAME",
+      "resnet18, resnet34, resnet50, resnet101, resnet152, or the CIFAR resnet20/32/44/56/110 (their option-A "
+      "shortcut has no row here) (default resnet18).",
       [&](const std::string& v) {
-        model = app::parse_choice(v, "model", {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152"});
+        model = app::parse_choice(v, "model",
+                                  {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20", "resnet32",
+                                   "resnet44", "resnet56", "resnet110"});
       });
   app::add_option(cli, "batch", "N", "Batch size (default CPU 16, CUDA 128).", integer(batch, "batch", 2));
   app::add_option(cli, "resize", "N",
@@ -129,6 +137,12 @@ int main(int argc, char** argv) {
                   "GEMMs (CUDA); bf16 = the activation kernels in bf16, cross-entropy and SGD float32 (default fp32).",
                   [&](const std::string& v) {
                     precision = app::parse_choice(v, "precision", {"fp32", "tf32", "bf16"});
+                  });
+  app::add_option(cli, "layout", "L",
+                  "Convolution layout: nchw, nhwc (channels last: x [N,H,W,C], weight [OC,KH,KW,C]) or both, side "
+                  "by side (default nchw).",
+                  [&](const std::string& v) {
+                    layout = app::parse_choice(v, "layout", {"nchw", "nhwc", "both"});
                   });
   app::add_option(cli, "tf32", "0|1", "The older spelling of --precision tf32 (1) or fp32 (0).",
                   [&](const std::string& v) { precision = app::parse_int(v, "tf32", 0, 1) ? "tf32" : "fp32"; });
@@ -160,6 +174,8 @@ int main(int argc, char** argv) {
     o.timing.flush = !no_flush;
     o.ops = app::split_list(ops);
     o.gemm_rows = !no_gemm && !quick;
+    if (layout == "nhwc") o.layouts = {kernels::Layout::nhwc};
+    if (layout == "both") o.layouts = {kernels::Layout::nchw, kernels::Layout::nhwc};
     const bool bf16 = precision == "bf16";
 
     std::string devname = kernels::cpu::cpu_description(), peak_note;
@@ -201,8 +217,8 @@ int main(int argc, char** argv) {
                              : precision == "tf32" ? (g_cuda ? "precision tf32: float32, TF32 GEMMs"
                                                              : "precision tf32: float32 (no TF32 on the CPU)")
                                                    : "precision fp32: float32";
-    out.note(engine::cat(o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", ", math, "; warm-up ",
-                         o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",
+    out.note(engine::cat(o.model, " batch ", o.batch, " at ", o.res, "x", o.res, ", ", math, ", conv layout ", layout,
+                         "; warm-up ", o.timing.warmup, ", timed ", o.timing.repeat, " calls; cache ",
                          o.timing.flush ? (g_cuda ? "L2 flushed (256 MB written) before each call"
                                                   : "flushed (2 x LLC written) before each call")
                                         : "NOT flushed"));

@@ -69,6 +69,9 @@ struct Options {
   double peak_gflops = 0, peak_gbps = 0;
   std::vector<std::string> ops;  // substrings; empty = all
   bool gemm_rows = true;         // bare-GEMM and im2col/col2im rows beside each convolution
+  // Memory layouts the convolution rows run in (--layout): NCHW rows have impl native / cudnn, NHWC rows
+  // native-nhwc / cudnn-nhwc, each with its own step estimate (the other ops always come from the NCHW rows).
+  std::vector<kernels::Layout> layouts = {kernels::Layout::nchw};
 };
 
 class Bench {
@@ -118,13 +121,15 @@ class Bench {
     r.f("step_ms", s.median * count, 2);
     out_.add(r);
     if (!step_key.empty()) {
-      const std::string engine = impl == "cudnn" ? "cudnn" : "native";
+      // impl is native, cudnn, native-nhwc or cudnn-nhwc (the convolutions); every other op is native.
+      const std::string engine = impl == "openblas" || impl == "cublas" ? "native" : impl;
       if (std::find(order_.begin(), order_.end(), step_key) == order_.end()) order_.push_back(step_key);
       estimate_[engine][step_key] += s.median * count;
-      // Per shape and direction, for the `fastest` engine's estimate (the faster of the two per call).
-      auto& b = per_shape_[step_key + " " + shape];
-      b.key = step_key, b.count = count;
-      (engine == "cudnn" ? b.cudnn_ms : b.native_ms) = s.median;
+      // Per shape, direction and layout, for the `fastest` engine's estimate (the faster of the two per call).
+      const bool nhwc = engine.find("-nhwc") != std::string::npos;
+      auto& b = per_shape_[step_key + " " + shape + (nhwc ? " nhwc" : "")];
+      b.key = step_key, b.count = count, b.suffix = nhwc ? "-nhwc" : "";
+      (engine.rfind("cudnn", 0) == 0 ? b.cudnn_ms : b.native_ms) = s.median;
     }
   }
 
@@ -145,11 +150,21 @@ class Bench {
   // ---------------------------------------------------------------- convolution
   template <class T>
   void conv(const bench::ConvShape& cs, int count) {
+    for (kernels::Layout layout : o_.layouts) conv<T>(cs, count, layout);
+  }
+
+  // One layout's rows. The buffers hold the same element counts in either layout, so only the shape's layout and
+  // the impl names change (native-nhwc, cudnn-nhwc); the bare-GEMM rows are the NCHW GEMMs, run once.
+  template <class T>
+  void conv(const bench::ConvShape& cs, int count, kernels::Layout layout) {
     using C = kernels::compute_t<T>;
     const DType dt = engine::dtype_of<T>();
+    const bool nhwc = layout == kernels::Layout::nhwc;
+    const std::string native = nhwc ? "native-nhwc" : "native", cudnn = nhwc ? "cudnn-nhwc" : "cudnn";
     kernels::Conv2dShape s;
     s.n = cs.n, s.c = cs.c, s.h = cs.h, s.w = cs.w, s.oc = cs.oc, s.kh = s.kw = cs.k;
     s.stride_h = s.stride_w = cs.stride, s.pad_h = s.pad_w = cs.pad, s.oh = cs.oh(), s.ow = cs.ow();
+    s.layout = layout;
     const std::string shape = engine::cat(cs.n, "x", cs.c, "x", cs.h, "x", cs.w, " k", cs.k, "s", cs.stride, "p",
                                           cs.pad, " -> ", cs.oc, "x", s.oh, "x", s.ow);
     auto extra = [&](bench::Record& r) {
@@ -160,10 +175,12 @@ class Bench {
           .i("oc", cs.oc)
           .i("k", cs.k)
           .i("stride", cs.stride)
-          .i("pad", cs.pad);
+          .i("pad", cs.pad)
+          .s("layout", nhwc ? "nhwc" : "nchw");
     };
     const bool any_conv = wanted("conv_fwd") || wanted("conv_bwd");
     const bool any_gemm = o_.gemm_rows && (wanted("conv_gemm") || wanted("conv_im2col") || wanted("conv_col2im"));
+    const bool gemm_here = any_gemm && layout == o_.layouts.front();  // the bare GEMMs once per shape
     if (!any_conv && !any_gemm) return;
     Tensor x = filled({s.n, s.c, s.h, s.w}, o_.dev, 1, -1.f, 1.f, dt);
     Tensor w = filled({s.oc, s.c, s.kh, s.kw}, o_.dev, 2, -0.1f, 0.1f, dt);
@@ -177,42 +194,42 @@ class Bench {
     // In the step: forward, then one backward call for data and weight (weight only for the stem, whose input
     // needs no gradient).
     row(
-        "conv_fwd", "native", dt, shape, count, f, 0,
+        "conv_fwd", native, dt, shape, count, f, 0,
         [&] { ENGINE_KERNEL("bench_kernels", o_.dev, conv2d_forward<T>, s, px, pw, nullptr, py); }, "conv_fwd", extra);
     if (!cs.first)
       row(
-          "conv_bwd", "native", dt, shape, count, 2 * f, 0,
+          "conv_bwd", native, dt, shape, count, 2 * f, 0,
           [&] { ENGINE_KERNEL("bench_kernels", o_.dev, conv2d_backward<T>, s, px, pw, pgy, pgx, pgw, nullptr); },
           "conv_bwd", extra);
     if (!cs.first)
       row(
-          "conv_bwd_data", "native", dt, shape, count, f, 0,
+          "conv_bwd_data", native, dt, shape, count, f, 0,
           [&] { ENGINE_KERNEL("bench_kernels", o_.dev, conv2d_backward<T>, s, px, pw, pgy, pgx, nullptr, nullptr); },
           "", extra);
     row(
-        "conv_bwd_weight", "native", dt, shape, count, f, 0,
+        "conv_bwd_weight", native, dt, shape, count, f, 0,
         [&] { ENGINE_KERNEL("bench_kernels", o_.dev, conv2d_backward<T>, s, px, pw, pgy, nullptr, pgw, nullptr); },
         cs.first ? "conv_bwd" : "", extra);
 #if ENGINE_HAVE_CUDNN
     if (g_cuda) {
       row(
-          "conv_fwd", "cudnn", dt, shape, count, f, 0,
-          [&] { kernels::cudnn::conv2d_forward<T>(s, px, pw, nullptr, py); }, "conv_fwd", extra);
+          "conv_fwd", cudnn, dt, shape, count, f, 0, [&] { kernels::cudnn::conv2d_forward<T>(s, px, pw, nullptr, py); },
+          "conv_fwd", extra);
       if (!cs.first) {
         row(
-            "conv_bwd", "cudnn", dt, shape, count, 2 * f, 0,
+            "conv_bwd", cudnn, dt, shape, count, 2 * f, 0,
             [&] { kernels::cudnn::conv2d_backward<T>(s, px, pw, pgy, pgx, pgw, nullptr); }, "conv_bwd", extra);
         row(
-            "conv_bwd_data", "cudnn", dt, shape, count, f, 0,
+            "conv_bwd_data", cudnn, dt, shape, count, f, 0,
             [&] { kernels::cudnn::conv2d_backward<T>(s, px, pw, pgy, pgx, nullptr, nullptr); }, "", extra);
       }
       row(
-          "conv_bwd_weight", "cudnn", dt, shape, count, f, 0,
+          "conv_bwd_weight", cudnn, dt, shape, count, f, 0,
           [&] { kernels::cudnn::conv2d_backward<T>(s, px, pw, pgy, nullptr, pgw, nullptr); },
           cs.first ? "conv_bwd" : "", extra);
     }
 #endif
-    if (!any_gemm) return;
+    if (!gemm_here) return;
     // The GEMMs of the im2col path alone, over the whole batch at once (the conv may split the batch into chunks
     // to bound its scratch). The gap between conv_* and conv_gemm_* is the price of im2col/col2im and permutes.
     const int64_t M = cs.gemm_m(), N = cs.gemm_n(), K = cs.gemm_k();
@@ -232,11 +249,11 @@ class Bench {
     // split a conv's time into data movement and multiply.
     const double col_bytes = (static_cast<double>(x.numel()) + static_cast<double>(K) * N) * sizeof(T);
     row(
-        "conv_im2col", "native", dt, shape, count, 0, col_bytes,
+        "conv_im2col", native, dt, shape, count, 0, col_bytes,
         [&] { ENGINE_KERNEL("bench_kernels", o_.dev, im2col<T>, s, px, s.n, pgcol); }, "", extra);
     if (!cs.first)
       row(
-          "conv_col2im", "native", dt, shape, count, 0, col_bytes,
+          "conv_col2im", native, dt, shape, count, 0, col_bytes,
           [&] { ENGINE_KERNEL("bench_kernels", o_.dev, col2im<T>, s, pcol, s.n, pgx); }, "", extra);
     row(
         "conv_gemm_fwd", blas, dt, engine::cat("M", M, " N", N, " K", K), count, f, 0,
@@ -467,19 +484,36 @@ class Bench {
   // Per-op totals (median x count): where the step's time goes. cuDNN only has the convolutions, so the cudnn
   // and fastest estimates take every other op from the native rows, as the engines do.
   void print_estimate(const std::string& title) {
-    if (estimate_.count("cudnn") && estimate_.count("native")) {
-      auto& cudnn = estimate_["cudnn"];
-      auto& fastest = estimate_["fastest"];
-      for (const auto& [k, v] : estimate_["native"])
-        if (!cudnn.count(k)) cudnn[k] = v, fastest[k] = v;
-      for (const auto& [name, b] : per_shape_) {
-        (void)name;
-        const double best =
-            b.cudnn_ms >= 0 && b.native_ms >= 0 ? std::min(b.cudnn_ms, b.native_ms) : std::max(b.cudnn_ms, b.native_ms);
-        fastest[b.key] += best * b.count;
+    // The NHWC engines (conv rows only) take every other op from the native rows, as cuDNN does.
+    if (estimate_.count("native")) {
+      const std::map<std::string, double> native = estimate_["native"];
+      for (const char* suffix : {"", "-nhwc"}) {
+        const std::string nat = std::string("native") + suffix, cud = std::string("cudnn") + suffix;
+        const std::string fast = std::string("fastest") + suffix;
+        const bool have_cudnn = estimate_.count(cud) > 0, have_native = estimate_.count(nat) > 0;
+        if (!have_cudnn && !have_native) continue;
+        if (have_cudnn && have_native) {
+          auto& fastest = estimate_[fast];
+          // fastest: the ops neither conv engine has, plus per conv call the faster of the two.
+          for (const auto& [k, v] : native)
+            if (!estimate_[cud].count(k)) fastest[k] = v;
+          for (const auto& [name, b] : per_shape_) {
+            (void)name;
+            if (b.suffix != suffix) continue;
+            const double best = b.cudnn_ms >= 0 && b.native_ms >= 0 ? std::min(b.cudnn_ms, b.native_ms)
+                                                                    : std::max(b.cudnn_ms, b.native_ms);
+            fastest[b.key] += best * b.count;
+          }
+        }
+        for (const std::string& e : {nat, cud})
+          if (e != "native" && estimate_.count(e))
+            for (const auto& [k, v] : native)
+              if (!estimate_[e].count(k)) estimate_[e][k] = v;
       }
     }
     for (const auto& kv : estimate_) {
+      // --layout nhwc alone: the native rows hold no convolution, only the ops the NHWC estimate borrowed.
+      if (kv.first == "native" && estimate_.size() > 1 && !kv.second.count("conv_fwd")) continue;
       double total = 0;
       for (const auto& e : kv.second) total += e.second;
       bench::Output t(json_, {{"op", "op"}, {"step_ms", "ms per step"}, {"share", "share %"}});
@@ -511,6 +545,7 @@ class Bench {
     std::string key;
     int count = 0;
     double native_ms = -1, cudnn_ms = -1;
+    std::string suffix;  // "" (NCHW) or "-nhwc"
   };
   std::map<std::string, PerShape> per_shape_;
 #if ENGINE_HAVE_CUDA

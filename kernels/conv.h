@@ -1,4 +1,5 @@
-// 2-D convolution (cross-correlation, as PyTorch) on NCHW tensors, by im2col over the batch and GEMMs.
+// 2-D convolution (cross-correlation, as PyTorch) by im2col over the batch and GEMMs, in either of two memory
+// layouts (Conv2dShape::layout). NCHW, the default and what the engine's tensors use:
 //
 // CPU, per chunk of nb images (chunks keep the scratch bounded):
 //   col [C*KH*KW, nb*OH*OW] = im2col(x)            one pass over the whole chunk, not one GEMM per image
@@ -17,10 +18,31 @@
 //   y     += bias                       (separate pass, only with a bias)
 //   gcol_n [K, OH*OW]  = W^T x gy_n;  gx = col2im(gcol)   (pointwise(): gx_n = W^T x gy_n, no col2im)
 //   gW    += gy' x col^T                as above: permute(gy) and im2col run only when gW is wanted
-// Kernel taps that only ever read padding are cropped away first (see LiveTaps).
+//
+// NHWC (channels last; x [N, H, W, C], weight [OC, KH, KW, C] as PyTorch's channels_last weight, y and gy
+// [N, OH, OW, OC], gx like x, gw like w). A pixel's channels are contiguous, so the rows of the GEMMs are pixels
+// and no permute is ever needed; CPU and CUDA run the same scheme:
+//   pointwise() (1x1, stride 1, pad 0), the whole batch at once, no scratch:
+//     y [N*H*W, OC] = x [N*H*W, C] x W^T;   gx = gy W;   gW = gy^T x           (one GEMM each)
+//   otherwise, per chunk of nb images (the same budget as NCHW; a strided 1x1 is this with KH*KW = 1, where
+//   im2col is just the gather of the strided pixels):
+//     col [nb*OH*OW, KH*KW*C] = im2col(x)   (row: output pixel; column (i*KW + j)*C + c: runs of C, or of
+//                                            KW*C where a whole kernel row lies inside the input)
+//     y   [nb*OH*OW, OC]      = col x W^T (+ bias per row)   written straight into y
+//     gW += gy^T x col;   gcol = gy W;   gx = col2im(gcol)   (col2im gathers per input pixel, no atomics)
+//
+// Kernel taps that only ever read padding are cropped away first (see LiveTaps), in either layout.
 // The CPU and CUDA versions have the same signatures; scratch on CUDA comes from the caching allocator. The CPU
-// also runs a 1x1 output that reads the whole unpadded input as a fully connected layer (kernels/cpu/conv.cpp).
-// The optional cuDNN versions (kernels/cudnn/conv.cpp) exist only when ENGINE_HAVE_CUDNN.
+// also runs a 1x1 output that reads the whole unpadded input as a fully connected layer (kernels/cpu/conv.cpp;
+// the same GEMM in both layouts, since one image's [C, H, W] and [H, W, C] then match the weight's order), and
+// NCHW convolutions on tiny maps as one dense-matrix GEMM.
+// The optional cuDNN versions (kernels/cudnn/conv.cpp) exist only when ENGINE_HAVE_CUDNN; for NHWC they describe
+// tensors and filter as CUDNN_TENSOR_NHWC.
+//
+// Why the layout is a field of the shape, not a second set of functions: every entry point (forward, backward,
+// the bias helpers, im2col/col2im) keeps one signature for CPU, CUDA and cuDNN, the engine's per-shape engine
+// choice and cuDNN's plan cache key on the shape anyway, and a caller that never sets it (all of today's) gets
+// NCHW unchanged. The engine's tensors carry no memory format yet, so nothing above the kernels uses NHWC.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -29,11 +51,18 @@
 
 namespace kernels {
 
+// Memory order of x, y, gy, gx and of the weight (see the top of this file).
+enum class Layout {
+  nchw,  // x [N, C, H, W], w [OC, C, KH, KW], y [N, OC, OH, OW]
+  nhwc,  // x [N, H, W, C], w [OC, KH, KW, C], y [N, OH, OW, OC] (channels last)
+};
+
 struct Conv2dShape {
-  int64_t n = 0, c = 0, h = 0, w = 0;  // input [N, C, H, W]
-  int64_t oc = 0, kh = 0, kw = 0;      // weight [OC, C, KH, KW]
+  int64_t n = 0, c = 0, h = 0, w = 0;  // input: N, C, H, W (stored in `layout` order)
+  int64_t oc = 0, kh = 0, kw = 0;      // weight: OC, C, KH, KW
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
-  int64_t oh = 0, ow = 0;  // output [N, OC, OH, OW]
+  int64_t oh = 0, ow = 0;  // output: N, OC, OH, OW
+  Layout layout = Layout::nchw;
 
   int64_t ckk() const { return c * kh * kw; }
   int64_t out_pixels() const { return oh * ow; }
@@ -84,7 +113,8 @@ constexpr int64_t kCpuConvChunkElems = int64_t(1) << 24;
 constexpr int64_t kCudaConvChunkElems = int64_t(1) << 26;
 
 // Images per chunk so that the column buffer [C*KH*KW, nb*OH*OW] and the GEMM output [OC, nb*OH*OW] each hold
-// at most max_elems elements (but always at least one image).
+// at most max_elems elements (but always at least one image). The same for NHWC, whose buffers are their
+// transposes.
 inline int64_t conv_chunk_images(const Conv2dShape& s, int64_t max_elems) {
   int64_t per_image = std::max<int64_t>(std::max(s.ckk(), s.oc) * s.out_pixels(), 1);
   return std::max<int64_t>(1, std::min<int64_t>(s.n, max_elems / per_image));
@@ -92,9 +122,10 @@ inline int64_t conv_chunk_images(const Conv2dShape& s, int64_t max_elems) {
 
 namespace cpu {
 // x: nb images [nb, C, H, W] -> col [C*KH*KW, nb*OH*OW] (row (c*KH + i)*KW + j, column img*OH*OW + oh*OW + ow).
+// NHWC: x [nb, H, W, C] -> col [nb*OH*OW, KH*KW*C] (row img*OH*OW + oh*OW + ow, column (i*KW + j)*C + c).
 template <class T>
 void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col);
-// The adjoint of im2col: x [nb, C, H, W] = sum of the col entries that read each pixel (overwrites x).
+// The adjoint of im2col: x (nb images, in s.layout) = sum of the col entries that read each pixel (overwrites x).
 template <class T>
 void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x);
 // bias may be null.
@@ -103,10 +134,10 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 // Any of gx, gw, gb may be null (not wanted). gx, gw, gb are overwritten, not accumulated.
 template <class T>
 void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb);
-// y[n, oc, :, :] += bias[oc]
+// y[n, oc, :, :] += bias[oc] (NHWC: y[n, :, :, oc])
 template <class T>
 void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y);
-// gb[oc] = sum of gy[n, oc, :, :] over n
+// gb[oc] = sum of gy[n, oc, :, :] over n (NHWC: of gy[n, :, :, oc])
 template <class T>
 void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb);
 }  // namespace cpu

@@ -37,8 +37,9 @@ void backward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s,
 }
 
 // ConvEngine::fastest: per shape, dtype, TF32 setting and direction (forward, or backward with the gradients
-// wanted), the engine that ran faster when both were timed on the first such call.
-using ChoiceKey = std::array<int64_t, 16>;
+// wanted), the engine that ran faster when both were timed on the first such call. The layout is in the key for
+// when tensors carry one (today every shape here is NCHW).
+using ChoiceKey = std::array<int64_t, 17>;
 
 ChoiceKey choice_key(const kernels::Conv2dShape& s, DType dtype, int64_t direction) {
 #if ENGINE_HAVE_CUDNN
@@ -46,8 +47,8 @@ ChoiceKey choice_key(const kernels::Conv2dShape& s, DType dtype, int64_t directi
 #else
   const int64_t tf32 = 0;
 #endif
-  return {s.n,        s.c,     s.h,     s.w,  s.oc, s.kh,           s.kw, s.stride_h,
-          s.stride_w, s.pad_h, s.pad_w, s.oh, s.ow, int64_t(dtype), tf32, direction};
+  return {s.n,     s.c,     s.h,  s.w,  s.oc,           s.kh, s.kw,      s.stride_h,       s.stride_w,
+          s.pad_h, s.pad_w, s.oh, s.ow, int64_t(dtype), tf32, direction, int64_t(s.layout)};
 }
 
 // Runs `run(engine)` with the engine chosen for `key`, choosing first if needed: both engines run once untimed

@@ -1,5 +1,7 @@
 // Convolution on the CPU: im2col over a chunk of images (OpenMP over channel x image planes), one OpenBLAS
-// GEMM per chunk, and a permute that adds the bias. See kernels/conv.h for the algorithm.
+// GEMM per chunk, and a permute that adds the bias. See kernels/conv.h for the algorithm. Channels-last (NHWC)
+// shapes go to kernels/cpu/conv_nhwc.cpp from each entry point below; the live-tap crop, the fully connected
+// case and the bf16 widening are shared by both layouts.
 #include "kernels/conv.h"
 
 #include <algorithm>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "kernels/cpu/compute_buffer.h"
+#include "kernels/cpu/conv_nhwc.h"
 #include "kernels/gemm.h"
 
 namespace kernels::cpu {
@@ -190,6 +193,7 @@ void col2im_tables(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
 
 template <class T>
 void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  if (s.layout == Layout::nhwc) return nhwc::im2col(s, x, nb, col);
   if (use_tables(s)) return im2col_tables(s, x, nb, col);
   const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, OW = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w;
@@ -225,6 +229,7 @@ void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
 
 template <class T>
 void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
+  if (s.layout == Layout::nhwc) return nhwc::col2im(s, col, nb, x);
   if (use_tables(s)) return col2im_tables(s, col, nb, x);
   const int64_t P = s.out_pixels(), NP = nb * P, HW = s.h * s.w, OW = s.ow;
   const int64_t sh = s.stride_h, sw = s.stride_w;
@@ -257,6 +262,7 @@ void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
 
 template <class T>
 void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y) {
+  if (s.layout == Layout::nhwc) return nhwc::add_bias(s, bias, y);
   const int64_t P = s.out_pixels();
 #pragma omp parallel for collapse(2) schedule(static) if (s.n * s.oc * P > kParallelMin)
   for (int64_t img = 0; img < s.n; ++img)
@@ -269,6 +275,7 @@ void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y) {
 
 template <class T>
 void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
+  if (s.layout == Layout::nhwc) return nhwc::bias_grad(s, gy, gb);
   const int64_t P = s.out_pixels();
 #pragma omp parallel for schedule(static) if (s.n * s.oc * P > kParallelMin)
   for (int64_t oc = 0; oc < s.oc; ++oc) {
@@ -288,6 +295,7 @@ namespace {
 // w [OC, C, KH, KW] -> the live taps only, [OC, C, i1 - i0, j1 - j0].
 template <class T>
 void crop_weight(const Conv2dShape& s, const LiveTaps& t, const T* w, T* wc) {
+  if (s.layout == Layout::nhwc) return nhwc::crop_weight(s, t, w, wc);
   const int64_t kh = t.i1 - t.i0, kw = t.j1 - t.j0;
   // A 3x3 weight of 512x512 channels cropped to its centre is 9 MB read per call: worth both threads.
 #pragma omp parallel for schedule(static) if (s.oc * s.ckk() > kParallelMin)
@@ -299,6 +307,7 @@ void crop_weight(const Conv2dShape& s, const LiveTaps& t, const T* w, T* wc) {
 // The reverse for the weight gradient: dead taps get 0.
 template <class T>
 void uncrop_weight_grad(const Conv2dShape& s, const LiveTaps& t, const T* gwc, T* gw) {
+  if (s.layout == Layout::nhwc) return nhwc::uncrop_weight_grad(s, t, gwc, gw);
   const int64_t kh = t.i1 - t.i0, kw = t.j1 - t.j0, KK = s.kh * s.kw;
 #pragma omp parallel for schedule(static) if (s.oc * s.ckk() > kParallelMin)
   for (int64_t oc = 0; oc < s.oc * s.c; ++oc) {
@@ -311,7 +320,8 @@ void uncrop_weight_grad(const Conv2dShape& s, const LiveTaps& t, const T* gwc, T
 
 // One output pixel that reads the whole unpadded input (a 1x1 map after a cropped 3x3, or a kernel as large as
 // its input): im2col of an image is the image itself, so the batch [N, C*H*W] is col^T and the convolution is a
-// fully connected layer, y [N, OC] = x W^T, with no im2col, permute or col2im.
+// fully connected layer, y [N, OC] = x W^T, with no im2col, permute or col2im. The same in NHWC: an image's
+// [H, W, C] is then ordered as the weight's [KH, KW, C], and y [N, 1, 1, OC] is [N, OC] in either layout.
 inline bool linear_like(const Conv2dShape& s) {
   return s.oh == 1 && s.ow == 1 && s.kh == s.h && s.kw == s.w && s.pad_h == 0 && s.pad_w == 0;
 }
@@ -362,6 +372,7 @@ DenseMap dense_map(const Conv2dShape& s) {
 // when the matrix is no larger than the column buffer im2col would fill (at small batches building it would cost
 // more than the GEMM saves; and models/memory.h sizes the CPU scratch from the im2col buffers).
 bool use_dense(const Conv2dShape& s) {
+  if (s.layout != Layout::nchw) return false;  // the dense matrix's columns are NCHW's (c, q)
   const int64_t P = s.out_pixels(), HW = s.h * s.w;
   if (P * HW > 64 || s.oc * P * s.c * HW > s.ckk() * P * conv_chunk_images(s, kChunkElems)) return false;
   return dense_map(s).pairs == P * HW;
@@ -426,6 +437,7 @@ void backward_dense(const Conv2dShape& s, const T* x, const T* w, const T* gy, T
 template <class T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   if (linear_like(s)) return forward_linear(s, x, w, bias, y);
+  if (s.layout == Layout::nhwc) return nhwc::forward(s, x, w, bias, y);
   if (use_dense(s)) return forward_dense(s, x, w, bias, y);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);
@@ -458,6 +470,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
 template <class T>
 void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   if (linear_like(s)) return backward_linear(s, x, w, gy, gx, gw);
+  if (s.layout == Layout::nhwc) return nhwc::backward(s, x, w, gy, gx, gw);
   if (use_dense(s)) return backward_dense(s, x, w, gy, gx, gw);
   const int64_t P = s.out_pixels(), K = s.ckk(), in_img = s.c * s.h * s.w, out_img = s.oc * P;
   const int64_t chunk = conv_chunk_images(s, kChunkElems);

@@ -4,12 +4,13 @@
 // the forward and col2im in the backward-data pass. im2col writes one column per thread-row (coalesced along output
 // pixels); col2im is a gather, each input pixel summing the column entries that read it, so it needs no atomics and
 // is deterministic. Index arithmetic inside the kernels is 32-bit (the host checks every chunk fits), pointer
-// offsets are 64-bit.
+// offsets are 64-bit. Channels-last (NHWC) shapes go to kernels/cuda/conv_nhwc.cu from each entry point.
 #include <climits>
 
 #include "kernels/check.h"
 #include "kernels/conv.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/conv_nhwc.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/gemm.h"
 
@@ -180,6 +181,7 @@ void permute_grad(const Conv2dShape& s, const T* gy, int64_t nb, T* gyt) {
 
 template <class T>
 void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
+  if (s.layout == Layout::nhwc) return nhwc::im2col(s, x, nb, col);
   check_index_range(s, nb);
   const int64_t P = s.out_pixels(), total = s.c * nb * P;
   if (total == 0) return;
@@ -191,6 +193,7 @@ void im2col(const Conv2dShape& s, const T* x, int64_t nb, T* col) {
 
 template <class T>
 void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
+  if (s.layout == Layout::nhwc) return nhwc::col2im(s, col, nb, x);
   check_index_range(s, nb);
   const int64_t total = nb * s.c * s.h * s.w;
   if (total == 0) return;
@@ -202,6 +205,7 @@ void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
 
 template <class T>
 void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y) {
+  if (s.layout == Layout::nhwc) return nhwc::add_bias(s, bias, y);
   const int64_t P = s.out_pixels(), total = s.n * s.oc * P;
   if (total == 0) return;
   add_bias_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(bias, y, total, P, s.oc);
@@ -210,6 +214,7 @@ void conv2d_add_bias(const Conv2dShape& s, const T* bias, T* y) {
 
 template <class T>
 void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
+  if (s.layout == Layout::nhwc) return nhwc::bias_grad(s, gy, gb);
   if (s.oc == 0) return;
   check_index_range(s, 1);
   bias_grad_kernel<<<unsigned(s.oc), kBlock, 0, stream()>>>(gy, gb, int(s.n * s.out_pixels()), int(s.out_pixels()),
@@ -337,6 +342,7 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
 
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
+  if (s.layout == Layout::nhwc) return nhwc::conv2d_forward(s, x, w, bias, y);
   if (s.n == 0) return;
   const LiveTaps t = live_taps(s);
   if (!t.crops(s)) return forward_impl(s, x, w, bias, y);
@@ -352,6 +358,7 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
 
 template <class T>
 void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw, T* gb) {
+  if (s.layout == Layout::nhwc) return nhwc::conv2d_backward(s, x, w, gy, gx, gw, gb);
   if (gb) conv2d_bias_grad(s, gy, gb);
   if (!gx && !gw) return;
   if (s.n == 0) {

@@ -4,6 +4,9 @@
 // Math: float uses CUDNN_FMA_MATH unless kernels::cuda::allow_tf32() (CUDNN_DEFAULT_MATH would let cuDNN pick
 // TF32 kernels on Ampere and newer), CUDNN_TENSOR_OP_MATH when it is; double uses CUDNN_DEFAULT_MATH.
 // Workspaces come from the caching allocator. The bias is added and reduced by our CUDA kernels.
+// Layout::nhwc describes x, y and the filter as CUDNN_TENSOR_NHWC (dimensions still given as N, C, H, W; the
+// filter [OC, KH, KW, C]), so cuDNN runs its channels-last kernels on the engine's buffers as they are; the
+// layout is part of the plan's key.
 #include "kernels/conv.h"
 
 #include <algorithm>
@@ -56,7 +59,7 @@ struct Plan {
   Choice<cudnnConvolutionBwdFilterAlgo_t> bwd_filter_algo;
 };
 
-using Key = std::array<int64_t, 13>;
+using Key = std::array<int64_t, 14>;
 
 // Descriptors for one shape and dtype; the math types are set when an algorithm is chosen.
 template <class T>
@@ -66,9 +69,10 @@ std::unique_ptr<Plan> make_plan(const Conv2dShape& s) {
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->x));
   CUDNN_CHECK(cudnnCreateTensorDescriptor(&plan->y));
   CUDNN_CHECK(cudnnCreateFilterDescriptor(&plan->w));
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, CUDNN_TENSOR_NCHW, dt, int(s.n), int(s.c), int(s.h), int(s.w)));
-  CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, CUDNN_TENSOR_NCHW, dt, int(s.n), int(s.oc), int(s.oh), int(s.ow)));
-  CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, dt, CUDNN_TENSOR_NCHW, int(s.oc), int(s.c), int(s.kh), int(s.kw)));
+  const cudnnTensorFormat_t format = s.layout == Layout::nhwc ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW;
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->x, format, dt, int(s.n), int(s.c), int(s.h), int(s.w)));
+  CUDNN_CHECK(cudnnSetTensor4dDescriptor(plan->y, format, dt, int(s.n), int(s.oc), int(s.oh), int(s.ow)));
+  CUDNN_CHECK(cudnnSetFilter4dDescriptor(plan->w, dt, format, int(s.oc), int(s.c), int(s.kh), int(s.kw)));
   for (cudnnConvolutionDescriptor_t* d : {&plan->fwd, &plan->bwd_data, &plan->bwd_filter}) {
     CUDNN_CHECK(cudnnCreateConvolutionDescriptor(d));
     CUDNN_CHECK(cudnnSetConvolution2dDescriptor(*d, int(s.pad_h), int(s.pad_w), int(s.stride_h), int(s.stride_w), 1, 1,
@@ -102,7 +106,8 @@ Plan& plan_for(const Conv2dShape& s) {
                 s.pad_h,
                 s.pad_w,
                 int64_t(data_type<T>()),
-                int64_t(kernels::cuda::allow_tf32())};
+                int64_t(kernels::cuda::allow_tf32()),
+                int64_t(s.layout)};
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache->find(key);
   if (it == cache->end()) it = cache->emplace(key, make_plan<T>(s)).first;
