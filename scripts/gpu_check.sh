@@ -6,6 +6,7 @@
 #   scripts/gpu_check.sh info tests sanitize bench train     (any subset, in that order)
 #   scripts/gpu_check.sh bf16                                 (issue 15: bf16 kernels, speed and accuracy, ~9 min)
 #   scripts/gpu_check.sh graphs                               (issue 15: CUDA graphs, replay vs eager, ~5 min)
+#   scripts/gpu_check.sh nhwc                                 (issue 15: NHWC kernels vs CPU, NCHW vs NHWC, ~3 min)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -109,6 +110,16 @@ for what in "$@"; do
     TAIL=4 phase graphs_train 90 .gpu/bin/train_fmnist resnet20 --device cuda --data "$data" --resize 28 \
       --epochs 1 --normalize --lr 0.1 --precision bf16 --cuda-graphs on --out "$OUT/run_graphs"
     rm -f "$OUT/run_graphs"/*.safetensors
+    ;;
+  nhwc)
+    # The NHWC kernels (ours and cuDNN's) against the CPU, memcheck on ours, then NCHW beside NHWC per layer.
+    phase nhwc_tests 120 .gpu/bin/engine_tests "[nhwc]" --durations yes
+    phase nhwc_memcheck "${SAN_LIMIT:-120}" compute-sanitizer --tool memcheck --error-exitcode 9 \
+      .gpu/bin/engine_tests "[nhwc][cuda]~[cudnn]"
+    for p in bf16 fp32; do
+      TAIL=${KTAIL:-12} phase "nhwc_kernels_r50_$p" 150 .gpu/bin/bench_kernels --device cuda --model resnet50 \
+        --batch 128 --ops conv --layout both --precision "$p"
+    done
     ;;
   *) echo "gpu_check: unknown phase '$what'" >&2 ;;
   esac
