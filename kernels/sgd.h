@@ -12,7 +12,11 @@
 namespace kernels {
 
 struct SgdParams {
-  double lr = 0.05, momentum = 0.0, weight_decay = 0.0;
+  // The learning rate: one element of the parameters' type T, in memory on their device (device memory for the
+  // CUDA twin, read inside the kernel), not a value baked into the launch, so that a captured CUDA graph replays
+  // with whatever rate the optimizer last wrote there (engine/optim/sgd.h set_lr). Never null.
+  const void* lr = nullptr;
+  double momentum = 0.0, weight_decay = 0.0;
   bool nesterov = false;
   bool first_step = false;  // momentum buffer not yet initialised
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/ops.h"
 #include "engine/ops/common.h"
 #include "kernels/sgd.h"
 
@@ -10,6 +11,15 @@ namespace engine::optim {
 namespace {
 std::vector<ParamGroup> one_group(std::vector<Tensor> params, double weight_decay) {
   return {ParamGroup{std::move(params), weight_decay}};
+}
+
+// Stores T(lr), the value the kernels used to take by argument, so the update is bitwise what it was.
+void write_lr(Tensor& t, double lr) {
+  dispatch_compute("SGD", t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T v = static_cast<T>(lr);
+    copy_from_host(*t.impl()->storage, &v, sizeof v);
+  });
 }
 }  // namespace
 
@@ -30,6 +40,15 @@ SGD::SGD(const std::vector<ParamGroup>& groups, SgdOptions options) : options_(o
     check_computable("SGD", "a parameter", params_[i]);
     if (i) check_same("SGD", {{"parameter 0", params_[0]}, {"another parameter", params_[i]}});
   }
+  lr_ = params_.empty() ? Tensor::empty({1}) : Tensor::empty({1}, params_[0].dtype(), params_[0].device());
+  write_lr(lr_, options_.lr);
+}
+
+void SGD::set_lr(double lr) {
+  ENGINE_CHECK(lr >= 0, "SGD: lr ", lr, " must be non-negative");
+  if (lr == options_.lr) return;
+  write_lr(lr_, lr);
+  options_.lr = lr;
 }
 
 void SGD::step() {
@@ -56,7 +75,7 @@ void SGD::step() {
                          params_[i].numel()});
       }
       if (table.empty()) continue;
-      kernels::SgdParams p{options_.lr, options_.momentum, wd, options_.nesterov, first};
+      kernels::SgdParams p{lr_.raw_data(), options_.momentum, wd, options_.nesterov, first};
       dispatch_compute("SGD", params_[0].dtype(), [&](auto tag) {
         using T = decltype(tag);
         ENGINE_KERNEL("SGD", params_[0], sgd_update<T>, table.data(), static_cast<int>(table.size()), p);

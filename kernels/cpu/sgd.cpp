@@ -1,10 +1,13 @@
 #include "kernels/sgd.h"
 
+#include "kernels/check.h"
+
 namespace kernels::cpu {
 
 template <class T>
 void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p) {
-  const T lr = T(p.lr), mom = T(p.momentum), wd = T(p.weight_decay);
+  KERNELS_CHECK(p.lr, "sgd_update: no learning rate (SgdParams::lr is null)");
+  const T lr = *static_cast<const T*>(p.lr), mom = T(p.momentum), wd = T(p.weight_decay);
   for (int t = 0; t < count; ++t) {
     T* w = static_cast<T*>(tensors[t].w);
     const T* grad = static_cast<const T*>(tensors[t].g);
