@@ -21,6 +21,17 @@ void write_lr(Tensor& t, double lr) {
     copy_from_host(*t.impl()->storage, &v, sizeof v);
   });
 }
+
+// A parameter's bf16 copy for the kernel to write next to the new weight, or null when it has none. Even a stale
+// copy (the master written since) is handed over: the kernel rewrites every element from the new weight.
+kernels::bf16* bf16_copy_of(const Tensor& param) {
+  const TensorImpl& m = *param.impl();
+  if (!m.bf16_copy) return nullptr;
+  const Tensor copy(m.bf16_copy);
+  ENGINE_CHECK(copy.dtype() == DType::bf16 && copy.shape() == param.shape() && copy.device() == param.device(),
+               "SGD: the bf16 copy ", copy.str(), " does not match its parameter ", param.str());
+  return copy.data<kernels::bf16>();
+}
 }  // namespace
 
 SGD::SGD(std::vector<Tensor> params, SgdOptions options)
@@ -57,6 +68,7 @@ void SGD::step() {
   // created; the decays are those of the parameter groups (one or two values in practice).
   std::vector<bool> fresh(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) fresh[i] = options_.momentum > 0 && !buffers_[i].defined();
+  std::vector<size_t> updated;  // the parameters written below
   std::vector<double> decays;
   for (double wd : weight_decay_)
     if (std::find(decays.begin(), decays.end(), wd) == decays.end()) decays.push_back(wd);
@@ -72,7 +84,8 @@ void SGD::step() {
         if (fresh[i] != first) continue;
         if (fresh[i]) buffers_[i] = Tensor::empty(params_[i].shape(), params_[i].dtype(), params_[i].device());
         table.push_back({params_[i].raw_data(), g.raw_data(), buffers_[i].defined() ? buffers_[i].raw_data() : nullptr,
-                         params_[i].numel()});
+                         params_[i].numel(), bf16_copy_of(params_[i])});
+        updated.push_back(i);
       }
       if (table.empty()) continue;
       kernels::SgdParams p{lr_.raw_data(), options_.momentum, wd, options_.nesterov, first};
@@ -81,6 +94,12 @@ void SGD::step() {
         ENGINE_KERNEL("SGD", params_[0], sgd_update<T>, table.data(), static_cast<int>(table.size()), p);
       });
     }
+  // The masters changed in place: a new version, and their copies, written by the same kernel, are current for it.
+  for (size_t i : updated) {
+    params_[i].bump_version();
+    TensorImpl& m = *params_[i].impl();
+    if (m.bf16_copy) m.bf16_copy_version = params_[i].version();
+  }
 }
 
 void SGD::zero_grad() {

@@ -12,9 +12,10 @@ void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p) {
     T* w = static_cast<T*>(tensors[t].w);
     const T* grad = static_cast<const T*>(tensors[t].g);
     T* buf = static_cast<T*>(tensors[t].buf);
+    bf16* low = tensors[t].w_bf16;
     const int64_t n = tensors[t].n;
 #pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) sgd_step(w, grad, buf, i, lr, mom, wd, p.nesterov, p.first_step);
+    for (int64_t i = 0; i < n; ++i) sgd_step(w, grad, buf, low, i, lr, mom, wd, p.nesterov, p.first_step);
   }
 }
 

@@ -12,8 +12,9 @@ __global__ void sgd_kernel(TensorTable<SgdTensor> table, const T* lr_ptr, T mom,
   T* w = static_cast<T*>(st.w);
   const T* grad = static_cast<const T*>(st.g);
   T* buf = static_cast<T*>(st.buf);
+  bf16* low = st.w_bf16;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < st.n; i += (int64_t)blockDim.x * gridDim.x)
-    sgd_step(w, grad, buf, i, lr, mom, wd, nesterov, first_step);
+    sgd_step(w, grad, buf, low, i, lr, mom, wd, nesterov, first_step);
 }
 }  // namespace
 
