@@ -47,7 +47,7 @@ TEST_CASE("SGD: parameters without a gradient are left alone, bad options are re
   REQUIRE_THROWS_WITH(optim::SGD({a}, {0.1, 0.0, 0.0, true}), Catch::Contains("Nesterov needs momentum"));
 }
 
-TEST_CASE("SGD: set_lr between steps takes effect; the kernel reads the rate from the optimizer's tensor",
+TEST_CASE("SGD: set_lr between steps takes effect, and the kernel reads the rate from the optimizer's tensor",
           "[optim][sgd]") {
   Tensor w = Tensor::from_vector({1.0}, {1}, DType::f32);
   w.set_requires_grad(true);
