@@ -471,8 +471,9 @@ class Bench {
       keep.insert(keep.end(), {w, g, b});
       total += p.numel();
     }
+    const Tensor lr = Tensor::full({1}, 1e-6, DType::f32, o_.dev);  // read by the kernel, as the optimizer's
     kernels::SgdParams sp;
-    sp.lr = 1e-6, sp.momentum = 0.9, sp.weight_decay = 1e-4;
+    sp.lr = lr.raw_data(), sp.momentum = 0.9, sp.weight_decay = 1e-4;
     row(
         "sgd", "native", DType::f32, engine::cat(table.size(), " tensors, ", total, " params"), 1, 0, 5.0 * total * 4,
         [&] {

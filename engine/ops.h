@@ -24,6 +24,10 @@ Tensor flatten(const Tensor& x);
 // to x's dtype, as PyTorch's .to(dtype). x itself when it already has that dtype. Mixed precision is built from
 // it: float32 master weights cast to bf16 for a layer, logits cast to float32 for the loss.
 Tensor cast(const Tensor& x, DType dtype);
+// cast(x, converted.dtype()) whose result is already at hand: `converted` must hold x's values converted (the
+// caller's promise; a parameter's cached bf16 copy, nn::param_for_input). Returns a new handle on converted's
+// memory with the same backward as cast (the gradient converted to x's dtype) recorded; no kernel runs.
+Tensor cast_precomputed(const Tensor& x, const Tensor& converted);
 
 // ---------------- linear (engine/ops/linear.cpp) ----------------
 // linear: x [N, in] @ weight[out, in]^T + bias[out] -> [N, out] (bias optional), as torch.nn.functional.linear.

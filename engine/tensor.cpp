@@ -169,6 +169,9 @@ void* Tensor::raw_data() const {
   return static_cast<char*>(t.storage->data()) + t.offset * dtype_size(t.dtype);
 }
 
+uint64_t Tensor::version() const { return impl_of(impl_).storage->version(); }
+void Tensor::bump_version() const { impl_of(impl_).storage->bump_version(); }
+
 std::string Tensor::str() const {
   if (!defined()) return "undefined tensor";
   return cat(dtype_name(dtype()), shape_str(shape()), " on ", device().str());
@@ -181,6 +184,7 @@ void Tensor::fill_(double value) {
     using T = decltype(tag);
     ENGINE_KERNEL("fill_", *this, fill<T>, data<T>(), kernels::convert_value<T>(value), n);
   });
+  bump_version();
 }
 
 void Tensor::copy_(const Tensor& src) {
@@ -188,6 +192,7 @@ void Tensor::copy_(const Tensor& src) {
                " does not match destination ", str());
   std::size_t bytes = numel() * dtype_size(dtype());
   if (bytes == 0) return;
+  bump_version();
   if (!is_cuda() && !src.is_cuda()) {
     std::memcpy(raw_data(), src.raw_data(), bytes);
     return;
@@ -257,6 +262,7 @@ Tensor Tensor::detach() const {
   impl->requires_grad = false;
   impl->grad = nullptr;
   impl->grad_fn = nullptr;
+  impl->bf16_copy = nullptr;
   return Tensor(impl);
 }
 

@@ -37,11 +37,18 @@ class Storage {
   void* data() const { return data_; }
   std::size_t bytes() const { return bytes_; }
   Device device() const { return device_; }
+  // The version counter (as PyTorch's): every in-place write of this memory after the op that made it bumps it
+  // (fill_, copy_, copy_from_host, the optimizer, the EMA, and so the initialisers and checkpoint loads that use
+  // them). A copy derived from the storage (a parameter's bf16 copy, nn::param_for_input) records the version it
+  // was made from; a different version means the copy is stale. A new writer of parameters must bump it too.
+  uint64_t version() const { return version_; }
+  void bump_version() { ++version_; }
 
  private:
   void* data_ = nullptr;
   std::size_t bytes_ = 0;
   Device device_;
+  uint64_t version_ = 0;
 };
 
 // Bytes of CPU tensor storage held now and the most held since the last reset (process-wide; the CUDA
@@ -90,8 +97,10 @@ class Tensor {
   Tensor reshape(const Shape& shape) const;  // view; one dim may be -1; differentiable
   std::vector<double> to_vector() const;     // copies values to the host as doubles
   double item() const;                       // value of a one-element tensor
-  void fill_(double value);                  // in place, no autograd
-  void copy_(const Tensor& src);             // in place from same shape/dtype (any device), no autograd
+  void fill_(double value);                  // in place, no autograd; bumps the version
+  void copy_(const Tensor& src);             // in place from same shape/dtype (any device), no autograd; bumps
+  uint64_t version() const;                  // of the storage (Storage::version)
+  void bump_version() const;                 // after writing the memory in place by other means (a kernel)
 
   // ---- autograd ----
   bool requires_grad() const;
@@ -119,6 +128,11 @@ struct TensorImpl {
   bool requires_grad = false;
   std::shared_ptr<TensorImpl> grad;
   std::shared_ptr<Node> grad_fn;
+  // Mixed precision: this float32 parameter's bf16 copy and the version of `storage` it equals. Made by
+  // nn::param_for_input, refreshed by SGD in its update kernel; here, with the parameter's handle, because that
+  // is what both the layer and the optimizer hold. detach() does not carry it over.
+  std::shared_ptr<TensorImpl> bf16_copy;
+  uint64_t bf16_copy_version = 0;
 };
 
 template <class T>

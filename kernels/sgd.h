@@ -3,6 +3,10 @@
 //   buf = first_step ? g : momentum * buf + g          (only when momentum != 0)
 //   step = nesterov ? g + momentum * buf : buf         (g itself when momentum == 0)
 //   w -= lr * step
+//   w_bf16 = bf16(w)                                    (only for a parameter with a bf16 copy)
+// The last line is mixed precision's: a float32 master's bf16 copy, which the layers read (engine/nn/layers.h
+// param_for_input), is rounded (to nearest even, as engine::cast) from the new weight in the same pass, instead of
+// a cast kernel re-reading every weight in the next forward.
 #pragma once
 #include <cstdint>
 
@@ -12,23 +16,29 @@
 namespace kernels {
 
 struct SgdParams {
-  double lr = 0.05, momentum = 0.0, weight_decay = 0.0;
+  // The learning rate: one element of the parameters' type T, in memory on their device (device memory for the
+  // CUDA twin, read inside the kernel), not a value baked into the launch, so that a captured CUDA graph replays
+  // with whatever rate the optimizer last wrote there (engine/optim/sgd.h set_lr). Never null.
+  const void* lr = nullptr;
+  double momentum = 0.0, weight_decay = 0.0;
   bool nesterov = false;
   bool first_step = false;  // momentum buffer not yet initialised
 };
 
-// One parameter tensor of n elements; buf may be null when momentum == 0.
+// One parameter tensor of n elements; buf may be null when momentum == 0; w_bf16 (n elements, on the same device)
+// is null for a parameter without a bf16 copy.
 struct SgdTensor {
   void* w = nullptr;
   const void* g = nullptr;
   void* buf = nullptr;
   int64_t n = 0;
+  bf16* w_bf16 = nullptr;
 };
 
 // Element i's update, the formula above: both twins run it. buf is read only when momentum != 0.
 template <class T>
-KERNELS_HOST_DEVICE inline void sgd_step(T* w, const T* grad, T* buf, int64_t i, T lr, T momentum, T weight_decay,
-                                         bool nesterov, bool first_step) {
+KERNELS_HOST_DEVICE inline void sgd_step(T* w, const T* grad, T* buf, bf16* w_bf16, int64_t i, T lr, T momentum,
+                                         T weight_decay, bool nesterov, bool first_step) {
   T g = grad[i] + weight_decay * w[i];
   if (momentum != T(0)) {
     const T b = first_step ? g : momentum * buf[i] + g;
@@ -36,6 +46,7 @@ KERNELS_HOST_DEVICE inline void sgd_step(T* w, const T* grad, T* buf, int64_t i,
     g = nesterov ? g + momentum * b : b;
   }
   w[i] -= lr * g;
+  if (w_bf16) w_bf16[i] = convert_value<bf16>(w[i]);
 }
 
 namespace cpu {

@@ -1,14 +1,35 @@
 #include "engine/nn/layers.h"
 
+#include <atomic>
 #include <cmath>
 
 #include "engine/random.h"
 
 namespace engine::nn {
 
+namespace {
+std::atomic<bool> g_bf16_cache{true};
+std::atomic<int64_t> g_bf16_casts{0};
+}  // namespace
+
+void set_bf16_weight_cache(bool on) { g_bf16_cache = on; }
+bool bf16_weight_cache() { return g_bf16_cache; }
+int64_t bf16_weight_casts() { return g_bf16_casts; }
+
 Tensor param_for_input(const Tensor& param, const Tensor& x) {
-  if (param.defined() && x.dtype() == DType::bf16 && param.dtype() == DType::f32) return cast(param, DType::bf16);
-  return param;
+  if (!param.defined() || x.dtype() != DType::bf16 || param.dtype() != DType::f32) return param;
+  // Only a leaf is cached: a computed weight's value is its graph's, and it is made afresh each time anyway.
+  if (!g_bf16_cache || param.grad_fn()) {
+    ++g_bf16_casts;
+    return cast(param, DType::bf16);
+  }
+  TensorImpl& master = *param.impl();
+  if (!master.bf16_copy || master.bf16_copy_version != param.version()) {
+    ++g_bf16_casts;
+    master.bf16_copy = param.detach().to(DType::bf16).impl();  // detached: no graph, nothing saved
+    master.bf16_copy_version = param.version();
+  }
+  return cast_precomputed(param, Tensor(master.bf16_copy));
 }
 
 Tensor forward_logits(Module& model, const Tensor& x, DType activations) {

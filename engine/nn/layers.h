@@ -12,7 +12,20 @@ namespace engine::nn {
 // a layer whose input is bf16 casts its float32 weight and bias to bf16 for its op (differentiable: their
 // gradients come back as float32), batch norm takes bf16 activations with float32 parameters and statistics. Any
 // other mismatch of dtypes is the op's error.
+//
+// The bf16 weights are cached: a parameter (a leaf) keeps its bf16 copy (TensorImpl::bf16_copy) with the version
+// of its storage it was made from (Storage::version). A forward reuses the copy while the versions agree and
+// casts afresh (and caches) when they differ, i.e. after any in-place write of the master that SGD did not
+// follow. SGD writes the copy in its update kernel, right after each new weight (kernels/sgd.h), so in training
+// the copy is always current and no forward casts. The result is differentiable back to the master exactly as
+// cast (engine::cast_precomputed).
 Tensor param_for_input(const Tensor& param, const Tensor& x);
+// The cache is on by default; off, every call casts as before (for tests and for ruling the cache out).
+void set_bf16_weight_cache(bool on);
+bool bf16_weight_cache();
+// How many float32 -> bf16 weight conversions param_for_input has run, process-wide (cache misses, and every
+// call with the cache off): tests see with it that the cache is used.
+int64_t bf16_weight_casts();
 // A classifier's logits under mixed precision: x cast to `activations` (bf16, or x's own dtype for a plain
 // forward), the model run on it, the logits cast back to float32 for the loss and the metrics.
 Tensor forward_logits(Module& model, const Tensor& x, DType activations);

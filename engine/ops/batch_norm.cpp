@@ -115,6 +115,10 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
       ENGINE_KERNEL(op, x, batch_norm_forward_eval<T>, px, pg, pb, rm, rv, py, pm, pi, s, eps, relu, pr);
     }
   });
+  if (training && running_mean.defined()) {  // updated in place (Storage::version)
+    running_mean.bump_version();
+    running_var.bump_version();
+  }
 
   // With a residual, backward masks with the saved output (y > 0, exactly the forward's ReLU; free, since the
   // next layer keeps y anyway) rather than recomputing bn(x) + r. Detached: the closure must not own y's node.

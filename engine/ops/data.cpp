@@ -11,6 +11,7 @@ namespace engine {
 void copy_from_host(Storage& dst, const void* src, std::size_t bytes) {
   ENGINE_CHECK(bytes <= dst.bytes(), "copy_from_host: ", bytes, " bytes do not fit a storage of ", dst.bytes());
   if (bytes == 0) return;
+  dst.bump_version();
   if (dst.device().is_cpu()) {
     std::memcpy(dst.data(), src, bytes);
   } else {

@@ -63,6 +63,17 @@ Tensor cast(const Tensor& x, DType dtype) {
   return y;
 }
 
+Tensor cast_precomputed(const Tensor& x, const Tensor& converted) {
+  check_storage("cast", "x", x);
+  check_storage("cast", "converted", converted);
+  ENGINE_CHECK(converted.shape() == x.shape() && converted.dtype() != x.dtype() && converted.device() == x.device(),
+               "cast: a precomputed result ", converted.str(), " is no conversion of ", x.str());
+  Tensor y = converted.detach();  // a handle of its own: the node recorded below must not land on the cache
+  const DType from = x.dtype();
+  record(y, "cast", {x}, [from](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g.to(from)}; });
+  return y;
+}
+
 Tensor flatten(const Tensor& x) {
   check_defined("flatten", "x", x);
   ENGINE_CHECK(x.dim() >= 1, "flatten: needs at least one dimension, got a scalar");

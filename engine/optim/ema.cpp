@@ -49,6 +49,8 @@ void ModelEma::update(const nn::Module& model) {
   };
   run(float{}, f32);
   run(double{}, f64);
+  // The averages changed in place (one of them is a model's parameter while EmaScope has swapped them in).
+  for (auto& [name, e] : shadow_) e.bump_version();
 }
 
 nn::NamedTensors ModelEma::checkpoint_tensors() const {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/ops.h"
 #include "engine/ops/common.h"
 #include "kernels/sgd.h"
 
@@ -10,6 +11,22 @@ namespace engine::optim {
 namespace {
 std::vector<ParamGroup> one_group(std::vector<Tensor> params, double weight_decay) {
   return {ParamGroup{std::move(params), weight_decay}};
+}
+
+// Stores T(lr), the value the kernels used to take by argument, so the update is bitwise what it was.
+// On CUDA a fill kernel queued on the stream: a host-to-device copy would wait for the queued steps (a host sync
+// per step under a schedule, which CUDA graphs and the eager pipeline both lose by).
+void write_lr(Tensor& t, double lr) { t.fill_(lr); }
+
+// A parameter's bf16 copy for the kernel to write next to the new weight, or null when it has none. Even a stale
+// copy (the master written since) is handed over: the kernel rewrites every element from the new weight.
+kernels::bf16* bf16_copy_of(const Tensor& param) {
+  const TensorImpl& m = *param.impl();
+  if (!m.bf16_copy) return nullptr;
+  const Tensor copy(m.bf16_copy);
+  ENGINE_CHECK(copy.dtype() == DType::bf16 && copy.shape() == param.shape() && copy.device() == param.device(),
+               "SGD: the bf16 copy ", copy.str(), " does not match its parameter ", param.str());
+  return copy.data<kernels::bf16>();
 }
 }  // namespace
 
@@ -30,6 +47,15 @@ SGD::SGD(const std::vector<ParamGroup>& groups, SgdOptions options) : options_(o
     check_computable("SGD", "a parameter", params_[i]);
     if (i) check_same("SGD", {{"parameter 0", params_[0]}, {"another parameter", params_[i]}});
   }
+  lr_ = params_.empty() ? Tensor::empty({1}) : Tensor::empty({1}, params_[0].dtype(), params_[0].device());
+  write_lr(lr_, options_.lr);
+}
+
+void SGD::set_lr(double lr) {
+  ENGINE_CHECK(lr >= 0, "SGD: lr ", lr, " must be non-negative");
+  if (lr == options_.lr) return;
+  write_lr(lr_, lr);
+  options_.lr = lr;
 }
 
 void SGD::step() {
@@ -38,6 +64,7 @@ void SGD::step() {
   // created; the decays are those of the parameter groups (one or two values in practice).
   std::vector<bool> fresh(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) fresh[i] = options_.momentum > 0 && !buffers_[i].defined();
+  std::vector<size_t> updated;  // the parameters written below
   std::vector<double> decays;
   for (double wd : weight_decay_)
     if (std::find(decays.begin(), decays.end(), wd) == decays.end()) decays.push_back(wd);
@@ -53,15 +80,22 @@ void SGD::step() {
         if (fresh[i] != first) continue;
         if (fresh[i]) buffers_[i] = Tensor::empty(params_[i].shape(), params_[i].dtype(), params_[i].device());
         table.push_back({params_[i].raw_data(), g.raw_data(), buffers_[i].defined() ? buffers_[i].raw_data() : nullptr,
-                         params_[i].numel()});
+                         params_[i].numel(), bf16_copy_of(params_[i])});
+        updated.push_back(i);
       }
       if (table.empty()) continue;
-      kernels::SgdParams p{options_.lr, options_.momentum, wd, options_.nesterov, first};
+      kernels::SgdParams p{lr_.raw_data(), options_.momentum, wd, options_.nesterov, first};
       dispatch_compute("SGD", params_[0].dtype(), [&](auto tag) {
         using T = decltype(tag);
         ENGINE_KERNEL("SGD", params_[0], sgd_update<T>, table.data(), static_cast<int>(table.size()), p);
       });
     }
+  // The masters changed in place: a new version, and their copies, written by the same kernel, are current for it.
+  for (size_t i : updated) {
+    params_[i].bump_version();
+    TensorImpl& m = *params_[i].impl();
+    if (m.bf16_copy) m.bf16_copy_version = params_[i].version();
+  }
 }
 
 void SGD::zero_grad() {

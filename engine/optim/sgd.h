@@ -1,5 +1,7 @@
 // SGD with momentum, Nesterov and weight decay (torch.optim.SGD semantics, dampening 0). One fused update
-// over all parameters per step; the momentum buffers are state a checkpoint saves.
+// over all parameters per step; the momentum buffers are state a checkpoint saves. The learning rate lives in a
+// one-element tensor on the parameters' device that the update kernel reads (kernels/sgd.h), so a captured CUDA
+// graph of the step replays with the rate set_lr wrote last.
 #pragma once
 #include <vector>
 
@@ -25,10 +27,18 @@ class SGD {
   SGD(std::vector<Tensor> params, SgdOptions options);
   // Groups with their own weight decay (options.weight_decay is then unused); parameters keep the groups' order.
   SGD(const std::vector<ParamGroup>& groups, SgdOptions options);
+  // Movable, not copyable: two optimizers sharing one learning-rate tensor would overwrite each other's rate.
+  SGD(SGD&&) = default;
+  SGD& operator=(SGD&&) = default;
+  SGD(const SGD&) = delete;
+  SGD& operator=(const SGD&) = delete;
   void step();       // parameters without a gradient are skipped
   void zero_grad();  // drops every parameter's gradient
-  void set_lr(double lr) { options_.lr = lr; }
+  // Writes the rate into lr_tensor() when it changed (a host-to-device copy on CUDA, a store on the CPU).
+  void set_lr(double lr);
   double lr() const { return options_.lr; }
+  // The one-element tensor the update kernel reads the rate from (the parameters' dtype and device).
+  const Tensor& lr_tensor() const { return lr_; }
   const SgdOptions& options() const { return options_; }
   // Momentum buffers, one per parameter (undefined until the first step touches it); for checkpoints.
   std::vector<Tensor>& momentum_buffers() { return buffers_; }
@@ -40,6 +50,7 @@ class SGD {
   std::vector<double> weight_decay_;  // per parameter
   std::vector<Tensor> buffers_;
   SgdOptions options_;
+  Tensor lr_;  // options_.lr in the parameters' dtype, on their device
 };
 
 }  // namespace engine::optim

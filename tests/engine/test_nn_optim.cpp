@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include "engine/nn.h"
+#include "kernels/sgd.h"
 #include "tests/gradcheck.h"
 
 using namespace engine;
@@ -46,6 +47,42 @@ TEST_CASE("SGD: parameters without a gradient are left alone, bad options are re
   REQUIRE_THROWS_WITH(optim::SGD({a}, {0.1, 0.0, 0.0, true}), Catch::Contains("Nesterov needs momentum"));
 }
 
+TEST_CASE("SGD: set_lr between steps takes effect, and the kernel reads the rate from the optimizer's tensor",
+          "[optim][sgd]") {
+  Tensor w = Tensor::from_vector({1.0}, {1}, DType::f32);
+  w.set_requires_grad(true);
+  optim::SGD sgd({w}, {0.1, 0.0, 0.0, false});
+  REQUIRE(sgd.lr_tensor().dtype() == DType::f32);
+  REQUIRE(sgd.lr_tensor().device() == w.device());
+  REQUIRE(sgd.lr_tensor().item() == static_cast<double>(0.1f));
+  auto step = [&] {
+    w.set_grad(Tensor::from_vector({0.5}, {1}, DType::f32));
+    sgd.step();
+    return w.item();
+  };
+  REQUIRE(step() == static_cast<double>(1.0f - 0.1f * 0.5f));
+  sgd.set_lr(0.2);
+  REQUIRE(sgd.lr() == 0.2);
+  REQUIRE(sgd.lr_tensor().item() == static_cast<double>(0.2f));
+  const float after_two = (1.0f - 0.1f * 0.5f) - 0.2f * 0.5f;
+  REQUIRE(step() == static_cast<double>(after_two));
+  // What the kernel reads is the tensor, not a value passed at launch: written behind set_lr's back, it rules.
+  Tensor lr = sgd.lr_tensor();
+  lr.fill_(1.0);
+  REQUIRE(step() == static_cast<double>(after_two - 0.5f));
+  REQUIRE_THROWS_WITH(sgd.set_lr(-1.0), Catch::Contains("must be non-negative"));
+  // The kernels themselves refuse a missing rate.
+  float wv = 1.f, gv = 1.f;
+  kernels::SgdTensor t{&wv, &gv, nullptr, 1};
+  REQUIRE_THROWS_WITH(kernels::cpu::sgd_update<float>(&t, 1, kernels::SgdParams{}),
+                      Catch::Contains("no learning rate"));
+  // A float64 model's rate is float64 (T(lr), as the kernels computed it before).
+  Tensor d = Tensor::from_vector({1.0}, {1}, DType::f64);
+  optim::SGD sd({d}, {0.1, 0.0, 0.0, false});
+  REQUIRE(sd.lr_tensor().dtype() == DType::f64);
+  REQUIRE(sd.lr_tensor().item() == 0.1);
+}
+
 TEST_CASE("modules: dotted names, train/eval, dtype moves keep leaves", "[nn]") {
   auto seq = std::make_shared<nn::Sequential>();
   seq->push_back(std::make_shared<nn::Linear>(4, 3));
@@ -82,7 +119,12 @@ TEST_CASE("CUDA: elementwise ops, ReLU and SGD agree with the CPU", "[cuda][elem
     optim::SgdOptions opt{0.1, 0.9, 1e-3, true};
     Tensor w = a.detach().clone().set_requires_grad(true), wc = w.detach().to(Device::cuda()).set_requires_grad(true);
     optim::SGD s({w}, opt), sc({wc}, opt);
+    REQUIRE(sc.lr_tensor().is_cuda());
     for (int i = 0; i < 3; ++i) {
+      if (i == 2) {  // the rate reaches the CUDA kernel through device memory
+        s.set_lr(0.03);
+        sc.set_lr(0.03);
+      }
       w.set_grad(g);
       wc.set_grad(g.to(Device::cuda()));
       s.step();
