@@ -76,7 +76,14 @@ bool ModelEma::load(const std::string& path) {
 }
 
 void ModelEma::swap(nn::Module& model) {
+  // Going in, the averages drop their bf16 copies: a replayed CUDA graph (engine/step_graph.h) updates them on the
+  // device without the host's version bump, so a copy made at an earlier evaluation could look current. The
+  // masters keep theirs: SGD refreshes those in the step itself, graph or not, and a graph writes into them.
+  if (!swapped_)
+    for (auto& [name, t] : shadow_)
+      if (t.defined()) t.impl()->bf16_copy = nullptr;
   for (auto& [name, t] : shadow_) std::swap(model.find(name), t);
+  swapped_ = !swapped_;
 }
 
 }  // namespace engine::optim

@@ -33,6 +33,7 @@ class ModelEma {
  private:
   double decay_;
   nn::NamedTensors shadow_;
+  bool swapped_ = false;  // the averages are in the model's slots
 };
 
 // Evaluates with the averages for the scope's lifetime (nothing when ema is null); restores on exceptions too.

@@ -259,6 +259,28 @@ TEST_CASE("bf16 weight cache: the EMA's update, swap and restore leave no stale 
   }
 }
 
+TEST_CASE("bf16 weight cache: the averages' copies are remade at each swap, even after a write the host did not see",
+          "[mixed][ema][graphs]") {
+  // A replayed CUDA graph updates the averages on the device and bumps no version on the host; here a raw write
+  // behind the tensors' back stands in for it.
+  auto net = small_net(5);
+  net->eval();
+  optim::ModelEma ema(*net, 0.5);
+  const Batch b = batch(6, 6, 6);
+  {
+    optim::EmaScope scope(&ema, *net);
+    require_forward_uses_current_copies(*net, b);  // the averages get copies here
+  }
+  for (const auto& [name, t] : ema.tensors())
+    if (t.dtype() == DType::f32) {
+      float* p = t.data<float>();
+      for (int64_t i = 0; i < t.numel(); ++i) p[i] = 0.25f * p[i] + 0.125f;  // no bump_version()
+    }
+  optim::EmaScope scope(&ema, *net);
+  require_forward_uses_current_copies(*net, b);
+  require_copies_current(small_cast_params(*net));
+}
+
 TEST_CASE("bf16 weight cache: 3 training steps give the same losses and weights bit for bit with and without it",
           "[mixed][sgd][models]") {
   auto run = [](bool cache) {
