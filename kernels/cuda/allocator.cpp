@@ -105,6 +105,12 @@ int create_private_pool() {
   return allocator().cache.create_pool();
 }
 
+void empty_cache() {
+  bind_thread();
+  std::lock_guard<std::mutex> lock(allocator().mu);
+  allocator().release_cache();
+}
+
 void set_allocation_pool(int pool) {
   std::lock_guard<std::mutex> lock(allocator().mu);
   allocator().cache.set_active_pool(pool);

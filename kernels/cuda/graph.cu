@@ -30,6 +30,9 @@ std::string Graph::capture(const std::function<void()>& body) {
   cudaStream_t s = stream();
   // Work queued before the capture must not be part of it, and the pool must start on a quiet stream.
   CUDA_CHECK(cudaStreamSynchronize(s));
+  // The capture's pool starts empty, so it allocates a whole step afresh: give the general cache's free blocks
+  // back first, so that the step fits twice only where it has to (the eager path refills the cache later).
+  empty_cache();
   pool_ = create_private_pool();
   set_allocation_pool(pool_);
   std::string why;

@@ -47,6 +47,8 @@ void reset_peak_stats();
 // Private pools for CUDA graphs (kernels/cuda/block_cache.h): a capture allocates from its own pool, whose blocks
 // serve nobody else until retire_private_pool() after the graph is destroyed.
 int create_private_pool();
+// Gives the general cache's free blocks back to the driver (cudaFree); live blocks and private pools are kept.
+void empty_cache();
 void set_allocation_pool(int pool);  // 0: the general cache
 void retire_private_pool(int pool);
 
