@@ -3,7 +3,9 @@
 #include <atomic>
 #include <cmath>
 
+#include "engine/ops/common.h"
 #include "engine/random.h"
+#include "kernels/elementwise.h"
 
 namespace engine::nn {
 
@@ -24,9 +26,16 @@ Tensor param_for_input(const Tensor& param, const Tensor& x) {
     return cast(param, DType::bf16);
   }
   TensorImpl& master = *param.impl();
-  if (!master.bf16_copy || master.bf16_copy_version != param.version()) {
+  if (!master.bf16_copy) {
     ++g_bf16_casts;
     master.bf16_copy = param.detach().to(DType::bf16).impl();  // detached: no graph, nothing saved
+    master.bf16_copy_version = param.version();
+  } else if (master.bf16_copy_version != param.version()) {
+    // Refreshed in place, not replaced: a captured CUDA graph (engine/step_graph.h) reads this copy and its SGD
+    // writes it, at the address it had at capture.
+    ++g_bf16_casts;
+    const Tensor copy(master.bf16_copy);
+    ENGINE_KERNEL("param_for_input", param, convert, param.data<float>(), copy.data<kernels::bf16>(), param.numel());
     master.bf16_copy_version = param.version();
   }
   return cast_precomputed(param, Tensor(master.bf16_copy));

@@ -189,11 +189,14 @@ TEST_CASE("bf16 weight cache: every other writer of a parameter makes the next f
   train_step(*net, opt, b);
   require_copies_current(small_cast_params(*net));
   Tensor w = net->find("0.weight"), lw = net->find("4.weight");
-  // Each writer, then: the next forward reads copies equal to the new masters (a stale copy fails both checks).
+  const void* w_copy_at = cached_copy(w).raw_data();
+  // Each writer, then: the next forward reads copies equal to the new masters (a stale copy fails both checks),
+  // refreshed where they were (a captured CUDA graph keeps the copy's address).
   auto check = [&](const char* writer) {
     INFO("after " << writer);
     require_forward_uses_current_copies(*net, b);
     require_copies_current(small_cast_params(*net));
+    REQUIRE(cached_copy(w).raw_data() == w_copy_at);
   };
   w.fill_(0.125);
   check("fill_");
@@ -231,8 +234,11 @@ TEST_CASE("bf16 weight cache: every other writer of a parameter makes the next f
   }
   net->to(DType::f64);
   net->to(DType::f32);
+  w_copy_at = nullptr;  // new handles: a new copy
   optim::SGD moved(net->parameters(), {0.05, 0.9, 0.0, false});
   train_step(*net, moved, b);
+  w = net->find("0.weight");
+  w_copy_at = cached_copy(w).raw_data();
   check("Module::to and a step of the new optimizer");
 }
 
