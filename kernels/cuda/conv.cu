@@ -10,6 +10,7 @@
 #include "kernels/check.h"
 #include "kernels/conv.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/conv_kernels.cuh"
 #include "kernels/cuda/conv_nhwc.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/gemm.h"
@@ -17,7 +18,7 @@
 namespace kernels::cuda {
 namespace {
 
-constexpr int kBlock = 256;
+constexpr int kBlock = conv_kernels::kBlock;
 constexpr int64_t kChunkElems = kCudaConvChunkElems;  // kernels/conv.h
 
 void check_index_range(const Conv2dShape& s, int64_t nb) {
@@ -114,53 +115,6 @@ __global__ void add_bias_kernel(const T* __restrict__ bias, T* __restrict__ y, i
   CUDA_KERNEL_LOOP(i, total) y[i] = to_storage<T>(to_compute(y[i]) + to_compute(bias[(i / P) % OC]));
 }
 
-// One block per output channel sums gy[:, oc, :, :] in a fixed order (deterministic).
-template <class T>
-__global__ void bias_grad_kernel(const T* __restrict__ gy, T* __restrict__ gb, int NP, int P, int OC) {
-  __shared__ compute_t<T> partial[kBlock];
-  const int oc = blockIdx.x;
-  compute_t<T> sum = 0;
-  for (int k = threadIdx.x; k < NP; k += blockDim.x) {
-    const int img = k / P, p = k - img * P;
-    sum += to_compute(gy[(int64_t(img) * OC + oc) * P + p]);
-  }
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (int(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) gb[oc] = to_storage<T>(partial[0]);
-}
-
-// w [OC, C, KH, KW] -> wc [OC, C, kh, kw], the taps from (i0, j0).
-template <class T>
-__global__ void crop_weight_kernel(const T* __restrict__ w, T* __restrict__ wc, int total, int KH, int KW, int kh,
-                                   int kw, int i0, int j0) {
-  CUDA_KERNEL_LOOP(i64, total) {
-    const int i = int(i64);
-    const int b = i % kw;
-    int t = i / kw;
-    const int a = t % kh;
-    t /= kh;  // oc * C + c
-    wc[i] = w[(int64_t(t) * KH + a + i0) * KW + b + j0];
-  }
-}
-
-// The reverse for the weight gradient, over every element of gw: dead taps get 0.
-template <class T>
-__global__ void uncrop_weight_grad_kernel(const T* __restrict__ gwc, T* __restrict__ gw, int total, int KH, int KW,
-                                          int kh, int kw, int i0, int j0) {
-  CUDA_KERNEL_LOOP(i64, total) {
-    const int i = int(i64);
-    const int b = i % KW - j0;
-    int t = i / KW;
-    const int a = t % KH - i0;
-    t /= KH;
-    gw[i] = (a >= 0 && a < kh && b >= 0 && b < kw) ? gwc[(int64_t(t) * kh + a) * kw + b] : to_storage<T>(0);
-  }
-}
-
 template <class T>
 void permute_out(const Conv2dShape& s, const T* out, int64_t nb, const T* bias, T* y) {
   const int64_t P = s.out_pixels(), total = nb * s.oc * P;
@@ -217,8 +171,7 @@ void conv2d_bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
   if (s.layout == Layout::nhwc) return nhwc::bias_grad(s, gy, gb);
   if (s.oc == 0) return;
   check_index_range(s, 1);
-  bias_grad_kernel<<<unsigned(s.oc), kBlock, 0, stream()>>>(gy, gb, int(s.n * s.out_pixels()), int(s.out_pixels()),
-                                                            int(s.oc));
+  conv_kernels::bias_grad<<<unsigned(s.oc), kBlock, 0, stream()>>>(gy, gb, int(s.n), int(s.out_pixels()), int(s.oc));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -350,8 +303,8 @@ void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias,
   const int64_t count = sc.oc * sc.ckk();
   KERNELS_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
   DeviceBuffer<T> wc(count);
-  crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
-                                                                       int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+  conv_kernels::crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
+      w, wc.get(), int(count), 1, int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
   CUDA_CHECK_LAUNCH();
   forward_impl(sc, x, wc.get(), bias, y);
 }
@@ -371,14 +324,14 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   const int64_t count = sc.oc * sc.ckk(), full = s.oc * s.ckk();
   KERNELS_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
   DeviceBuffer<T> wc(count), gwc;
-  crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(w, wc.get(), int(count), int(s.kh), int(s.kw),
-                                                                       int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+  conv_kernels::crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
+      w, wc.get(), int(count), 1, int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
   CUDA_CHECK_LAUNCH();
   if (gw) gwc.reset(count);
   backward_impl(sc, x, wc.get(), gy, gx, gw ? gwc.get() : nullptr);
   if (gw) {
-    uncrop_weight_grad_kernel<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
-        gwc.get(), gw, int(full), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+    conv_kernels::uncrop_weight_grad<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
+        gwc.get(), gw, int(full), 1, int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
     CUDA_CHECK_LAUNCH();
   }
 }

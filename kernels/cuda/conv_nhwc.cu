@@ -10,6 +10,7 @@
 
 #include "kernels/check.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/conv_kernels.cuh"
 #include "kernels/cuda/conv_nhwc.h"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/gemm.h"
@@ -17,7 +18,7 @@
 namespace kernels::cuda::nhwc {
 namespace {
 
-constexpr int kBlock = 256;
+constexpr int kBlock = conv_kernels::kBlock;
 
 void check_index_range(const Conv2dShape& s, int64_t nb) {
   const int64_t P = s.out_pixels();
@@ -81,52 +82,6 @@ __global__ void add_bias_kernel(const T* __restrict__ bias, T* __restrict__ y, i
   CUDA_KERNEL_LOOP(i, total) y[i] = to_storage<T>(to_compute(y[i]) + to_compute(bias[i % OC]));
 }
 
-// One block per output channel sums gy[:, :, :, oc] in a fixed order (deterministic).
-template <class T>
-__global__ void bias_grad_kernel(const T* __restrict__ gy, T* __restrict__ gb, int rows, int OC) {
-  __shared__ compute_t<T> partial[kBlock];
-  const int oc = blockIdx.x;
-  compute_t<T> sum = 0;
-  for (int r = threadIdx.x; r < rows; r += blockDim.x) sum += to_compute(gy[int64_t(r) * OC + oc]);
-  partial[threadIdx.x] = sum;
-  __syncthreads();
-  for (int half = blockDim.x / 2; half > 0; half /= 2) {
-    if (int(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) gb[oc] = to_storage<T>(partial[0]);
-}
-
-// w [OC, KH, KW, C] -> wc [OC, kh, kw, C], the taps from (i0, j0).
-template <class T>
-__global__ void crop_weight_kernel(const T* __restrict__ w, T* __restrict__ wc, int total, int C, int KH, int KW,
-                                   int kh, int kw, int i0, int j0) {
-  CUDA_KERNEL_LOOP(i64, total) {
-    const int i = int(i64);
-    const int c = i % C;
-    int t = i / C;
-    const int b = t % kw;
-    t /= kw;
-    const int a = t % kh, oc = t / kh;
-    wc[i] = w[((int64_t(oc) * KH + a + i0) * KW + b + j0) * C + c];
-  }
-}
-
-// The reverse for the weight gradient, over every element of gw: dead taps get 0.
-template <class T>
-__global__ void uncrop_weight_grad_kernel(const T* __restrict__ gwc, T* __restrict__ gw, int total, int C, int KH,
-                                          int KW, int kh, int kw, int i0, int j0) {
-  CUDA_KERNEL_LOOP(i64, total) {
-    const int i = int(i64);
-    const int c = i % C;
-    int t = i / C;
-    const int b = t % KW - j0;
-    t /= KW;
-    const int a = t % KH - i0, oc = t / KH;
-    gw[i] = (a >= 0 && a < kh && b >= 0 && b < kw) ? gwc[((int64_t(oc) * kh + a) * kw + b) * C + c] : to_storage<T>(0);
-  }
-}
-
 // The convolution with no crop left to do (kernels/conv.h, NHWC): y [rows, OC] = col [rows, K] x W^T.
 template <class T>
 void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
@@ -181,7 +136,7 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
 template <class T>
 void crop_weight(const Conv2dShape& s, const Conv2dShape& sc, const LiveTaps& t, const T* w, T* wc) {
   const int64_t count = sc.oc * sc.ckk();
-  crop_weight_kernel<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
+  conv_kernels::crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
       w, wc, int(count), int(s.c), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
   CUDA_CHECK_LAUNCH();
 }
@@ -222,7 +177,7 @@ template <class T>
 void bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
   if (s.oc == 0) return;
   check_index_range(s, 1);
-  bias_grad_kernel<<<unsigned(s.oc), kBlock, 0, stream()>>>(gy, gb, int(s.n * s.out_pixels()), int(s.oc));
+  conv_kernels::bias_grad<<<unsigned(s.oc), kBlock, 0, stream()>>>(gy, gb, int(s.n * s.out_pixels()), 1, int(s.oc));
   CUDA_CHECK_LAUNCH();
 }
 
@@ -259,7 +214,7 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
   if (gw) gwc.reset(count);
   backward_impl(sc, x, gx ? wc.get() : nullptr, gy, gx, gw ? gwc.get() : nullptr);
   if (gw) {
-    uncrop_weight_grad_kernel<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
+    conv_kernels::uncrop_weight_grad<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
         gwc.get(), gw, int(full), int(s.c), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
     CUDA_CHECK_LAUNCH();
   }
