@@ -297,16 +297,7 @@ template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   if (s.layout == Layout::nhwc) return nhwc::conv2d_forward(s, x, w, bias, y);
   if (s.n == 0) return;
-  const LiveTaps t = live_taps(s);
-  if (!t.crops(s)) return forward_impl(s, x, w, bias, y);
-  const Conv2dShape sc = cropped(s, t);
-  const int64_t count = sc.oc * sc.ckk();
-  KERNELS_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
-  DeviceBuffer<T> wc(count);
-  conv_kernels::crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
-      w, wc.get(), int(count), 1, int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
-  CUDA_CHECK_LAUNCH();
-  forward_impl(sc, x, wc.get(), bias, y);
+  conv_kernels::with_live_taps(s, w, [&](const Conv2dShape& sc, const T* wc) { forward_impl(sc, x, wc, bias, y); });
 }
 
 template <class T>
@@ -318,22 +309,9 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
     if (gw) memset_zero(gw, sizeof(T) * s.oc * s.ckk());
     return;
   }
-  const LiveTaps t = live_taps(s);
-  if (!t.crops(s)) return backward_impl(s, x, w, gy, gx, gw);
-  const Conv2dShape sc = cropped(s, t);
-  const int64_t count = sc.oc * sc.ckk(), full = s.oc * s.ckk();
-  KERNELS_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
-  DeviceBuffer<T> wc(count), gwc;
-  conv_kernels::crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
-      w, wc.get(), int(count), 1, int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
-  CUDA_CHECK_LAUNCH();
-  if (gw) gwc.reset(count);
-  backward_impl(sc, x, wc.get(), gy, gx, gw ? gwc.get() : nullptr);
-  if (gw) {
-    conv_kernels::uncrop_weight_grad<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
-        gwc.get(), gw, int(full), 1, int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
-    CUDA_CHECK_LAUNCH();
-  }
+  // The NCHW backward reads the weight even when only gW is wanted.
+  conv_kernels::with_live_taps_backward(
+      s, w, gw, true, [&](const Conv2dShape& sc, const T* wc, T* gwc) { backward_impl(sc, x, wc, gy, gx, gwc); });
 }
 
 KERNELS_CONV_INSTANTIATIONS

@@ -3,7 +3,12 @@
 // outer = OC, inner = C), and one output-gradient layout, [outer, OC, inner], both bias gradients (NCHW: outer =
 // N, inner = OH*OW; NHWC: outer = N*OH*OW, inner = 1).
 #pragma once
+#include <climits>
+
+#include "kernels/check.h"
+#include "kernels/conv.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/device_buffer.h"
 #include "kernels/dtype.h"
 
 namespace kernels::cuda::conv_kernels {
@@ -58,6 +63,50 @@ __global__ void bias_grad(const T* __restrict__ gy, T* __restrict__ gb, int oute
     __syncthreads();
   }
   if (threadIdx.x == 0) gb[oc] = to_storage<T>(partial[0]);
+}
+
+// The weight's inner extent in the layout above.
+inline int weight_inner(const Conv2dShape& s) { return s.layout == Layout::nhwc ? int(s.c) : 1; }
+
+// run(shape, weight): the convolution with the kernel cropped to its live taps when that saves work (kernels/conv.h,
+// LiveTaps), else as given.
+template <class T, class Run>
+void with_live_taps(const Conv2dShape& s, const T* w, Run run) {
+  const LiveTaps t = live_taps(s);
+  if (!t.crops(s)) return run(s, w);
+  const Conv2dShape sc = cropped(s, t);
+  const int64_t count = sc.oc * sc.ckk();
+  KERNELS_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
+  DeviceBuffer<T> wc(count);
+  crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
+      w, wc.get(), int(count), weight_inner(s), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+  CUDA_CHECK_LAUNCH();
+  run(sc, wc.get());
+}
+
+// run(shape, weight, gw) for the backward: the same crop, and the cropped weight gradient spread back over every
+// tap of gw (dead ones 0). need_w: whether run reads the weight (else it gets none).
+template <class T, class Run>
+void with_live_taps_backward(const Conv2dShape& s, const T* w, T* gw, bool need_w, Run run) {
+  const LiveTaps t = live_taps(s);
+  if (!t.crops(s)) return run(s, need_w ? w : nullptr, gw);
+  const Conv2dShape sc = cropped(s, t);
+  const int64_t count = sc.oc * sc.ckk(), full = s.oc * s.ckk();
+  KERNELS_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
+  DeviceBuffer<T> wc, gwc;
+  if (need_w) {
+    wc.reset(count);
+    crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
+        w, wc.get(), int(count), weight_inner(s), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+    CUDA_CHECK_LAUNCH();
+  }
+  if (gw) gwc.reset(count);
+  run(sc, need_w ? wc.get() : nullptr, gw ? gwc.get() : nullptr);
+  if (gw) {
+    uncrop_weight_grad<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
+        gwc.get(), gw, int(full), weight_inner(s), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
+    CUDA_CHECK_LAUNCH();
+  }
 }
 
 }  // namespace kernels::cuda::conv_kernels

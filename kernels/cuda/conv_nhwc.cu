@@ -133,14 +133,6 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
   }
 }
 
-template <class T>
-void crop_weight(const Conv2dShape& s, const Conv2dShape& sc, const LiveTaps& t, const T* w, T* wc) {
-  const int64_t count = sc.oc * sc.ckk();
-  conv_kernels::crop_weight<<<grid_for(count, kBlock), kBlock, 0, stream()>>>(
-      w, wc, int(count), int(s.c), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
-  CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
 template <class T>
@@ -184,13 +176,7 @@ void bias_grad(const Conv2dShape& s, const T* gy, T* gb) {
 template <class T>
 void conv2d_forward(const Conv2dShape& s, const T* x, const T* w, const T* bias, T* y) {
   if (s.n == 0) return;
-  const LiveTaps t = live_taps(s);
-  if (!t.crops(s)) return forward_impl(s, x, w, bias, y);
-  const Conv2dShape sc = cropped(s, t);
-  KERNELS_CHECK(s.oc * s.ckk() <= INT_MAX, "conv2d (CUDA): weight of ", s.oc * s.ckk(), " elements is too large");
-  DeviceBuffer<T> wc(sc.oc * sc.ckk());
-  crop_weight(s, sc, t, w, wc.get());
-  forward_impl(sc, x, wc.get(), bias, y);
+  conv_kernels::with_live_taps(s, w, [&](const Conv2dShape& sc, const T* wc) { forward_impl(sc, x, wc, bias, y); });
 }
 
 template <class T>
@@ -201,23 +187,10 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
     if (gw) memset_zero(gw, sizeof(T) * s.oc * s.ckk());
     return;
   }
-  const LiveTaps t = live_taps(s);
-  if (!t.crops(s)) return backward_impl(s, x, w, gy, gx, gw);
-  const Conv2dShape sc = cropped(s, t);
-  const int64_t count = sc.oc * sc.ckk(), full = s.oc * s.ckk();
-  KERNELS_CHECK(full <= INT_MAX, "conv2d (CUDA): weight of ", full, " elements is too large");
-  DeviceBuffer<T> wc, gwc;
-  if (gx) {  // the weight is read for gx only, so a caller wanting gW alone may pass none
-    wc.reset(count);
-    crop_weight(s, sc, t, w, wc.get());
-  }
-  if (gw) gwc.reset(count);
-  backward_impl(sc, x, gx ? wc.get() : nullptr, gy, gx, gw ? gwc.get() : nullptr);
-  if (gw) {
-    conv_kernels::uncrop_weight_grad<<<grid_for(full, kBlock), kBlock, 0, stream()>>>(
-        gwc.get(), gw, int(full), int(s.c), int(s.kh), int(s.kw), int(sc.kh), int(sc.kw), int(t.i0), int(t.j0));
-    CUDA_CHECK_LAUNCH();
-  }
+  // The weight is read for gx only, so a caller wanting gW alone may pass none.
+  conv_kernels::with_live_taps_backward(s, w, gw, gx != nullptr, [&](const Conv2dShape& sc, const T* wc, T* gwc) {
+    backward_impl(sc, x, wc, gy, gx, gwc);
+  });
 }
 
 KERNELS_FOR_EACH_STORAGE(KERNELS_CONV_NHWC_CUDA_INSTANTIATE)
