@@ -48,6 +48,7 @@
 #include <cstdint>
 
 #include "kernels/dtype.h"
+#include "kernels/host_device.h"
 
 namespace kernels {
 
@@ -95,6 +96,25 @@ inline LiveTaps live_taps(const Conv2dShape& s) {
     if (live(j, s.pad_w, s.stride_w, s.w, s.ow)) t.j0 = std::min(t.j0, j), t.j1 = j + 1;
   if (t.i1 <= t.i0 || t.j1 <= t.j0) t = LiveTaps{};
   return t;
+}
+
+// col2im's gather, in every layout and on both devices: calls f(a, b, oh, ow) for each kernel tap (a, b) through
+// which output pixel (oh, ow) reads input pixel (ih, iw), i.e. oh*sh - ph + a == ih and ow*sw - pw + b == iw, in tap
+// order (so sums come out the same everywhere).
+template <class I, class F>
+KERNELS_HOST_DEVICE inline void for_each_reading_tap(I ih, I iw, I KH, I KW, I sh, I sw, I ph, I pw, I OH, I OW,
+                                                     F&& f) {
+  for (I a = 0; a < KH; ++a) {
+    const I yy = ih + ph - a;
+    if (yy < 0) break;  // more negative with a
+    if (yy % sh != 0 || yy / sh >= OH) continue;
+    for (I b = 0; b < KW; ++b) {
+      const I xx = iw + pw - b;
+      if (xx < 0) break;
+      if (xx % sw != 0 || xx / sw >= OW) continue;
+      f(a, b, yy / sh, xx / sw);
+    }
+  }
 }
 
 // The convolution with the kernel cropped to the live taps (see LiveTaps).

@@ -73,20 +73,11 @@ void col2im(const Conv2dShape& s, const T* col, int64_t nb, T* x) {
       acc.zero();
       compute_t<T>* a = acc.data();
       for (int64_t iw = 0; iw < W; ++iw, a += C) {
-        // Output (oh, ow) reads this pixel through tap (i, j) when oh*sh - ph + i == ih and ow*sw - pw + j == iw.
-        for (int64_t i = 0; i < s.kh; ++i) {
-          const int64_t yy = ih + s.pad_h - i;
-          if (yy < 0) break;  // more negative with i
-          if (yy % sh != 0 || yy / sh >= OH) continue;
-          const int64_t oh = yy / sh;
-          for (int64_t j = 0; j < s.kw; ++j) {
-            const int64_t xx = iw + s.pad_w - j;
-            if (xx < 0) break;
-            if (xx % sw != 0 || xx / sw >= OW) continue;
-            const T* src = col + ((img * OH + oh) * OW + xx / sw) * K + (i * s.kw + j) * C;
-            for (int64_t c = 0; c < C; ++c) a[c] += to_compute(src[c]);
-          }
-        }
+        for_each_reading_tap(ih, iw, s.kh, s.kw, sh, sw, s.pad_h, s.pad_w, OH, OW,
+                             [&](int64_t i, int64_t j, int64_t oh, int64_t ow) {
+                               const T* src = col + ((img * OH + oh) * OW + ow) * K + (i * s.kw + j) * C;
+                               for (int64_t c = 0; c < C; ++c) a[c] += to_compute(src[c]);
+                             });
       }
       acc.store();
     }

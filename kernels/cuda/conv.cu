@@ -65,22 +65,9 @@ __global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, int 
     const int c = t % C, img = t / C;
     const T* cp = col + int64_t(c) * KH * KW * NP + int64_t(img) * P;
     compute_t<T> sum = 0;
-    // Output (oh, ow) reads this pixel through kernel tap (a, b) when oh*sh - ph + a == ih, ow*sw - pw + b == iw.
-    for (int a = 0; a < KH; ++a) {
-      const int yy = ih + ph - a;
-      if (yy < 0) break;  // grows more negative with a
-      if (yy % sh != 0) continue;
-      const int oh = yy / sh;
-      if (oh >= OH) continue;
-      for (int b = 0; b < KW; ++b) {
-        const int xx = iw + pw - b;
-        if (xx < 0) break;
-        if (xx % sw != 0) continue;
-        const int ow = xx / sw;
-        if (ow >= OW) continue;
-        sum += to_compute(cp[int64_t(a * KW + b) * NP + oh * OW + ow]);
-      }
-    }
+    for_each_reading_tap(ih, iw, KH, KW, sh, sw, ph, pw, OH, OW, [&](int a, int b, int oh, int ow) {
+      sum += to_compute(cp[int64_t(a * KW + b) * NP + oh * OW + ow]);
+    });
     x[i] = to_storage<T>(sum);
   }
 }

@@ -57,22 +57,9 @@ __global__ void col2im_kernel(const T* __restrict__ col, T* __restrict__ x, int 
     const int ih = t % H, img = t / H;
     const T* cp = col + int64_t(img) * P * K + c;
     compute_t<T> sum = 0;
-    // Output (oh, ow) reads this pixel through tap (a, b) when oh*sh - ph + a == ih, ow*sw - pw + b == iw.
-    for (int a = 0; a < KH; ++a) {
-      const int yy = ih + ph - a;
-      if (yy < 0) break;  // more negative with a
-      if (yy % sh != 0) continue;
-      const int oh = yy / sh;
-      if (oh >= OH) continue;
-      for (int b = 0; b < KW; ++b) {
-        const int xx = iw + pw - b;
-        if (xx < 0) break;
-        if (xx % sw != 0) continue;
-        const int ow = xx / sw;
-        if (ow >= OW) continue;
-        sum += to_compute(cp[int64_t(oh * OW + ow) * K + (a * KW + b) * C]);
-      }
-    }
+    for_each_reading_tap(ih, iw, KH, KW, sh, sw, ph, pw, OH, OW, [&](int a, int b, int oh, int ow) {
+      sum += to_compute(cp[int64_t(oh * OW + ow) * K + (a * KW + b) * C]);
+    });
     x[i] = to_storage<T>(sum);
   }
 }
