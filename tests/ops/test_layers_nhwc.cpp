@@ -476,6 +476,22 @@ TEST_CASE("batch_norm nhwc: every variant, forward, backward and running stats m
   }
 }
 
+TEST_CASE("batch_norm nhwc: the cuDNN engine rejects an NHWC shape by name", "[batch_norm][nhwc][cudnn]") {
+#if ENGINE_HAVE_CUDNN
+  // The check comes before any descriptor, handle or memory is touched, so null pointers and no device suffice.
+  kernels::BatchNormShape s;
+  s.n = 2, s.c = 3, s.hw = 4, s.layout = Layout::nhwc;
+  CHECK_THROWS_WITH(kernels::cudnn::batch_norm_forward_train<float>(nullptr, nullptr, nullptr, nullptr, nullptr,
+                                                                    nullptr, nullptr, nullptr, s, 0.1, 1e-5),
+                    Catch::Contains("NHWC is not supported by the cuDNN engine"));
+  CHECK_THROWS_WITH(kernels::cudnn::batch_norm_backward_train<float>(nullptr, nullptr, nullptr, nullptr, nullptr,
+                                                                     nullptr, nullptr, nullptr, s, 1e-5),
+                    Catch::Contains("NHWC is not supported by the cuDNN engine"));
+#else
+  WARN("SKIPPED: built without cuDNN");
+#endif
+}
+
 TEST_CASE("max_pool2d nhwc: forward, argmax and backward match NCHW exactly, ties included", "[pool][nhwc]") {
   uint64_t seed = 200;
   for (const PoolCase& k : max_pool_cases())
