@@ -1,4 +1,8 @@
-// Batch normalisation over NCHW, per channel (torch.nn.functional.batch_norm semantics).
+// Batch normalisation per channel (torch.nn.functional.batch_norm semantics), in either layout
+// (BatchNormShape::layout): NCHW, x [N, C, H*W], each channel N planes of H*W contiguous values; or NHWC (channels
+// last), x [N*H*W, C], each channel a column of N*H*W rows, C contiguous values a row. Every variant below (train,
+// eval, fused ReLU, fused residual + ReLU, backward) exists in both, with the same entry points; statistics,
+// running stats and gradients agree between the layouts up to the order of the sums.
 //
 //  forward_train: mean and biased variance of the batch (m = N*H*W values per channel) normalise x;
 //                 save_mean / save_invstd = 1/sqrt(var + eps) are kept for backward; running stats (may be
@@ -27,7 +31,13 @@
 // Loads of T go through to_compute / convert_value<double> and stores through to_storage / convert_value<T>, so
 // the bodies compile for any storage type of kernels/dtype.h (bf16 included), with no arithmetic on T.
 //
-// Sums accumulate in double on both devices. The CPU splits the work by (n, c) plane in memory order and adds the
+// NHWC: the CPU splits the N*H*W rows into a fixed number of contiguous blocks (not one per thread), each
+// accumulating C-long rows of double sums, and adds the blocks in order; CUDA gives each block a tile of 32
+// channels and a slice of rows (32 threads along C, so loads coalesce), reduces the tile's rows in shared memory
+// in a fixed order and finishes with the same per-channel stage 2 as NCHW. No float atomics: deterministic too.
+// cuDNN's batch norm (below) stays NCHW-only and rejects NHWC by name.
+//
+// Sums accumulate in double on both devices. NCHW: the CPU splits the work by (n, c) plane in memory order and adds the
 // per-plane partial sums over n in a fixed order; CUDA reduces in two stages (blocks over slices of one channel
 // write partial sums, one thread per channel adds them in a fixed order). Both are deterministic. Forward
 // statistics: the CPU is two-pass (mean, then squared deviations), the exact reference; CUDA uses shifted sums
@@ -42,11 +52,17 @@
 
 #include "kernels/dtype.h"
 #include "kernels/host_device.h"
+#include "kernels/layout.h"
 
 namespace kernels {
 
 struct BatchNormShape {
-  int64_t n = 0, c = 0, hw = 0;  // x is [n, c, hw] (H*W flattened)
+  int64_t n = 0, c = 0, hw = 0;  // x is [n, c, hw] (H*W flattened), or [n, hw, c] with Layout::nhwc
+  Layout layout = Layout::nchw;
+  // Where channel c's value of pixel i of image n lives.
+  KERNELS_HOST_DEVICE int64_t index(int64_t n_, int64_t c_, int64_t i) const {
+    return layout == Layout::nhwc ? (n_ * hw + i) * c + c_ : (n_ * c + c_) * hw + i;
+  }
 };
 
 KERNELS_HOST_DEVICE inline double batch_norm_invstd(double var, double eps) { return 1.0 / sqrt(var + eps); }
@@ -110,7 +126,8 @@ void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, con
 // Training mode through cuDNN (cudnnBatchNormalizationForwardTraining / Backward, CUDNN_BATCHNORM_SPATIAL): the
 // same statistics, running-stat rule (cuDNN's running variance is the unbiased one) and saved mean/invstd as the
 // native kernels. cuDNN needs gamma and beta (pass ones/zeros when there is no affine) and writes all of gx,
-// dgamma, dbeta: any of them may be null here and then goes to scratch. Eval mode has no cuDNN variant here: it is
+// dgamma, dbeta: any of them may be null here and then goes to scratch. NCHW only: a shape with Layout::nhwc is a
+// named error (use the kernels::cuda twins, which have NHWC). Eval mode has no cuDNN variant here: it is
 // a per-channel affine map, which the native kernels already do in one pass.
 namespace cudnn {
 template <class T>

@@ -49,14 +49,13 @@
 
 #include "kernels/dtype.h"
 #include "kernels/host_device.h"
+#include "kernels/layout.h"
 
 namespace kernels {
 
-// Memory order of x, y, gy, gx and of the weight (see the top of this file).
-enum class Layout {
-  nchw,  // x [N, C, H, W], w [OC, C, KH, KW], y [N, OC, OH, OW]
-  nhwc,  // x [N, H, W, C], w [OC, KH, KW, C], y [N, OH, OW, OC] (channels last)
-};
+// Conv2dShape::layout (kernels/layout.h) is the memory order of x, y, gy, gx and of the weight:
+//  nchw: x [N, C, H, W], w [OC, C, KH, KW], y [N, OC, OH, OW]
+//  nhwc: x [N, H, W, C], w [OC, KH, KW, C], y [N, OH, OW, OC] (channels last)
 
 struct Conv2dShape {
   int64_t n = 0, c = 0, h = 0, w = 0;  // input: N, C, H, W (stored in `layout` order)

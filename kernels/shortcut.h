@@ -3,10 +3,13 @@
 // c + pad_front; the other output channels are zero. Both directions are gathers, so no atomics are needed:
 //  forward:  y[n, c, i, j] = x[n, c - pad_front, i*s, j*s]  where 0 <= c - pad_front < c_in, else 0
 //  backward: gx[n, c, h, w] = gy[n, c + pad_front, h/s, w/s] where h % s == 0 and w % s == 0, else 0
+// in either layout (ShortcutAParams::layout, kernels/layout.h): indices above are logical; with Layout::nhwc x, y,
+// gy, gx are stored [N, H, W, C]. Pure copies and zeros, so the two layouts agree exactly.
 #pragma once
 #include <cstdint>
 
 #include "kernels/dtype.h"
+#include "kernels/layout.h"
 
 namespace kernels {
 
@@ -15,6 +18,7 @@ struct ShortcutAParams {
   int64_t c_out = 0, h_out = 0, w_out = 0;  // h_out = ceil(h_in / stride)
   int stride = 1;
   int pad_front = 0;  // zero channels before the copied ones; c_out - c_in - pad_front after
+  Layout layout = Layout::nchw;
 };
 
 namespace cpu {

@@ -3,8 +3,11 @@
 // 64-byte line at 1x1; docs/benchmarks.md). Per-plane partial sums are then added over n in a fixed
 // order, so results do not depend on the thread count. Forward statistics are two-pass (mean, then the sum of
 // squared deviations): the exact reference the CUDA shifted sums are compared against.
+// NHWC (channels last) runs the same passes over rows of C contiguous values: statistics by row_sums (a fixed
+// split of the rows into blocks, added in order), the element-wise passes split by row.
 #include "kernels/batch_norm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -52,6 +55,27 @@ void channel_sums(const BatchNormShape& s, std::vector<double>& sums, F&& f) {
     }
 }
 
+// NHWC: sums[2c], sums[2c + 1] = the totals over channel c of what f(row, a, b) adds into a[0, C) and b[0, C) for
+// one row of C values. The N*H*W rows are split into at most kRowBlocks contiguous blocks whatever the thread
+// count, and the blocks' partial sums are added in block order, so results do not depend on the thread count.
+constexpr int64_t kRowBlocks = 64;
+template <class F>
+void row_sums(const BatchNormShape& s, std::vector<double>& sums, F&& f) {
+  const int64_t rows = s.n * s.hw, blocks = std::min(rows, kRowBlocks);
+  std::vector<double> part(2 * blocks * s.c, 0.0);
+#pragma omp parallel for schedule(static)
+  for (int64_t b = 0; b < blocks; ++b) {
+    double* a = part.data() + 2 * b * s.c;
+    for (int64_t r = rows * b / blocks; r < rows * (b + 1) / blocks; ++r) f(r, a, a + s.c);
+  }
+  sums.assign(2 * s.c, 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t c = 0; c < s.c; ++c) {
+      sums[2 * c] += part[2 * b * s.c + c];
+      sums[2 * c + 1] += part[2 * b * s.c + s.c + c];
+    }
+}
+
 // sum over i < len of (f(i), g(i)) with four independent accumulators each: one chain of dependent double adds
 // (4 cycles each) held a pass to ~1 element per 4 cycles, far under memory speed.
 template <class F, class G>
@@ -73,6 +97,17 @@ void normalise(const T* x, const compute_t<T>* gamma, const compute_t<T>* beta, 
                const compute_t<T>* mean, const compute_t<T>* invstd, bool relu, const T* residual) {
   std::vector<Affine<T>> affine(s.c);
   for (int64_t c = 0; c < s.c; ++c) affine[c] = Affine<T>(gamma, beta, c, double(mean[c]), double(invstd[c]));
+  if (s.layout == Layout::nhwc) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < s.n * s.hw; ++r)
+      for (int64_t c = 0; c < s.c; ++c) {
+        const int64_t e = r * s.c + c;
+        double v = affine[c](x[e]);
+        if (residual) v += load(residual[e]);
+        y[e] = convert_value<T>(relu && v < 0 ? 0.0 : v);
+      }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t c = 0; c < s.c; ++c) {
@@ -99,24 +134,39 @@ void batch_norm_forward_train(const T* x, const compute_t<T>* gamma, const compu
   const double m = double(s.n * s.hw);
   std::vector<double> sums, sq;
   auto zero = [](int64_t) { return 0.0; };
-  channel_sums(s, sums, [&](int64_t p, int64_t, double& a, double& b) {
-    const T* xp = x + p * s.hw;
-    sum2(
-        s.hw, [&](int64_t i) { return load(xp[i]); }, zero, a, b);
-  });
   std::vector<double> mean(s.c);
-  for (int64_t c = 0; c < s.c; ++c) mean[c] = sums[2 * c] / m;
-  channel_sums(s, sq, [&](int64_t p, int64_t c, double& a, double& b) {
-    const T* xp = x + p * s.hw;
-    const double mu = mean[c];
-    sum2(
-        s.hw,
-        [&](int64_t i) {
-          const double d = load(xp[i]) - mu;
-          return d * d;
-        },
-        zero, a, b);
-  });
+  if (s.layout == Layout::nhwc) {
+    row_sums(s, sums, [&](int64_t r, double* a, double*) {
+      const T* xr = x + r * s.c;
+      for (int64_t c = 0; c < s.c; ++c) a[c] += load(xr[c]);
+    });
+    for (int64_t c = 0; c < s.c; ++c) mean[c] = sums[2 * c] / m;
+    row_sums(s, sq, [&](int64_t r, double* a, double*) {
+      const T* xr = x + r * s.c;
+      for (int64_t c = 0; c < s.c; ++c) {
+        const double d = load(xr[c]) - mean[c];
+        a[c] += d * d;
+      }
+    });
+  } else {
+    channel_sums(s, sums, [&](int64_t p, int64_t, double& a, double& b) {
+      const T* xp = x + p * s.hw;
+      sum2(
+          s.hw, [&](int64_t i) { return load(xp[i]); }, zero, a, b);
+    });
+    for (int64_t c = 0; c < s.c; ++c) mean[c] = sums[2 * c] / m;
+    channel_sums(s, sq, [&](int64_t p, int64_t c, double& a, double& b) {
+      const T* xp = x + p * s.hw;
+      const double mu = mean[c];
+      sum2(
+          s.hw,
+          [&](int64_t i) {
+            const double d = load(xp[i]) - mu;
+            return d * d;
+          },
+          zero, a, b);
+    });
+  }
   for (int64_t c = 0; c < s.c; ++c) {
     const double var = sq[2 * c] / m;  // biased: what normalises
     save_mean[c] = C(mean[c]);
@@ -161,7 +211,17 @@ void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, con
   // With the fused ReLU, gy reaches BN only where the forward's output was positive.
   auto g_at = [&](const Affine<T>& a, T xv, T gv) { return !relu || a.positive(xv) ? load(gv) : 0.0; };
   std::vector<double> sums(2 * s.c, 0.0);
-  if (need_sums) {  // pass 1: sum_gy, sum_gy_xhat
+  if (need_sums && s.layout == Layout::nhwc) {  // pass 1 over rows
+    row_sums(s, sums, [&](int64_t r, double* a, double* b) {
+      const T *xr = x + r * s.c, *gr_ = gy + r * s.c;
+      for (int64_t c = 0; c < s.c; ++c) {
+        const Affine<T>& af = affine[c];
+        const double g = g_at(af, xr[c], gr_[c]);
+        a[c] += g;
+        b[c] += g * (load(xr[c]) - af.mean) * double(save_invstd[c]);
+      }
+    });
+  } else if (need_sums) {  // pass 1: sum_gy, sum_gy_xhat
     channel_sums(s, sums, [&](int64_t p, int64_t c, double& a, double& b) {
       const T *xp = x + p * s.hw, *gp = gy + p * s.hw;
       const Affine<T>& af = affine[c];
@@ -176,6 +236,24 @@ void batch_norm_backward(const T* x, const T* gy, const compute_t<T>* gamma, con
     if (dbeta) dbeta[c] = C(sums[2 * c]);
   }
   if (!gx) return;
+  if (s.layout == Layout::nhwc) {  // pass 2 over rows, the per-channel factors computed once
+    std::vector<double> k(s.c), mean_gy(s.c, 0.0), coef(s.c, 0.0);
+    for (int64_t c = 0; c < s.c; ++c) {
+      const double invstd = double(save_invstd[c]);
+      k[c] = (gamma ? double(gamma[c]) : 1.0) * invstd;
+      if (training) mean_gy[c] = sums[2 * c] / m, coef[c] = invstd * (sums[2 * c + 1] / m);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < s.n * s.hw; ++r)
+      for (int64_t c = 0; c < s.c; ++c) {
+        const int64_t e = r * s.c + c;
+        const Affine<T>& af = affine[c];
+        const double g = g_at(af, x[e], gy[e]);
+        gx[e] = convert_value<T>(training ? batch_norm_input_grad(k[c], g, mean_gy[c], load(x[e]) - af.mean, coef[c])
+                                          : k[c] * g);
+      }
+    return;
+  }
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < s.n; ++n)
     for (int64_t c = 0; c < s.c; ++c) {  // pass 2

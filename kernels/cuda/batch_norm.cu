@@ -9,6 +9,11 @@
 // Forward statistics use shifted sums in double: d = x - K with K = x[n=0, c, 0], s1 = sum d, s2 = sum d^2,
 // var = s2/m - (s1/m)^2, which merge by addition across blocks and lose little to cancellation because K is a
 // sample of the channel.
+// NHWC (channels last, x [N*H*W rows, C]): stage 1 is partial_sums_nhwc_kernel, grid (ceil(C / 32), S): block
+// (t, s) takes the 32 channels of tile t (threadIdx.x, so a warp reads 32 contiguous values of a row: coalesced)
+// over slice s of the rows, 8 rows at a time (threadIdx.y), and adds its 8 row-partials per channel in shared
+// memory in a fixed order; it writes the same partial[(c * S + s) * 2 + {0, 1}] as the NCHW kernel, so stage 2 is
+// shared. K is x[n=0, h=w=0, c] (BatchNormShape::index). The element-wise passes find a channel as e % C.
 #include <algorithm>
 
 #include "kernels/batch_norm.h"
@@ -86,7 +91,7 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
     shift = double(ap.mean[c]);
     scale = double(ap.invstd[c]);
   } else {
-    shift = convert_value<double>(x[c * s.hw]);
+    shift = convert_value<double>(x[s.index(0, c, 0)]);
     scale = 1.0;
   }
   double a = 0, b = 0;
@@ -129,6 +134,57 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
   }
 }
 
+// Stage 1 in NHWC: block (t, s) reduces channels [32 t, 32 t + 32) over rows [s * chunk, (s + 1) * chunk), the same
+// sums as partial_sums_kernel, into the same partial layout.
+constexpr int kTileC = 32, kTileRows = kReduceBlock / kTileC;
+
+template <class T, bool kBackward, bool kRelu>
+__global__ void partial_sums_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ gy, AffineParams<T> ap,
+                                         BatchNormShape s, int64_t chunk, double* __restrict__ partial) {
+  __shared__ double sa[kTileRows][kTileC], sb[kTileRows][kTileC];
+  const int64_t c = int64_t(blockIdx.x) * kTileC + threadIdx.x;
+  const int64_t rows = s.n * s.hw, r0 = int64_t(blockIdx.y) * chunk;
+  const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
+  double a = 0, b = 0;
+  if (c < s.c) {
+    double shift, scale;
+    Affine<T> affine{};
+    if constexpr (kRelu) affine = ap.at(c);
+    if constexpr (kBackward) {
+      shift = double(ap.mean[c]);
+      scale = double(ap.invstd[c]);
+    } else {
+      shift = convert_value<double>(x[c]);  // K = the channel's first value (row 0)
+      scale = 1.0;
+    }
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kTileRows) {
+      const int64_t e = r * s.c + c;
+      const T xv = x[e];
+      if constexpr (kBackward) {
+        const double g = !kRelu || affine(xv) > compute_t<T>(0) ? convert_value<double>(gy[e]) : 0.0;
+        a += g;
+        b += g * (convert_value<double>(xv) - shift) * scale;
+      } else {
+        const double d = convert_value<double>(xv) - shift;
+        a += d;
+        b += d * d;
+      }
+    }
+  }
+  sa[threadIdx.y][threadIdx.x] = a;
+  sb[threadIdx.y][threadIdx.x] = b;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < s.c) {
+    for (int k = 1; k < kTileRows; ++k) {  // a fixed order: deterministic
+      a += sa[k][threadIdx.x];
+      b += sb[k][threadIdx.x];
+    }
+    const int64_t slot = (c * gridDim.y + blockIdx.y) * 2;
+    partial[slot] = a;
+    partial[slot + 1] = b;
+  }
+}
+
 // Stage 2 (forward, training): mean, invstd, running-stat update.
 template <class T>
 __global__ void finalize_train_kernel(const T* __restrict__ x, const double* __restrict__ partial, int S,
@@ -144,7 +200,7 @@ __global__ void finalize_train_kernel(const T* __restrict__ x, const double* __r
     const double m = double(s.n * s.hw);
     const double dm = s1 / m;
     const double var = fmax(s2 / m - dm * dm, 0.0);  // biased
-    const double mean = convert_value<double>(x[c * s.hw]) + dm;
+    const double mean = convert_value<double>(x[s.index(0, c, 0)]) + dm;
     save_mean[c] = compute_t<T>(mean);
     save_invstd[c] = compute_t<T>(batch_norm_invstd(var, eps));
     batch_norm_update_running(running_mean, running_var, c, mean, var, m, momentum);
@@ -210,10 +266,29 @@ __global__ void channel_map_kernel(Op op, const T* __restrict__ a, const T* __re
   for (I e = nv * V + t; e < n; e += stride) y[e] = op(op.channel((e / hw) % C), a[e], kHasB ? b[e] : zero);
 }
 
+// NHWC: the channel is the fastest index, c = e % C; neighbouring threads take neighbouring channels.
+template <class T, bool kHasB, class I, class Op>
+__global__ void channel_map_nhwc_kernel(Op op, const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ y, I n,
+                                        I C) {
+  const I stride = I(blockDim.x) * gridDim.x;
+  const T zero = to_storage<T>(compute_t<T>(0));
+  for (I e = I(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += stride)
+    y[e] = op(op.channel(e % C), a[e], kHasB ? b[e] : zero);
+}
+
 template <class T, bool kHasB, class Op>
 void channel_map(Op op, const T* a, const T* b, T* y, const BatchNormShape& s) {
   const int64_t n = s.n * s.c * s.hw;
   if (n == 0) return;
+  if (s.layout == Layout::nhwc) {
+    if (n + int64_t(65535) * 32 * kMapBlock < (int64_t(1) << 31))
+      channel_map_nhwc_kernel<T, kHasB, int32_t>
+          <<<map_grid(n), kMapBlock, 0, stream()>>>(op, a, b, y, int32_t(n), int32_t(s.c));
+    else
+      channel_map_nhwc_kernel<T, kHasB, int64_t><<<map_grid(n), kMapBlock, 0, stream()>>>(op, a, b, y, n, s.c);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   constexpr int V = kVec<T>;
   const bool vec = aligned16(a) && (!kHasB || aligned16(b)) && aligned16(y);
   // 32-bit indices when every index (and the grid stride added to one) stays below 2^31.
@@ -302,6 +377,14 @@ struct StatsPlan {
 template <class T>
 StatsPlan stats_plan(const BatchNormShape& s, const T* x, const T* gy) {
   StatsPlan p;
+  if (s.layout == Layout::nhwc) {  // slices of rows per channel tile: 16 rows a thread at least, ~1024 blocks
+    const int64_t rows = s.n * s.hw, tiles = (s.c + kTileC - 1) / kTileC;
+    const int64_t want = std::max<int64_t>(1, (rows + 16 * kTileRows - 1) / (16 * kTileRows));
+    const int64_t slices = std::min(want, std::max<int64_t>(1, (1024 + tiles - 1) / tiles));
+    p.chunk = (rows + slices - 1) / slices;
+    p.S = static_cast<int>((rows + p.chunk - 1) / p.chunk);
+    return p;
+  }
   p.vec = s.hw % kVec<T> == 0 && aligned16(x) && (!gy || aligned16(gy));
   const int64_t mv = s.n * s.hw / (p.vec ? kVec<T> : 1);  // packs per channel
   const int64_t per_block = 16 * kReduceBlock / (p.vec ? kVec<T> : 1);
@@ -316,6 +399,13 @@ StatsPlan stats_plan(const BatchNormShape& s, const T* x, const T* gy) {
 template <class T, bool kBackward, bool kRelu = false>
 void launch_partial_sums(const StatsPlan& p, const T* x, const T* gy, const AffineParams<T>& ap,
                          const BatchNormShape& s, double* partial) {
+  if (s.layout == Layout::nhwc) {
+    const dim3 grid(static_cast<unsigned>((s.c + kTileC - 1) / kTileC), static_cast<unsigned>(p.S));
+    partial_sums_nhwc_kernel<T, kBackward, kRelu>
+        <<<grid, dim3(kTileC, kTileRows), 0, stream()>>>(x, gy, ap, s, p.chunk, partial);
+    CUDA_CHECK_LAUNCH();
+    return;
+  }
   const dim3 grid(static_cast<unsigned>(s.c), static_cast<unsigned>(p.S));
   if (p.vec)
     partial_sums_kernel<T, kVec<T>, kBackward, kRelu>

@@ -1,3 +1,4 @@
+// CUDA option-A shortcut: one thread per element in both directions (gathers), in either layout.
 #include "kernels/cuda/common.cuh"
 #include "kernels/shortcut.h"
 
@@ -31,13 +32,44 @@ __global__ void shortcut_a_backward_kernel(const T* gy, T* gx, ShortcutAParams p
                   : to_storage<T>(0);
   }
 }
+
+// NHWC: the same one thread per element, the channel fastest, so both the gather and the store coalesce along C.
+template <class T>
+__global__ void shortcut_a_forward_nhwc_kernel(const T* x, T* y, ShortcutAParams p, int64_t total) {
+  CUDA_KERNEL_LOOP(idx, total) {
+    const int64_t c = idx % p.c_out - p.pad_front;
+    int64_t t = idx / p.c_out;
+    const int64_t j = t % p.w_out;
+    t /= p.w_out;
+    const int64_t i = t % p.h_out, n = t / p.h_out;
+    y[idx] = (c < 0 || c >= p.c_in) ? to_storage<T>(0)
+                                    : x[((n * p.h_in + i * p.stride) * p.w_in + j * p.stride) * p.c_in + c];
+  }
+}
+
+template <class T>
+__global__ void shortcut_a_backward_nhwc_kernel(const T* gy, T* gx, ShortcutAParams p, int64_t total) {
+  CUDA_KERNEL_LOOP(idx, total) {
+    const int64_t c = idx % p.c_in + p.pad_front;
+    int64_t t = idx / p.c_in;
+    const int64_t w = t % p.w_in;
+    t /= p.w_in;
+    const int64_t h = t % p.h_in, n = t / p.h_in;
+    gx[idx] = (h % p.stride == 0 && w % p.stride == 0)
+                  ? gy[((n * p.h_out + h / p.stride) * p.w_out + w / p.stride) * p.c_out + c]
+                  : to_storage<T>(0);
+  }
+}
 }  // namespace
 
 template <class T>
 void shortcut_a_forward(const T* x, T* y, const ShortcutAParams& p) {
   const int64_t total = p.n * p.c_out * p.h_out * p.w_out;
   if (total == 0) return;
-  shortcut_a_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(x, y, p, total);
+  if (p.layout == Layout::nhwc)
+    shortcut_a_forward_nhwc_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(x, y, p, total);
+  else
+    shortcut_a_forward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(x, y, p, total);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -45,7 +77,10 @@ template <class T>
 void shortcut_a_backward(const T* gy, T* gx, const ShortcutAParams& p) {
   const int64_t total = p.n * p.c_in * p.h_in * p.w_in;
   if (total == 0) return;
-  shortcut_a_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(gy, gx, p, total);
+  if (p.layout == Layout::nhwc)
+    shortcut_a_backward_nhwc_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(gy, gx, p, total);
+  else
+    shortcut_a_backward_kernel<<<grid_for(total, kBlock), kBlock, 0, stream()>>>(gy, gx, p, total);
   CUDA_CHECK_LAUNCH();
 }
 

@@ -16,6 +16,9 @@ namespace {
 struct Descriptors {
   cudnnTensorDescriptor_t x = nullptr, param = nullptr;
   Descriptors(const BatchNormShape& s, cudnnDataType_t dt) {
+    KERNELS_CHECK(s.layout == Layout::nchw,
+                  "batch_norm2d (cuDNN): NHWC is not supported by the cuDNN engine; use the native kernels "
+                  "(kernels::cuda::batch_norm_*), which have NHWC");
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
     CUDNN_CHECK(cudnnCreateTensorDescriptor(&param));
     CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, dt, int(s.n), int(s.c), int(s.hw), 1));
