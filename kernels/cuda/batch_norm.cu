@@ -72,6 +72,36 @@ struct AffineParams {
   }
 };
 
+// The terms stage 1 sums for channel c, in either layout. Forward: d and d^2 with d = x - K. Backward: gy and
+// gy * xhat, gy counted only where affine(x) > 0 with kRelu.
+template <class T, bool kBackward, bool kRelu>
+struct StatTerms {
+  double shift, scale;
+  Affine<T> affine{};
+  __device__ StatTerms(const T* x, const AffineParams<T>& ap, const BatchNormShape& s, int64_t c) {
+    if constexpr (kRelu) affine = ap.at(c);
+    if constexpr (kBackward) {
+      shift = double(ap.mean[c]);
+      scale = double(ap.invstd[c]);
+    } else {
+      shift = convert_value<double>(x[s.index(0, c, 0)]);  // K = the channel's first value
+      scale = 1.0;
+    }
+  }
+  // xv = x, gv = gy at one element (gv is not read in the forward).
+  __device__ void add(T xv, T gv, double& a, double& b) const {
+    if constexpr (kBackward) {
+      const double g = !kRelu || affine(xv) > compute_t<T>(0) ? convert_value<double>(gv) : 0.0;
+      a += g;
+      b += g * (convert_value<double>(xv) - shift) * scale;
+    } else {
+      const double d = convert_value<double>(xv) - shift;
+      a += d;
+      b += d * d;
+    }
+  }
+};
+
 // Stage 1. Forward: sums of d and d^2 with d = x - K. Backward: sums of gy and gy * xhat. Writes
 // partial[(c * S + s) * 2 + {0, 1}], S = gridDim.y. Block (c, s) covers packs [q0, q1) of channel c, where pack q
 // holds elements V*q .. V*q + V - 1 of the channel's m = N*HW values (V divides HW, so a pack never spans two
@@ -84,16 +114,7 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
   const int64_t hwv = s.hw / V, mv = s.n * hwv;
   const int64_t q0 = blockIdx.y * chunk;
   const int64_t q1 = q0 + chunk < mv ? q0 + chunk : mv;
-  double shift, scale;
-  Affine<T> affine{};
-  if constexpr (kRelu) affine = ap.at(c);
-  if constexpr (kBackward) {
-    shift = double(ap.mean[c]);
-    scale = double(ap.invstd[c]);
-  } else {
-    shift = convert_value<double>(x[s.index(0, c, 0)]);
-    scale = 1.0;
-  }
+  const StatTerms<T, kBackward, kRelu> terms(x, ap, s, c);
   double a = 0, b = 0;
   // Walk q = q0 + threadIdx.x, + blockDim.x, ... keeping (n, i) = (q / hwv, q % hwv) by increments instead of a
   // 64-bit division per pack.
@@ -103,22 +124,10 @@ __global__ void partial_sums_kernel(const T* __restrict__ x, const T* __restrict
   for (; q < q1; q += blockDim.x) {
     const int64_t k = ((n * s.c + c) * s.hw) / V + i;  // pack index in the whole tensor
     const P px = reinterpret_cast<const P*>(x)[k];
-    if constexpr (kBackward) {
-      const P pg = reinterpret_cast<const P*>(gy)[k];
+    P pg{};
+    if constexpr (kBackward) pg = reinterpret_cast<const P*>(gy)[k];
 #pragma unroll
-      for (int e = 0; e < V; ++e) {
-        const double g = !kRelu || affine(px.v[e]) > compute_t<T>(0) ? convert_value<double>(pg.v[e]) : 0.0;
-        a += g;
-        b += g * (convert_value<double>(px.v[e]) - shift) * scale;
-      }
-    } else {
-#pragma unroll
-      for (int e = 0; e < V; ++e) {
-        const double d = convert_value<double>(px.v[e]) - shift;
-        a += d;
-        b += d * d;
-      }
-    }
+    for (int e = 0; e < V; ++e) terms.add(px.v[e], pg.v[e], a, b);
     i += step_i;
     n += step_n;
     if (i >= hwv) {
@@ -147,28 +156,10 @@ __global__ void partial_sums_nhwc_kernel(const T* __restrict__ x, const T* __res
   const int64_t r1 = r0 + chunk < rows ? r0 + chunk : rows;
   double a = 0, b = 0;
   if (c < s.c) {
-    double shift, scale;
-    Affine<T> affine{};
-    if constexpr (kRelu) affine = ap.at(c);
-    if constexpr (kBackward) {
-      shift = double(ap.mean[c]);
-      scale = double(ap.invstd[c]);
-    } else {
-      shift = convert_value<double>(x[c]);  // K = the channel's first value (row 0)
-      scale = 1.0;
-    }
+    const StatTerms<T, kBackward, kRelu> terms(x, ap, s, c);
     for (int64_t r = r0 + threadIdx.y; r < r1; r += kTileRows) {
       const int64_t e = r * s.c + c;
-      const T xv = x[e];
-      if constexpr (kBackward) {
-        const double g = !kRelu || affine(xv) > compute_t<T>(0) ? convert_value<double>(gy[e]) : 0.0;
-        a += g;
-        b += g * (convert_value<double>(xv) - shift) * scale;
-      } else {
-        const double d = convert_value<double>(xv) - shift;
-        a += d;
-        b += d * d;
-      }
+      terms.add(x[e], kBackward ? gy[e] : x[e], a, b);
     }
   }
   sa[threadIdx.y][threadIdx.x] = a;
