@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "engine/ops.h"
 #include "engine/ops/common.h"
 #include "kernels/sgd.h"
 

@@ -34,7 +34,8 @@ class SGD {
   SGD& operator=(const SGD&) = delete;
   void step();       // parameters without a gradient are skipped
   void zero_grad();  // drops every parameter's gradient
-  // Writes the rate into lr_tensor() when it changed (a host-to-device copy on CUDA, a store on the CPU).
+  // Writes the rate into lr_tensor() when it changed (a one-element fill kernel queued on the stream on CUDA, so no
+  // host sync; a store on the CPU).
   void set_lr(double lr);
   double lr() const { return options_.lr; }
   // The one-element tensor the update kernel reads the rate from (the parameters' dtype and device).
