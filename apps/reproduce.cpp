@@ -109,6 +109,11 @@ int main(int argc, char** argv) {
       [&](const std::string& v) {
         opt.precision = app::parse_choice(v, "precision", {"fp32", "tf32", "bf16"});
       });
+  add("layout", "nchw|nhwc",
+      "Memory order of the activations, nchw (default) or nhwc (channels last), as train_fmnist --layout.",
+      [&](const std::string& v) {
+        opt.layout = app::parse_choice(v, "layout", {"nchw", "nhwc"});
+      });
   add("cuda-graphs", "off|on",
       "Replay each training step as a CUDA graph, as train_fmnist --cuda-graphs (default off).",
       [&](const std::string& v) {

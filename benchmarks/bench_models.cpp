@@ -41,6 +41,7 @@ struct Config {
   std::string engine;  // native | cudnn
   std::string math;    // fp32 | tf32 | bf16 (train_fmnist's --precision)
   std::string graphs;  // off | on (train_fmnist's --cuda-graphs)
+  std::string layout;  // nchw | nhwc (train_fmnist's --layout)
   int warmup, steps;
   double peak_gflops;  // 0: no %peak column
 };
@@ -63,6 +64,7 @@ bench::Record run(const Config& c) {
   auto model = models::create(c.model, mc);
   model->to(c.device);
   model->train(true);
+  model->set_layout(parse_layout(c.layout));
 
   // The FLOPs come from a trace of this same model's forward (benchmarks/resnet_shapes.h).
   const bench::NetShapes shapes = bench::net_shapes(c.model, 1, c.res);
@@ -129,6 +131,7 @@ bench::Record run(const Config& c) {
       .i("batch", c.batch)
       .s("math", c.math)
       .s("graphs", graph_state)
+      .s("layout", c.layout)
       .s("engine", c.device.is_cuda() ? c.engine : "native")
       .i("threads", bench::threads())
       .i("steps", c.steps)
@@ -171,7 +174,7 @@ int main(int argc, char** argv) {
   std::string device = "cpu";
   std::optional<std::vector<std::string>> model_list, engine_list;
   std::optional<std::vector<int64_t>> batch_list, res_list;
-  std::optional<std::vector<std::string>> math_list, graph_list;
+  std::optional<std::vector<std::string>> math_list, graph_list, layout_list;
   std::optional<int64_t> warmup_opt, steps_opt;
   std::optional<double> peak_gflops;
   int64_t threads = 0;
@@ -222,6 +225,13 @@ int main(int argc, char** argv) {
           return app::parse_choice(s, "cuda-graphs", {"off", "on"});
         });
       });
+  app::add_option(cli, "layout", "LIST",
+                  "Comma list of nchw, nhwc (channels last), as train_fmnist --layout (default nchw).",
+                  [&](const std::string& v) {
+                    layout_list = list_of<std::string>(v, [](const std::string& s) {
+                      return app::parse_choice(s, "layout", {"nchw", "nhwc"});
+                    });
+                  });
   app::add_option(cli, "warmup", "N", "Untimed steps first (default CPU 2, CUDA 5; at least 3 with graphs on).",
                   [&](const std::string& v) { warmup_opt = app::parse_int(v, "warmup", 0, 1 << 20); });
   app::add_option(cli, "steps", "N", "Timed steps (default CPU 5, CUDA 20).",
@@ -259,14 +269,26 @@ int main(int argc, char** argv) {
       maths = math_list.value_or(std::vector<std::string>{"fp32", "tf32", "bf16"});
     }
     const auto graph_modes = graph_list.value_or(std::vector<std::string>{"off"});
+    const auto layouts = layout_list.value_or(std::vector<std::string>{"nchw"});
     const int warmup = static_cast<int>(warmup_opt.value_or(cuda ? 5 : 2));
     const int steps = static_cast<int>(steps_opt.value_or(cuda ? 20 : 5));
 
-    std::vector<std::pair<std::string, std::string>> columns = {
-        {"model", "model"},     {"res", "res"},         {"batch", "batch"},        {"math", "math"},
-        {"graphs", "graphs"},   {"engine", "engine"},   {"threads", "thr"},        {"step_ms", "step ms (med)"},
-        {"step_ms_min", "min"}, {"step_ms_max", "max"}, {"img_per_s", "img/s"},    {"gflop_per_img", "GFLOP/img"},
-        {"gflops", "GFLOP/s"},  {"pct_peak", "%peak"},  {"peak_mem_mb", "peak MB"}};
+    std::vector<std::pair<std::string, std::string>> columns = {{"model", "model"},
+                                                                {"res", "res"},
+                                                                {"batch", "batch"},
+                                                                {"math", "math"},
+                                                                {"graphs", "graphs"},
+                                                                {"layout", "layout"},
+                                                                {"engine", "engine"},
+                                                                {"threads", "thr"},
+                                                                {"step_ms", "step ms (med)"},
+                                                                {"step_ms_min", "min"},
+                                                                {"step_ms_max", "max"},
+                                                                {"img_per_s", "img/s"},
+                                                                {"gflop_per_img", "GFLOP/img"},
+                                                                {"gflops", "GFLOP/s"},
+                                                                {"pct_peak", "%peak"},
+                                                                {"peak_mem_mb", "peak MB"}};
     std::string devname = kernels::cpu::cpu_description();
 #if ENGINE_HAVE_CUDA
     if (cuda) {
@@ -299,15 +321,16 @@ int main(int argc, char** argv) {
         for (int64_t b : batches)
           for (const auto& e : engines)
             for (const auto& math : maths)
-              for (const auto& gr : graph_modes) {
-                Config c{dev, m, b, res, e, math, gr, warmup, steps, 0};
-                const double datasheet = !known           ? 0.0
-                                         : math == "bf16" ? known->bf16_gflops
-                                         : math == "tf32" ? known->tf32_gflops
-                                                          : known->fp32_gflops;
-                c.peak_gflops = peak_gflops.value_or(datasheet);
-                out.add(run(c));
-              }
+              for (const auto& gr : graph_modes)
+                for (const auto& lay : layouts) {
+                  Config c{dev, m, b, res, e, math, gr, lay, warmup, steps, 0};
+                  const double datasheet = !known           ? 0.0
+                                           : math == "bf16" ? known->bf16_gflops
+                                           : math == "tf32" ? known->tf32_gflops
+                                                            : known->fp32_gflops;
+                  c.peak_gflops = peak_gflops.value_or(datasheet);
+                  out.add(run(c));
+                }
     out.flush();
     return 0;
   } catch (const std::exception& e) {

@@ -10,6 +10,8 @@ our bf16 also against PyTorch's bf16 + channels_last, the issue's target, and it
 PyTorch's fp16 AMP + channels_last is printed as context):
   python3 benchmarks/compare.py --build build --device cuda --models resnet18,resnet50 --res 96 --batch 128
 --precision LIST (fp32,tf32,bf16) limits the math modes of both sides (default CPU fp32, CUDA all three).
+--layout LIST (nchw,nhwc) chooses our activation layouts (bench_models --layout; default CPU nchw, CUDA both):
+each of our rows is paired with PyTorch's rows of the same math, channels_last or not.
 
 --save FILE writes every raw JSON record (both sides) to FILE as JSON lines.
 """
@@ -54,6 +56,7 @@ def main():
     ap.add_argument("--python", default=None, help="interpreter with torch (default CPU /usr/bin/python3, else python3)")
     ap.add_argument("--save", default=None, help="write all raw JSON records here")
     ap.add_argument("--precision", default=None, help="comma list of fp32,tf32,bf16 (default CPU fp32, CUDA all)")
+    ap.add_argument("--layout", default=None, help="comma list of nchw,nhwc for ours (default CPU nchw, CUDA both)")
     ap.add_argument("--compile", action="store_true", help="CUDA: also PyTorch bf16_cl under torch.compile")
     args = ap.parse_args()
 
@@ -70,7 +73,7 @@ def main():
     torch_maths = [m for m in maths]
     if "bf16" in maths and cuda:
         torch_maths += ["bf16_cl"] + (["bf16_cl_compile"] if args.compile else []) + ["amp_cl"]
-    ours_args = ["--precision", ",".join(maths)]
+    ours_args = ["--precision", ",".join(maths), "--layout", args.layout or ("nchw,nhwc" if cuda else "nchw")]
     theirs_args = ["--math", ",".join(torch_maths)]
     if args.warmup is not None:
         common += ["--warmup", str(args.warmup)]
@@ -99,14 +102,14 @@ def main():
                 if "amp_cl" in by_math:
                     rows.append((None, by_math["amp_cl"], None))
 
-    head = ["model", "res", "batch", "math", "torch math", "ours engine", "ours ms", "torch ms", "ours img/s", "torch img/s",
+    head = ["model", "res", "batch", "math", "torch math", "ours engine", "ours layout", "ours ms", "torch ms", "ours img/s", "torch img/s",
             "torch/ours", "ours MB", "torch MB"]
     cells = [head]
     for o, t, ratio in rows:
         r = o or t
         cells.append([
             r["model"], str(r["res"]), str(r["batch"]), o["math"] if o else "-", t["math"] if t else "-",
-            o["engine"] if o else "-",
+            o["engine"] if o else "-", o.get("layout", "nchw") if o else "-",
             f"{o['step_ms']:.1f}" if o else "-", f"{t['step_ms']:.1f}" if t else "-",
             f"{o['img_per_s']:.1f}" if o else "-", f"{t['img_per_s']:.1f}" if t else "-",
             f"{ratio:.2f}x" if ratio else "-", f"{o['peak_mem_mb']:.0f}" if o else "-",

@@ -10,8 +10,24 @@
 #include "engine/tensor.h"
 #include "kernels/batch_metrics.h"
 #include "kernels/image_batch.h"
+#include "kernels/layout.h"
 
 namespace engine {
+
+// The memory order of 4-D activations (kernels/layout.h): nchw [N, C, H, W] (the default) or nhwc [N, H, W, C]
+// (channels last). A tensor carries no layout: an NHWC activation is what it physically is, a [N, H, W, C] tensor,
+// and each op that has both forms takes the layout in its parameters (conv2d, batch norm, pooling, shortcut_a), so
+// its shape checks stay explicit. Models switch with nn::Module::set_layout.
+using Layout = kernels::Layout;
+const char* layout_name(Layout l);             // "nchw", "nhwc"
+Layout parse_layout(const std::string& name);  // "nchw", "nhwc"; throws on others
+
+// ---------------- to_channels_last, to_channels_first (engine/ops/layout.cpp) ----------------
+// The 4-D permutes [N, C, H, W] -> [N, H, W, C] (as x.permute(0, 2, 3, 1).contiguous()) and back, each the
+// other's backward. Exact in every dtype. With C = 1 (or H = W = 1) the memory order is the same, and the result
+// is a view (a reshape), no copy. A conv weight [OC, C, KH, KW] goes to NHWC's [OC, KH, KW, C] the same way.
+Tensor to_channels_last(const Tensor& x);
+Tensor to_channels_first(const Tensor& x);
 
 // ---------------- add, scale, relu, flatten, cast (engine/ops/elementwise.cpp) ----------------
 // Elementwise ops: add (the residual join), scale, relu. Same shape, dtype and device; no broadcasting.
@@ -36,9 +52,12 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 // ---------------- conv2d (engine/ops/conv2d.cpp) ----------------
 // conv2d: NCHW input [N, C, H, W], weight [OC, C, KH, KW], optional bias [OC] -> [N, OC, OH, OW] with
 // OH = (H + 2*pad_h - KH) / stride_h + 1. Native path: im2col over the batch + one GEMM (OpenBLAS / cuBLAS).
+// With layout nhwc: input [N, H, W, C], weight [OC, KH, KW, C] (to_channels_last of the NCHW weight), output
+// [N, OH, OW, OC]; 1x1 convolutions are one GEMM with no im2col (kernels/conv.h).
 struct Conv2dParams {
   int stride_h = 1, stride_w = 1;
   int pad_h = 0, pad_w = 0;
+  Layout layout = Layout::nchw;
 };
 
 // Which implementation CUDA convolutions use. Native (ours) is the default and the reference; cuDNN is
@@ -59,6 +78,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 //            running = (1 - momentum) * running + momentum * batch_stat, using the unbiased variance;
 //  eval:     normalise with running_mean/var.
 // gamma/beta [C] may be undefined (no affine). Running stats are buffers: updated without autograd.
+// layout: x (and the residual) [N, C, H, W] or, with nhwc, [N, H, W, C]. cuDNN's batch norm is NCHW-only here, so
+// NHWC always takes the native kernels, as bf16 does.
 // Which implementation CUDA batch norm uses in training mode. Native (ours) is the default and the reference;
 // cuDNN exists only in builds that found it. Eval mode and the CPU always run the native kernels.
 enum class BatchNormEngine { native, cudnn };
@@ -66,12 +87,13 @@ void set_batch_norm_engine(BatchNormEngine e);  // throws if cuDNN was asked for
 BatchNormEngine batch_norm_engine();
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
-                    bool training, double momentum = 0.1, double eps = 1e-5);
+                    bool training, double momentum = 0.1, double eps = 1e-5, Layout layout = Layout::nchw);
 
 // relu(batch_norm2d(...)) in one op (every conv -> BN -> ReLU of a ResNet): one pass less forward, and backward
 // masks the gradient while it reduces instead of a separate ReLU pass. With the cuDNN engine it is the two ops.
 Tensor batch_norm2d_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                         Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+                         Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5,
+                         Layout layout = Layout::nchw);
 
 // relu(batch_norm2d(x, ...) + residual) in one op: the end of every residual block (its last BN, the shortcut's
 // add and the ReLU). residual has x's shape, dtype and device. One pass forward instead of three, one saved
@@ -79,10 +101,11 @@ Tensor batch_norm2d_relu(const Tensor& x, const Tensor& gamma, const Tensor& bet
 // gradient. Gradients for x, residual, gamma and beta. With the cuDNN engine it is the three ops.
 Tensor batch_norm2d_add_relu(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
                              Tensor& running_mean, Tensor& running_var, bool training, double momentum = 0.1,
-                             double eps = 1e-5);
+                             double eps = 1e-5, Layout layout = Layout::nchw);
 
 // ---------------- max_pool2d, adaptive_avg_pool2d (engine/ops/pool.cpp) ----------------
-// Pooling over NCHW.
+// Pooling over NCHW, or NHWC with the layout (max_pool2d's argmax stays ih * W + iw within the plane, as
+// PyTorch's channels_last indices; adaptive_avg_pool2d gives [N, OH, OW, C], which for 1x1 is [N, C] either way).
 //  max_pool2d: windows of kernel x kernel with stride and padding (padding counts as -inf), argmax saved for
 //              backward; output (H + 2p - k) / s + 1 (floor mode, as PyTorch's default).
 //  adaptive_avg_pool2d: output [N, C, OH, OW]; window i spans [floor(i*H/OH), ceil((i+1)*H/OH)), as PyTorch.
@@ -90,10 +113,11 @@ struct Pool2dParams {
   int kernel_h = 2, kernel_w = 2;
   int stride_h = 2, stride_w = 2;
   int pad_h = 0, pad_w = 0;
+  Layout layout = Layout::nchw;
 };
 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
-Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w);
+Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w, Layout layout = Layout::nchw);
 
 // ---------------- cross_entropy (engine/ops/loss.cpp) ----------------
 // cross_entropy: logits [N, C] (float), labels [N] (int32, values in [0, C)) -> scalar mean loss, as
@@ -106,8 +130,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& labels, double label_sm
 // x [N, C, H, W] -> [N, out_channels, ceil(H/stride), ceil(W/stride)]: every stride-th pixel of x
 // (x[:, :, ::stride, ::stride] in PyTorch), with x's channels placed at [pad_front, pad_front + C) and zeros
 // elsewhere. It matches a 3x3 conv with padding 1 and the same stride in output size, so it can join a
-// residual branch that changes the shape. Differentiable in x.
-Tensor shortcut_a(const Tensor& x, int out_channels, int stride, int pad_front);
+// residual branch that changes the shape. Differentiable in x. With layout nhwc, x and y are [N, H, W, C].
+Tensor shortcut_a(const Tensor& x, int out_channels, int stride, int pad_front, Layout layout = Layout::nchw);
 
 // ---------------- the data path (engine/ops/data.cpp) ----------------
 // The app data path's ops: uploading the uint8 dataset, assembling a training batch from it, and accumulating a

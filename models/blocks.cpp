@@ -44,7 +44,7 @@ Tensor ResidualBlock::join(const Tensor& main, const Tensor& x) {
     // zero_pad: the padding is split evenly on both sides, as the common PyTorch CIFAR reproductions do.
     sc = kind == ShortcutKind::projection
              ? (*downsample)(x)
-             : engine::shortcut_a(x, out_channels, stride, (out_channels - in_channels) / 2);
+             : engine::shortcut_a(x, out_channels, stride, (out_channels - in_channels) / 2, layout());
   }
   return last_bn().forward_add_relu(main, sc);  // relu(last_bn(main) + sc), fused
 }

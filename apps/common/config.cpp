@@ -115,6 +115,9 @@ const std::vector<ConfigField>& train_config_fields() {
              "as PyTorch's allow_tf32; the CPU has none and computes fp32); bf16 = mixed precision as PyTorch's "
              "autocast: activations and the layers' operands in bfloat16, GEMMs accumulating in float32, weights, "
              "momentum, batch-norm statistics and the loss in float32 (docs/training.md, \"Mixed precision\")."),
+      choice("layout", &C::layout, {"nchw", "nhwc"}, true,
+             "Memory order of the activations: nchw (default) or nhwc, channels last (as PyTorch's "
+             "channels_last; 1x1 convolutions become plain GEMMs). Weights and checkpoints are the same in both."),
       integer("threads", "N", &C::threads, 0, 1024, true,
               "CPU threads for OpenMP and OpenBLAS (default 0: their own defaults)."),
       integer("resize", "N", &C::resize, 8, 512, false,
@@ -153,7 +156,7 @@ const std::vector<ConfigField>& train_config_fields() {
       text("resume", "CKPT", &C::resume, true,
            "Continue from a checkpoint (last.safetensors): weights, momentum, epoch and step, metrics so far. The "
            "configuration comes from the checkpoint; only --epochs, --device, --conv, --tf32, --precision, "
-           "--cuda-graphs, --threads, --early-stop, --detect-anomaly, --data and --out may change."),
+           "--layout, --cuda-graphs, --threads, --early-stop, --detect-anomaly, --data and --out may change."),
       integer("limit-train", "N", &C::limit_train, 0, INT64_MAX, false,
               "Use only the first N training images (default 0: all 60000)."),
       integer("limit-test", "N", &C::limit_test, 0, INT64_MAX, false,
@@ -251,8 +254,8 @@ engine::Metadata config_to_metadata(const TrainConfig& cfg) {
 }
 
 const std::set<std::string>& fields_added_later() {
-  static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase",      "erase-fill",
-                                              "ema",       "no-wd-bn",       "precision", "cuda-graphs"};
+  static const std::set<std::string> names = {"drop-last", "detect-anomaly", "log-every", "erase",       "erase-fill",
+                                              "ema",       "no-wd-bn",       "precision", "cuda-graphs", "layout"};
   return names;
 }
 

@@ -311,6 +311,7 @@ TrainConfig run_config(const std::string& experiment, const RunSpec& spec, const
   c.tf32 = opt.tf32;
   c.precision = opt.precision;
   c.cuda_graphs = opt.cuda_graphs;
+  c.layout = opt.layout;
   c.threads = opt.threads;
   c.data = opt.data;
   try {

@@ -309,6 +309,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   if (cfg.resume.empty() && cfg.init == "xavier") xavier_uniform_init(*model, engine::default_generator());
   model->to(device);
   model->train();
+  model->set_layout(engine::parse_layout(cfg.layout));
   engine::optim::SGD opt = make_optimizer(cfg, *model);
   std::unique_ptr<engine::optim::ModelEma> ema = make_ema(cfg, *model);  // evaluation uses it when on
   RunState st;
@@ -360,10 +361,12 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   };
   if (log) {
     fmt::print(
-        log, "{} {}: {} parameters on {}; {} training examples{}, {} test; {}x{} px, batch {}, {} steps/epoch, {}{}\n",
+        log,
+        "{} {}: {} parameters on {}; {} training examples{}, {} test; {}x{} px, batch {}, {} steps/epoch, {}{}{}\n",
         cfg.resume.empty() ? "training" : "resuming", cfg.model, model->num_parameters(), device.str(), n,
         val_data ? fmt::format(" (+{} validation)", val_data->size()) : "", test_data.size(), cfg.resize, cfg.resize,
         bs, steps, math_mode(cfg) == "bf16" ? "bf16 mixed precision" : math_mode(cfg),
+        cfg.layout == "nhwc" ? ", channels last" : "",
         cfg.resume.empty() ? "" : fmt::format(" from epoch {} step {}", st.epoch + 1, st.step + 1));
     std::fflush(log);
   }

@@ -42,7 +42,9 @@ Tensor param_for_input(const Tensor& param, const Tensor& x) {
 }
 
 Tensor forward_logits(Module& model, const Tensor& x, DType activations) {
-  const Tensor logits = model(cast(x, activations));
+  Tensor in = cast(x, activations);  // cast first: a bf16 permute moves half the bytes
+  if (model.layout() == Layout::nhwc && in.dim() == 4) in = to_channels_last(in);
+  const Tensor logits = model(in);
   return logits.dtype() == DType::bf16 ? cast(logits, DType::f32) : logits;
 }
 
@@ -65,7 +67,11 @@ Tensor Conv2d::forward(const Tensor& x) {
   Conv2dParams p;
   p.stride_h = p.stride_w = stride;
   p.pad_h = p.pad_w = padding;
-  return conv2d(x, param_for_input(weight, x), param_for_input(bias, x), p);
+  p.layout = layout();
+  const Tensor w = param_for_input(weight, x);
+  // Channels last wants the weight [OC, KH, KW, C]: permuted each forward (a weight is small beside the
+  // activations), differentiable, so the master and its gradient keep torchvision's [OC, C, KH, KW].
+  return conv2d(x, p.layout == Layout::nhwc ? to_channels_last(w) : w, param_for_input(bias, x), p);
 }
 
 BatchNorm2d::BatchNorm2d(int c, double eps, double momentum) : channels(c), eps(eps), momentum(momentum) {
@@ -81,17 +87,19 @@ BatchNorm2d::BatchNorm2d(int c, double eps, double momentum) : channels(c), eps(
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  return batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+  return batch_norm2d(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, layout());
 }
 
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
-  return scoped(
-      x, [&] { return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps); });
+  return scoped(x, [&] {
+    return batch_norm2d_relu(x, weight, bias, running_mean, running_var, is_training(), momentum, eps, layout());
+  });
 }
 
 Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const Tensor& residual) {
   return scoped(x, [&] {
-    return batch_norm2d_add_relu(x, residual, weight, bias, running_mean, running_var, is_training(), momentum, eps);
+    return batch_norm2d_add_relu(x, residual, weight, bias, running_mean, running_var, is_training(), momentum, eps,
+                                 layout());
   });
 }
 
@@ -99,6 +107,18 @@ MaxPool2d::MaxPool2d(int kernel, int stride, int padding) {
   params.kernel_h = params.kernel_w = kernel;
   params.stride_h = params.stride_w = stride;
   params.pad_h = params.pad_w = padding;
+}
+
+Tensor MaxPool2d::forward(const Tensor& x) {
+  Pool2dParams p = params;
+  p.layout = layout();
+  return max_pool2d(x, p);
+}
+
+Tensor Flatten::forward(const Tensor& x) {
+  // Channels last flattens in NCHW order, as PyTorch's flatten of a channels_last tensor, so a linear layer after
+  // it sees the same features in either layout (after a 1x1 pool the permute is a view).
+  return flatten(layout() == Layout::nhwc && x.dim() == 4 ? to_channels_first(x) : x);
 }
 
 Linear::Linear(int in, int out, bool with_bias) : in_features(in), out_features(out) {

@@ -27,7 +27,8 @@ bool bf16_weight_cache();
 // call with the cache off): tests see with it that the cache is used.
 int64_t bf16_weight_casts();
 // A classifier's logits under mixed precision: x cast to `activations` (bf16, or x's own dtype for a plain
-// forward), the model run on it, the logits cast back to float32 for the loss and the metrics.
+// forward), an NCHW image batch permuted to [N, H, W, C] for a channels-last model (Module::set_layout; a view for
+// one channel), the model run on it, the logits cast back to float32 for the loss and the metrics.
 Tensor forward_logits(Module& model, const Tensor& x, DType activations);
 
 // Weights start with PyTorch's defaults (kaiming_uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), ..));
@@ -61,20 +62,20 @@ class ReLU : public Module {
 class MaxPool2d : public Module {
  public:
   MaxPool2d(int kernel, int stride, int padding = 0);
-  Tensor forward(const Tensor& x) override { return max_pool2d(x, params); }
-  Pool2dParams params;
+  Tensor forward(const Tensor& x) override;
+  Pool2dParams params;  // its layout is the module's (set_layout)
 };
 
 class AdaptiveAvgPool2d : public Module {
  public:
   AdaptiveAvgPool2d(int out_h, int out_w) : out_h(out_h), out_w(out_w) {}
-  Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, out_h, out_w); }
+  Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, out_h, out_w, layout()); }
   int out_h, out_w;
 };
 
 class Flatten : public Module {
  public:
-  Tensor forward(const Tensor& x) override { return flatten(x); }
+  Tensor forward(const Tensor& x) override;  // in NCHW order in either layout
 };
 
 class Linear : public Module {

@@ -107,6 +107,11 @@ void Module::train(bool on) {
   for (auto& [name, child] : children_) child->train(on);
 }
 
+void Module::set_layout(kernels::Layout layout) {
+  layout_ = layout;
+  for (auto& [name, child] : children_) child->set_layout(layout);
+}
+
 template <class F>
 void Module::for_each_slot(F&& f) {
   for (auto& [name, t] : params_) f(*t, true);

@@ -9,6 +9,7 @@
 
 #include "engine/autograd.h"
 #include "engine/tensor.h"
+#include "kernels/layout.h"
 
 namespace engine::nn {
 
@@ -41,6 +42,14 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }
   bool is_training() const { return training_; }
+
+  // The memory order of the activations the layers of this tree take and give (kernels/layout.h): nchw, the
+  // default, or nhwc (channels last), as PyTorch's model.to(memory_format=torch.channels_last). Parameters keep
+  // their shapes (a conv weight stays [OC, C, KH, KW], so checkpoints are the same in either layout); the layers
+  // pass the layout to their ops, so an NHWC model takes [N, H, W, C] input: nn::forward_logits converts an NCHW
+  // batch once at the entry, and nn::Flatten gives NCHW order back.
+  void set_layout(kernels::Layout layout);
+  kernels::Layout layout() const { return layout_; }
 
   // Moves or converts every parameter and buffer in place (parameters stay leaves that require grad).
   void to(Device device);
@@ -79,6 +88,7 @@ class Module {
   std::vector<std::pair<std::string, Tensor*>> params_, buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  kernels::Layout layout_ = kernels::Layout::nchw;
   const Module* parent_ = nullptr;  // cleared when the parent goes first
   std::string name_;                // under parent_
 };

@@ -16,10 +16,10 @@ T* ptr_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-void check_per_channel(const char* op, const char* what, const Tensor& t, const Tensor& x) {
+void check_per_channel(const char* op, const char* what, const Tensor& t, const Tensor& x, int64_t c) {
   if (!t.defined()) return;
-  ENGINE_CHECK(t.shape() == Shape{x.size(1)}, op, ": ", what, " has shape ", shape_str(t.shape()), " but x ",
-               shape_str(x.shape()), " has ", x.size(1), " channels; expected [", x.size(1), "]");
+  ENGINE_CHECK(t.shape() == Shape{c}, op, ": ", what, " has shape ", shape_str(t.shape()), " but x ",
+               shape_str(x.shape()), " has ", c, " channels; expected [", c, "]");
 }
 
 }  // namespace
@@ -38,11 +38,11 @@ namespace {
 // residual (defined only for batch_norm2d_add_relu): added to the normalised x before the ReLU.
 Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
                          Tensor& running_var, bool training, double momentum, double eps, bool relu,
-                         const Tensor& residual) {
+                         const Tensor& residual, Layout layout) {
   const bool has_r = residual.defined();
   // batch_norm2d_relu reports its errors as batch_norm2d; the residual join names itself.
   const char* op = has_r ? "batch_norm2d_add_relu" : kOp;
-  check_dim(op, "x (N, C, H, W)", x, 4);
+  check_dim(op, dims_name("x", layout).c_str(), x, 4);
   check_storage(op, "x", x);
   check_same(op, {{"x", x}, {"residual", residual}});
   // Parameters and statistics are in the compute dtype (kernels/dtype.h): x's own for float and double, float32
@@ -59,27 +59,31 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
     }
   ENGINE_CHECK(!has_r || residual.shape() == x.shape(), op, ": residual has shape ", shape_str(residual.shape()),
                " but x has shape ", shape_str(x.shape()), "; they must match (no broadcasting)");
-  check_per_channel(op, "weight (gamma)", gamma, x);
-  check_per_channel(op, "bias (beta)", beta, x);
-  check_per_channel(op, "running_mean", running_mean, x);
-  check_per_channel(op, "running_var", running_var, x);
+  const Dims4 d = dims4(x, layout);
+  check_per_channel(op, "weight (gamma)", gamma, x, d.c);
+  check_per_channel(op, "bias (beta)", beta, x, d.c);
+  check_per_channel(op, "running_mean", running_mean, x, d.c);
+  check_per_channel(op, "running_var", running_var, x, d.c);
   ENGINE_CHECK(running_mean.defined() == running_var.defined(), op,
                ": give both running_mean and running_var, or neither");
   ENGINE_CHECK(training || running_mean.defined(), op,
                ": eval mode (training = false) normalises with running_mean and running_var, but they are undefined");
   ENGINE_CHECK(x.numel() > 0, op, ": x of shape ", shape_str(x.shape()), " is empty");
   ENGINE_CHECK(eps >= 0, op, ": eps must be >= 0, got ", eps);
-  const kernels::BatchNormShape s{x.size(0), x.size(1), x.size(2) * x.size(3)};
+  const kernels::BatchNormShape s{d.n, d.c, d.h * d.w, layout};
   ENGINE_CHECK(!training || s.n * s.hw > 1, op,
                ": expected more than 1 value per channel when training, got x of shape ", shape_str(x.shape()),
                " (use eval mode or a larger batch)");
 
   // cuDNN only in training on CUDA; fixed here so that forward and backward of one call agree.
-  // cuDNN is wired here for float and double, with parameters in the data's type: bf16 takes the native kernels.
-  const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda() && x.dtype() != DType::bf16;
+  // cuDNN is wired here for float and double, with parameters in the data's type, and for NCHW: bf16 and channels
+  // last take the native kernels.
+  const bool use_cudnn = g_engine == BatchNormEngine::cudnn && training && x.is_cuda() && x.dtype() != DType::bf16 &&
+                         layout == Layout::nchw;
   // cuDNN's batch norm has no fused residual or activation here: compose with add() and relu().
   if (use_cudnn && (relu || has_r)) {
-    Tensor y = batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false, Tensor());
+    Tensor y =
+        batch_norm2d_impl(x, gamma, beta, running_mean, running_var, true, momentum, eps, false, Tensor(), layout);
     if (has_r) y = engine::add(y, residual);
     return relu ? engine::relu(y) : y;
   }
@@ -167,19 +171,20 @@ Tensor batch_norm2d_impl(const Tensor& x, const Tensor& gamma, const Tensor& bet
 }  // namespace
 
 Tensor batch_norm2d(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean, Tensor& running_var,
-                    bool training, double momentum, double eps) {
-  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, false, Tensor());
+                    bool training, double momentum, double eps, Layout layout) {
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, false, Tensor(), layout);
 }
 
 Tensor batch_norm2d_relu(const Tensor& x, const Tensor& gamma, const Tensor& beta, Tensor& running_mean,
-                         Tensor& running_var, bool training, double momentum, double eps) {
-  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true, Tensor());
+                         Tensor& running_var, bool training, double momentum, double eps, Layout layout) {
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true, Tensor(), layout);
 }
 
 Tensor batch_norm2d_add_relu(const Tensor& x, const Tensor& residual, const Tensor& gamma, const Tensor& beta,
-                             Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps) {
+                             Tensor& running_mean, Tensor& running_var, bool training, double momentum, double eps,
+                             Layout layout) {
   check_defined("batch_norm2d_add_relu", "residual", residual);
-  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true, residual);
+  return batch_norm2d_impl(x, gamma, beta, running_mean, running_var, training, momentum, eps, true, residual, layout);
 }
 
 }  // namespace engine

@@ -42,4 +42,17 @@ void check_dim(const char* op, const char* what, const Tensor& t, int64_t dim) {
   ENGINE_CHECK(t.dim() == dim, op, ": expected ", what, " with ", dim, " dimensions, got ", shape_str(t.shape()));
 }
 
+Dims4 dims4(const Tensor& x, kernels::Layout layout) {
+  if (layout == kernels::Layout::nhwc) return {x.size(0), x.size(3), x.size(1), x.size(2)};
+  return {x.size(0), x.size(1), x.size(2), x.size(3)};
+}
+
+Shape shape4(int64_t n, int64_t c, int64_t h, int64_t w, kernels::Layout layout) {
+  return layout == kernels::Layout::nhwc ? Shape{n, h, w, c} : Shape{n, c, h, w};
+}
+
+std::string dims_name(const char* what, kernels::Layout layout) {
+  return cat(what, layout == kernels::Layout::nhwc ? " (N, H, W, C)" : " (N, C, H, W)");
+}
+
 }  // namespace engine

@@ -5,6 +5,7 @@
 
 #include "engine/autograd.h"
 #include "engine/tensor.h"
+#include "kernels/layout.h"
 
 namespace engine {
 
@@ -18,6 +19,16 @@ void check_defined(const char* op, const char* what, const Tensor& t);
 void check_computable(const char* op, const char* what, const Tensor& t);
 // A dtype the activation ops take (float32, float64, bfloat16); int32 is refused.
 void check_storage(const char* op, const char* what, const Tensor& t);
+
+// The logical sizes of a 4-D activation stored in `layout` ([N, C, H, W] or [N, H, W, C]); x must be 4-D.
+struct Dims4 {
+  int64_t n, c, h, w;
+};
+Dims4 dims4(const Tensor& x, kernels::Layout layout);
+// [N, C, H, W] in `layout`'s physical order.
+Shape shape4(int64_t n, int64_t c, int64_t h, int64_t w, kernels::Layout layout);
+// "x (N, C, H, W)" or "x (N, H, W, C)": names a 4-D argument with its layout in an error message.
+std::string dims_name(const char* what, kernels::Layout layout);
 
 }  // namespace engine
 

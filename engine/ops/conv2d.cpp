@@ -37,8 +37,7 @@ void backward_on(const Tensor& x, ConvEngine eng, const kernels::Conv2dShape& s,
 }
 
 // ConvEngine::fastest: per shape, dtype, TF32 setting and direction (forward, or backward with the gradients
-// wanted), the engine that ran faster when both were timed on the first such call. The layout is in the key for
-// when tensors carry one (today every shape here is NCHW).
+// wanted), the engine that ran faster when both were timed on the first such call. The layout is in the key.
 using ChoiceKey = std::array<int64_t, 17>;
 
 ChoiceKey choice_key(const kernels::Conv2dShape& s, DType dtype, int64_t direction) {
@@ -106,15 +105,18 @@ ConvEngine parse_conv_engine(const std::string& name) {
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dParams& p) {
-  check_dim("conv2d", "input", x, 4);
-  check_dim("conv2d", "weight", weight, 4);
+  const bool nhwc = p.layout == Layout::nhwc;
+  check_dim("conv2d", dims_name("input", p.layout).c_str(), x, 4);
+  check_dim("conv2d", nhwc ? "weight (OC, KH, KW, C)" : "weight (OC, C, KH, KW)", weight, 4);
   check_storage("conv2d", "input", x);
   check_same("conv2d", {{"input", x}, {"weight", weight}, {"bias", bias}});
-  const std::string shapes = cat("input ", shape_str(x.shape()), ", weight ", shape_str(weight.shape()));
-  ENGINE_CHECK(x.size(1) == weight.size(1), "conv2d: input has ", x.size(1), " channels but weight expects ",
-               weight.size(1), " (", shapes, ")");
-  ENGINE_CHECK(x.size(0) > 0 && x.size(1) > 0 && x.size(2) > 0 && x.size(3) > 0 && weight.size(0) > 0 &&
-                   weight.size(2) > 0 && weight.size(3) > 0,
+  const std::string shapes =
+      cat("input ", shape_str(x.shape()), ", weight ", shape_str(weight.shape()), nhwc ? ", channels last" : "");
+  const Dims4 xd = dims4(x, p.layout);
+  const int64_t w_c = nhwc ? weight.size(3) : weight.size(1), kh = nhwc ? weight.size(1) : weight.size(2),
+                kw = nhwc ? weight.size(2) : weight.size(3);
+  ENGINE_CHECK(xd.c == w_c, "conv2d: input has ", xd.c, " channels but weight expects ", w_c, " (", shapes, ")");
+  ENGINE_CHECK(xd.n > 0 && xd.c > 0 && xd.h > 0 && xd.w > 0 && weight.size(0) > 0 && kh > 0 && kw > 0,
                "conv2d: every dimension of input and weight must be positive (", shapes, ")");
   if (bias.defined()) {
     ENGINE_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "conv2d: bias ", shape_str(bias.shape()),
@@ -125,9 +127,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
                p.pad_h, "x", p.pad_w);
 
   kernels::Conv2dShape s;
-  s.n = x.size(0), s.c = x.size(1), s.h = x.size(2), s.w = x.size(3);
-  s.oc = weight.size(0), s.kh = weight.size(2), s.kw = weight.size(3);
+  s.n = xd.n, s.c = xd.c, s.h = xd.h, s.w = xd.w;
+  s.oc = weight.size(0), s.kh = kh, s.kw = kw;
   s.stride_h = p.stride_h, s.stride_w = p.stride_w, s.pad_h = p.pad_h, s.pad_w = p.pad_w;
+  s.layout = p.layout;
   const int64_t ph = s.h + 2 * s.pad_h, pw = s.w + 2 * s.pad_w;
   ENGINE_CHECK(ph >= s.kh && pw >= s.kw, "conv2d: kernel ", s.kh, "x", s.kw, " is larger than the padded input ", ph,
                "x", pw, " (", shapes, ", padding ", p.pad_h, "x", p.pad_w, "): the output would be empty");
@@ -135,7 +138,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   s.ow = (pw - s.kw) / s.stride_w + 1;
 
   const ConvEngine eng = g_conv_engine;
-  Tensor y = Tensor::empty({s.n, s.oc, s.oh, s.ow}, x.dtype(), x.device());
+  Tensor y = Tensor::empty(shape4(s.n, s.oc, s.oh, s.ow, s.layout), x.dtype(), x.device());
   dispatch_storage("conv2d", x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     auto run = [&](ConvEngine e) {

@@ -9,7 +9,7 @@ namespace engine {
 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   constexpr const char* op = "max_pool2d";
-  check_dim(op, "x (N, C, H, W)", x, 4);
+  check_dim(op, dims_name("x", p.layout).c_str(), x, 4);
   check_storage(op, "x", x);
   ENGINE_CHECK(p.kernel_h > 0 && p.kernel_w > 0, op, ": kernel must be positive, got ", p.kernel_h, "x", p.kernel_w);
   ENGINE_CHECK(p.stride_h > 0 && p.stride_w > 0, op, ": stride must be positive, got ", p.stride_h, "x", p.stride_w);
@@ -18,10 +18,13 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   ENGINE_CHECK(p.pad_h <= p.kernel_h / 2 && p.pad_w <= p.kernel_w / 2, op,
                ": padding should be at most half of the kernel, got padding ", p.pad_h, "x", p.pad_w, " for kernel ",
                p.kernel_h, "x", p.kernel_w);
+  const Dims4 d = dims4(x, p.layout);
   kernels::MaxPool2dShape s;
-  s.planes = x.size(0) * x.size(1);
-  s.h = x.size(2);
-  s.w = x.size(3);
+  s.planes = d.n * d.c;
+  s.h = d.h;
+  s.w = d.w;
+  s.layout = p.layout;
+  s.c = d.c;
   s.kernel_h = p.kernel_h;
   s.kernel_w = p.kernel_w;
   s.stride_h = p.stride_h;
@@ -38,7 +41,7 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   ENGINE_CHECK(s.h * s.w <= std::numeric_limits<int32_t>::max(), op, ": input plane of ", s.h, "x", s.w,
                " is too large for int32 argmax indices");
 
-  const Shape out_shape{x.size(0), x.size(1), s.out_h, s.out_w};
+  const Shape out_shape = shape4(d.n, d.c, s.out_h, s.out_w, p.layout);
   Tensor y = Tensor::empty(out_shape, x.dtype(), x.device());
   Tensor argmax = Tensor::empty(out_shape, DType::i32, x.device());
   dispatch_storage(op, x.dtype(), [&](auto tag) {
@@ -60,19 +63,22 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   return y;
 }
 
-Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w) {
+Tensor adaptive_avg_pool2d(const Tensor& x, int out_h, int out_w, Layout layout) {
   constexpr const char* op = "adaptive_avg_pool2d";
-  check_dim(op, "x (N, C, H, W)", x, 4);
+  check_dim(op, dims_name("x", layout).c_str(), x, 4);
   check_storage(op, "x", x);
   ENGINE_CHECK(out_h > 0 && out_w > 0, op, ": output size must be positive, got ", out_h, "x", out_w);
-  ENGINE_CHECK(x.size(2) > 0 && x.size(3) > 0, op, ": x of shape ", shape_str(x.shape()), " has an empty plane");
+  const Dims4 d = dims4(x, layout);
+  ENGINE_CHECK(d.h > 0 && d.w > 0, op, ": x of shape ", shape_str(x.shape()), " has an empty plane");
   kernels::AdaptivePool2dShape s;
-  s.planes = x.size(0) * x.size(1);
-  s.h = x.size(2);
-  s.w = x.size(3);
+  s.planes = d.n * d.c;
+  s.h = d.h;
+  s.w = d.w;
   s.out_h = out_h;
   s.out_w = out_w;
-  Tensor y = Tensor::empty({x.size(0), x.size(1), s.out_h, s.out_w}, x.dtype(), x.device());
+  s.layout = layout;
+  s.c = d.c;
+  Tensor y = Tensor::empty(shape4(d.n, d.c, s.out_h, s.out_w, layout), x.dtype(), x.device());
   dispatch_storage(op, x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     ENGINE_KERNEL(op, x, adaptive_avg_pool2d_forward<T>, x.data<T>(), y.data<T>(), s);

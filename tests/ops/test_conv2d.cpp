@@ -251,9 +251,9 @@ TEST_CASE("conv2d: bad arguments name the op and the shapes", "[ops][conv]") {
       conv2d(x, w, Tensor(), Conv2dParams{}),
       Catch::Contains("conv2d: input has 3 channels but weight expects 1") && Catch::Contains("weight [64, 1, 7, 7]"));
   REQUIRE_THROWS_WITH(conv2d(Tensor::zeros({3, 8, 8}), Tensor::zeros({4, 3, 3, 3}), Tensor(), Conv2dParams{}),
-                      Catch::Contains("conv2d: expected input with 4 dimensions, got [3, 8, 8]"));
+                      Catch::Contains("conv2d: expected input (N, C, H, W) with 4 dimensions, got [3, 8, 8]"));
   REQUIRE_THROWS_WITH(conv2d(x, Tensor::zeros({4, 3, 3}), Tensor(), Conv2dParams{}),
-                      Catch::Contains("conv2d: expected weight with 4 dimensions, got [4, 3, 3]"));
+                      Catch::Contains("conv2d: expected weight (OC, C, KH, KW) with 4 dimensions, got [4, 3, 3]"));
   REQUIRE_THROWS_WITH(conv2d(x, Tensor::zeros({4, 3, 3, 3}), Tensor::zeros({5}), Conv2dParams{}),
                       Catch::Contains("conv2d: bias [5] must have one element per output channel, [4]"));
   REQUIRE_THROWS_WITH(conv2d(x, Tensor::zeros({4, 3, 3, 3}, DType::f64), Tensor(), Conv2dParams{}),

@@ -36,6 +36,11 @@ Tensor distinct(const Shape& s, uint64_t seed) {
 double relu_ref(double x) { return x < 0 ? 0.0 : x; }  // NaN passes
 Tensor int_tensor(const Make& m) { return Tensor::from_vector({0, 1, 2, 3}, {2, 2}, DType::i32, m.device); }
 
+Conv2dParams with_layout(Conv2dParams p, Layout layout) {
+  p.layout = layout;
+  return p;
+}
+
 // ---- add, scale, relu, flatten ----
 OpInfo add_entry() {
   OpInfo op{"add", {}, {}};
@@ -150,7 +155,7 @@ OpInfo linear_entry() {
 }
 
 // ---- conv2d: y[n, o, i, j] = b[o] + sum_{c, a, b} x[n, c, i*sh - ph + a, j*sw - pw + b] w[o, c, a, b] ----
-OpInfo conv2d_entry() {
+OpInfo conv2d_entry(Layout layout = Layout::nchw) {
   using testing::params;
   const std::vector<testing::ConvCase> cases = {
       {1, 2, 7, 9, 3, 1, 1, params(1, 1, 0, 0), true},   // pointwise
@@ -170,7 +175,9 @@ OpInfo conv2d_entry() {
     op.cases.push_back(
         {testing::describe(k), inputs, k.bias ? std::vector<size_t>{0, 1, 2} : std::vector<size_t>{0, 1},
          k.c * k.kh * k.kw + 1,
-         [p = k.p](const Tensors& in) { return Tensors{conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), p)}; },
+         [p = with_layout(k.p, layout)](const Tensors& in) {
+           return Tensors{conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), p)};
+         },
          [k](const Values& v) {
            const int64_t oh = (k.h + 2 * k.p.pad_h - k.kh) / k.p.stride_h + 1;
            const int64_t ow = (k.w + 2 * k.p.pad_w - k.kw) / k.p.stride_w + 1;
@@ -217,7 +224,7 @@ OpInfo conv2d_entry() {
 // running = 0.9 running + 0.1 stat (unbiased variance). eval: the running statistics, which stay as they are.
 // relu: then max(y, 0); add_relu: max(y + residual, 0).
 enum class BnFuse { none, relu, add_relu };
-OpCase bn_case(const Shape& s, bool training, bool affine, BnFuse fuse, uint64_t seed) {
+OpCase bn_case(const Shape& s, bool training, bool affine, BnFuse fuse, uint64_t seed, Layout layout) {
   const bool fused = fuse != BnFuse::none, add = fuse == BnFuse::add_relu;
   const int64_t n = s[0], c = s[1], hw = s[2] * s[3], m = n * hw;
   std::vector<double> rm(c), rv(c);
@@ -239,9 +246,9 @@ OpCase bn_case(const Shape& s, bool training, bool affine, BnFuse fuse, uint64_t
   k.run = [=](const Tensors& in) {
     Tensor run_mean = in[3].clone(), run_var = in[4].clone();
     const Tensor gamma = affine ? in[1] : Tensor(), beta = affine ? in[2] : Tensor();
-    Tensor y = add     ? batch_norm2d_add_relu(in[0], in[5], gamma, beta, run_mean, run_var, training, 0.1, 1e-5)
-               : fused ? batch_norm2d_relu(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5)
-                       : batch_norm2d(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5);
+    Tensor y = add ? batch_norm2d_add_relu(in[0], in[5], gamma, beta, run_mean, run_var, training, 0.1, 1e-5, layout)
+               : fused ? batch_norm2d_relu(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5, layout)
+                       : batch_norm2d(in[0], gamma, beta, run_mean, run_var, training, 0.1, 1e-5, layout);
     return Tensors{y, run_mean, run_var};
   };
   k.reference = [=](const Values& v) {
@@ -273,17 +280,17 @@ OpCase bn_case(const Shape& s, bool training, bool affine, BnFuse fuse, uint64_t
   return k;
 }
 
-void push_bn_cases(OpInfo& op, BnFuse fuse) {
+void push_bn_cases(OpInfo& op, BnFuse fuse, Layout layout) {
   for (bool training : {true, false})
-    for (bool affine : {true, false}) op.cases.push_back(bn_case({3, 2, 2, 3}, training, affine, fuse, 11));
-  op.cases.push_back(bn_case({1, 3, 2, 3}, true, true, fuse, 21));  // batch 1, spatial > 1
-  op.cases.push_back(bn_case({4, 3, 1, 1}, true, true, fuse, 24));  // 1x1 planes: statistics over the batch
-  op.cases.push_back(bn_case({2, 4, 3, 5}, false, true, fuse, 27));
+    for (bool affine : {true, false}) op.cases.push_back(bn_case({3, 2, 2, 3}, training, affine, fuse, 11, layout));
+  op.cases.push_back(bn_case({1, 3, 2, 3}, true, true, fuse, 21, layout));  // batch 1, spatial > 1
+  op.cases.push_back(bn_case({4, 3, 1, 1}, true, true, fuse, 24, layout));  // 1x1 planes: statistics over the batch
+  op.cases.push_back(bn_case({2, 4, 3, 5}, false, true, fuse, 27, layout));
 }
 
-OpInfo batch_norm_entry(bool fused) {
+OpInfo batch_norm_entry(bool fused, Layout layout = Layout::nchw) {
   OpInfo op{"batch_norm2d", {}, {}};  // batch_norm2d_relu reports its errors as batch_norm2d
-  push_bn_cases(op, fused ? BnFuse::relu : BnFuse::none);
+  push_bn_cases(op, fused ? BnFuse::relu : BnFuse::none, layout);
   auto call = [fused](const Tensor& x, const Tensor& g, Tensor rm, Tensor rv) {
     if (fused)
       batch_norm2d_relu(x, g, Tensor(), rm, rv, true);
@@ -307,11 +314,11 @@ OpInfo batch_norm_entry(bool fused) {
 OpInfo batch_norm2d_entry() { return batch_norm_entry(false); }
 OpInfo batch_norm2d_relu_entry() { return batch_norm_entry(true); }
 
-OpInfo batch_norm2d_add_relu_entry() {
+OpInfo batch_norm2d_add_relu_entry(Layout layout = Layout::nchw) {
   OpInfo op{"batch_norm2d_add_relu", {}, {}};
-  push_bn_cases(op, BnFuse::add_relu);
-  op.cases.push_back(bn_case({2, 3, 5, 7}, true, false, BnFuse::add_relu, 31));       // odd planes, no affine
-  auto call = [](const Make& m, const Tensor& x, const Tensor& r, const Tensor& g) {  // x has 2 channels
+  push_bn_cases(op, BnFuse::add_relu, layout);
+  op.cases.push_back(bn_case({2, 3, 5, 7}, true, false, BnFuse::add_relu, 31, layout));  // odd planes, no affine
+  auto call = [](const Make& m, const Tensor& x, const Tensor& r, const Tensor& g) {     // x has 2 channels
     Tensor rm = m({2}), rv = m({2});
     batch_norm2d_add_relu(x, r, g, Tensor(), rm, rv, true);
   };
@@ -340,7 +347,7 @@ Pool2dParams pool(int kh, int kw, int sh, int sw, int ph, int pw) {
   return p;
 }
 
-OpInfo max_pool2d_entry() {
+OpInfo max_pool2d_entry(Layout layout = Layout::nchw) {
   OpInfo op{"max_pool2d", {}, {}};
   const std::vector<std::pair<Shape, Pool2dParams>> cases = {
       {{2, 2, 7, 7}, pool(3, 3, 2, 2, 1, 1)},  // odd map, windows overlap each other and the padding
@@ -359,7 +366,11 @@ OpInfo max_pool2d_entry() {
                         {distinct(s, seed++)},
                         {0},
                         1,
-                        [p = p](const Tensors& in) { return Tensors{max_pool2d(in[0], p)}; },
+                        [p = p, layout](const Tensors& in) {
+                          Pool2dParams q = p;
+                          q.layout = layout;
+                          return Tensors{max_pool2d(in[0], q)};
+                        },
                         [=, p = p](const Values& v) {
                           std::vector<double> y(n * c * oh * ow);
                           for (int64_t plane = 0; plane < n * c; ++plane)
@@ -392,7 +403,7 @@ OpInfo max_pool2d_entry() {
 }
 
 // ---- adaptive_avg_pool2d: window i spans [floor(i H / OH), ceil((i + 1) H / OH)) ----
-OpInfo adaptive_avg_pool2d_entry() {
+OpInfo adaptive_avg_pool2d_entry(Layout layout = Layout::nchw) {
   OpInfo op{"adaptive_avg_pool2d", {}, {}};
   const std::vector<std::tuple<Shape, int64_t, int64_t>> cases = {
       {{2, 2, 7, 7}, 1, 1}, {{2, 2, 7, 7}, 3, 3}, {{2, 2, 5, 5}, 3, 3},
@@ -401,25 +412,26 @@ OpInfo adaptive_avg_pool2d_entry() {
   uint64_t seed = 40;
   for (const auto& [s, oh, ow] : cases) {
     const int64_t n = s[0], c = s[1], h = s[2], w = s[3];
-    op.cases.push_back({cat(shape_str(s), " -> ", oh, "x", ow),
-                        {randn64(s, seed++)},
-                        {0},
-                        h * w,
-                        [oh = oh, ow = ow](const Tensors& in) { return Tensors{adaptive_avg_pool2d(in[0], oh, ow)}; },
-                        [=, oh = oh, ow = ow](const Values& v) {
-                          std::vector<double> y(n * c * oh * ow);
-                          for (int64_t plane = 0; plane < n * c; ++plane)
-                            for (int64_t i = 0; i < oh; ++i)
-                              for (int64_t j = 0; j < ow; ++j) {
-                                const int64_t r0 = i * h / oh, r1 = ((i + 1) * h + oh - 1) / oh;
-                                const int64_t c0 = j * w / ow, c1 = ((j + 1) * w + ow - 1) / ow;
-                                double sum = 0;
-                                for (int64_t r = r0; r < r1; ++r)
-                                  for (int64_t q = c0; q < c1; ++q) sum += v[0][(plane * h + r) * w + q];
-                                y[(plane * oh + i) * ow + j] = sum / double((r1 - r0) * (c1 - c0));
-                              }
-                          return Tensors{f64(y, {n, c, oh, ow})};
-                        }});
+    op.cases.push_back(
+        {cat(shape_str(s), " -> ", oh, "x", ow),
+         {randn64(s, seed++)},
+         {0},
+         h * w,
+         [oh = oh, ow = ow, layout](const Tensors& in) { return Tensors{adaptive_avg_pool2d(in[0], oh, ow, layout)}; },
+         [=, oh = oh, ow = ow](const Values& v) {
+           std::vector<double> y(n * c * oh * ow);
+           for (int64_t plane = 0; plane < n * c; ++plane)
+             for (int64_t i = 0; i < oh; ++i)
+               for (int64_t j = 0; j < ow; ++j) {
+                 const int64_t r0 = i * h / oh, r1 = ((i + 1) * h + oh - 1) / oh;
+                 const int64_t c0 = j * w / ow, c1 = ((j + 1) * w + ow - 1) / ow;
+                 double sum = 0;
+                 for (int64_t r = r0; r < r1; ++r)
+                   for (int64_t q = c0; q < c1; ++q) sum += v[0][(plane * h + r) * w + q];
+                 y[(plane * oh + i) * ow + j] = sum / double((r1 - r0) * (c1 - c0));
+               }
+           return Tensors{f64(y, {n, c, oh, ow})};
+         }});
   }
   op.bad_calls = {[](const Make& m) {
                     adaptive_avg_pool2d(m({2, 3}), 1, 1);
@@ -477,7 +489,7 @@ OpInfo cross_entropy_entry() {
 }
 
 // ---- shortcut_a: y[n, pad + c, i, j] = x[n, c, i * stride, j * stride], zeros in the other channels ----
-OpInfo shortcut_a_entry() {
+OpInfo shortcut_a_entry(Layout layout = Layout::nchw) {
   OpInfo op{"shortcut_a", {}, {}};
   struct Case {
     Shape s;
@@ -487,21 +499,22 @@ OpInfo shortcut_a_entry() {
                         Case{{2, 2, 4, 6}, 6, 2, 1}, Case{{1, 2, 5, 3}, 4, 3, 2}}) {
     const int64_t n = k.s[0], c = k.s[1], h = k.s[2], w = k.s[3];
     const int64_t oh = (h + k.stride - 1) / k.stride, ow = (w + k.stride - 1) / k.stride;
-    op.cases.push_back({cat(shape_str(k.s), " -> ", k.out, " channels, stride ", k.stride, ", pad_front ", k.pad),
-                        {randn64(k.s, 60 + k.out)},
-                        {0},
-                        1,
-                        [k](const Tensors& in) { return Tensors{shortcut_a(in[0], k.out, k.stride, k.pad)}; },
-                        [=](const Values& v) {
-                          std::vector<double> y(n * k.out * oh * ow, 0.0);
-                          for (int64_t ni = 0; ni < n; ++ni)
-                            for (int64_t ci = 0; ci < c; ++ci)
-                              for (int64_t i = 0; i < oh; ++i)
-                                for (int64_t j = 0; j < ow; ++j)
-                                  y[((ni * k.out + k.pad + ci) * oh + i) * ow + j] =
-                                      v[0][((ni * c + ci) * h + i * k.stride) * w + j * k.stride];
-                          return Tensors{f64(y, {n, k.out, oh, ow})};
-                        }});
+    op.cases.push_back(
+        {cat(shape_str(k.s), " -> ", k.out, " channels, stride ", k.stride, ", pad_front ", k.pad),
+         {randn64(k.s, 60 + k.out)},
+         {0},
+         1,
+         [k, layout](const Tensors& in) { return Tensors{shortcut_a(in[0], k.out, k.stride, k.pad, layout)}; },
+         [=](const Values& v) {
+           std::vector<double> y(n * k.out * oh * ow, 0.0);
+           for (int64_t ni = 0; ni < n; ++ni)
+             for (int64_t ci = 0; ci < c; ++ci)
+               for (int64_t i = 0; i < oh; ++i)
+                 for (int64_t j = 0; j < ow; ++j)
+                   y[((ni * k.out + k.pad + ci) * oh + i) * ow + j] =
+                       v[0][((ni * c + ci) * h + i * k.stride) * w + j * k.stride];
+           return Tensors{f64(y, {n, k.out, oh, ow})};
+         }});
   }
   op.bad_calls = {[](const Make& m) {
                     shortcut_a(m({2, 3, 4}), 8, 2, 2);
@@ -510,6 +523,108 @@ OpInfo shortcut_a_entry() {
                     shortcut_a(m({2, 3, 4, 4}), 4, 2, 2);
                   }};
   return op;
+}
+
+// ---- to_channels_last, to_channels_first: y[n, h, w, c] = x[n, c, h, w] and back ----
+OpInfo permute_entry(bool to_last) {
+  OpInfo op{to_last ? "to_channels_last" : "to_channels_first", {}, {}};
+  // Shapes as the logical [N, C, H, W]; one channel, or one pixel, is a view of the same memory.
+  for (const Shape& s : {Shape{2, 3, 4, 5}, Shape{1, 37, 3, 35}, Shape{2, 1, 3, 4}, Shape{3, 5, 1, 1}}) {
+    const int64_t n = s[0], c = s[1], h = s[2], w = s[3];
+    const Shape in_shape = to_last ? s : Shape{n, h, w, c}, out_shape = to_last ? Shape{n, h, w, c} : s;
+    op.cases.push_back(
+        {cat(shape_str(in_shape), " -> ", shape_str(out_shape)),
+         {randn64(in_shape, 70 + c)},
+         {0},
+         1,
+         [to_last](const Tensors& in) { return Tensors{to_last ? to_channels_last(in[0]) : to_channels_first(in[0])}; },
+         [=](const Values& v) {
+           std::vector<double> y(v[0].size());
+           for (int64_t ni = 0; ni < n; ++ni)
+             for (int64_t ci = 0; ci < c; ++ci)
+               for (int64_t p = 0; p < h * w; ++p) {
+                 const int64_t nchw = (ni * c + ci) * h * w + p, nhwc = (ni * h * w + p) * c + ci;
+                 y[to_last ? nhwc : nchw] = v[0][to_last ? nchw : nhwc];
+               }
+           return Tensors{f64(y, out_shape)};
+         }});
+  }
+  op.bad_calls = {[to_last](const Make& m) {
+                    to_last ? to_channels_last(m({2, 3, 4})) : to_channels_first(m({2}));
+                  },
+                  [to_last](const Make&) { to_last ? to_channels_last(Tensor()) : to_channels_first(Tensor()); }};
+  return op;
+}
+OpInfo to_channels_last_entry() { return permute_entry(true); }
+OpInfo to_channels_first_entry() { return permute_entry(false); }
+
+// ---- channels last: the NHWC form of each op that has one, against the same NCHW reference ----
+// Every 4-D input (activations, a conv's weight [OC, C, KH, KW] -> [OC, KH, KW, C]) goes through
+// to_channels_last on the way in and every 4-D output through to_channels_first on the way out, so the forward,
+// the float64 gradient check (through both permutes and the NHWC backward), CUDA vs CPU and NaN propagation all
+// run on the NHWC kernels with the NCHW entry's cases and references. The bad calls are the NHWC ones.
+OpInfo channels_last(OpInfo op, std::vector<std::function<void(const Make&)>> bad_calls) {
+  for (OpCase& c : op.cases) {
+    c.name += ", channels last";
+    c.run = [run = c.run](const Tensors& in) {
+      Tensors permuted = in;
+      for (Tensor& t : permuted)
+        if (t.dim() == 4) t = to_channels_last(t);
+      Tensors out = run(permuted);
+      for (Tensor& t : out)
+        if (t.defined() && t.dim() == 4) t = to_channels_first(t);
+      return out;
+    };
+  }
+  op.bad_calls = std::move(bad_calls);
+  return op;
+}
+
+OpInfo conv2d_nhwc_entry() {
+  const Conv2dParams p = with_layout(Conv2dParams{}, Layout::nhwc);
+  return channels_last(conv2d_entry(Layout::nhwc),
+                       {[p](const Make& m) {  // weight [OC, KH, KW, C] with C = 3 against an input with 8
+                          conv2d(m({2, 8, 8, 3}), m({4, 3, 3, 8}), Tensor(), p);
+                        },
+                        [p](const Make& m) {
+                          conv2d(m({2, 8, 8}), m({4, 3, 3, 8}), Tensor(), p);
+                        }});
+}
+OpInfo batch_norm2d_nhwc_entry() {
+  return channels_last(batch_norm_entry(false, Layout::nhwc), {[](const Make& m) {  // gamma per dim 1, not C
+                         Tensor rm = m({2}), rv = m({2});
+                         batch_norm2d(m({2, 3, 4, 2}), m({3}), Tensor(), rm, rv, true, 0.1, 1e-5, Layout::nhwc);
+                       }});
+}
+OpInfo batch_norm2d_relu_nhwc_entry() {
+  return channels_last(batch_norm_entry(true, Layout::nhwc), {[](const Make& m) {
+                         Tensor rm = m({3}), rv = m({3});
+                         batch_norm2d_relu(m({2, 3, 4, 2}), m({3}), Tensor(), rm, rv, true, 0.1, 1e-5, Layout::nhwc);
+                       }});
+}
+OpInfo batch_norm2d_add_relu_nhwc_entry() {
+  return channels_last(batch_norm2d_add_relu_entry(Layout::nhwc), {[](const Make& m) {
+                         Tensor rm = m({2}), rv = m({2});
+                         batch_norm2d_add_relu(m({2, 3, 4, 2}), m({2, 3, 4, 2}), m({3}), Tensor(), rm, rv, true, 0.1,
+                                               1e-5, Layout::nhwc);
+                       }});
+}
+OpInfo max_pool2d_nhwc_entry() {
+  Pool2dParams p = pool(3, 3, 2, 2, 0, 0);
+  p.layout = Layout::nhwc;
+  return channels_last(max_pool2d_entry(Layout::nhwc), {[p](const Make& m) {  // 2x2 plane, 3x3 window
+                         max_pool2d(m({1, 2, 2, 4}), p);
+                       }});
+}
+OpInfo adaptive_avg_pool2d_nhwc_entry() {
+  return channels_last(adaptive_avg_pool2d_entry(Layout::nhwc), {[](const Make& m) {
+                         adaptive_avg_pool2d(m({1, 4, 4}), 1, 1, Layout::nhwc);
+                       }});
+}
+OpInfo shortcut_a_nhwc_entry() {
+  return channels_last(shortcut_a_entry(Layout::nhwc), {[](const Make& m) {  // 8 channels do not fit in 6
+                         shortcut_a(m({2, 4, 4, 8}), 6, 2, 0, Layout::nhwc);
+                       }});
 }
 
 }  // namespace
@@ -527,3 +642,12 @@ OPTABLE_TEST_CASES(max_pool2d_entry, "max_pool2d")
 OPTABLE_TEST_CASES(adaptive_avg_pool2d_entry, "adaptive_avg_pool2d")
 OPTABLE_TEST_CASES(cross_entropy_entry, "cross_entropy")
 OPTABLE_TEST_CASES(shortcut_a_entry, "shortcut_a")
+OPTABLE_TEST_CASES(to_channels_last_entry, "to_channels_last")
+OPTABLE_TEST_CASES(to_channels_first_entry, "to_channels_first")
+OPTABLE_TEST_CASES(conv2d_nhwc_entry, "conv2d channels last")
+OPTABLE_TEST_CASES(batch_norm2d_nhwc_entry, "batch_norm2d channels last")
+OPTABLE_TEST_CASES(batch_norm2d_relu_nhwc_entry, "batch_norm2d_relu channels last")
+OPTABLE_TEST_CASES(batch_norm2d_add_relu_nhwc_entry, "batch_norm2d_add_relu channels last")
+OPTABLE_TEST_CASES(max_pool2d_nhwc_entry, "max_pool2d channels last")
+OPTABLE_TEST_CASES(adaptive_avg_pool2d_nhwc_entry, "adaptive_avg_pool2d channels last")
+OPTABLE_TEST_CASES(shortcut_a_nhwc_entry, "shortcut_a channels last")
