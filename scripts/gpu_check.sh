@@ -6,7 +6,7 @@
 #   scripts/gpu_check.sh info tests sanitize bench train     (any subset, in that order)
 #   scripts/gpu_check.sh bf16                                 (issue 15: bf16 kernels, speed and accuracy, ~9 min)
 #   scripts/gpu_check.sh graphs                               (issue 15: CUDA graphs, replay vs eager, ~5 min)
-#   scripts/gpu_check.sh nhwc                                 (issue 15: NHWC kernels vs CPU, NCHW vs NHWC, ~3 min)
+#   scripts/gpu_check.sh nhwc                                 (issue 15: channels last vs CPU, NCHW vs NHWC, ~5 min)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -112,14 +112,24 @@ for what in "$@"; do
     rm -f "$OUT/run_graphs"/*.safetensors
     ;;
   nhwc)
-    # The NHWC kernels (ours and cuDNN's) against the CPU, memcheck on ours, then NCHW beside NHWC per layer.
-    phase nhwc_tests 120 .gpu/bin/engine_tests "[nhwc]" --durations yes
+    # Channels last: the NHWC kernels and op front-ends (ours and cuDNN's) against the CPU, whole models NHWC vs NCHW,
+    # memcheck on ours; then NCHW beside NHWC per layer and for the whole bf16 step (the issue's channels-last path,
+    # against PyTorch's bf16 + channels_last in the bf16 phase's compare), and a 2-epoch bf16 NHWC training.
+    phase nhwc_tests 150 .gpu/bin/engine_tests "[nhwc],*channels last*" --durations yes
     phase nhwc_memcheck "${SAN_LIMIT:-120}" compute-sanitizer --tool memcheck --error-exitcode 9 \
-      .gpu/bin/engine_tests "[nhwc][cuda]~[cudnn]"
+      .gpu/bin/engine_tests "[nhwc][cuda]~[cudnn],*channels last: CUDA vs CPU*"
     for p in bf16 fp32; do
       TAIL=${KTAIL:-12} phase "nhwc_kernels_r50_$p" 150 .gpu/bin/bench_kernels --device cuda --model resnet50 \
         --batch 128 --ops conv --layout both --precision "$p"
     done
+    TAIL=14 phase nhwc_step_r50_96 150 .gpu/bin/bench_models --device cuda --models resnet50 --res 96 --batch 128 \
+      --precision bf16 --engines native,cudnn,fastest --layout nchw,nhwc --steps 10
+    TAIL=8 phase nhwc_step_r50_224 120 .gpu/bin/bench_models --device cuda --models resnet50 --res 224 --batch 256 \
+      --precision bf16 --engines fastest --layout nchw,nhwc --cuda-graphs off,on --steps 10
+    TAIL=3 phase nhwc_train_bf16 90 .gpu/bin/train_fmnist resnet20 --device cuda --data "$data" --resize 28 \
+      --epochs 2 --augment --normalize --lr 0.1 --schedule cosine --precision bf16 --layout nhwc \
+      --out "$OUT/run_nhwc_bf16"
+    rm -f "$OUT/run_nhwc_bf16"/*.safetensors
     ;;
   *) echo "gpu_check: unknown phase '$what'" >&2 ;;
   esac

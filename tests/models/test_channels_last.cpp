@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <string>
 
+#include "engine/device.h"
 #include "engine/nn/layers.h"
 #include "engine/ops.h"
 #include "engine/random.h"
@@ -27,18 +28,45 @@ struct Pass {
   nn::NamedTensors grads, buffers;
 };
 
-// One training forward + backward (which also moves the running statistics), then an eval forward.
+// One training forward + backward (which also moves the running statistics), then an eval forward; the results
+// on the CPU.
 Pass run(nn::Module& model, const Tensor& x, const Tensor& labels) {
   Pass p;
   model.train();
-  p.logits = nn::forward_logits(model, x, x.dtype());
-  cross_entropy(p.logits, labels).backward();
-  for (const auto& [name, t] : model.named_parameters()) p.grads.emplace_back(name, t.grad().clone());
-  for (const auto& [name, t] : model.named_buffers()) p.buffers.emplace_back(name, t.clone());
+  const Tensor logits = nn::forward_logits(model, x, x.dtype());
+  cross_entropy(logits, labels).backward();
+  p.logits = logits.detach().to(Device::cpu());
+  for (const auto& [name, t] : model.named_parameters()) p.grads.emplace_back(name, t.grad().to(Device::cpu()));
+  for (const auto& [name, t] : model.named_buffers()) p.buffers.emplace_back(name, t.to(Device::cpu()));
   model.eval();
-  p.eval_logits = nn::forward_logits(model, x, x.dtype());
+  p.eval_logits = nn::forward_logits(model, x, x.dtype()).detach().to(Device::cpu());
   return p;
 }
+
+void require_same(const Pass& got, const Pass& want, double tol) {
+  REQUIRE_OK(testing::close(got.logits, want.logits, tol, tol));
+  REQUIRE_OK(testing::close(got.eval_logits, want.eval_logits, tol, tol));
+  REQUIRE(got.grads.size() == want.grads.size());
+  for (size_t i = 0; i < want.grads.size(); ++i) {
+    INFO("gradient of " << want.grads[i].first);
+    REQUIRE(got.grads[i].second.shape() == want.grads[i].second.shape());  // torchvision's shapes in both
+    REQUIRE_OK(testing::close(got.grads[i].second, want.grads[i].second, tol, tol));
+  }
+  for (size_t i = 0; i < want.buffers.size(); ++i) {
+    INFO(want.buffers[i].first);
+    REQUIRE_OK(testing::close(got.buffers[i].second, want.buffers[i].second, tol, tol));
+  }
+}
+
+const char* const kNets[] = {"resnet20", "plain20", "resnet18", "resnet50"};
+
+// 64 px, batch 4: the ImageNet nets' last stage sees 2x2 maps, 16 values per channel for batch norm (at 1x1 and
+// batch 2 its statistics of two values make the gradients ill-conditioned: 1e3 and round-off amplified).
+Tensor input(DType dtype, Device device) {
+  Generator g(7);
+  return randn({4, 1, 64, 64}, dtype, Device::cpu(), g).to(device);
+}
+Tensor labels(Device device) { return Tensor::from_vector({3, 8, 0, 5}, {4}, DType::i32, device); }
 
 }  // namespace
 
@@ -48,28 +76,48 @@ TEST_CASE("channels last: every kind of ResNet gives the NCHW logits, gradients 
   // small standard deviations that grows by a few orders, still below 1e-10, while a wrong index or a missed
   // permute changes values by O(1).
   const double tol = 1e-10;
-  for (const std::string name : {"resnet20", "plain20", "resnet18", "resnet50"}) {
+  for (const char* name : kNets) {
     DYNAMIC_SECTION(name) {
-      // 64 px, batch 4: the ImageNet nets' last stage sees 2x2 maps, 16 values per channel for batch norm (at 1x1
-      // and batch 2 its statistics of two values make the gradients ill-conditioned: 1e3 and round-off amplified).
-      Generator g(7);
-      const Tensor x = randn({4, 1, 64, 64}, DType::f64, Device::cpu(), g);
-      const Tensor labels = Tensor::from_vector({3, 8, 0, 5}, {4}, DType::i32);
       auto nchw = build(name, DType::f64), nhwc = build(name, DType::f64);
       nhwc->set_layout(Layout::nhwc);
       REQUIRE(nhwc->layout() == Layout::nhwc);
-      const Pass a = run(*nchw, x, labels), b = run(*nhwc, x, labels);
-      REQUIRE_OK(testing::close(b.logits, a.logits, tol, tol));
-      REQUIRE_OK(testing::close(b.eval_logits, a.eval_logits, tol, tol));
-      REQUIRE(a.grads.size() == b.grads.size());
-      for (size_t i = 0; i < a.grads.size(); ++i) {
-        INFO("gradient of " << a.grads[i].first);
-        REQUIRE(b.grads[i].second.shape() == a.grads[i].second.shape());  // torchvision's shapes in both
-        REQUIRE_OK(testing::close(b.grads[i].second, a.grads[i].second, tol, tol));
-      }
-      for (size_t i = 0; i < a.buffers.size(); ++i) {
-        INFO(a.buffers[i].first);
-        REQUIRE_OK(testing::close(b.buffers[i].second, a.buffers[i].second, tol, tol));
+      const Tensor x = input(DType::f64, Device::cpu());
+      require_same(run(*nhwc, x, labels(Device::cpu())), run(*nchw, x, labels(Device::cpu())), tol);
+    }
+  }
+}
+
+TEST_CASE("channels last cuda: whole models NHWC on the GPU against NCHW on the CPU, and with cuDNN",
+          "[models][nhwc][cuda]") {
+  SKIP_WITHOUT_CUDA();
+  const ConvEngine engine = conv_engine();
+  struct Restore {
+    ConvEngine e;
+    ~Restore() {
+      set_conv_engine(e);
+      set_allow_tf32(false);
+    }
+  } restore{engine};
+  set_allow_tf32(false);
+  for (const char* name : kNets) {
+    DYNAMIC_SECTION(name) {
+      // Our kernels in float64 against the CPU's NCHW: the same order-of-sums bound as the test above.
+      set_conv_engine(ConvEngine::native);
+      auto cpu = build(name, DType::f64), gpu = build(name, DType::f64);
+      gpu->to(Device::cuda());
+      gpu->set_layout(Layout::nhwc);
+      require_same(run(*gpu, input(DType::f64, Device::cuda()), labels(Device::cuda())),
+                   run(*cpu, input(DType::f64, Device::cpu()), labels(Device::cpu())), 1e-10);
+      if (cudnn_compiled()) {
+        // cuDNN's NHWC (float32 and bf16 only) against its NCHW, both on the GPU in float32 with TF32 off: the same
+        // bound with float's u = 2^-24 instead of 2^-53 (2^29 times larger) is ~1e-4; 1e-3 leaves a factor 10.
+        set_conv_engine(ConvEngine::cudnn);
+        auto a = build(name, DType::f32), b = build(name, DType::f32);
+        a->to(Device::cuda());
+        b->to(Device::cuda());
+        b->set_layout(Layout::nhwc);
+        const Tensor x = input(DType::f32, Device::cuda());
+        require_same(run(*b, x, labels(Device::cuda())), run(*a, x, labels(Device::cuda())), 1e-3);
       }
     }
   }
