@@ -26,6 +26,11 @@ template <class T>
 void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, compute_t<T> alpha, const T* a,
                           int64_t lda, int64_t stride_a, const T* b, int64_t ldb, int64_t stride_b, compute_t<T> beta,
                           T* c, int64_t ldc, int64_t stride_c, int64_t batch);
+// bf16 operands, float result (C stays float): for a sum that spans several GEMMs (a convolution's weight gradient
+// over im2col chunks), so it is rounded to bf16 once at the end. CUDA only: the CPU widens bf16 convolutions to
+// float before any GEMM, so its sums stay float throughout.
+void gemm_bf16_float(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a,
+                     int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc);
 }  // namespace cuda
 }  // namespace kernels
 

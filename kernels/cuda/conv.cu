@@ -239,6 +239,7 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
   // col_buf serves the gW GEMM's im2col and then the data GEMM's output: reuse is safe because everything runs
   // in order on the one stream (the gW GEMM that reads col is queued before the GEMM that overwrites it).
   DeviceBuffer<T> col_buf, gyt_buf;
+  conv_kernels::WeightGradSum<T> gw_sum(gw, s.oc * K, chunk < s.n);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
     const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
     const T* xc = x + n0 * in_img;
@@ -259,8 +260,7 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
         im2col(s, xc, nb, col_buf.get());
         col = col_buf.get();
       }
-      gemm<T>(false, true, s.oc, K, NP, compute_t<T>(1), gyt, NP, col, NP, n0 == 0 ? compute_t<T>(0) : compute_t<T>(1),
-              gw, K);
+      gw_sum.add(false, true, s.oc, K, NP, gyt, NP, col, NP, n0 == 0, K);
     }
     if (gx) {
       T* gxc = gx + n0 * in_img;
@@ -276,6 +276,7 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
       }
     }
   }
+  if (gw) gw_sum.finish();
 }
 
 }  // namespace

@@ -4,12 +4,15 @@
 // N, inner = OH*OW; NHWC: outer = N*OH*OW, inner = 1).
 #pragma once
 #include <climits>
+#include <type_traits>
 
 #include "kernels/check.h"
 #include "kernels/conv.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/device_buffer.h"
 #include "kernels/dtype.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
 
 namespace kernels::cuda::conv_kernels {
 
@@ -108,5 +111,34 @@ void with_live_taps_backward(const Conv2dShape& s, const T* w, T* gw, bool need_
     CUDA_CHECK_LAUNCH();
   }
 }
+
+// A convolution's weight gradient summed over the batch's im2col chunks: gw += gy^T col per chunk. float and double
+// sum in gw itself; bf16 with more than one chunk sums in a float buffer and rounds once (finish), as cuDNN and the
+// CPU (which widens bf16 convolutions to float) do, instead of once per chunk.
+template <class T>
+class WeightGradSum {
+ public:
+  WeightGradSum(T* gw, int64_t count, bool several_chunks) : gw_(gw), count_(count) {
+    if constexpr (std::is_same_v<T, bf16>)
+      if (several_chunks) acc_.reset(count);
+  }
+  // gw (+)= alpha op(a) op(b), the first call of the sum overwriting.
+  void add(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
+           bool first, int64_t ldc) {
+    const compute_t<T> beta = first ? 0 : 1;
+    if constexpr (std::is_same_v<T, bf16>)
+      if (acc_.get()) return gemm_bf16_float(ta, tb, m, n, k, 1.f, a, lda, b, ldb, beta, acc_.get(), ldc);
+    gemm<T>(ta, tb, m, n, k, compute_t<T>(1), a, lda, b, ldb, beta, gw_, ldc);
+  }
+  void finish() {
+    if constexpr (std::is_same_v<T, bf16>)
+      if (acc_.get()) convert(acc_.get(), gw_, count_);
+  }
+
+ private:
+  T* gw_;
+  int64_t count_;
+  DeviceBuffer<float> acc_;
+};
 
 }  // namespace kernels::cuda::conv_kernels

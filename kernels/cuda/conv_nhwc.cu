@@ -90,7 +90,7 @@ void forward_impl(const Conv2dShape& s, const T* x, const T* w, const T* bias, T
   if (bias) add_bias(s, bias, y);
 }
 
-// gw is overwritten (beta = 0 on the first chunk, 1 after); w is read only for gx.
+// gw is overwritten (summed over the chunks by WeightGradSum); w is read only for gx.
 template <class T>
 void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T* gx, T* gw) {
   const int64_t P = s.out_pixels(), K = s.ckk(), OC = s.oc, in_img = s.h * s.w * s.c, out_img = P * OC;
@@ -105,19 +105,21 @@ void backward_impl(const Conv2dShape& s, const T* x, const T* w, const T* gy, T*
   check_index_range(s, chunk);
   // One buffer for col (the gW GEMM) and then gcol: everything runs in order on the one stream.
   DeviceBuffer<T> buf;
+  conv_kernels::WeightGradSum<T> gw_sum(gw, OC * K, chunk < s.n);
   for (int64_t n0 = 0; n0 < s.n; n0 += chunk) {
     const int64_t nb = std::min(chunk, s.n - n0), NP = nb * P;
     const T* gyc = gy + n0 * out_img;
     buf.reset(NP * K);
     if (gw) {
       im2col(s, x + n0 * in_img, nb, buf.get());
-      gemm<T>(true, false, OC, K, NP, one, gyc, OC, buf.get(), K, n0 == 0 ? zero : one, gw, K);
+      gw_sum.add(true, false, OC, K, NP, gyc, OC, buf.get(), K, n0 == 0, K);
     }
     if (gx) {
       gemm<T>(false, false, NP, K, OC, one, gyc, OC, w, K, zero, buf.get(), K);  // gcol = gy W
       col2im(s, buf.get(), nb, gx + n0 * in_img);
     }
   }
+  if (gw) gw_sum.finish();
 }
 
 }  // namespace

@@ -120,6 +120,16 @@ void gemm_strided_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int6
                int(ldc), stride_c, int(batch));
 }
 
+void gemm_bf16_float(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const bf16* a,
+                     int64_t lda, const bf16* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  check_range(m, n, k, lda, ldb, ldc);
+  if (m == 0 || n == 0) return;
+  if (k == 0) return scale_rows(c, m, n, ldc, beta);
+  CUBLAS_CHECK(cublasGemmEx(handle(), op(trans_b), op(trans_a), int(n), int(m), int(k), &alpha, b, CUDA_R_16BF,
+                            int(ldb), a, CUDA_R_16BF, int(lda), &beta, c, CUDA_R_32F, int(ldc), CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+}
+
 KERNELS_GEMM_INSTANTIATIONS
 
 }  // namespace kernels::cuda

@@ -318,6 +318,39 @@ TEST_CASE("conv2d nhwc cuda: forward and backward match the CPU NHWC kernels", "
 #endif
 }
 
+TEST_CASE("conv2d cuda bf16: a weight gradient over several chunks matches the CPU's, NCHW and NHWC",
+          "[conv][nhwc][cuda][bf16]") {
+  SKIP_WITHOUT_CUDA();
+#if ENGINE_HAVE_CUDA
+  Tf32Off tf32;
+  // Two CUDA chunks (37 + 3 images, 1.77M column elements each): CUDA sums gW over them in a float buffer and
+  // rounds once (conv_kernels::WeightGradSum), the CPU widens to float first. Both round a float sum of the same
+  // exact bf16 products, in different orders: about sqrt(K) u = 1e-4 of the terms' norm for K = 2.6M, far below
+  // a bf16 ulp, so the results are the same bf16 value or neighbours, 2^-7 relative; the absolute 2^-7 of the
+  // gradient's rms covers values near zero. (The worst-case K u bound of check_device exceeds 1 here and would
+  // pass anything.) A sum left in the buffer or written to the wrong place fails by O(1).
+  const ConvCase k{40, 3, 256, 256, 4, 3, 3, params(1, 1, 1, 1), true};
+  for (Layout layout : {Layout::nchw, Layout::nhwc}) {
+    INFO(describe(k) << (layout == Layout::nhwc ? ", NHWC" : ", NCHW"));
+    const Conv2dShape s = shape_of(k, layout);
+    Inputs in = inputs_of(k, 11);
+    if (layout == Layout::nhwc) {
+      in.x = to_nhwc(in.x, s.n, s.c, s.h, s.w);
+      in.w = to_nhwc(in.w, s.oc, s.c, s.kh, s.kw);
+      in.gy = to_nhwc(in.gy, s.n, s.oc, s.oh, s.ow);
+    }
+    const Outputs ref = run<kernels::bf16>(Impl::cpu, s, in, Device::cpu());
+    const Outputs got = run<kernels::bf16>(Impl::cuda, s, in, Device::cuda());
+    double ss = 0;
+    for (double v : ref.gw) ss += v * v;
+    const double rms = std::sqrt(ss / double(ref.gw.size()));
+    REQUIRE(rms > 0);
+    CHECK_OK(testing::compare_close(got.gw, ref.gw, 0x1p-7 * rms, 0x1p-7));
+    CHECK_OK(testing::compare_close(got.gw_alone, ref.gw, 0x1p-7 * rms, 0x1p-7));
+  }
+#endif
+}
+
 TEST_CASE("conv2d nhwc cudnn: CUDNN_TENSOR_NHWC matches the CPU NHWC kernels", "[conv][nhwc][cuda][cudnn]") {
   SKIP_WITHOUT_CUDA();
 #if ENGINE_HAVE_CUDNN
