@@ -98,7 +98,8 @@ int main(int argc, char** argv) {
                                                              engine::DType::f32,
                                                              device,
                                                              cfg.momentum > 0,
-                                                             device.is_cpu() ? 2 * data_bytes : data_bytes},
+                                                             device.is_cpu() ? 2 * data_bytes : data_bytes,
+                                                             device.is_cuda() && cfg.cuda_graphs == "on"},
                                                             models::available_memory(device));
     ENGINE_CHECK(fit.fits, fit.message);
     fmt::print("{}\n", fit.message);

@@ -70,7 +70,7 @@ struct LabelError {
   bool found = false;
   int64_t row = 0, label = 0;  // the first bad row of that call and its label
   CrossEntropyShape shape;     // n, c of that call (label_smoothing not kept)
-  int64_t call = 0;            // 1 = the first cross_entropy_forward since the previous take_label_error()
+  int64_t call = 0;            // 1 = the first non-empty cross_entropy_forward since the previous take_label_error()
 };
 LabelError take_label_error();
 template <class T>

@@ -32,6 +32,9 @@ struct StepSpec {
   engine::Device device = engine::Device::cpu();
   bool momentum = true;    // SGD keeps a velocity per parameter when momentum > 0
   int64_t data_bytes = 0;  // what the run will allocate on the device for its data, beside the batch
+  // The step is replayed as a CUDA graph (--cuda-graphs on): its memory stays held by the graph's private pool,
+  // so evaluation between epochs allocates beside it instead of reusing it (MemoryEstimate::evaluation).
+  bool cuda_graph = false;
 };
 
 // Bytes an op keeps for backward: its output (none for a view) and its extras.
@@ -48,7 +51,11 @@ struct MemoryEstimate {
   int64_t activations = 0;  // saved for backward by the end of the forward (the loss's gradient included)
   int64_t workspace = 0;    // the largest convolution scratch (CPU: held all run; CUDA: during one conv call)
   int64_t data = 0;         // the batch (x and labels) plus StepSpec::data_bytes
-  int64_t peak = 0;         // the estimated high-water mark of the step: the sum of the parts below
+  // With StepSpec::cuda_graph: an evaluation forward beside the graph's pool, without autograd: at most three
+  // activations at once (an op's input and output, and a residual block's input held for its shortcut) at their
+  // largest, plus the conv scratch. Part of peak.
+  int64_t evaluation = 0;
+  int64_t peak = 0;  // the estimated high-water mark of the step: the sum of the parts below
   // At the peak: what is alive of the activations and of the parameter gradients, and what is in flight
   // (gradients of activations, a shortcut's pending gradient, CUDA conv scratch).
   int64_t peak_activations = 0, peak_gradients = 0, peak_in_flight = 0;

@@ -3,7 +3,6 @@
 // (deterministic, no atomics on the loss). A bad label sets the call's first bad row (atomicMin) in a scratch word;
 // the summing block copies it into the device's label-error record, which the host reads only when it asks
 // (take_label_error): the forward itself never waits for the device.
-#include <atomic>
 #include <cmath>
 
 #include "kernels/cross_entropy.h"
@@ -24,8 +23,10 @@ struct LabelRecord {
 };
 __device__ LabelRecord g_label_record;
 
-// Forward calls since the last take_label_error(), so that the error can say which call it was.
-std::atomic<unsigned long long> g_calls{0};
+// Non-empty forward calls since the last take_label_error(), so that the error can say which call it was. Counted
+// on the device, by the summing kernel: a replayed CUDA graph (engine/step_graph.h) runs that kernel again, where a
+// host counter would have been read once, at capture.
+__device__ unsigned long long g_calls;
 
 constexpr int kRowsPerBlock = 8;  // warps per block in the row kernel
 constexpr int kSumBlock = 256;    // multiple of 32
@@ -81,9 +82,9 @@ __global__ void rows_kernel(const T* __restrict__ logits, const int32_t* __restr
 // an earlier call already did.
 template <class C>  // the compute type: the loss is never rounded to the storage type
 __global__ void sum_rows_kernel(const double* __restrict__ row_loss, const unsigned long long* bad_row,
-                                const int32_t* __restrict__ labels, CrossEntropyShape s, unsigned long long call,
-                                C* loss) {
+                                const int32_t* __restrict__ labels, CrossEntropyShape s, C* loss) {
   const int64_t n = s.n;
+  const unsigned long long call = threadIdx.x == 0 ? ++g_calls : 0;  // one block: thread 0 alone counts
   if (threadIdx.x == 0 && *bad_row != ~0ull && atomicCAS(&g_label_record.claimed, 0u, 1u) == 0u) {
     const long long row = (long long)*bad_row;
     g_label_record.label = labels[row];
@@ -118,7 +119,6 @@ __global__ void scale_by_scalar_kernel(const T* __restrict__ src, const compute_
 template <class T>
 void cross_entropy_forward(const T* logits, const int32_t* labels, compute_t<T>* loss, T* grad,
                            const CrossEntropyShape& s) {
-  const unsigned long long call = ++g_calls;
   if (s.n == 0) return;
   // Scratch: the bad-row word, then one double per row (both 8 bytes). Released at once: later work on the
   // stream is what may reuse it, after these kernels.
@@ -129,7 +129,7 @@ void cross_entropy_forward(const T* logits, const int32_t* labels, compute_t<T>*
   const unsigned blocks = static_cast<unsigned>((s.n + kRowsPerBlock - 1) / kRowsPerBlock);
   rows_kernel<T><<<blocks, 32 * kRowsPerBlock, 0, stream()>>>(logits, labels, grad, row_loss, bad_row, s);
   CUDA_CHECK_LAUNCH();
-  sum_rows_kernel<compute_t<T>><<<1, kSumBlock, 0, stream()>>>(row_loss, bad_row, labels, s, call, loss);
+  sum_rows_kernel<compute_t<T>><<<1, kSumBlock, 0, stream()>>>(row_loss, bad_row, labels, s, loss);
   CUDA_CHECK_LAUNCH();
 }
 
@@ -138,7 +138,8 @@ LabelError take_label_error() {
   LabelRecord rec{};
   CUDA_CHECK(cudaMemcpyFromSymbolAsync(&rec, g_label_record, sizeof rec, 0, cudaMemcpyDeviceToHost, stream()));
   CUDA_CHECK(cudaStreamSynchronize(stream()));  // every forward queued so far has filed its label
-  g_calls.store(0);
+  static const unsigned long long kZero = 0;    // static: the asynchronous copy may read it after this returns
+  CUDA_CHECK(cudaMemcpyToSymbolAsync(g_calls, &kZero, sizeof kZero, 0, cudaMemcpyHostToDevice, stream()));
   LabelError e;
   if (!rec.claimed) return e;
   static const LabelRecord kNone{};  // static: the asynchronous copy may read it after this returns

@@ -8,6 +8,8 @@
 
 #include "apps/common/trainer.h"
 #include "engine/device.h"
+#include "engine/ops.h"
+#include "engine/step_graph.h"
 #include "tests/app/app_test_util.h"
 #include "tests/app/tiny_run.h"
 #include "tests/gradcheck.h"
@@ -93,4 +95,24 @@ TEST_CASE("cuda graphs: replayed steps end like eager ones, with eager steps bet
       require_close_history(b.result.history, a.result.history, 1e-5);
     }
   }
+}
+
+TEST_CASE("cuda graphs: a bad label met in a replay names the replay's call, not the capture's", "[graphs][cuda]") {
+  SKIP_WITHOUT_CUDA();
+  using namespace engine;
+  const Device cuda = Device::cuda();
+  Tensor logits = Tensor::zeros({4, 5}, DType::f32, cuda);
+  Tensor labels = Tensor::from_vector({0, 1, 2, 3}, {4}, DType::i32, cuda);
+  StepGraph graphs(true, cuda);
+  const StepGraph::Step step = [&] { return std::vector<Tensor>{cross_entropy(logits, labels)}; };
+  for (int i = 0; i < 4; ++i) graphs.run(step);  // 2 eager warm-up steps, the capture, one replay
+  REQUIRE(graphs.active());
+  REQUIRE(graphs.replays() >= 2);
+  REQUIRE_NOTHROW(check_device_errors(cuda));                              // clean so far; the count starts again
+  graphs.run(step);                                                        // call 1: still good
+  labels.copy_(Tensor::from_vector({0, 7, 2, 3}, {4}, DType::i32, cuda));  // in place: the graph reads this memory
+  graphs.run(step);                                                        // call 2: label 7 of 5 classes, in a replay
+  // A count kept on the host would have been baked into the graph at capture (call 3 of that round).
+  REQUIRE_THROWS_WITH(check_device_errors(cuda),
+                      Catch::Contains("label 7 at row 1") && Catch::Contains("in call 2 of cross_entropy"));
 }

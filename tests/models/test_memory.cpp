@@ -152,6 +152,22 @@ TEST_CASE("memory: the estimate grows with batch and resolution and adds up", "[
   REQUIRE(models::estimate_step_memory(*model, spec).momentum == 0);
 }
 
+TEST_CASE("memory: a step replayed as a CUDA graph adds an evaluation forward beside its pool", "[models][memory]") {
+  auto model = models::create("resnet18");
+  models::StepSpec spec;
+  spec.input = {16, 1, 96, 96};
+  const models::MemoryEstimate eager = models::estimate_step_memory(*model, spec);
+  REQUIRE(eager.evaluation == 0);
+  spec.cuda_graph = true;
+  const models::MemoryEstimate graph = models::estimate_step_memory(*model, spec);
+  REQUIRE(graph.peak == eager.peak + graph.evaluation);
+  // At least the largest activation (conv1's [16, 64, 48, 48] floats) and the scratch; at most three of them.
+  const int64_t conv1 = 16 * 64 * 48 * 48 * 4;
+  REQUIRE(graph.evaluation >= conv1 + graph.workspace);
+  REQUIRE(graph.evaluation <= 3 * conv1 + graph.workspace);
+  REQUIRE_THAT(models::describe(graph), Catch::Contains("evaluation beside the CUDA graph's pool"));
+}
+
 TEST_CASE("memory: the check refuses a step that cannot fit and names the largest batch", "[models][memory]") {
   auto model = models::create("resnet20");
   models::StepSpec spec;
