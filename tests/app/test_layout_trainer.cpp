@@ -32,15 +32,7 @@ TEST_CASE("trainer: --layout nhwc trains as nchw, same checkpoint tensors, resum
       REQUIRE(std::abs(u - v) <= 1e-4 * (1 + std::abs(u)));
     }
   }
-  engine::SafetensorsFile fa = engine::read_safetensors(dir / "nchw/last.safetensors"),
-                          fb = engine::read_safetensors(dir / "nhwc/last.safetensors");
-  REQUIRE(fa.tensors.size() == fb.tensors.size());
-  for (const auto& [name, t] : fa.tensors) {
-    INFO(name);
-    const engine::StoredTensor* u = fb.find(name);
-    REQUIRE(u);
-    REQUIRE(u->shape == t.shape);
-  }
+  require_same_tensors(dir / "nchw/last.safetensors", dir / "nhwc/last.safetensors", /*shapes_only=*/true);
   // The layout may change on resume: the channels-last checkpoint goes on in NCHW.
   app::TrainConfig more = tiny_config(dir / "nhwc");
   more.resume = dir / "nhwc/last.safetensors";
