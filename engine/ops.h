@@ -105,7 +105,7 @@ Tensor batch_norm2d_add_relu(const Tensor& x, const Tensor& residual, const Tens
 
 // ---------------- max_pool2d, adaptive_avg_pool2d (engine/ops/pool.cpp) ----------------
 // Pooling over NCHW, or NHWC with the layout (max_pool2d's argmax stays ih * W + iw within the plane, as
-// PyTorch's channels_last indices; adaptive_avg_pool2d gives [N, OH, OW, C], which for 1x1 is [N, C] either way).
+// PyTorch's channels_last indices; adaptive_avg_pool2d gives [N, OH, OW, C]: at 1x1 the same memory as NCHW's).
 //  max_pool2d: windows of kernel x kernel with stride and padding (padding counts as -inf), argmax saved for
 //              backward; output (H + 2p - k) / s + 1 (floor mode, as PyTorch's default).
 //  adaptive_avg_pool2d: output [N, C, OH, OW]; window i spans [floor(i*H/OH), ceil((i+1)*H/OH)), as PyTorch.
