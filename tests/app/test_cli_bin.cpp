@@ -144,3 +144,24 @@ TEST_CASE("bench_kernels: --precision bf16 rows on the CPU, float32 compute-only
   CHECK(bad.code == 2);
   CHECK_THAT(bad.output, Catch::Contains("--precision: 'fp16' is not one of: fp32, tf32, bf16"));
 }
+
+TEST_CASE("bench_models: --layout nchw,nhwc times a whole step in both layouts", "[app][bench][nhwc]") {
+  Run r = run(BENCH_MODELS_BIN,
+              "--device cpu --models resnet20 --batch 2 --res 8 --warmup 0 --steps 1 --threads 1 --layout nchw,nhwc "
+              "--json");
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  std::vector<std::string> layouts;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const nlohmann::json rec = nlohmann::json::parse(line);
+    layouts.push_back(rec.at("layout"));
+    REQUIRE(rec.at("step_ms").is_number());
+    CHECK(rec.at("step_ms").get<double>() > 0);
+  }
+  CHECK(layouts == std::vector<std::string>{"nchw", "nhwc"});
+  Run bad = run(BENCH_MODELS_BIN, "--layout nwhc");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.output, Catch::Contains("--layout: 'nwhc' is not one of: nchw, nhwc"));
+}
