@@ -42,8 +42,10 @@ Tensor flatten(const Tensor& x);
 Tensor cast(const Tensor& x, DType dtype);
 // cast(x, converted.dtype()) whose result is already at hand: `converted` must hold x's values converted (the
 // caller's promise; a parameter's cached bf16 copy, nn::param_for_input). Returns a new handle on converted's
-// memory with the same backward as cast (the gradient converted to x's dtype) recorded; no kernel runs.
-Tensor cast_precomputed(const Tensor& x, const Tensor& converted);
+// memory with the same backward as cast (the gradient converted to x's dtype) recorded; no kernel runs. With
+// channels_last, converted is to_channels_last(cast(x)) (a channels-last conv weight's copy), and the gradient
+// is permuted back as well.
+Tensor cast_precomputed(const Tensor& x, const Tensor& converted, bool channels_last = false);
 
 // ---------------- linear (engine/ops/linear.cpp) ----------------
 // linear: x [N, in] @ weight[out, in]^T + bias[out] -> [N, out] (bias optional), as torch.nn.functional.linear.

@@ -133,6 +133,9 @@ struct TensorImpl {
   // is what both the layer and the optimizer hold. detach() does not carry it over.
   std::shared_ptr<TensorImpl> bf16_copy;
   uint64_t bf16_copy_version = 0;
+  // The copy is the channels-last [OC, KH, KW, C] form of this [OC, C, KH, KW] conv weight (a layer in NHWC asked
+  // for it); SGD writes it permuted.
+  bool bf16_copy_channels_last = false;
 };
 
 template <class T>

@@ -18,27 +18,35 @@ void set_bf16_weight_cache(bool on) { g_bf16_cache = on; }
 bool bf16_weight_cache() { return g_bf16_cache; }
 int64_t bf16_weight_casts() { return g_bf16_casts; }
 
-Tensor param_for_input(const Tensor& param, const Tensor& x) {
-  if (!param.defined() || x.dtype() != DType::bf16 || param.dtype() != DType::f32) return param;
+Tensor param_for_input(const Tensor& param, const Tensor& x, Layout layout) {
+  if (!param.defined()) return param;
+  const bool permute = layout == Layout::nhwc && param.dim() == 4;  // a conv weight for a channels-last op
+  auto arranged = [permute](const Tensor& t) { return permute ? to_channels_last(t) : t; };
+  if (x.dtype() != DType::bf16 || param.dtype() != DType::f32) return arranged(param);
   // Only a leaf is cached: a computed weight's value is its graph's, and it is made afresh each time anyway.
   if (!g_bf16_cache || param.grad_fn()) {
     ++g_bf16_casts;
-    return cast(param, DType::bf16);
+    return arranged(cast(param, DType::bf16));
   }
   TensorImpl& master = *param.impl();
+  if (master.bf16_copy && master.bf16_copy_channels_last != permute) master.bf16_copy = nullptr;  // the other order
   if (!master.bf16_copy) {
     ++g_bf16_casts;
-    master.bf16_copy = param.detach().to(DType::bf16).impl();  // detached: no graph, nothing saved
+    master.bf16_copy = arranged(param.detach()).to(DType::bf16).impl();  // detached: no graph, nothing saved
     master.bf16_copy_version = param.version();
+    master.bf16_copy_channels_last = permute;
   } else if (master.bf16_copy_version != param.version()) {
     // Refreshed in place, not replaced: a captured CUDA graph (engine/step_graph.h) reads this copy and its SGD
     // writes it, at the address it had at capture.
     ++g_bf16_casts;
-    const Tensor copy(master.bf16_copy);
-    ENGINE_KERNEL("param_for_input", param, convert, param.data<float>(), copy.data<kernels::bf16>(), param.numel());
+    Tensor copy(master.bf16_copy);
+    if (permute)
+      copy.copy_(to_channels_last(param.detach().to(DType::bf16)));
+    else
+      ENGINE_KERNEL("param_for_input", param, convert, param.data<float>(), copy.data<kernels::bf16>(), param.numel());
     master.bf16_copy_version = param.version();
   }
-  return cast_precomputed(param, Tensor(master.bf16_copy));
+  return cast_precomputed(param, Tensor(master.bf16_copy), permute);
 }
 
 Tensor forward_logits(Module& model, const Tensor& x, DType activations) {
@@ -68,10 +76,9 @@ Tensor Conv2d::forward(const Tensor& x) {
   p.stride_h = p.stride_w = stride;
   p.pad_h = p.pad_w = padding;
   p.layout = layout();
-  const Tensor w = param_for_input(weight, x);
-  // Channels last wants the weight [OC, KH, KW, C]: permuted each forward (a weight is small beside the
-  // activations), differentiable, so the master and its gradient keep torchvision's [OC, C, KH, KW].
-  return conv2d(x, p.layout == Layout::nhwc ? to_channels_last(w) : w, param_for_input(bias, x), p);
+  // Channels last wants the weight [OC, KH, KW, C]: param_for_input permutes it (differentiably, so the master and
+  // its gradient keep torchvision's [OC, C, KH, KW]); a bf16 copy is kept in that order and SGD writes it so.
+  return conv2d(x, param_for_input(weight, x, p.layout), param_for_input(bias, x), p);
 }
 
 BatchNorm2d::BatchNorm2d(int c, double eps, double momentum) : channels(c), eps(eps), momentum(momentum) {

@@ -19,7 +19,10 @@ namespace engine::nn {
 // follow. SGD writes the copy in its update kernel, right after each new weight (kernels/sgd.h), so in training
 // the copy is always current and no forward casts. The result is differentiable back to the master exactly as
 // cast (engine::cast_precomputed).
-Tensor param_for_input(const Tensor& param, const Tensor& x);
+// layout nhwc: a 4-D parameter (a conv weight [OC, C, KH, KW]) comes back channels last, [OC, KH, KW, C], in
+// either precision; its bf16 copy is kept in that order (TensorImpl::bf16_copy_channels_last), so a channels-last
+// forward runs no permute for it either.
+Tensor param_for_input(const Tensor& param, const Tensor& x, Layout layout = Layout::nchw);
 // The cache is on by default; off, every call casts as before (for tests and for ruling the cache out).
 void set_bf16_weight_cache(bool on);
 bool bf16_weight_cache();

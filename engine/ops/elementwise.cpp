@@ -63,14 +63,22 @@ Tensor cast(const Tensor& x, DType dtype) {
   return y;
 }
 
-Tensor cast_precomputed(const Tensor& x, const Tensor& converted) {
+Tensor cast_precomputed(const Tensor& x, const Tensor& converted, bool channels_last) {
   check_storage("cast", "x", x);
   check_storage("cast", "converted", converted);
-  ENGINE_CHECK(converted.shape() == x.shape() && converted.dtype() != x.dtype() && converted.device() == x.device(),
-               "cast: a precomputed result ", converted.str(), " is no conversion of ", x.str());
+  ENGINE_CHECK(!channels_last || x.dim() == 4, "cast: a channels-last precomputed result needs a 4-D x, got ", x.str());
+  const Shape& s = x.shape();
+  const Shape want = channels_last ? Shape{s[0], s[2], s[3], s[1]} : s;
+  ENGINE_CHECK(converted.shape() == want && converted.dtype() != x.dtype() && converted.device() == x.device(),
+               "cast: a precomputed result ", converted.str(), " is no conversion of ", x.str(),
+               channels_last ? " in channels-last order" : "");
   Tensor y = converted.detach();  // a handle of its own: the node recorded below must not land on the cache
   const DType from = x.dtype();
-  record(y, "cast", {x}, [from](const Tensor& g, const std::vector<bool>&) { return std::vector<Tensor>{g.to(from)}; });
+  record(y, channels_last ? "cast (channels last)" : "cast", {x},
+         [from, channels_last](const Tensor& g, const std::vector<bool>&) {
+           // Permuted back while still narrow (half the bytes of the float32 gradient), then converted.
+           return std::vector<Tensor>{(channels_last ? to_channels_first(g) : g).to(from)};
+         });
   return y;
 }
 

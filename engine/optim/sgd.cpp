@@ -17,15 +17,21 @@ std::vector<ParamGroup> one_group(std::vector<Tensor> params, double weight_deca
 // per step under a schedule, which CUDA graphs and the eager pipeline both lose by).
 void write_lr(Tensor& t, double lr) { t.fill_(lr); }
 
-// A parameter's bf16 copy for the kernel to write next to the new weight, or null when it has none. Even a stale
-// copy (the master written since) is handed over: the kernel rewrites every element from the new weight.
-kernels::bf16* bf16_copy_of(const Tensor& param) {
+// A parameter's bf16 copy for the kernel to write next to the new weight (null when it has none), and its layout.
+// Even a stale copy (the master written since) is handed over: the kernel rewrites every element from the new
+// weight.
+void set_bf16_copy(const Tensor& param, kernels::SgdTensor& st) {
   const TensorImpl& m = *param.impl();
-  if (!m.bf16_copy) return nullptr;
+  if (!m.bf16_copy) return;
   const Tensor copy(m.bf16_copy);
-  ENGINE_CHECK(copy.dtype() == DType::bf16 && copy.shape() == param.shape() && copy.device() == param.device(),
-               "SGD: the bf16 copy ", copy.str(), " does not match its parameter ", param.str());
-  return copy.data<kernels::bf16>();
+  const bool cl = m.bf16_copy_channels_last;
+  const Shape& s = param.shape();
+  const Shape want = cl && s.size() == 4 ? Shape{s[0], s[2], s[3], s[1]} : s;
+  ENGINE_CHECK(
+      copy.dtype() == DType::bf16 && copy.shape() == want && copy.device() == param.device() && (!cl || s.size() == 4),
+      "SGD: the bf16 copy ", copy.str(), " does not match its parameter ", param.str(), cl ? " (channels last)" : "");
+  st.w_bf16 = copy.data<kernels::bf16>();
+  if (cl) st.bf16_c = s[1], st.bf16_kk = s[2] * s[3];
 }
 }  // namespace
 
@@ -78,8 +84,10 @@ void SGD::step() {
                      shape_str(params_[i].shape()));
         if (fresh[i] != first) continue;
         if (fresh[i]) buffers_[i] = Tensor::empty(params_[i].shape(), params_[i].dtype(), params_[i].device());
-        table.push_back({params_[i].raw_data(), g.raw_data(), buffers_[i].defined() ? buffers_[i].raw_data() : nullptr,
-                         params_[i].numel(), bf16_copy_of(params_[i])});
+        kernels::SgdTensor st{params_[i].raw_data(), g.raw_data(),
+                              buffers_[i].defined() ? buffers_[i].raw_data() : nullptr, params_[i].numel()};
+        set_bf16_copy(params_[i], st);
+        table.push_back(st);
         updated.push_back(i);
       }
       if (table.empty()) continue;

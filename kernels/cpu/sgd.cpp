@@ -13,9 +13,10 @@ void sgd_update(const SgdTensor* tensors, int count, const SgdParams& p) {
     const T* grad = static_cast<const T*>(tensors[t].g);
     T* buf = static_cast<T*>(tensors[t].buf);
     bf16* low = tensors[t].w_bf16;
-    const int64_t n = tensors[t].n;
+    const int64_t n = tensors[t].n, c = tensors[t].bf16_c, kk = tensors[t].bf16_kk;
 #pragma omp parallel for if (n > 65536)
-    for (int64_t i = 0; i < n; ++i) sgd_step(w, grad, buf, low, i, lr, mom, wd, p.nesterov, p.first_step);
+    for (int64_t i = 0; i < n; ++i)
+      sgd_step(w, grad, buf, low, i, low ? bf16_copy_index(i, c, kk) : i, lr, mom, wd, p.nesterov, p.first_step);
   }
 }
 

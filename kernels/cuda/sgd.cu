@@ -14,7 +14,8 @@ __global__ void sgd_kernel(TensorTable<SgdTensor> table, const T* lr_ptr, T mom,
   T* buf = static_cast<T*>(st.buf);
   bf16* low = st.w_bf16;
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < st.n; i += (int64_t)blockDim.x * gridDim.x)
-    sgd_step(w, grad, buf, low, i, lr, mom, wd, nesterov, first_step);
+    sgd_step(w, grad, buf, low, i, low ? bf16_copy_index(i, st.bf16_c, st.bf16_kk) : i, lr, mom, wd, nesterov,
+             first_step);
 }
 }  // namespace
 

@@ -44,13 +44,15 @@ std::vector<uint32_t> f32_bits_of(const Tensor& t) {
 
 Tensor cached_copy(const Tensor& p) { return Tensor(p.impl()->bf16_copy); }
 
-// Every cast parameter's copy exists, is current and equals cast(master, bf16) bit for bit.
+// Every cast parameter's copy exists, is current and equals cast(master, bf16) bit for bit (permuted for a
+// channels-last conv weight's copy).
 void require_copies_current(const std::vector<Tensor>& params) {
   for (const Tensor& p : params) {
     const Tensor c = cached_copy(p);
     REQUIRE(c.defined());
     REQUIRE(p.impl()->bf16_copy_version == p.version());
-    REQUIRE(bits_of(c) == bits_of(p.detach().to(DType::bf16)));
+    const Tensor cast_master = p.detach().to(DType::bf16);
+    REQUIRE(bits_of(c) == bits_of(p.impl()->bf16_copy_channels_last ? to_channels_last(cast_master) : cast_master));
   }
 }
 
@@ -105,8 +107,11 @@ void require_forward_uses_current_copies(nn::Module& net, const Batch& b) {
 }  // namespace
 
 TEST_CASE("bf16 weight cache: after SGD steps every copy is cast(master) and no forward casts again", "[mixed][sgd]") {
+  const Layout layout = GENERATE(Layout::nchw, Layout::nhwc);
+  INFO(layout_name(layout));
   auto net = small_net(1);
   net->train();
+  net->set_layout(layout);  // nhwc: the conv weight's copy is kept [OC, KH, KW, C] and SGD writes it permuted
   const auto params = small_cast_params(*net);
   optim::SGD opt(net->parameters(), {0.05, 0.9, 1e-3, true});
   const Batch b = batch(6, 6, 2);
@@ -114,6 +119,7 @@ TEST_CASE("bf16 weight cache: after SGD steps every copy is cast(master) and no 
   train_step(*net, opt, b);
   // The first forward made the four copies; the step refreshed them in the update kernel.
   REQUIRE(nn::bf16_weight_casts() - before == 4);
+  REQUIRE(params[0].impl()->bf16_copy_channels_last == (layout == Layout::nhwc));
   require_copies_current(params);
   std::vector<const void*> storage;
   for (const Tensor& p : params) storage.push_back(cached_copy(p).raw_data());
@@ -134,10 +140,14 @@ TEST_CASE("bf16 weight cache: after SGD steps every copy is cast(master) and no 
 
 TEST_CASE("CUDA: the SGD kernel writes the bf16 copies equal to cast(master), as the CPU's", "[cuda][mixed][sgd]") {
   SKIP_WITHOUT_CUDA();
+  const Layout layout = GENERATE(Layout::nchw, Layout::nhwc);  // nhwc: the kernel writes the conv copy permuted
+  INFO(layout_name(layout));
   auto net = small_net(7), ref = small_net(7);
   net->to(Device::cuda());
   net->train();
   ref->train();
+  net->set_layout(layout);
+  ref->set_layout(layout);
   optim::SGD opt(net->parameters(), {0.05, 0.9, 1e-3, false}), ref_opt(ref->parameters(), {0.05, 0.9, 1e-3, false});
   const Batch b = batch(6, 6, 8);
   const Batch bc{b.x.to(Device::cuda()), b.y.to(Device::cuda())};
@@ -153,6 +163,32 @@ TEST_CASE("CUDA: the SGD kernel writes the bf16 copies equal to cast(master), as
   const auto got = small_cast_params(*net), want = small_cast_params(*ref);
   for (size_t i = 0; i < got.size(); ++i)
     REQUIRE(testing::close_ratio(got[i].to(Device::cpu()), want[i], 1e-2, 1e-2) <= 1);
+}
+
+// small_net's conv has one input channel, for which the channels-last order is the identity: resnet20's 16-64
+// channel convolutions are where a permuted write can be wrong.
+TEST_CASE("bf16 weight cache: SGD writes channels-last copies of many-channel conv weights, CPU and CUDA",
+          "[mixed][sgd][nhwc]") {
+  std::vector<Device> devices{Device::cpu()};
+  if (engine::cuda_available()) devices.push_back(Device::cuda());
+  for (const Device d : devices) {
+    INFO(d.str());
+    default_generator().seed(13);
+    auto net = models::create("resnet20");
+    net->to(d);
+    net->train();
+    net->set_layout(Layout::nhwc);
+    optim::SGD opt(net->parameters(), {0.1, 0.9, 5e-4, true});
+    const Batch b = batch(4, 8, 14);
+    const Batch bd{b.x.to(d), b.y.to(d)};
+    for (int step = 0; step < 2; ++step) train_step(*net, opt, bd);
+    std::vector<Tensor> convs;
+    for (const auto& [name, p] : net->named_parameters())
+      if (p.dim() == 4) convs.push_back(p);
+    REQUIRE(convs.size() == 19);
+    for (const Tensor& p : convs) REQUIRE(p.impl()->bf16_copy_channels_last);
+    require_copies_current(convs);
+  }
 }
 
 TEST_CASE("bf16 weight cache: the returned weight is cast's, differentiable to the float32 master", "[mixed]") {
@@ -289,11 +325,16 @@ TEST_CASE("bf16 weight cache: the averages' copies are remade at each swap, even
 
 TEST_CASE("bf16 weight cache: 3 training steps give the same losses and weights bit for bit with and without it",
           "[mixed][sgd][models]") {
-  auto run = [](bool cache) {
+  // nhwc: the convolutions' copies are channels last, written permuted by SGD, against a cast and a permute per
+  // forward without the cache.
+  const Layout layout = GENERATE(Layout::nchw, Layout::nhwc);
+  INFO(layout_name(layout));
+  auto run = [layout](bool cache) {
     CacheSwitch sw(cache);
     default_generator().seed(11);
     auto net = models::create("resnet20");
     net->train();
+    net->set_layout(layout);
     optim::SGD opt(net->parameters(), {0.1, 0.9, 5e-4, true});
     const Batch b = batch(8, 12, 12);
     std::vector<double> losses;
