@@ -28,6 +28,8 @@ Layout parse_layout(const std::string& name);  // "nchw", "nhwc"; throws on othe
 // is a view (a reshape), no copy. A conv weight [OC, C, KH, KW] goes to NHWC's [OC, KH, KW, C] the same way.
 Tensor to_channels_last(const Tensor& x);
 Tensor to_channels_first(const Tensor& x);
+// The shape to_channels_last gives a 4-D shape: [N, C, H, W] -> [N, H, W, C].
+Shape channels_last_shape(const Shape& nchw);
 
 // ---------------- add, scale, relu, flatten, cast (engine/ops/elementwise.cpp) ----------------
 // Elementwise ops: add (the residual join), scale, relu. Same shape, dtype and device; no broadcasting.

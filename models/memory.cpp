@@ -339,9 +339,8 @@ std::string format_bytes(int64_t bytes) {
 
 std::string describe(const MemoryEstimate& e) {
   return fmt::format(
-             "estimated peak {} per step (at {}): parameters {}, gradients {}, momentum {}, BN buffers {}, activations "
-             "{} "
-             "of {} saved, in flight {}, conv scratch {}, data {}",
+             "estimated peak {} per step (at {}): parameters {}, gradients {}, momentum {}, BN buffers {}, "
+             "activations {} of {} saved, in flight {}, conv scratch {}, data {}",
              format_bytes(e.peak), e.peak_at, format_bytes(e.parameters), format_bytes(e.peak_gradients),
              format_bytes(e.momentum), format_bytes(e.buffers), format_bytes(e.peak_activations),
              format_bytes(e.activations), format_bytes(e.peak_in_flight), format_bytes(e.workspace),

@@ -112,9 +112,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   check_same("conv2d", {{"input", x}, {"weight", weight}, {"bias", bias}});
   const std::string shapes =
       cat("input ", shape_str(x.shape()), ", weight ", shape_str(weight.shape()), nhwc ? ", channels last" : "");
-  const Dims4 xd = dims4(x, p.layout);
-  const int64_t w_c = nhwc ? weight.size(3) : weight.size(1), kh = nhwc ? weight.size(1) : weight.size(2),
-                kw = nhwc ? weight.size(2) : weight.size(3);
+  // The weight reads as [OC, C, KH, KW] in the input's layout, as an activation [N, C, H, W] does.
+  const Dims4 xd = dims4(x, p.layout), wd = dims4(weight, p.layout);
+  const int64_t w_c = wd.c, kh = wd.h, kw = wd.w;
   ENGINE_CHECK(xd.c == w_c, "conv2d: input has ", xd.c, " channels but weight expects ", w_c, " (", shapes, ")");
   ENGINE_CHECK(xd.n > 0 && xd.c > 0 && xd.h > 0 && xd.w > 0 && weight.size(0) > 0 && kh > 0 && kw > 0,
                "conv2d: every dimension of input and weight must be positive (", shapes, ")");

@@ -67,8 +67,7 @@ Tensor cast_precomputed(const Tensor& x, const Tensor& converted, bool channels_
   check_storage("cast", "x", x);
   check_storage("cast", "converted", converted);
   ENGINE_CHECK(!channels_last || x.dim() == 4, "cast: a channels-last precomputed result needs a 4-D x, got ", x.str());
-  const Shape& s = x.shape();
-  const Shape want = channels_last ? Shape{s[0], s[2], s[3], s[1]} : s;
+  const Shape want = channels_last ? channels_last_shape(x.shape()) : x.shape();
   ENGINE_CHECK(converted.shape() == want && converted.dtype() != x.dtype() && converted.device() == x.device(),
                "cast: a precomputed result ", converted.str(), " is no conversion of ", x.str(),
                channels_last ? " in channels-last order" : "");

@@ -44,6 +44,10 @@ Tensor permute4(const Tensor& x, bool to_nhwc) {
 }  // namespace
 
 Tensor to_channels_last(const Tensor& x) { return permute4(x, true); }
+Shape channels_last_shape(const Shape& s) {
+  ENGINE_CHECK(s.size() == 4, "channels_last_shape: expected 4 dimensions, got ", shape_str(s));
+  return shape4(s[0], s[1], s[2], s[3], Layout::nhwc);
+}
 Tensor to_channels_first(const Tensor& x) { return permute4(x, false); }
 
 }  // namespace engine

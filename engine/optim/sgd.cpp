@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "engine/ops.h"
 #include "engine/ops/common.h"
 #include "kernels/sgd.h"
 
@@ -26,10 +27,11 @@ void set_bf16_copy(const Tensor& param, kernels::SgdTensor& st) {
   const Tensor copy(m.bf16_copy);
   const bool cl = m.bf16_copy_channels_last;
   const Shape& s = param.shape();
-  const Shape want = cl && s.size() == 4 ? Shape{s[0], s[2], s[3], s[1]} : s;
-  ENGINE_CHECK(
-      copy.dtype() == DType::bf16 && copy.shape() == want && copy.device() == param.device() && (!cl || s.size() == 4),
-      "SGD: the bf16 copy ", copy.str(), " does not match its parameter ", param.str(), cl ? " (channels last)" : "");
+  const bool fits = !cl || s.size() == 4;
+  ENGINE_CHECK(fits && copy.dtype() == DType::bf16 && copy.shape() == (cl ? channels_last_shape(s) : s) &&
+                   copy.device() == param.device(),
+               "SGD: the bf16 copy ", copy.str(), " does not match its parameter ", param.str(),
+               cl ? " (channels last)" : "");
   st.w_bf16 = copy.data<kernels::bf16>();
   if (cl) st.bf16_c = s[1], st.bf16_kk = s[2] * s[3];
 }

@@ -120,7 +120,7 @@ class WeightGradSum {
  public:
   WeightGradSum(T* gw, int64_t count, bool several_chunks) : gw_(gw), count_(count) {
     if constexpr (std::is_same_v<T, bf16>)
-      if (several_chunks) acc_.reset(count);
+      if (gw && several_chunks) acc_.reset(count);
   }
   // gw (+)= alpha op(a) op(b), the first call of the sum overwriting.
   void add(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
