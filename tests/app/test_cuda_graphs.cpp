@@ -16,28 +16,6 @@
 
 namespace {
 
-// The run's log lines (TrainHooks::log) as one string.
-struct LoggedRun {
-  app::TrainResult result;
-  std::string log;
-};
-
-LoggedRun run_logged(const app::TrainConfig& cfg, uint64_t seed) {
-  app::TrainHooks hooks = apptest::quiet();
-  std::FILE* f = std::tmpfile();
-  REQUIRE(f != nullptr);
-  hooks.log = f;
-  LoggedRun r;
-  r.result = app::train(cfg, apptest::tiny_net(seed), apptest::tiny_data(), hooks);
-  std::fflush(f);
-  std::rewind(f);
-  char buf[4096];
-  std::size_t got = 0;
-  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) r.log.append(buf, got);
-  std::fclose(f);
-  return r;
-}
-
 void require_close_history(const std::vector<app::EpochRecord>& a, const std::vector<app::EpochRecord>& b, double tol) {
   REQUIRE(a.size() == b.size());
   auto close = [tol](double x, double y) {
@@ -60,7 +38,7 @@ TEST_CASE("cuda graphs: on the CPU --cuda-graphs on says so and trains exactly a
   app::clear_interrupt();
   app::TrainConfig off = apptest::tiny_config(dir / "off"), on = apptest::tiny_config(dir / "on");
   on.cuda_graphs = "on";
-  const LoggedRun a = run_logged(off, 5), b = run_logged(on, 5);
+  const apptest::LoggedRun a = apptest::run_logged(off, 5), b = apptest::run_logged(on, 5);
   REQUIRE(b.result.status == app::TrainStatus::finished);
   REQUIRE_THAT(b.log, Catch::Contains("note: CUDA graphs need a CUDA"));
   REQUIRE_THAT(b.log, Catch::Contains("trains without them"));
@@ -85,7 +63,7 @@ TEST_CASE("cuda graphs: replayed steps end like eager ones, with eager steps bet
       off.device = on.device = "cuda";
       off.batch_size = on.batch_size = batch;
       on.cuda_graphs = "on";
-      const LoggedRun a = run_logged(off, 5), b = run_logged(on, 5);
+      const apptest::LoggedRun a = apptest::run_logged(off, 5), b = apptest::run_logged(on, 5);
       INFO(b.log);
       REQUIRE(b.result.status == app::TrainStatus::finished);
       REQUIRE_THAT(b.log, Catch::Contains("the training step is captured"));

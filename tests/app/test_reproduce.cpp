@@ -22,12 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using apptest::slurp;
 
 bool contains(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 

@@ -20,12 +20,7 @@
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+using apptest::slurp;
 
 // A --data folder with 12 training and 8 test images.
 void write_data(const std::string& dir) {

@@ -2,6 +2,7 @@
 // configuration that exercises the whole loop in well under a second.
 #pragma once
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -59,6 +60,28 @@ inline app::TrainHooks quiet() {
   h.log = nullptr;
   h.plots = false;
   return h;
+}
+
+// A run of tiny_net(seed) on tiny_data() with its log lines (TrainHooks::log) kept as one string.
+struct LoggedRun {
+  app::TrainResult result;
+  std::string log;
+};
+
+inline LoggedRun run_logged(const app::TrainConfig& cfg, uint64_t seed) {
+  app::TrainHooks hooks = quiet();
+  std::FILE* f = std::tmpfile();
+  REQUIRE(f != nullptr);
+  hooks.log = f;
+  LoggedRun r;
+  r.result = app::train(cfg, tiny_net(seed), tiny_data(), hooks);
+  std::fflush(f);
+  std::rewind(f);
+  char buf[4096];
+  std::size_t got = 0;
+  while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) r.log.append(buf, got);
+  std::fclose(f);
+  return r;
 }
 
 // Two safetensors files hold the same tensor names with byte-identical contents (or, with shapes_only, the same
