@@ -115,9 +115,11 @@ const std::vector<ConfigField>& train_config_fields() {
              "as PyTorch's allow_tf32; the CPU has none and computes fp32); bf16 = mixed precision as PyTorch's "
              "autocast: activations and the layers' operands in bfloat16, GEMMs accumulating in float32, weights, "
              "momentum, batch-norm statistics and the loss in float32 (docs/training.md, \"Mixed precision\")."),
-      choice("layout", &C::layout, {"nchw", "nhwc"}, true,
+      choice("layout", &C::layout, {"nchw", "nhwc", "auto"}, true,
              "Memory order of the activations: nchw (default) or nhwc, channels last (as PyTorch's "
-             "channels_last; 1x1 convolutions become plain GEMMs). Weights and checkpoints are the same in both."),
+             "channels_last; 1x1 convolutions become plain GEMMs); auto times a forward and backward of the first "
+             "batch in each and trains in the faster, which config.json records. Weights and checkpoints are the "
+             "same in all."),
       integer("threads", "N", &C::threads, 0, 1024, true,
               "CPU threads for OpenMP and OpenBLAS (default 0: their own defaults)."),
       integer("resize", "N", &C::resize, 8, 512, false,

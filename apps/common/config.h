@@ -30,7 +30,7 @@ struct TrainConfig {
   std::string conv = "native";     // native | cudnn
   bool tf32 = false;               // the older spelling of precision = "tf32"
   std::string precision = "fp32";  // fp32 | tf32 | bf16 (math_mode below)
-  std::string layout = "nchw";     // nchw | nhwc (channels last): nn::Module::set_layout
+  std::string layout = "nchw";     // nchw | nhwc (channels last) | auto (train: choose_layout)
   int64_t threads = 0;             // 0: leave OpenMP/OpenBLAS defaults
   int64_t resize = 96;
   bool normalize = false;

@@ -67,7 +67,7 @@ struct RunnerOptions {
   bool tf32 = false;
   std::string precision = "fp32";   // fp32 | tf32 | bf16, as train_fmnist's --precision
   std::string cuda_graphs = "off";  // off | on, as train_fmnist's --cuda-graphs
-  std::string layout = "nchw";      // nchw | nhwc, as train_fmnist's --layout
+  std::string layout = "nchw";      // nchw | nhwc | auto, as train_fmnist's --layout
   double time_limit_seconds = 0;    // stop (checkpointed, resumable) once this much time has passed; 0: no limit
   // Smoke tests: override every run's epochs and training / test subsets (0 = all images); -1 keeps the
   // definition's. The report marks such runs as differing from the definition.

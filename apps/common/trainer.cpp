@@ -278,8 +278,9 @@ void check_before_training(const TrainConfig& cfg, const FashionMnist& data, eng
   }
 }
 
-static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn::Module> model,
-                             const FashionMnist& data, const TrainHooks& hooks) {
+// `cfg` by value: --layout auto is replaced by the layout chosen, which config.json and the checkpoints record.
+static TrainResult train_run(TrainConfig cfg, std::shared_ptr<engine::nn::Module> model, const FashionMnist& data,
+                             const TrainHooks& hooks) {
   ENGINE_CHECK(model, "train: no model");
   ENGINE_CHECK(!cfg.out.empty(), "train: no output folder (--out)");
   validate(cfg);
@@ -309,7 +310,7 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
   if (cfg.resume.empty() && cfg.init == "xavier") xavier_uniform_init(*model, engine::default_generator());
   model->to(device);
   model->train();
-  model->set_layout(engine::parse_layout(cfg.layout));
+  if (cfg.layout != "auto") model->set_layout(engine::parse_layout(cfg.layout));
   engine::optim::SGD opt = make_optimizer(cfg, *model);
   std::unique_ptr<engine::optim::ModelEma> ema = make_ema(cfg, *model);  // evaluation uses it when on
   RunState st;
@@ -323,6 +324,23 @@ static TrainResult train_run(const TrainConfig& cfg, std::shared_ptr<engine::nn:
     st = load_for_resume(cfg, n, *model, opt, ema.get());
     good_path = cfg.resume;
     good_when = when(st);
+  }
+  if (cfg.layout == "auto") {
+    // Timed on the first batch this run trains on (the augmentation plan is the loop's; no random erasing).
+    builder.set_plan(
+        make_epoch_plan(n, static_cast<uint64_t>(cfg.seed), st.epoch, true, cfg.augment, builder.params().pad));
+    const Batch b = builder.make(0, std::min(bs, n));
+    const LayoutTiming t = choose_layout(*model, [&] {
+      Tensor loss = engine::cross_entropy(engine::nn::forward_logits(*model, b.x, act), b.y, cfg.label_smoothing);
+      loss.backward();
+      return loss.detach();
+    });
+    cfg.layout = engine::layout_name(t.chosen);
+    if (log)
+      fmt::print(log,
+                 "layout auto: a forward and backward of {} examples took {:.1f} ms in nchw, {:.1f} ms in nhwc "
+                 "(median of {}); training in {}\n",
+                 b.x.size(0), t.nchw_ms, t.nhwc_ms, t.repeats, cfg.layout);
   }
   fs::create_directories(cfg.out);
   std::vector<std::string> orphans = remove_orphan_temp_files(cfg.out);

@@ -78,6 +78,19 @@ int64_t training_examples(const TrainConfig& cfg, const FashionMnist& data);
 // checks. Throws EngineError naming the file and the key or flag.
 void check_before_training(const TrainConfig& cfg, const FashionMnist& data, engine::nn::Module& model);
 
+// --layout auto: times `fwd_bwd` (the forward, loss and backward of one training batch, no optimizer step; it
+// returns the loss) in NCHW and in NHWC and leaves `model` in the faster. Each layout is warmed up once first
+// (the allocator, `--conv fastest`'s timing, the bf16 weight copies), then timed `repeats` times, the layouts
+// interleaved so that a drift in the machine's speed meets both; the medians decide. The model's buffers (batch
+// norm's running statistics) are restored and its gradients dropped, so the run goes on exactly as a run that
+// named the chosen layout. Each timed call ends with a host sync (the loss read back), so CUDA is timed whole.
+struct LayoutTiming {
+  kernels::Layout chosen = kernels::Layout::nchw;
+  double nchw_ms = 0, nhwc_ms = 0;  // median per call
+  int repeats = 0;
+};
+LayoutTiming choose_layout(engine::nn::Module& model, const std::function<engine::Tensor()>& fwd_bwd, int repeats = 3);
+
 // Removes files named <name>.tmp-<pid> in `dir` (what an atomic write leaves when its process is killed) whose
 // process no longer runs. Returns the names removed.
 std::vector<std::string> remove_orphan_temp_files(const std::string& dir);

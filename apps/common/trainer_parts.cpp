@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -143,6 +145,39 @@ void xavier_uniform_init(engine::nn::Module& model, engine::Generator& gen) {
     Tensor t = w;
     engine::uniform_(t, -a, a, gen);
   }
+}
+
+LayoutTiming choose_layout(engine::nn::Module& model, const std::function<Tensor()>& fwd_bwd, int repeats) {
+  ENGINE_CHECK(repeats >= 1, "choose_layout: repeats must be at least 1, got ", repeats);
+  std::vector<std::pair<Tensor, Tensor>> saved;  // (buffer, its value before)
+  for (const auto& [name, t] : model.named_buffers()) saved.emplace_back(t, t.clone());
+  using kernels::Layout;
+  const Layout layouts[2] = {Layout::nchw, Layout::nhwc};
+  auto call = [&](Layout l) {
+    model.set_layout(l);
+    model.zero_grad();
+    const auto t0 = std::chrono::steady_clock::now();
+    fwd_bwd().item();  // a host sync: the whole call has run
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  for (Layout l : layouts) call(l);
+  std::vector<double> ms[2];
+  for (int r = 0; r < repeats; ++r)
+    for (int i = 0; i < 2; ++i) ms[i].push_back(call(layouts[i]));
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t k = v.size() / 2;
+    return v.size() % 2 ? v[k] : 0.5 * (v[k - 1] + v[k]);
+  };
+  LayoutTiming t;
+  t.nchw_ms = median(ms[0]);
+  t.nhwc_ms = median(ms[1]);
+  t.repeats = repeats;
+  t.chosen = t.nhwc_ms < t.nchw_ms ? Layout::nhwc : Layout::nchw;
+  for (auto& [buffer, before] : saved) buffer.copy_(before);
+  model.zero_grad();
+  model.set_layout(t.chosen);
+  return t;
 }
 
 std::string default_out_dir(const std::string& model) {

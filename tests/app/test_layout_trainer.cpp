@@ -1,9 +1,17 @@
 // --layout nhwc through the trainer: a channels-last run trains like the NCHW one (the same losses up to float
-// round-off), writes a checkpoint with the same tensors (torchvision's shapes), and resumes in the other layout.
+// round-off), writes a checkpoint with the same tensors (torchvision's shapes), and resumes in the other layout;
+// --layout auto picks the layout that ran faster and leaves the run as if it had been named.
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cmath>
+#include <thread>
 
+#include "apps/common/config.h"
 #include "apps/common/trainer.h"
+#include "engine/checkpoint.h"
+#include "engine/nn/layers.h"
+#include "engine/ops.h"
+#include "engine/random.h"
 #include "tests/app/app_test_util.h"
 #include "tests/app/tiny_run.h"
 
@@ -41,4 +49,64 @@ TEST_CASE("trainer: --layout nhwc trains as nchw, same checkpoint tensors, resum
   REQUIRE(rc.status == app::TrainStatus::finished);
   REQUIRE(rc.history.size() == 4);
   REQUIRE(std::isfinite(rc.history.back().train_loss));
+}
+
+TEST_CASE("choose_layout: the layout whose calls ran faster, the buffers as they were", "[app][trainer][nhwc]") {
+  // A call that sleeps in one layout: the choice must be the other, whichever layout is the slow one.
+  std::shared_ptr<engine::nn::Module> net = tiny_net(4);
+  const engine::Tensor x =
+      engine::randn({8, 1, 14, 14}, engine::DType::f32, engine::Device::cpu(), engine::default_generator());
+  const engine::Tensor y = engine::Tensor::from_vector({0, 1, 2, 3, 4, 5, 6, 7}, {8}, engine::DType::i32);
+  const std::vector<double> mean_before = net->find("1.running_mean").to_vector();
+  for (kernels::Layout slow : {kernels::Layout::nchw, kernels::Layout::nhwc}) {
+    INFO("slow layout " << engine::layout_name(slow));
+    int calls = 0;
+    const app::LayoutTiming t = app::choose_layout(*net, [&] {
+      ++calls;
+      if (net->layout() == slow) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      engine::Tensor loss = engine::cross_entropy(engine::nn::forward_logits(*net, x, engine::DType::f32), y);
+      loss.backward();
+      return loss.detach();
+    });
+    REQUIRE(calls == 2 * (1 + t.repeats));  // one warm-up and `repeats` timed calls per layout
+    REQUIRE(t.chosen != slow);
+    REQUIRE(net->layout() == t.chosen);
+    REQUIRE((slow == kernels::Layout::nchw ? t.nchw_ms - t.nhwc_ms : t.nhwc_ms - t.nchw_ms) >= 25);
+    // Eight training-mode forwards moved the running mean; choose_layout put it back, and left no gradient.
+    REQUIRE(net->find("1.running_mean").to_vector() == mean_before);
+    for (const auto& [name, p] : net->named_parameters()) {
+      INFO(name);
+      REQUIRE(!p.grad().defined());
+    }
+  }
+}
+
+TEST_CASE("trainer: --layout auto says what it timed, records its choice and trains exactly as that layout",
+          "[app][trainer][nhwc]") {
+  TempDir dir;
+  app::clear_interrupt();
+  app::TrainConfig a = tiny_config(dir / "auto");
+  a.layout = "auto";
+  const LoggedRun ra = run_logged(a, 4);
+  REQUIRE(ra.result.status == app::TrainStatus::finished);
+  INFO(ra.log);
+  REQUIRE(ra.log.find("layout auto: a forward and backward of 16 examples took ") != std::string::npos);
+  const std::string last = dir / "auto/last.safetensors";
+  const std::string chosen =
+      app::config_from_metadata(engine::read_safetensors_metadata(last), last).layout;  // what a resume reads
+  REQUIRE((chosen == "nchw" || chosen == "nhwc"));
+  REQUIRE(ra.log.find("; training in " + chosen + "\n") != std::string::npos);
+  REQUIRE(slurp(dir / "auto/config.json").find("\"layout\": \"" + chosen + "\"") != std::string::npos);
+  // The timing calls leave no trace: the run that names the layout ends with the same bytes in every tensor
+  // (weights, batch-norm running statistics, momentum) and the same losses.
+  app::TrainConfig b = tiny_config(dir / "named");
+  b.layout = chosen;
+  const app::TrainResult rb = app::train(b, tiny_net(4), tiny_data(), quiet());
+  REQUIRE(rb.status == app::TrainStatus::finished);
+  require_same_tensors(last, dir / "named/last.safetensors");
+  REQUIRE(ra.result.history.size() == rb.history.size());
+  for (size_t i = 0; i < rb.history.size(); ++i) {
+    REQUIRE(ra.result.history[i].train_loss == rb.history[i].train_loss);
+    REQUIRE(ra.result.history[i].test_loss == rb.history[i].test_loss);
+  }
 }
