@@ -13,7 +13,9 @@ PyTorch's fp16 AMP + channels_last is printed as context):
 --layout LIST (nchw,nhwc) chooses our activation layouts (bench_models --layout; default CPU nchw, CUDA both):
 each of our rows is paired with PyTorch's rows of the same math, channels_last or not.
 
---save FILE writes every raw JSON record (both sides) to FILE as JSON lines.
+--engines LIST (native,cudnn,fastest) limits our CUDA conv engines (bench_models --engines; default all).
+--save FILE writes every raw JSON record (both sides) to FILE as JSON lines, each configuration's as soon as it
+has run, so a run stopped by a time limit keeps what it measured.
 """
 import argparse
 import json
@@ -58,6 +60,7 @@ def main():
     ap.add_argument("--precision", default=None, help="comma list of fp32,tf32,bf16 (default CPU fp32, CUDA all)")
     ap.add_argument("--layout", default=None, help="comma list of nchw,nhwc for ours (default CPU nchw, CUDA both)")
     ap.add_argument("--compile", action="store_true", help="CUDA: also PyTorch bf16_cl under torch.compile")
+    ap.add_argument("--engines", default=None, help="CUDA: comma list of native,cudnn,fastest for ours (default all)")
     args = ap.parse_args()
 
     cuda = args.device == "cuda"
@@ -74,13 +77,16 @@ def main():
     if "bf16" in maths and cuda:
         torch_maths += ["bf16_cl"] + (["bf16_cl_compile"] if args.compile else []) + ["amp_cl"]
     ours_args = ["--precision", ",".join(maths), "--layout", args.layout or ("nchw,nhwc" if cuda else "nchw")]
+    if args.engines:
+        ours_args += ["--engines", args.engines]
     theirs_args = ["--math", ",".join(torch_maths)]
     if args.warmup is not None:
         common += ["--warmup", str(args.warmup)]
     if args.steps is not None:
         common += ["--steps", str(args.steps)]
 
-    all_recs, rows, machine = [], [], []
+    rows, machine = [], []
+    save = open(args.save, "w") if args.save else None
     for model in args.models.split(","):
         for res in res_list:
             for batch in batch_list:
@@ -91,7 +97,10 @@ def main():
                     print(n)
                 # bench_models' CPU and BLAS lines (kernels::cpu::cpu_description, blas_description), repeated under the table.
                 machine += [n for n in n1 if (n.startswith("# ours") or n.startswith("# BLAS")) and n not in machine]
-                all_recs += ours + theirs
+                if save:
+                    for r in ours + theirs:
+                        save.write(json.dumps(r) + "\n")
+                    save.flush()
                 by_math = {t["math"]: t for t in theirs}
                 for o in ours:
                     pairs = [o["math"]] + (["bf16_cl", "bf16_cl_compile"] if o["math"] == "bf16" else [])
@@ -123,10 +132,8 @@ def main():
     print("\ntorch/ours = PyTorch step time / our step time (> 1: we are faster)")
     for n in machine:
         print(n)
-    if args.save:
-        with open(args.save, "w") as f:
-            for r in all_recs:
-                f.write(json.dumps(r) + "\n")
+    if save:
+        save.close()
     return 0
 
 

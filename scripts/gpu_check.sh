@@ -7,6 +7,11 @@
 #   scripts/gpu_check.sh bf16                                 (issue 15: bf16 kernels, speed and accuracy, ~9 min)
 #   scripts/gpu_check.sh graphs                               (issue 15: CUDA graphs, replay vs eager, ~5 min)
 #   scripts/gpu_check.sh nhwc                                 (issue 15: channels last vs CPU, NCHW vs NHWC, ~5 min)
+#   scripts/gpu_check.sh quick                                (issue 15 in one device call: under 10 min)
+#
+# DEADLINE=S: every phase ends by S seconds after the script started. A phase's limit is cut to what is left, and
+# a phase with under 10 s left is skipped and says so, so a device call that holds the script always returns with
+# its logs. `quick` sets DEADLINE=560 unless it is given.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
@@ -24,10 +29,19 @@ data=$PWD/.gpu/data
 [[ -d $data && ! -e /usr/share/datasets/fashion-mnist ]] && mkdir -p /usr/share/datasets &&
   ln -s "$data" /usr/share/datasets/fashion-mnist
 
+started=$SECONDS
 phase() {  # phase NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log, print the tail
   local name=$1 limit=$2
   shift 2
-  echo "=== $name: $*"
+  if [[ -n ${DEADLINE:-} ]]; then
+    local left=$((DEADLINE - (SECONDS - started)))
+    if ((left < 10)); then
+      echo "=== $name: skipped, ${left} s left of DEADLINE=$DEADLINE"
+      return
+    fi
+    ((limit > left)) && limit=$left
+  fi
+  echo "=== $name (limit $limit s): $*"
   local t0=$SECONDS
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
@@ -130,6 +144,27 @@ for what in "$@"; do
       --epochs 2 --augment --normalize --lr 0.1 --schedule cosine --precision bf16 --layout nhwc \
       --out "$OUT/run_nhwc_bf16"
     rm -f "$OUT/run_nhwc_bf16"/*.safetensors
+    ;;
+  quick)
+    # Issue 15's checks and targets in one call, most decisive first, each phase's limit a share of 560 s: every
+    # CUDA test (each kernel and op against the CPU in every dtype and layout, cuDNN, graph replay against eager;
+    # the stream change touches every CUDA path), memcheck on the op table's CUDA cases, bf16 ResNet-50 @96 b128
+    # against PyTorch AMP bf16 (+ channels_last) in both our layouts, the 224 px b256 rate (4,000 img/s), graphs
+    # on ResNet-20 (1.3x), and the 2-epoch fp32/bf16 accuracy pair. The longer phase lists above measure more.
+    DEADLINE=${DEADLINE:-560}
+    phase q_cuda_tests 200 .gpu/bin/engine_tests "[cuda]" --durations yes
+    phase q_memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 .gpu/bin/engine_tests "[optable][cuda]"
+    TAIL=${CTAIL:-24} phase q_compare_r50_96 100 python3 benchmarks/compare.py --build .gpu/bin --device cuda \
+      --models resnet50 --res 96 --batch 128 --precision bf16 --engines fastest --save "$OUT/q_compare_r50_96.jsonl"
+    TAIL=6 phase q_r50_224 75 .gpu/bin/bench_models --device cuda --models resnet50 --res 224 --batch 256 \
+      --precision bf16 --engines fastest --layout nchw,nhwc --cuda-graphs on --steps 10
+    TAIL=8 phase q_graphs_r20 40 .gpu/bin/bench_models --device cuda --models resnet20 --res 28 --batch 128 \
+      --precision fp32,bf16 --engines native --cuda-graphs off,on
+    for p in fp32 bf16; do
+      TAIL=3 phase "q_train_$p" 40 .gpu/bin/train_fmnist resnet20 --device cuda --data "$data" --resize 28 \
+        --epochs 2 --augment --normalize --lr 0.1 --schedule cosine --precision "$p" --out "$OUT/run_q_$p"
+      rm -f "$OUT/run_q_$p"/*.safetensors
+    done
     ;;
   *) echo "gpu_check: unknown phase '$what'" >&2 ;;
   esac
