@@ -326,7 +326,7 @@ static TrainResult train_run(TrainConfig cfg, std::shared_ptr<engine::nn::Module
     good_when = when(st);
   }
   if (cfg.layout == "auto") {
-    // Timed on the first batch this run trains on (the augmentation plan is the loop's; no random erasing).
+    // Timed on the first batch of the epoch the run starts in (the loop's augmentation plan; no random erasing).
     builder.set_plan(
         make_epoch_plan(n, static_cast<uint64_t>(cfg.seed), st.epoch, true, cfg.augment, builder.params().pad));
     const Batch b = builder.make(0, std::min(bs, n));
