@@ -1,6 +1,7 @@
 #include "engine/step_graph.h"
 
 #include "engine/autograd.h"
+#include "engine/error.h"
 
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/graph.h"
@@ -16,6 +17,11 @@ struct StepGraph::Captured {
 };
 
 StepGraph::StepGraph(bool wanted, Device device, int warmup_steps) : warmup_left_(warmup_steps) {
+  // An eager step first creates what the step keeps across steps (momentum buffers, cuDNN plans) outside the
+  // capture: created inside a capture that then fails, they would exist without ever having been written.
+  ENGINE_CHECK(warmup_steps >= 1, "StepGraph: warmup_steps is ", warmup_steps,
+               "; at least one eager step must come "
+               "before a capture");
   if (!wanted) return;
 #if ENGINE_HAVE_CUDA
   if (!device.is_cuda())

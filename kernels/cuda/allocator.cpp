@@ -1,8 +1,8 @@
 // Caching device allocator (after PyTorch's CUDACachingAllocator, much reduced): the bookkeeping is BlockCache
 // (kernels/cuda/block_cache.h: sizes rounded to 512 B, reuse within 2x, bad frees recorded); this file adds the
-// mutex and the driver calls. On cudaMalloc failure the cache is released and the call retried once; a second
-// failure says what was asked for and what is held. The process uses one device (runtime.h, use_device), so one
-// cache serves it.
+// mutex and the driver calls. On cudaMalloc failure the cache is released and the call retried once (not during a
+// graph capture); a second failure says what was asked for and what is held. The process uses one device
+// (runtime.h, use_device), so one cache serves it.
 #include <cuda_runtime.h>
 #include <fmt/core.h>
 
@@ -44,7 +44,9 @@ void* alloc(std::size_t bytes) {
   if (void* p = a.cache.reuse(size, &size)) return p;
   void* p = nullptr;
   cudaError_t err = cudaMalloc(&p, size);
-  if (err == cudaErrorMemoryAllocation) {
+  // The retry frees the general cache, but cudaFree is not allowed while a graph is being captured (a private
+  // pool is active only then): the capture then fails with the out-of-memory message and the step runs eagerly.
+  if (err == cudaErrorMemoryAllocation && a.cache.active_pool() == 0) {
     cudaGetLastError();  // clear the sticky-free error state of the failed call
     a.release_cache();
     err = cudaMalloc(&p, size);

@@ -297,9 +297,10 @@ void conv2d_backward(const Conv2dShape& s, const T* x, const T* w, const T* gy, 
     if (gw) memset_zero(gw, sizeof(T) * s.oc * s.ckk());
     return;
   }
-  // The NCHW backward reads the weight even when only gW is wanted.
-  conv_kernels::with_live_taps_backward(
-      s, w, gw, true, [&](const Conv2dShape& sc, const T* wc, T* gwc) { backward_impl(sc, x, wc, gy, gx, gwc); });
+  // The weight is read for gx only, so a caller wanting gW alone may pass none (as in the NHWC backward).
+  conv_kernels::with_live_taps_backward(s, w, gw, gx != nullptr, [&](const Conv2dShape& sc, const T* wc, T* gwc) {
+    backward_impl(sc, x, wc, gy, gx, gwc);
+  });
 }
 
 KERNELS_CONV_INSTANTIATIONS

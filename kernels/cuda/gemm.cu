@@ -29,6 +29,9 @@ cublasHandle_t handle() {
   static cublasHandle_t h = [] {
     cublasHandle_t created = nullptr;
     CUBLAS_CHECK(cublasCreate(&created));
+    // bf16 products accumulate in float (the contract the CPU reference tests): without this flag cuBLAS may
+    // add split-K partial sums in bf16. TF32 is chosen per call by the compute type, not by this mode.
+    CUBLAS_CHECK(cublasSetMathMode(created, CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION));
     return created;
   }();
   CUBLAS_CHECK(cublasSetStream(h, stream()));

@@ -48,7 +48,7 @@ __global__ void max_pool_forward_kernel(const T* __restrict__ x, T* __restrict__
     for (int64_t ih = h0; ih < h1; ++ih) {
       for (int64_t iw = w0; iw < w1; ++iw) {
         const C v = to_compute(x[o.at(s.h * s.w, ih * s.w + iw)]);
-        if (v > best || isnan(v)) {  // NaN propagates, as in PyTorch
+        if (v > best || (isnan(v) && !isnan(best))) {  // NaN propagates; the first one wins, as on the CPU
           best = v;
           best_i = ih * s.w + iw;
         }

@@ -141,7 +141,9 @@ void choose(Choice<Algo>& out, cudnnConvolutionDescriptor_t conv, int max_count,
   KERNELS_CHECK(pick, "conv2d (cuDNN): no ", direction, " algorithm for input [", s.n, ", ", s.c, ", ", s.h, ", ", s.w,
                 "], weight [", s.oc, ", ", s.c, ", ", s.kh, ", ", s.kw, "] in this math mode",
                 strict ? " (strict FP32)" : "", "; use the native convolution engine");
-  CUDNN_CHECK(cudnnSetConvolutionMathType(conv, pick->mathType));
+  // Strict FP32 stays FMA-only even if cuDNN reports an algorithm as CUDNN_DEFAULT_MATH, which on Ampere and
+  // later permits TF32.
+  CUDNN_CHECK(cudnnSetConvolutionMathType(conv, strict ? CUDNN_FMA_MATH : pick->mathType));
   out.algo = pick->algo;
   CUDNN_CHECK(workspace_size(pick->algo, &out.workspace));
   out.chosen = true;

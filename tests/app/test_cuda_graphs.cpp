@@ -49,6 +49,12 @@ TEST_CASE("cuda graphs: on the CPU --cuda-graphs on says so and trains exactly a
   apptest::require_same_tensors(dir / "off/last.safetensors", dir / "on/last.safetensors");
 }
 
+TEST_CASE("cuda graphs: a capture must follow at least one eager step", "[graphs]") {
+  REQUIRE_THROWS_WITH(engine::StepGraph(true, engine::Device::cpu(), 0),
+                      Catch::Contains("warmup_steps is 0; at least one eager step must come before a capture"));
+  REQUIRE_NOTHROW(engine::StepGraph(true, engine::Device::cpu(), 1));
+}
+
 TEST_CASE("cuda graphs: replayed steps end like eager ones, with eager steps between replays",
           "[app][trainer][graphs][cuda]") {
   SKIP_WITHOUT_CUDA();

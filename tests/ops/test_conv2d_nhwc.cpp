@@ -275,20 +275,24 @@ struct Tf32Off {
   ~Tf32Off() { kernels::cuda::set_allow_tf32(was); }
 };
 
-// A GPU implementation's NHWC results against the CPU's NHWC results. float64 and float32 (TF32 off): both
-// sides' round-off, tol_of. bf16: each device rounds float sums that differ in their last bits, so a value near a
-// rounding boundary lands one bf16 ulp (2^-7 relative) apart, twice where two roundings chain (CUDA adds the bias
-// in a second pass): 2^-6, plus both sides' float round-off.
+// A GPU implementation's results against the CPU's, in NHWC (or NCHW where named). float64 and float32 (TF32
+// off): both sides' round-off, tol_of. bf16: each device rounds float sums that differ in their last bits, so a
+// value near a rounding boundary lands one bf16 ulp (2^-7 relative) apart, twice where two roundings chain (CUDA
+// adds the bias in a second pass): 2^-6, plus both sides' float round-off.
 template <class T>
-void check_device(Impl impl, const ConvCase& k, uint64_t seed) {
+void check_device(Impl impl, const ConvCase& k, uint64_t seed, Layout layout = Layout::nhwc) {
   const DType dt = engine::dtype_of<T>();
-  INFO(describe(k) << ", " << engine::dtype_name(dt) << ", " << impl_name(impl) << " NHWC against the CPU");
-  const Conv2dShape s = shape_of(k, Layout::nhwc);
+  const bool cl = layout == Layout::nhwc;
+  INFO(describe(k) << ", " << engine::dtype_name(dt) << ", " << impl_name(impl) << (cl ? " NHWC" : " NCHW")
+                   << " against the CPU");
+  const Conv2dShape s = shape_of(k, layout);
   const Inputs nchw = inputs_of(k, seed);
   Inputs in = nchw;
-  in.x = to_nhwc(nchw.x, s.n, s.c, s.h, s.w);
-  in.w = to_nhwc(nchw.w, s.oc, s.c, s.kh, s.kw);
-  in.gy = to_nhwc(nchw.gy, s.n, s.oc, s.oh, s.ow);
+  if (cl) {
+    in.x = to_nhwc(nchw.x, s.n, s.c, s.h, s.w);
+    in.w = to_nhwc(nchw.w, s.oc, s.c, s.kh, s.kw);
+    in.gy = to_nhwc(nchw.gy, s.n, s.oc, s.oh, s.ow);
+  }
   const Outputs ref = run<T>(Impl::cpu, s, in, Device::cpu()), got = run<T>(impl, s, in, Device::cuda());
   auto tol = [&](double terms) { return dt == DType::bf16 ? 0x1p-6 + 2 * 8 * terms * 0x1p-24 : 2 * tol_of(dt, terms); };
   const double kf = double(s.ckk() + 1), kx = double(s.oc * s.kh * s.kw), kw = double(s.n * s.oh * s.ow);
@@ -315,6 +319,22 @@ TEST_CASE("conv2d nhwc cuda: forward and backward match the CPU NHWC kernels", "
   }
   // A batch over several CUDA chunks (64M column elements: 27 * 256 * 256 = 1.77M per image, 37 per chunk).
   check_device<float>(Impl::cuda, {40, 3, 256, 256, 4, 3, 3, params(1, 1, 1, 1), true}, 7);
+#endif
+}
+
+// The same kernel-level calls in NCHW: gW alone with no weight passed reaches the live-tap crop too (the 1x1 and
+// 2x2 inputs), which must then not read the weight.
+TEST_CASE("conv2d cuda nchw: forward and backward match the CPU, gW alone without the weight", "[conv][cuda]") {
+  SKIP_WITHOUT_CUDA();
+#if ENGINE_HAVE_CUDA
+  Tf32Off tf32;
+  uint64_t seed = 2500;
+  for (const ConvCase& k : cases()) {
+    check_device<double>(Impl::cuda, k, seed, Layout::nchw);
+    check_device<float>(Impl::cuda, k, seed, Layout::nchw);
+    check_device<kernels::bf16>(Impl::cuda, k, seed, Layout::nchw);
+    seed += 10;
+  }
 #endif
 }
 

@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
@@ -66,6 +67,46 @@ TEST_CASE("max_pool2d: forward and backward by hand", "[ops][pool]") {
     Tensor x = Tensor::from_vector({1, 4, 3, 2, -1, -4, -3, -2}, {1, 2, 2, 2}, DType::f32);
     REQUIRE(max_pool2d(x, pool(2, 2, 0)).to_vector() == std::vector<double>{4, -1});
   }
+}
+
+// Which NaN max_pool2d's argmax points at decides where the gradient goes: the first in the window, in both layouts
+// and on both devices (the CUDA kernel once kept the last; the op table plants a single NaN, which cannot tell).
+TEST_CASE("max_pool2d: of several NaNs in a window the first takes the gradient, CPU and CUDA", "[ops][pool][cuda]") {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  // 1x2x2x3 (NCHW), kernel 2, stride 1: both windows of channel 0 hold two NaNs, the first at element 1.
+  const std::vector<double> x_nchw = {1, nan, 2, nan, 0, nan, 6, 5, 4, 3, 2, 1};
+  const std::vector<double> gy_nchw = {1, 2, 3, 4};
+  const std::vector<double> want_dx_nchw = {0, 3, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0};
+  const auto nhwc = [](const std::vector<double>& v, int64_t c, int64_t hw) {
+    std::vector<double> out(v.size());
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t i = 0; i < hw; ++i) out[i * c + ch] = v[ch * hw + i];
+    return out;
+  };
+  std::vector<Device> devices = {Device::cpu()};
+  if (cuda_available()) devices.push_back(Device::cuda());
+  for (Device device : devices)
+    for (DType dtype : {DType::f64, DType::f32})
+      for (Layout layout : {Layout::nchw, Layout::nhwc}) {
+        const bool cl = layout == Layout::nhwc;
+        INFO(device.str() << " " << dtype_name(dtype) << (cl ? " nhwc" : " nchw"));
+        Tensor x =
+            Tensor::from_vector(cl ? nhwc(x_nchw, 2, 6) : x_nchw, cl ? Shape{1, 2, 3, 2} : Shape{1, 2, 2, 3}, dtype)
+                .to(device);
+        x.set_requires_grad(true);
+        Pool2dParams p = pool(2, 1, 0);
+        p.layout = layout;
+        Tensor y = max_pool2d(x, p);
+        const std::vector<double> got_y = y.to(Device::cpu()).to_vector();
+        const std::vector<double> want_y =
+            cl ? std::vector<double>{nan, 6, nan, 5} : std::vector<double>{nan, nan, 6, 5};
+        REQUIRE(got_y.size() == want_y.size());
+        for (size_t i = 0; i < got_y.size(); ++i)
+          CHECK((std::isnan(want_y[i]) ? std::isnan(got_y[i]) : got_y[i] == want_y[i]));
+        run_backward(y, Tensor::from_vector(cl ? nhwc(gy_nchw, 2, 2) : gy_nchw, y.shape(), dtype).to(device));
+        CHECK(x.grad().to(Device::cpu()).to_vector() == (cl ? nhwc(want_dx_nchw, 2, 6) : want_dx_nchw));
+      }
+  if (!cuda_available()) WARN("CUDA part not run: " << cuda_unavailable_reason());
 }
 
 TEST_CASE("adaptive_avg_pool2d: forward and backward by hand", "[ops][pool]") {
