@@ -15,11 +15,18 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
-# Large libraries travel xz-compressed (the device's 64 MiB carry limit); unpack them once.
-for z in .gpu/lib/*.xz; do
+# Programs and large libraries travel xz-compressed (scripts/gpu_bundle.sh; the device's 64 MiB carry limit);
+# unpack them once, keeping their modes.
+for z in .gpu/bin/*.xz .gpu/lib/*.xz; do
   [[ -e $z && ! -e ${z%.xz} ]] && python3 -c 'import lzma, shutil, sys
-with lzma.open(sys.argv[1]) as i, open(sys.argv[1][:-3], "wb") as o: shutil.copyfileobj(i, o)' "$z"
+with lzma.open(sys.argv[1]) as i, open(sys.argv[1][:-3], "wb") as o: shutil.copyfileobj(i, o)
+shutil.copymode(sys.argv[1], sys.argv[1][:-3])' "$z"
 done
+# The app tests run the programs at the build folder's path compiled into engine_tests; point it at the bundle.
+if [[ -s .gpu/build_dir ]]; then
+  built=$(<.gpu/build_dir)
+  [[ -e $built ]] || { mkdir -p "$(dirname "$built")" && ln -s "$PWD/.gpu/bin" "$built"; }
+fi
 source .gpu/env.sh
 export PATH="$PATH:/usr/local/cuda/bin"
 # The golden tests read tests/golden under ENGINE_SOURCE_DIR (default: the source path of the build).
