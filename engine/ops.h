@@ -67,7 +67,8 @@ struct Conv2dParams {
 // Which implementation CUDA convolutions use. Native (ours) is the default and the reference; cuDNN is
 // optional and only exists in builds that found cuDNN. `fastest` (cuDNN builds only) times both on the first
 // call of each shape, direction, dtype and TF32 setting (as cudnn.benchmark times cuDNN's own algorithms) and
-// then always runs the faster; the choice is cached for the process. The CPU always runs the native path.
+// then always runs the faster (ours where cuDNN cannot run the shape, with a notice); the choice is cached for the
+// process. The CPU always runs the native path.
 enum class ConvEngine { native, cudnn, fastest };
 void set_conv_engine(ConvEngine e);  // throws if cuDNN was asked for but not compiled in
 ConvEngine conv_engine();

@@ -1,6 +1,9 @@
 // conv2d front-end: argument checks, output shape, the backward rule, and the choice between our kernels
 // (kernels/cpu/conv.cpp, kernels/cuda/conv.cu) and cuDNN (kernels/cudnn/conv.cpp) for CUDA tensors.
+#include <fmt/core.h>
+
 #include <array>
+#include <exception>
 #include <map>
 #include <mutex>
 
@@ -52,8 +55,8 @@ ChoiceKey choice_key(const kernels::Conv2dShape& s, DType dtype, int64_t directi
 
 // Runs `run(engine)` with the engine chosen for `key`, choosing first if needed: both engines run once untimed
 // (cuDNN searches its algorithms on a shape's first call, ours may grow the allocator), then once each between
-// CUDA events; the faster is kept. Both engines overwrite their outputs, so the chosen one runs last and its
-// result is what the caller gets.
+// CUDA events; the faster is kept (native where cuDNN throws). Both engines overwrite their outputs, so the
+// chosen one runs last and its result is what the caller gets.
 template <class Run>
 void run_fastest(const ChoiceKey& key, Run&& run) {
   static std::mutex mu;
@@ -65,10 +68,17 @@ void run_fastest(const ChoiceKey& key, Run&& run) {
   }
 #if ENGINE_HAVE_CUDNN
   run(ConvEngine::native);
-  run(ConvEngine::cudnn);
-  const double native_ms = kernels::cuda::time_on_stream_ms([&] { run(ConvEngine::native); });
-  const double cudnn_ms = kernels::cuda::time_on_stream_ms([&] { run(ConvEngine::cudnn); });
-  const ConvEngine e = cudnn_ms < native_ms ? ConvEngine::cudnn : ConvEngine::native;
+  ConvEngine e = ConvEngine::native;
+  try {
+    run(ConvEngine::cudnn);
+    const double native_ms = kernels::cuda::time_on_stream_ms([&] { run(ConvEngine::native); });
+    const double cudnn_ms = kernels::cuda::time_on_stream_ms([&] { run(ConvEngine::cudnn); });
+    if (cudnn_ms < native_ms) e = ConvEngine::cudnn;
+  } catch (const std::exception& err) {
+    // A shape cuDNN cannot run (no algorithm in this math mode, beyond its 32-bit descriptors) is ours to run;
+    // said once per shape and direction, as the choice is kept.
+    fmt::print(stderr, "notice: --conv fastest: {}; this call runs on the native kernels\n", err.what());
+  }
   if (e == ConvEngine::native) run(e);
   std::lock_guard<std::mutex> lock(mu);
   chosen[key] = e;

@@ -286,6 +286,37 @@ TEST_CASE("conv2d cuda: cuDNN and the fastest engine match the native kernels, o
   }
 }
 
+// A shape cuDNN cannot run goes to our kernels under `fastest` instead of failing the run. cuDNN's descriptors hold
+// 32-bit sizes, so an input of more than INT_MAX elements is refused by name (kernels/cudnn/conv.cpp), while ours
+// index one chunk of images at a time: 513 images of [16384, 16, 16] in bf16 (4.3 GB), a 1x1 convolution to one
+// channel with every weight 2^-14 over inputs of 1, so every output is exactly 1 (16384 exact float terms).
+TEST_CASE("conv2d cuda: fastest runs a shape cuDNN refuses on the native kernels", "[ops][conv][cuda][cudnn]") {
+  SKIP_WITHOUT_CUDA();
+#if ENGINE_HAVE_CUDA
+  if (!cudnn_compiled()) {
+    WARN("SKIPPED: this build has no cuDNN");
+    return;
+  }
+  const int64_t n = 513, c = 16384, hw = 16;
+  if (kernels::cuda::free_device_memory() < (std::size_t(8) << 30)) {
+    WARN("SKIPPED: needs 8 GiB of free device memory for a 4.3 GB input");
+    return;
+  }
+  SettingsGuard guard;
+  const Tensor x = Tensor::full({n, c, hw, hw}, 1.0, DType::bf16, Device::cuda());
+  const Tensor w = Tensor::full({1, c, 1, 1}, std::ldexp(1.0, -14), DType::bf16, Device::cuda());
+  set_conv_engine(ConvEngine::cudnn);
+  REQUIRE_THROWS_WITH(conv2d(x, w, Tensor(), Conv2dParams{}), Catch::Contains("beyond cuDNN's 32-bit descriptors"));
+  set_conv_engine(ConvEngine::fastest);
+  for (int call = 0; call < 2; ++call) {  // the first call chooses, the second runs the kept choice
+    INFO("call " << call);
+    const std::vector<double> y = conv2d(x, w, Tensor(), Conv2dParams{}).to(Device::cpu()).to_vector();
+    REQUIRE(y.size() == std::size_t(n * hw * hw));
+    REQUIRE(std::count(y.begin(), y.end(), 1.0) == std::ptrdiff_t(y.size()));
+  }
+#endif
+}
+
 namespace {
 
 // Gradients when only the input (want_x) or only the weight and bias require them: the backward runs with gw, gb
