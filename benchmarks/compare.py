@@ -14,8 +14,9 @@ PyTorch's fp16 AMP + channels_last is printed as context):
 each of our rows is paired with PyTorch's rows of the same math, channels_last or not.
 
 --engines LIST (native,cudnn,fastest) limits our CUDA conv engines (bench_models --engines; default all).
---save FILE writes every raw JSON record (both sides) to FILE as JSON lines, each configuration's as soon as it
-has run, so a run stopped by a time limit keeps what it measured.
+--save FILE writes every raw JSON record (both sides) to FILE as JSON lines, each as soon as its program prints
+it, so a run stopped by a time limit keeps what it measured. A program that fails keeps the records it printed,
+the other side still runs, and compare exits 1 after the table.
 """
 import argparse
 import json
@@ -27,22 +28,32 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def run_json(cmd):
+def run_json(cmd, save=None):
+    """Runs cmd and reads its stdout as it comes: JSON records (each written to save at once, so a time limit that
+    kills this script keeps what was measured) and '#' notes; stderr passes through. A failing command keeps the
+    records it printed; its exit code is returned so that the comparison goes on and reports the failure."""
     print("$ " + " ".join(cmd), file=sys.stderr, flush=True)
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if p.returncode != 0:
-        sys.stderr.write(p.stdout + p.stderr)
-        raise SystemExit(f"compare: command failed with exit code {p.returncode}: {' '.join(cmd)}")
     recs, notes = [], []
-    for line in p.stdout.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
-            recs.append(json.loads(line))
-        elif line.startswith("#"):
-            notes.append(line)
-    if p.stderr.strip():
-        sys.stderr.write(p.stderr)
-    return recs, notes
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as p:
+        for line in p.stdout:
+            line = line.strip()
+            try:
+                rec = json.loads(line) if line.startswith("{") else None
+            except ValueError:  # a line cut off by a killed program
+                rec = None
+            if rec is not None:
+                recs.append(rec)
+                if save:
+                    save.write(line + "\n")
+                    save.flush()
+            elif line.startswith("#"):
+                notes.append(line)
+            elif line:
+                print(line, file=sys.stderr, flush=True)
+        rc = p.wait()
+    if rc != 0:
+        print(f"compare: exit code {rc} from {' '.join(cmd)}; kept its {len(recs)} records", file=sys.stderr, flush=True)
+    return recs, notes, rc
 
 
 def main():
@@ -85,22 +96,20 @@ def main():
     if args.steps is not None:
         common += ["--steps", str(args.steps)]
 
-    rows, machine = [], []
+    rows, machine, failed = [], [], []
     save = open(args.save, "w") if args.save else None
     for model in args.models.split(","):
         for res in res_list:
             for batch in batch_list:
                 shape = ["--models", model, "--res", res, "--batch", batch]
-                ours, n1 = run_json([exe] + shape + common + ours_args)
-                theirs, n2 = run_json([py, os.path.join(HERE, "pytorch_reference.py")] + shape + common + theirs_args)
+                ours, n1, rc1 = run_json([exe] + shape + common + ours_args, save)
+                theirs, n2, rc2 = run_json([py, os.path.join(HERE, "pytorch_reference.py")] + shape + common +
+                                           theirs_args, save)
+                failed += [cmd for cmd, rc in (("bench_models", rc1), ("pytorch_reference.py", rc2)) if rc != 0]
                 for n in n1 + n2:
                     print(n)
                 # bench_models' CPU and BLAS lines (kernels::cpu::cpu_description, blas_description), repeated under the table.
                 machine += [n for n in n1 if (n.startswith("# ours") or n.startswith("# BLAS")) and n not in machine]
-                if save:
-                    for r in ours + theirs:
-                        save.write(json.dumps(r) + "\n")
-                    save.flush()
                 by_math = {t["math"]: t for t in theirs}
                 for o in ours:
                     pairs = [o["math"]] + (["bf16_cl", "bf16_cl_compile"] if o["math"] == "bf16" else [])
@@ -134,6 +143,9 @@ def main():
         print(n)
     if save:
         save.close()
+    if failed:
+        print(f"compare: {', '.join(failed)} failed (see above); the table holds what they measured", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -13,6 +13,7 @@
 # a phase with under 10 s left is skipped and says so, so a device call that holds the script always returns with
 # its logs. `quick` sets DEADLINE=560 unless it is given.
 set -uo pipefail
+started=$SECONDS  # DEADLINE counts from here, the unpacking and env.sh's library search included
 OUT=${OUT:-/tmp/gpu-check}
 mkdir -p "$OUT"
 # Programs and large libraries travel xz-compressed (scripts/gpu_bundle.sh; the device's 64 MiB carry limit);
@@ -27,6 +28,12 @@ if [[ -s .gpu/build_dir ]]; then
   built=$(<.gpu/build_dir)
   [[ -e $built ]] || { mkdir -p "$(dirname "$built")" && ln -s "$PWD/.gpu/bin" "$built"; }
 fi
+# PyTorch runs with the machine's own libraries, not the bundle's (Debian 12 builds of zlib, expat, libpng ... that
+# the bundle carries for cairo could shadow newer ones its Python needs): a python3 that restores the path.
+orig_ld=${LD_LIBRARY_PATH-}
+torch_python=$OUT/python3-machine-libs
+printf '#!/usr/bin/env bash\nLD_LIBRARY_PATH=%q exec python3 "$@"\n' "$orig_ld" >"$torch_python"
+chmod +x "$torch_python"
 source .gpu/env.sh
 export PATH="$PATH:/usr/local/cuda/bin"
 # The golden tests read tests/golden under ENGINE_SOURCE_DIR (default: the source path of the build).
@@ -36,7 +43,10 @@ data=$PWD/.gpu/data
 [[ -d $data && ! -e /usr/share/datasets/fashion-mnist ]] && mkdir -p /usr/share/datasets &&
   ln -s "$data" /usr/share/datasets/fashion-mnist
 
-started=$SECONDS
+# The comparison (PyTorch in its own libraries) and our whole-step benchmark as JSON lines, which are printed as
+# each row finishes, so a phase cut short by its limit keeps the rows it measured.
+compare=(python3 benchmarks/compare.py --python "$torch_python" --build .gpu/bin --device cuda)
+bench=(.gpu/bin/bench_models --json --device cuda)
 phase() {  # phase NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log, print the tail
   local name=$1 limit=$2
   shift 2
@@ -50,7 +60,7 @@ phase() {  # phase NAME SECONDS COMMAND...: run with a time limit, log to $OUT/N
   fi
   echo "=== $name (limit $limit s): $*"
   local t0=$SECONDS
-  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  timeout -k 10 "$limit" "$@" >"$OUT/$name.log" 2>&1  # -k: a process stuck in the driver is killed too
   local rc=$?
   echo "=== $name: exit $rc after $((SECONDS - t0)) s"
   tail -n "${TAIL:-6}" "$OUT/$name.log"
@@ -61,9 +71,10 @@ for what in "$@"; do
   info)
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
     nvcc --version | tail -2
-    python3 -c 'import torch, torchvision; print("torch", torch.__version__, "cuda", torch.version.cuda,
+    "$torch_python" -c 'import torch, torchvision; print("torch", torch.__version__, "cuda", torch.version.cuda,
 "cudnn", torch.backends.cudnn.version(), "torchvision", torchvision.__version__)'
-    ls "${LD_LIBRARY_PATH//:/ }" 2>/dev/null | grep -m3 -E 'libcudnn.so.[0-9]|libcublas.so.[0-9]'
+    IFS=: read -ra lib_dirs <<<"$LD_LIBRARY_PATH"
+    for d in "${lib_dirs[@]}"; do ls "$d" 2>/dev/null; done | grep -m3 -E 'libcudnn.so.[0-9]|libcublas.so.[0-9]'
     ;;
   tests)
     phase cuda_tests 300 .gpu/bin/engine_tests "[cuda]" --durations yes
@@ -80,12 +91,13 @@ for what in "$@"; do
     phase initcheck "${SAN_LIMIT:-300}" compute-sanitizer --tool initcheck --error-exitcode 9 .gpu/bin/engine_tests "$local_filter"
     ;;
   bench)
-    TAIL=${CTAIL:-40} phase "compare${ROUND:-}" "${BENCH_LIMIT:-590}" python3 benchmarks/compare.py --build .gpu/bin --device cuda \
+    TAIL=${CTAIL:-40} phase "compare${ROUND:-}" "${BENCH_LIMIT:-590}" "${compare[@]}" \
       --models "${BENCH_MODELS:-resnet50}" --res "${BENCH_RES:-96}" --batch 128 --save "$OUT/compare${ROUND:-}.jsonl" \
       ${BENCH_ARGS:-}
     ;;
   kernels)
-    for m in ${BENCH_MODELS//,/ }; do
+    models=${BENCH_MODELS:-resnet50}
+    for m in ${models//,/ }; do
       for p in ${BENCH_PRECISION:-fp32}; do
         TAIL=${KTAIL:-28} phase "kernels_${m}_$p" 400 .gpu/bin/bench_kernels --device cuda --model "$m" --batch 128 \
           --resize "${BENCH_RES:-96}" --precision "$p"
@@ -105,11 +117,11 @@ for what in "$@"; do
     phase bf16_memcheck "${SAN_LIMIT:-180}" compute-sanitizer --tool memcheck --error-exitcode 9 \
       .gpu/bin/engine_tests "[optable][cuda]"
     # Speed against PyTorch autocast bf16 (+ channels_last, + torch.compile) at the issue's two sizes.
-    TAIL=${CTAIL:-30} phase bf16_compare_r50_96 200 python3 benchmarks/compare.py --build .gpu/bin --device cuda \
+    TAIL=${CTAIL:-30} phase bf16_compare_r50_96 200 "${compare[@]}" \
       --models resnet50 --res 96 --batch 128 --precision fp32,bf16 --compile --save "$OUT/bf16_compare_r50_96.jsonl"
-    TAIL=12 phase bf16_r50_224 120 .gpu/bin/bench_models --device cuda --models resnet50 --res 224 --batch 256 \
+    TAIL=12 phase bf16_r50_224 120 "${bench[@]}" --models resnet50 --res 224 --batch 256 \
       --precision bf16 --engines native,cudnn,fastest --steps 10
-    TAIL=12 phase bf16_cifar 60 .gpu/bin/bench_models --device cuda --models resnet20 --res 28 --batch 128 \
+    TAIL=12 phase bf16_cifar 60 "${bench[@]}" --models resnet20 --res 28 --batch 128 \
       --precision fp32,bf16
     # Accuracy: the same 2-epoch run in fp32 and bf16 (the issue's 0.3-point target is for the full recipe).
     for p in fp32 bf16; do
@@ -124,9 +136,9 @@ for what in "$@"; do
     phase graphs_tests 180 .gpu/bin/engine_tests "[graphs],[allocator]" --durations yes
     phase graphs_memcheck "${SAN_LIMIT:-180}" compute-sanitizer --tool memcheck --error-exitcode 9 \
       .gpu/bin/engine_tests "[graphs][cuda]"
-    TAIL=8 phase graphs_cifar 90 .gpu/bin/bench_models --device cuda --models resnet20,resnet56 --res 28 --batch 128 \
+    TAIL=8 phase graphs_cifar 90 "${bench[@]}" --models resnet20,resnet56 --res 28 --batch 128 \
       --precision fp32,bf16 --engines native --cuda-graphs off,on
-    TAIL=6 phase graphs_r50_96 90 .gpu/bin/bench_models --device cuda --models resnet50 --res 96 --batch 128 \
+    TAIL=6 phase graphs_r50_96 90 "${bench[@]}" --models resnet50 --res 96 --batch 128 \
       --precision bf16 --engines fastest --cuda-graphs off,on
     TAIL=4 phase graphs_train 90 .gpu/bin/train_fmnist resnet20 --device cuda --data "$data" --resize 28 \
       --epochs 1 --normalize --lr 0.1 --precision bf16 --cuda-graphs on --out "$OUT/run_graphs"
@@ -143,9 +155,9 @@ for what in "$@"; do
       TAIL=${KTAIL:-12} phase "nhwc_kernels_r50_$p" 150 .gpu/bin/bench_kernels --device cuda --model resnet50 \
         --batch 128 --ops conv --layout both --precision "$p"
     done
-    TAIL=14 phase nhwc_step_r50_96 150 .gpu/bin/bench_models --device cuda --models resnet50 --res 96 --batch 128 \
+    TAIL=14 phase nhwc_step_r50_96 150 "${bench[@]}" --models resnet50 --res 96 --batch 128 \
       --precision bf16 --engines native,cudnn,fastest --layout nchw,nhwc --steps 10
-    TAIL=8 phase nhwc_step_r50_224 120 .gpu/bin/bench_models --device cuda --models resnet50 --res 224 --batch 256 \
+    TAIL=8 phase nhwc_step_r50_224 120 "${bench[@]}" --models resnet50 --res 224 --batch 256 \
       --precision bf16 --engines fastest --layout nchw,nhwc --cuda-graphs off,on --steps 10
     TAIL=3 phase nhwc_train_bf16 90 .gpu/bin/train_fmnist resnet20 --device cuda --data "$data" --resize 28 \
       --epochs 2 --augment --normalize --lr 0.1 --schedule cosine --precision bf16 --layout nhwc \
@@ -161,11 +173,11 @@ for what in "$@"; do
     DEADLINE=${DEADLINE:-560}
     phase q_cuda_tests 200 .gpu/bin/engine_tests "[cuda]" --durations yes
     phase q_memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 .gpu/bin/engine_tests "[optable][cuda]"
-    TAIL=${CTAIL:-24} phase q_compare_r50_96 100 python3 benchmarks/compare.py --build .gpu/bin --device cuda \
+    TAIL=${CTAIL:-24} phase q_compare_r50_96 100 "${compare[@]}" \
       --models resnet50 --res 96 --batch 128 --precision bf16 --engines fastest --save "$OUT/q_compare_r50_96.jsonl"
-    TAIL=6 phase q_r50_224 75 .gpu/bin/bench_models --device cuda --models resnet50 --res 224 --batch 256 \
+    TAIL=6 phase q_r50_224 75 "${bench[@]}" --models resnet50 --res 224 --batch 256 \
       --precision bf16 --engines fastest --layout nchw,nhwc --cuda-graphs on --steps 10
-    TAIL=8 phase q_graphs_r20 40 .gpu/bin/bench_models --device cuda --models resnet20 --res 28 --batch 128 \
+    TAIL=8 phase q_graphs_r20 40 "${bench[@]}" --models resnet20 --res 28 --batch 128 \
       --precision fp32,bf16 --engines native --cuda-graphs off,on
     for p in fp32 bf16; do
       TAIL=3 phase "q_train_$p" 40 .gpu/bin/train_fmnist resnet20 --device cuda --data "$data" --resize 28 \
