@@ -321,6 +321,22 @@ void check_device(Impl impl, const ConvCase& k, uint64_t seed, Layout layout = L
   CHECK_OK(compare_gx(got.gx_alone));
 }
 
+double rms(const std::vector<double>& v) {
+  double ss = 0;
+  for (double e : v) ss += e * e;
+  return std::sqrt(ss / double(v.size()));
+}
+
+// Every case of cases() on our CUDA kernels against the CPU, in each dtype.
+void check_cases(uint64_t seed, Layout layout) {
+  for (const ConvCase& k : cases()) {
+    check_device<double>(Impl::cuda, k, seed, layout);
+    check_device<float>(Impl::cuda, k, seed, layout);
+    check_device<kernels::bf16>(Impl::cuda, k, seed, layout);
+    seed += 10;
+  }
+}
+
 // The float32 batch over several CUDA chunks: the worst-case bound above, K u with K = N*OH*OW = 2.6M terms,
 // exceeds 1 and would pass a gW of zero, so here the form of the bf16 chunk test below: the two devices' sums of
 // the same products differ by round-off of about sqrt(K) u = 1e-4 of the terms' norm, a tenth of the bound's
@@ -333,11 +349,6 @@ void check_chunks_f32(const ConvCase& k, uint64_t seed) {
   in.w = to_nhwc(in.w, s.oc, s.c, s.kh, s.kw);
   in.gy = to_nhwc(in.gy, s.n, s.oc, s.oh, s.ow);
   const Outputs ref = run<float>(Impl::cpu, s, in, Device::cpu()), got = run<float>(Impl::cuda, s, in, Device::cuda());
-  const auto rms = [](const std::vector<double>& v) {
-    double ss = 0;
-    for (double e : v) ss += e * e;
-    return std::sqrt(ss / double(v.size()));
-  };
   const double r = 0x1p-10;
   REQUIRE(rms(ref.gw) > 0);
   CHECK_OK(testing::compare_close(got.y, ref.y, r * rms(ref.y), r));
@@ -354,13 +365,7 @@ TEST_CASE("conv2d nhwc cuda: forward and backward match the CPU NHWC kernels", "
   SKIP_WITHOUT_CUDA();
 #if ENGINE_HAVE_CUDA
   Tf32Off tf32;
-  uint64_t seed = 2000;
-  for (const ConvCase& k : cases()) {
-    check_device<double>(Impl::cuda, k, seed);
-    check_device<float>(Impl::cuda, k, seed);
-    check_device<kernels::bf16>(Impl::cuda, k, seed);
-    seed += 10;
-  }
+  check_cases(2000, Layout::nhwc);
   // A batch over several CUDA chunks (64M column elements: 27 * 256 * 256 = 1.77M per image, 37 per chunk).
   check_chunks_f32({40, 3, 256, 256, 4, 3, 3, params(1, 1, 1, 1), true}, 7);
 #endif
@@ -372,13 +377,7 @@ TEST_CASE("conv2d cuda nchw: forward and backward match the CPU, gW alone withou
   SKIP_WITHOUT_CUDA();
 #if ENGINE_HAVE_CUDA
   Tf32Off tf32;
-  uint64_t seed = 2500;
-  for (const ConvCase& k : cases()) {
-    check_device<double>(Impl::cuda, k, seed, Layout::nchw);
-    check_device<float>(Impl::cuda, k, seed, Layout::nchw);
-    check_device<kernels::bf16>(Impl::cuda, k, seed, Layout::nchw);
-    seed += 10;
-  }
+  check_cases(2500, Layout::nchw);
 #endif
 }
 
@@ -405,12 +404,10 @@ TEST_CASE("conv2d cuda bf16: a weight gradient over several chunks matches the C
     }
     const Outputs ref = run<kernels::bf16>(Impl::cpu, s, in, Device::cpu());
     const Outputs got = run<kernels::bf16>(Impl::cuda, s, in, Device::cuda());
-    double ss = 0;
-    for (double v : ref.gw) ss += v * v;
-    const double rms = std::sqrt(ss / double(ref.gw.size()));
-    REQUIRE(rms > 0);
-    CHECK_OK(testing::compare_close(got.gw, ref.gw, 0x1p-7 * rms, 0x1p-7));
-    CHECK_OK(testing::compare_close(got.gw_alone, ref.gw, 0x1p-7 * rms, 0x1p-7));
+    const double r = rms(ref.gw);
+    REQUIRE(r > 0);
+    CHECK_OK(testing::compare_close(got.gw, ref.gw, 0x1p-7 * r, 0x1p-7));
+    CHECK_OK(testing::compare_close(got.gw_alone, ref.gw, 0x1p-7 * r, 0x1p-7));
   }
 #endif
 }
