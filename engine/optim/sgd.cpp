@@ -71,6 +71,16 @@ void SGD::step() {
   // created; the decays are those of the parameter groups (one or two values in practice).
   std::vector<bool> fresh(params_.size());
   for (size_t i = 0; i < params_.size(); ++i) fresh[i] = options_.momentum > 0 && !buffers_[i].defined();
+  // Every gradient is checked before any buffer is made: a momentum buffer made and then left unwritten by a
+  // throw would count as initialised at the next step. The kernel reads the gradient as the parameter's type on
+  // its device, so a gradient set by hand (Tensor::set_grad) in another dtype or on another device is refused.
+  for (const Tensor& w : params_) {
+    const Tensor g = w.grad();
+    ENGINE_CHECK(!g.defined() || (g.shape() == w.shape() && g.dtype() == w.dtype() && g.device() == w.device()),
+                 "SGD: gradient ", shape_str(g.shape()), " ", dtype_name(g.dtype()), " on ", g.device().str(),
+                 " for parameter ", shape_str(w.shape()), " ", dtype_name(w.dtype()), " on ", w.device().str(),
+                 "; a gradient must match its parameter's shape, dtype and device");
+  }
   std::vector<size_t> updated;  // the parameters written below
   std::vector<double> decays;
   for (double wd : weight_decay_)
@@ -82,8 +92,6 @@ void SGD::step() {
         if (weight_decay_[i] != wd) continue;
         Tensor g = params_[i].grad();
         if (!g.defined()) continue;
-        ENGINE_CHECK(g.shape() == params_[i].shape(), "SGD: gradient ", shape_str(g.shape()), " for parameter ",
-                     shape_str(params_[i].shape()));
         if (fresh[i] != first) continue;
         if (fresh[i]) buffers_[i] = Tensor::empty(params_[i].shape(), params_[i].dtype(), params_[i].device());
         kernels::SgdTensor st{params_[i].raw_data(), g.raw_data(),

@@ -45,6 +45,17 @@ TEST_CASE("SGD: parameters without a gradient are left alone, bad options are re
   REQUIRE(b.item() == 2.0);
   REQUIRE_THROWS_WITH(optim::SGD({a}, {-1.0, 0.9, 0.0, false}), Catch::Contains("must be non-negative"));
   REQUIRE_THROWS_WITH(optim::SGD({a}, {0.1, 0.0, 0.0, true}), Catch::Contains("Nesterov needs momentum"));
+  // A gradient set by hand in another dtype is refused by name, not read as the parameter's type, and before any
+  // parameter or momentum buffer changes: a fresh optimizer's next good step is its first, from zero momentum.
+  optim::SGD fresh({a, b}, {0.1, 0.9, 0.0, false});
+  b.set_grad(Tensor::from_vector({1.0}, {1}, DType::f32));
+  REQUIRE_THROWS_WITH(fresh.step(),
+                      Catch::Contains("SGD: gradient [1] float32 on cpu for parameter [1] float64 on cpu"));
+  REQUIRE(a.item() == Approx(0.9));
+  REQUIRE(b.item() == 2.0);
+  b.zero_grad();
+  fresh.step();
+  REQUIRE(a.item() == Approx(0.8));  // momentum buffer = the gradient 1 on a first step, whatever was in memory
 }
 
 TEST_CASE("SGD: set_lr between steps takes effect, and the kernel reads the rate from the optimizer's tensor",
