@@ -20,8 +20,7 @@ StepGraph::StepGraph(bool wanted, Device device, int warmup_steps) : warmup_left
   // An eager step first creates what the step keeps across steps (momentum buffers, cuDNN plans) outside the
   // capture: created inside a capture that then fails, they would exist without ever having been written.
   ENGINE_CHECK(warmup_steps >= 1, "StepGraph: warmup_steps is ", warmup_steps,
-               "; at least one eager step must come "
-               "before a capture");
+               "; at least one eager step must come before a capture");
   if (!wanted) return;
 #if ENGINE_HAVE_CUDA
   if (!device.is_cuda())

@@ -82,9 +82,9 @@ void check_before_training(const TrainConfig& cfg, const FashionMnist& data, eng
 // returns the loss) in NCHW and in NHWC and leaves `model` in the faster. Each layout is warmed up once first
 // (the allocator, `--conv fastest`'s timing), then timed `repeats` times, the layouts interleaved so that a drift
 // in the machine's speed meets both (in bf16 every call then re-casts the conv weights, whose one bf16 copy is in
-// one layout's order: both pay it); the medians decide. The model's buffers (batch
-// norm's running statistics) are restored and its gradients dropped, so the run goes on exactly as a run that
-// named the chosen layout. Each timed call ends with a host sync (the loss read back), so CUDA is timed whole.
+// one layout's order: both pay it); the medians decide. The model's buffers (batch norm's running statistics) are
+// restored and its gradients dropped, so the run goes on exactly as a run that named the chosen layout. Each timed
+// call ends with a host sync (the loss read back), so CUDA is timed whole.
 struct LayoutTiming {
   kernels::Layout chosen = kernels::Layout::nchw;
   double nchw_ms = 0, nhwc_ms = 0;  // median per call
