@@ -15,6 +15,7 @@
 #include "tests/compare.h"
 #include "tests/gradcheck.h"
 #include "tests/ops/conv_case.h"
+#include "tests/ops/layout_host.h"
 
 #if ENGINE_HAVE_CUDA
 #include "kernels/cuda/runtime.h"
@@ -28,6 +29,8 @@ using kernels::Layout;
 using testing::ConvCase;
 using testing::describe;
 using testing::params;
+using testing::to_nchw;
+using testing::to_nhwc;
 
 namespace {
 
@@ -41,25 +44,6 @@ Conv2dShape shape_of(const ConvCase& k, Layout layout) {
   return s;
 }
 
-// [A, B, H, W] <-> [A, H, W, B] (both take A, B, H, W): x (A = N, B = C), the weight (A = OC, B = C), y and gy (A = N,
-// B = OC).
-std::vector<double> to_nhwc(const std::vector<double>& v, int64_t a, int64_t b, int64_t h, int64_t w) {
-  std::vector<double> out(v.size());
-  for (int64_t i = 0; i < a; ++i)
-    for (int64_t j = 0; j < b; ++j)
-      for (int64_t y = 0; y < h; ++y)
-        for (int64_t x = 0; x < w; ++x) out[((i * h + y) * w + x) * b + j] = v[((i * b + j) * h + y) * w + x];
-  return out;
-}
-std::vector<double> to_nchw(const std::vector<double>& v, int64_t a, int64_t b, int64_t h, int64_t w) {
-  std::vector<double> out(v.size());
-  for (int64_t i = 0; i < a; ++i)
-    for (int64_t j = 0; j < b; ++j)
-      for (int64_t y = 0; y < h; ++y)
-        for (int64_t x = 0; x < w; ++x) out[((i * b + j) * h + y) * w + x] = v[((i * h + y) * w + x) * b + j];
-  return out;
-}
-
 std::vector<double> uniform(int64_t n, uint64_t seed) {
   std::mt19937_64 gen(seed);
   std::uniform_real_distribution<double> d(-1.0, 1.0);
@@ -68,18 +52,23 @@ std::vector<double> uniform(int64_t n, uint64_t seed) {
   return v;
 }
 
-// The four inputs of one case in NCHW order (the NHWC run permutes them); values are rounded to the dtype when
-// they become tensors, the same values for both layouts.
+// The four inputs of one case, drawn in NCHW order and permuted for an NHWC run (the weight too, to [OC, KH, KW,
+// C]), so both layouts see the same values; they are rounded to the dtype when they become tensors.
 struct Inputs {
   std::vector<double> x, w, b, gy;
 };
-Inputs inputs_of(const ConvCase& k, uint64_t seed) {
+Inputs inputs_of(const ConvCase& k, uint64_t seed, Layout layout = Layout::nchw) {
   const Conv2dShape s = shape_of(k, Layout::nchw);
   Inputs in;
   in.x = uniform(s.n * s.c * s.h * s.w, seed);
   in.w = uniform(s.oc * s.ckk(), seed + 1);
   if (k.bias) in.b = uniform(s.oc, seed + 2);
   in.gy = uniform(s.n * s.oc * s.oh * s.ow, seed + 3);
+  if (layout == Layout::nhwc) {
+    in.x = to_nhwc(in.x, s.n, s.c, s.h, s.w);
+    in.w = to_nhwc(in.w, s.oc, s.c, s.kh, s.kw);
+    in.gy = to_nhwc(in.gy, s.n, s.oc, s.oh, s.ow);
+  }
   return in;
 }
 
@@ -174,11 +163,7 @@ void check_layouts(const ConvCase& k, uint64_t seed) {
   const DType dt = engine::dtype_of<T>();
   INFO(describe(k) << ", " << engine::dtype_name(dt));
   const Conv2dShape a = shape_of(k, Layout::nchw), b = shape_of(k, Layout::nhwc);
-  const Inputs in = inputs_of(k, seed);
-  Inputs t = in;
-  t.x = to_nhwc(in.x, a.n, a.c, a.h, a.w);
-  t.w = to_nhwc(in.w, a.oc, a.c, a.kh, a.kw);
-  t.gy = to_nhwc(in.gy, a.n, a.oc, a.oh, a.ow);
+  const Inputs in = inputs_of(k, seed), t = inputs_of(k, seed, Layout::nhwc);
   const Outputs ref = run<T>(Impl::cpu, a, in, Device::cpu()), got = run<T>(Impl::cpu, b, t, Device::cpu());
   const double kf = double(a.ckk() + 1), kx = double(a.oc * a.kh * a.kw), kw = double(a.n * a.oh * a.ow);
   CHECK_OK(compare(to_nchw(got.y, a.n, a.oc, a.oh, a.ow), ref.y, tol_of(dt, kf)));
@@ -286,13 +271,7 @@ void check_device(Impl impl, const ConvCase& k, uint64_t seed, Layout layout = L
   INFO(describe(k) << ", " << engine::dtype_name(dt) << ", " << impl_name(impl) << (cl ? " NHWC" : " NCHW")
                    << " against the CPU");
   const Conv2dShape s = shape_of(k, layout);
-  const Inputs nchw = inputs_of(k, seed);
-  Inputs in = nchw;
-  if (cl) {
-    in.x = to_nhwc(nchw.x, s.n, s.c, s.h, s.w);
-    in.w = to_nhwc(nchw.w, s.oc, s.c, s.kh, s.kw);
-    in.gy = to_nhwc(nchw.gy, s.n, s.oc, s.oh, s.ow);
-  }
+  const Inputs in = inputs_of(k, seed, layout);
   const Outputs ref = run<T>(Impl::cpu, s, in, Device::cpu()), got = run<T>(impl, s, in, Device::cuda());
   auto tol = [&](double terms) { return dt == DType::bf16 ? 0x1p-6 + 2 * 8 * terms * 0x1p-24 : 2 * tol_of(dt, terms); };
   const double kf = double(s.ckk() + 1), kx = double(s.oc * s.kh * s.kw), kw = double(s.n * s.oh * s.ow);
@@ -344,10 +323,7 @@ void check_cases(uint64_t seed, Layout layout) {
 void check_chunks_f32(const ConvCase& k, uint64_t seed) {
   INFO(describe(k) << ", float32, CUDA NHWC over several chunks against the CPU");
   const Conv2dShape s = shape_of(k, Layout::nhwc);
-  Inputs in = inputs_of(k, seed);
-  in.x = to_nhwc(in.x, s.n, s.c, s.h, s.w);
-  in.w = to_nhwc(in.w, s.oc, s.c, s.kh, s.kw);
-  in.gy = to_nhwc(in.gy, s.n, s.oc, s.oh, s.ow);
+  const Inputs in = inputs_of(k, seed, Layout::nhwc);
   const Outputs ref = run<float>(Impl::cpu, s, in, Device::cpu()), got = run<float>(Impl::cuda, s, in, Device::cuda());
   const double r = 0x1p-10;
   REQUIRE(rms(ref.gw) > 0);
@@ -396,12 +372,7 @@ TEST_CASE("conv2d cuda bf16: a weight gradient over several chunks matches the C
   for (Layout layout : {Layout::nchw, Layout::nhwc}) {
     INFO(describe(k) << (layout == Layout::nhwc ? ", NHWC" : ", NCHW"));
     const Conv2dShape s = shape_of(k, layout);
-    Inputs in = inputs_of(k, 11);
-    if (layout == Layout::nhwc) {
-      in.x = to_nhwc(in.x, s.n, s.c, s.h, s.w);
-      in.w = to_nhwc(in.w, s.oc, s.c, s.kh, s.kw);
-      in.gy = to_nhwc(in.gy, s.n, s.oc, s.oh, s.ow);
-    }
+    const Inputs in = inputs_of(k, 11, layout);
     const Outputs ref = run<kernels::bf16>(Impl::cpu, s, in, Device::cpu());
     const Outputs got = run<kernels::bf16>(Impl::cuda, s, in, Device::cuda());
     const double r = rms(ref.gw);

@@ -21,31 +21,16 @@
 #include "kernels/shortcut.h"
 #include "tests/compare.h"
 #include "tests/gradcheck.h"
+#include "tests/ops/layout_host.h"
 
 using engine::Device;
 using engine::DType;
 using engine::Tensor;
 using kernels::Layout;
+using testing::to_nchw;
+using testing::to_nhwc;
 
 namespace {
-
-// [N, C, H, W] <-> [N, H, W, C] on host vectors (the reference permute the kernels are checked against).
-std::vector<double> to_nhwc(const std::vector<double>& v, int64_t n, int64_t c, int64_t h, int64_t w) {
-  std::vector<double> out(v.size());
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < c; ++j)
-      for (int64_t y = 0; y < h; ++y)
-        for (int64_t x = 0; x < w; ++x) out[((i * h + y) * w + x) * c + j] = v[((i * c + j) * h + y) * w + x];
-  return out;
-}
-std::vector<double> to_nchw(const std::vector<double>& v, int64_t n, int64_t c, int64_t h, int64_t w) {
-  std::vector<double> out(v.size());
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < c; ++j)
-      for (int64_t y = 0; y < h; ++y)
-        for (int64_t x = 0; x < w; ++x) out[((i * c + j) * h + y) * w + x] = v[((i * h + y) * w + x) * c + j];
-  return out;
-}
 
 std::vector<double> uniform(int64_t n, uint64_t seed, double lo = -1.0, double hi = 1.0) {
   std::mt19937_64 gen(seed);

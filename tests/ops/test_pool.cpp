@@ -9,10 +9,12 @@
 #include "engine/ops.h"
 #include "kernels/pool.h"
 #include "tests/gradcheck.h"
+#include "tests/ops/layout_host.h"
 #include "tests/require_close.h"
 
 using namespace engine;
 using testing::require_close;
+using testing::to_nhwc;
 
 namespace {
 Pool2dParams pool(int k, int s, int p) {
@@ -77,12 +79,6 @@ TEST_CASE("max_pool2d: of several NaNs in a window the first takes the gradient,
   const std::vector<double> x_nchw = {1, nan, 2, nan, 0, nan, 6, 5, 4, 3, 2, 1};
   const std::vector<double> gy_nchw = {1, 2, 3, 4};
   const std::vector<double> want_dx_nchw = {0, 3, 0, 0, 0, 0, 3, 4, 0, 0, 0, 0};
-  const auto nhwc = [](const std::vector<double>& v, int64_t c, int64_t hw) {
-    std::vector<double> out(v.size());
-    for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t i = 0; i < hw; ++i) out[i * c + ch] = v[ch * hw + i];
-    return out;
-  };
   std::vector<Device> devices = {Device::cpu()};
   if (cuda_available()) devices.push_back(Device::cuda());
   for (Device device : devices)
@@ -90,9 +86,9 @@ TEST_CASE("max_pool2d: of several NaNs in a window the first takes the gradient,
       for (Layout layout : {Layout::nchw, Layout::nhwc}) {
         const bool cl = layout == Layout::nhwc;
         INFO(device.str() << " " << dtype_name(dtype) << (cl ? " nhwc" : " nchw"));
-        Tensor x =
-            Tensor::from_vector(cl ? nhwc(x_nchw, 2, 6) : x_nchw, cl ? Shape{1, 2, 3, 2} : Shape{1, 2, 2, 3}, dtype)
-                .to(device);
+        Tensor x = Tensor::from_vector(cl ? to_nhwc(x_nchw, 1, 2, 2, 3) : x_nchw,
+                                       cl ? Shape{1, 2, 3, 2} : Shape{1, 2, 2, 3}, dtype)
+                       .to(device);
         x.set_requires_grad(true);
         Pool2dParams p = pool(2, 1, 0);
         p.layout = layout;
@@ -103,8 +99,8 @@ TEST_CASE("max_pool2d: of several NaNs in a window the first takes the gradient,
         REQUIRE(got_y.size() == want_y.size());
         for (size_t i = 0; i < got_y.size(); ++i)
           CHECK((std::isnan(want_y[i]) ? std::isnan(got_y[i]) : got_y[i] == want_y[i]));
-        run_backward(y, Tensor::from_vector(cl ? nhwc(gy_nchw, 2, 2) : gy_nchw, y.shape(), dtype).to(device));
-        CHECK(x.grad().to(Device::cpu()).to_vector() == (cl ? nhwc(want_dx_nchw, 2, 6) : want_dx_nchw));
+        run_backward(y, Tensor::from_vector(cl ? to_nhwc(gy_nchw, 1, 2, 1, 2) : gy_nchw, y.shape(), dtype).to(device));
+        CHECK(x.grad().to(Device::cpu()).to_vector() == (cl ? to_nhwc(want_dx_nchw, 1, 2, 2, 3) : want_dx_nchw));
       }
   if (!cuda_available()) WARN("CUDA part not run: " << cuda_unavailable_reason());
 }
