@@ -84,13 +84,16 @@ void check_before_training(const TrainConfig& cfg, const FashionMnist& data, eng
 // in the machine's speed meets both (in bf16 every call then re-casts the conv weights, whose one bf16 copy is in
 // one layout's order: both pay it); the medians decide. The model's buffers (batch norm's running statistics) are
 // restored and its gradients dropped, so the run goes on exactly as a run that named the chosen layout. Each timed
-// call ends with a host sync (the loss read back), so CUDA is timed whole.
+// call ends with a host sync (the loss read back), so CUDA is timed whole. `now_ms` reads the clock in
+// milliseconds (empty: std::chrono::steady_clock); tests pass their own so that a loaded machine cannot move
+// the decision.
 struct LayoutTiming {
   kernels::Layout chosen = kernels::Layout::nchw;
   double nchw_ms = 0, nhwc_ms = 0;  // median per call
   int repeats = 0;
 };
-LayoutTiming choose_layout(engine::nn::Module& model, const std::function<engine::Tensor()>& fwd_bwd, int repeats = 3);
+LayoutTiming choose_layout(engine::nn::Module& model, const std::function<engine::Tensor()>& fwd_bwd, int repeats = 3,
+                           const std::function<double()>& now_ms = {});
 
 // Removes files named <name>.tmp-<pid> in `dir` (what an atomic write leaves when its process is killed) whose
 // process no longer runs. Returns the names removed.

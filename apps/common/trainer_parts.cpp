@@ -147,8 +147,12 @@ void xavier_uniform_init(engine::nn::Module& model, engine::Generator& gen) {
   }
 }
 
-LayoutTiming choose_layout(engine::nn::Module& model, const std::function<Tensor()>& fwd_bwd, int repeats) {
+LayoutTiming choose_layout(engine::nn::Module& model, const std::function<Tensor()>& fwd_bwd, int repeats,
+                           const std::function<double()>& now_ms) {
   ENGINE_CHECK(repeats >= 1, "choose_layout: repeats must be at least 1, got ", repeats);
+  const std::function<double()> now = now_ms ? now_ms : [] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
   std::vector<std::pair<Tensor, Tensor>> saved;  // (buffer, its value before)
   for (const auto& [name, t] : model.named_buffers()) saved.emplace_back(t, t.clone());
   using kernels::Layout;
@@ -156,9 +160,9 @@ LayoutTiming choose_layout(engine::nn::Module& model, const std::function<Tensor
   auto call = [&](Layout l) {
     model.set_layout(l);
     model.zero_grad();
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now();
     fwd_bwd().item();  // a host sync: the whole call has run
-    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    return now() - t0;
   };
   for (Layout l : layouts) call(l);
   std::vector<double> ms[2];

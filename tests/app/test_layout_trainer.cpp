@@ -52,37 +52,65 @@ TEST_CASE("trainer: --layout nhwc trains as nchw, same checkpoint tensors, resum
 }
 
 TEST_CASE("choose_layout: the layout whose calls ran faster, the buffers as they were", "[app][trainer][nhwc]") {
-  // A call that sleeps in one layout: the choice must be the other, whichever layout is the slow one. The tiny
-  // net's call takes under a millisecond alone, yet with a 30 ms sleep and a 25 ms margin this failed once under
-  // ctest -j2 on 2 cores (OpenMP threads descheduled at their barriers stretch a call): the sleep now dominates by
-  // far, and the margin leaves 100 ms for such delays.
+  // The calls advance a clock of the test's own, so the decision is exact whatever else loads the machine (a real
+  // clock with a 200 ms sleep and a 100 ms margin still failed under ctest -j2 on 2 cores, where OpenMP threads
+  // descheduled at their barriers stretch a sub-millisecond call past that). The slow layout costs 200 ms a call;
+  // the fast one costs nothing except 5000 ms in its warm-up and 1000 ms in its first timed call, so counting the
+  // warm-up or taking a mean instead of the median (1000/3 > 200) would choose the slow layout.
   std::shared_ptr<engine::nn::Module> net = tiny_net(4);
   const engine::Tensor x =
       engine::randn({8, 1, 14, 14}, engine::DType::f32, engine::Device::cpu(), engine::default_generator());
   const engine::Tensor y = engine::Tensor::from_vector({0, 1, 2, 3, 4, 5, 6, 7}, {8}, engine::DType::i32);
   const std::vector<double> mean_before = net->find("1.running_mean").to_vector();
-  for (kernels::Layout slow : {kernels::Layout::nchw, kernels::Layout::nhwc}) {
-    INFO("slow layout " << engine::layout_name(slow));
-    int calls = 0;
-    const app::LayoutTiming t = app::choose_layout(*net, [&] {
-      ++calls;
-      if (net->layout() == slow) std::this_thread::sleep_for(std::chrono::milliseconds(200));
-      engine::Tensor loss = engine::cross_entropy(engine::nn::forward_logits(*net, x, engine::DType::f32), y);
-      loss.backward();
-      return loss.detach();
-    });
-    INFO("nchw " << t.nchw_ms << " ms, nhwc " << t.nhwc_ms << " ms");
-    REQUIRE(calls == 2 * (1 + t.repeats));  // one warm-up and `repeats` timed calls per layout
-    REQUIRE(t.chosen != slow);
-    REQUIRE(net->layout() == t.chosen);
-    REQUIRE((slow == kernels::Layout::nchw ? t.nchw_ms - t.nhwc_ms : t.nhwc_ms - t.nchw_ms) >= 100);
+  auto require_as_before = [&] {
     // Eight training-mode forwards moved the running mean; choose_layout put it back, and left no gradient.
     REQUIRE(net->find("1.running_mean").to_vector() == mean_before);
     for (const auto& [name, p] : net->named_parameters()) {
       INFO(name);
       REQUIRE(!p.grad().defined());
     }
+  };
+  auto fwd_bwd = [&] {
+    engine::Tensor loss = engine::cross_entropy(engine::nn::forward_logits(*net, x, engine::DType::f32), y);
+    loss.backward();
+    return loss.detach();
+  };
+  for (kernels::Layout slow : {kernels::Layout::nchw, kernels::Layout::nhwc}) {
+    INFO("slow layout " << engine::layout_name(slow));
+    double clock = 0;
+    int calls = 0, fast_calls = 0;
+    const app::LayoutTiming t = app::choose_layout(
+        *net,
+        [&] {
+          ++calls;
+          if (net->layout() == slow)
+            clock += 200;
+          else if (++fast_calls <= 2)
+            clock += fast_calls == 1 ? 5000 : 1000;
+          return fwd_bwd();
+        },
+        3, [&] { return clock; });
+    INFO("nchw " << t.nchw_ms << " ms, nhwc " << t.nhwc_ms << " ms");
+    REQUIRE(calls == 2 * (1 + t.repeats));  // one warm-up and `repeats` timed calls per layout
+    REQUIRE(t.repeats == 3);
+    REQUIRE(t.chosen != slow);
+    REQUIRE(net->layout() == t.chosen);
+    REQUIRE((slow == kernels::Layout::nchw ? t.nchw_ms : t.nhwc_ms) == 200);
+    REQUIRE((slow == kernels::Layout::nchw ? t.nhwc_ms : t.nchw_ms) == 0);
+    require_as_before();
   }
+  // The default clock times the whole call: a 20 ms sleep in NHWC shows in its median (sleep_for sleeps at least
+  // that long; how long the rest takes on a loaded machine is not asserted).
+  const app::LayoutTiming t = app::choose_layout(*net, [&] {
+    if (net->layout() == kernels::Layout::nhwc) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return fwd_bwd();
+  });
+  INFO("nchw " << t.nchw_ms << " ms, nhwc " << t.nhwc_ms << " ms");
+  REQUIRE(t.nhwc_ms >= 20);
+  REQUIRE(t.nchw_ms > 0);
+  REQUIRE(t.chosen == (t.nhwc_ms < t.nchw_ms ? kernels::Layout::nhwc : kernels::Layout::nchw));
+  REQUIRE(net->layout() == t.chosen);
+  require_as_before();
 }
 
 TEST_CASE("trainer: --layout auto says what it timed, records its choice and trains exactly as that layout",
